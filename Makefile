@@ -1,0 +1,50 @@
+# Two entry points: `make demo` (the main job on embedded defaults) and `make test`.
+# Each creates or reuses the virtual environment $(VENV). Torch is installed from
+# $(TORCH_SPEC) only when the environment has no torch yet, so an existing torch is kept
+# and a CPU-only machine never pulls CUDA wheels.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip setuptools wheel
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH_SPEC)"
+	touch $@
+
+$(VENV)/.installed-all: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -e ".[all]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed-all
+	$(BIN)/python -m benchmarks.demo
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.bench_marginals
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

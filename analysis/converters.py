@@ -1,0 +1,483 @@
+"""Training logs of MixDPO runs -> pandas and ArviZ ``InferenceData``.
+
+A training log is one record per logging step with the keys written by the MixDPO trainer:
+``step``, ``loss``, ``strength/mean``, ``strength/variance``, ``strength/cv``, one
+``strength/<parameter>`` per constrained parameter of the strength family (``shape`` and ``rate``
+for Gamma, ``loc`` and ``scale`` for LogNormal, ``beta`` for a fixed strength) and the DPO reward
+statistics ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``, ``rewards/margins``.
+Any other numeric key (``learning_rate``, ``grad_norm``, ``epoch``) is kept as well.
+
+In ``InferenceData`` the slash becomes an underscore (``strength/mean`` -> ``strength_mean``)
+because netCDF variable names cannot contain ``/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from analysis._arviz import az
+
+__all__ = [
+    "STRENGTH_PARAMETERS",
+    "TrainingRun",
+    "choice_fit_to_inference_data",
+    "find_training_log",
+    "read_training_log",
+    "strength_distribution",
+    "strength_family",
+    "training_runs_to_inference_data",
+]
+
+StrengthFamily = Literal["gamma", "lognormal", "fixed"]
+
+#: Constrained parameters logged for each strength family, in the order the family takes them.
+STRENGTH_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "gamma": ("shape", "rate"),
+    "lognormal": ("loc", "scale"),
+    "fixed": ("beta",),
+}
+_ALL_PARAMETERS = ("shape", "rate", "loc", "scale", "beta")
+_REQUIRED_KEYS = ("step", "strength/mean", "strength/variance")
+_VALUE_RULES = {
+    "strength/mean": "positive",
+    "strength/variance": "nonnegative",
+    "strength/cv": "nonnegative",
+    "strength/shape": "positive",
+    "strength/rate": "positive",
+    "strength/loc": "finite",
+    "strength/scale": "positive",
+    "strength/beta": "positive",
+}
+
+LogSource = str | PathLike | pd.DataFrame | Iterable[Mapping[str, Any]]
+
+
+def _variable_name(key: str) -> str:
+    return key.replace("/", "_")
+
+
+def _records_from_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}: line {line_number} is not valid JSON ({error})"
+                ) from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: line {line_number} is not a JSON object")
+            records.append(record)
+    return records
+
+
+_LOG_FILE_NAMES = (
+    "log.jsonl",
+    "logs.jsonl",
+    "train_log.jsonl",
+    "trainer_log.jsonl",
+    "metrics.jsonl",
+)
+
+
+def find_training_log(path: str | PathLike) -> Path:
+    """The log file of a run: ``path`` itself if a file, else the first found in the directory of
+    ``log.jsonl``, ``logs.jsonl``, ``train_log.jsonl``, ``trainer_log.jsonl``, ``metrics.jsonl``,
+    ``trainer_state.json`` (Hugging Face ``log_history``), or the ``trainer_state.json`` of the
+    last ``checkpoint-<step>`` subdirectory."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(f"training log {path} does not exist")
+    for candidate in (*_LOG_FILE_NAMES, "trainer_state.json"):
+        if (path / candidate).is_file():
+            return path / candidate
+    checkpoints = sorted(
+        (p for p in path.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()),
+        key=lambda p: int(p.name.removeprefix("checkpoint-")),
+    )
+    if checkpoints and (checkpoints[-1] / "trainer_state.json").is_file():
+        return checkpoints[-1] / "trainer_state.json"
+    raise FileNotFoundError(
+        f"{path} holds none of {[*_LOG_FILE_NAMES, 'trainer_state.json']} nor a checkpoint-*/"
+        "trainer_state.json: pass the log file itself"
+    )
+
+
+def _merge_duplicate_steps(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """One row per step: records of the same step are merged when they agree on shared keys.
+
+    The Hugging Face Trainer logs its end-of-training summary (``train_runtime``...) at the last
+    step with the same strength values; that merges. Two records of one step that disagree
+    (a resumed run that logged a step again with other values) raise.
+    """
+    if not frame["step"].duplicated().any():
+        return frame
+    merged = []
+    for step, rows in frame.groupby("step", sort=False):
+        if len(rows) > 1:
+            for column in rows.columns:
+                values = rows[column].dropna().to_numpy(dtype=np.float64)
+                if values.size > 1 and not np.all(values == values[0]):
+                    raise ValueError(
+                        f"{label}: step {int(step)} is logged more than once with different "
+                        f"{column!r} ({values[0].item()!r} vs {values[1].item()!r}); "
+                        "a resumed run? keep one record per step"
+                    )
+        merged.append(rows.bfill().iloc[[0]])
+    return pd.concat(merged)
+
+
+def read_training_log(source: LogSource, *, name: str | None = None) -> pd.DataFrame:
+    """Read one training run's per-step log into a DataFrame sorted by step.
+
+    Args:
+        source: a JSONL file (one JSON object per line), a Hugging Face ``trainer_state.json``
+            (its ``log_history``), a run directory (see :func:`find_training_log`), a
+            DataFrame, or an iterable of dict records.
+        name: label used in error messages (defaults to the file name).
+
+    Returns:
+        DataFrame with one row per logging step (``step`` as int64 column, sorted ascending)
+        and one float column per numeric logged key. Records without ``strength/mean`` (the
+        trainer's evaluation and end-of-training summaries) are dropped.
+
+    Raises:
+        ValueError: a required key (``step``, ``strength/mean``, ``strength/variance``) is
+            missing everywhere, a strength value is not finite or not positive where it must be,
+            or a step is logged twice with different values (records of one step that agree,
+            like the Trainer's end-of-training summary, are merged).
+    """
+    if isinstance(source, pd.DataFrame):
+        frame = source.copy()
+        label = name or "training log"
+    elif isinstance(source, str | PathLike):
+        path = find_training_log(source)
+        label = name or str(path)
+        if path.suffix == ".json":
+            with path.open(encoding="utf-8") as handle:
+                state = json.load(handle)
+            if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+                raise ValueError(f"{path}: expected a Trainer state with a 'log_history' list")
+            frame = pd.DataFrame.from_records(state["log_history"])
+        else:
+            frame = pd.DataFrame.from_records(_records_from_jsonl(path))
+    else:
+        label = name or "training log"
+        records = list(source)
+        bad = [i for i, record in enumerate(records) if not isinstance(record, Mapping)]
+        if bad:
+            raise ValueError(
+                f"{label}: record {bad[0]} is a {type(records[bad[0]]).__name__}, not a dict"
+            )
+        frame = pd.DataFrame.from_records(records)
+
+    missing = [key for key in _REQUIRED_KEYS if key not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{label}: missing key(s) {missing}; found {sorted(map(str, frame.columns))}"
+        )
+    frame = frame.loc[frame["strength/mean"].notna()].copy()
+    if frame.empty:
+        raise ValueError(f"{label}: no record has a value for 'strength/mean'")
+
+    numeric = {}
+    for column in frame.columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().any() or column in _REQUIRED_KEYS:
+            numeric[column] = values
+    frame = pd.DataFrame(numeric, index=frame.index)
+
+    steps = frame["step"]
+    if steps.isna().any() or (steps != np.round(steps)).any():
+        row = int(np.flatnonzero(steps.isna() | (steps != np.round(steps)))[0])
+        raise ValueError(f"{label}: record {row} has step {steps.iloc[row]!r}, not an integer")
+    frame["step"] = steps.astype(np.int64)
+    frame = _merge_duplicate_steps(frame, label)
+    for column, rule in _VALUE_RULES.items():
+        if column not in frame:
+            continue
+        values = frame[column].to_numpy()
+        bad = ~np.isfinite(values)
+        if rule == "positive":
+            bad |= values <= 0
+        elif rule == "nonnegative":
+            bad |= values < 0
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{label}: column {column!r} has invalid value {values[row]!r} at step "
+                f"{int(frame['step'].iloc[row])} (must be {rule})"
+            )
+    return frame.sort_values("step").reset_index(drop=True)
+
+
+def strength_family(log: pd.DataFrame) -> StrengthFamily:
+    """Strength family of a training log, from which ``strength/<parameter>`` keys it has.
+
+    Raises:
+        ValueError: the log holds the parameters of no family or of several.
+    """
+    present = [
+        family
+        for family, parameters in STRENGTH_PARAMETERS.items()
+        if all(f"strength/{p}" in log.columns for p in parameters)
+    ]
+    if len(present) != 1:
+        keys = sorted(c for c in log.columns if str(c).startswith("strength/"))
+        raise ValueError(
+            f"cannot tell the strength family from keys {keys}: expected exactly one of "
+            + ", ".join(f"{f}: {list(p)}" for f, p in STRENGTH_PARAMETERS.items())
+        )
+    return present[0]  # type: ignore[return-value]
+
+
+def strength_distribution(family: str, **parameters: float) -> Any:
+    """Frozen ``scipy.stats`` distribution of a strength family with the logged parameters.
+
+    Gamma(shape, rate) has density ``rate^shape b^(shape-1) e^(-rate b) / Gamma(shape)``;
+    LogNormal(loc, scale) is ``exp(Normal(loc, scale))``; a fixed strength is a point mass, for
+    which ``None`` is returned (it has no density).
+    """
+    from scipy import stats
+
+    expected = STRENGTH_PARAMETERS.get(family)
+    if expected is None:
+        raise ValueError(
+            f"unknown strength family {family!r}; expected one of {list(STRENGTH_PARAMETERS)}"
+        )
+    if sorted(parameters) != sorted(expected):
+        raise ValueError(
+            f"{family} strength takes parameters {list(expected)}, got {sorted(parameters)}"
+        )
+    for key, value in parameters.items():
+        if not math.isfinite(value) or (key != "loc" and value <= 0):
+            raise ValueError(f"{family} parameter {key}={value!r} must be finite and positive")
+    if family == "gamma":
+        return stats.gamma(a=parameters["shape"], scale=1.0 / parameters["rate"])
+    if family == "lognormal":
+        return stats.lognorm(s=parameters["scale"], scale=math.exp(parameters["loc"]))
+    return None
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One training run's log with the labels that tell runs apart in plots and reports.
+
+    Attributes:
+        name: unique run label (``"mixdpo-gamma-prism"``).
+        log: a per-step log or anything :func:`read_training_log` reads.
+        dataset: the preference data set it was trained on (``"prism"``); ``"unknown"`` if unset.
+        family: ``"gamma"``, ``"lognormal"`` or ``"fixed"``; inferred from the log if unset.
+    """
+
+    name: str
+    log: LogSource
+    dataset: str = "unknown"
+    family: str | None = None
+
+
+def _as_runs(
+    runs: TrainingRun | Sequence[TrainingRun] | Mapping[str, LogSource],
+) -> list[TrainingRun]:
+    if isinstance(runs, TrainingRun):
+        return [runs]
+    if isinstance(runs, Mapping):
+        return [TrainingRun(name=str(key), log=value) for key, value in runs.items()]
+    runs = list(runs)
+    if not runs or not all(isinstance(run, TrainingRun) for run in runs):
+        raise TypeError("runs must be a TrainingRun, a non-empty sequence of them, or {name: log}")
+    return runs
+
+
+def training_runs_to_inference_data(
+    runs: TrainingRun | Sequence[TrainingRun] | Mapping[str, LogSource],
+    *,
+    num_strength_draws: int = 0,
+    seed: int = 0,
+) -> Any:
+    """Strength trajectories of one or several training runs as ArviZ ``InferenceData``.
+
+    Groups:
+
+    * ``trajectory``: every logged numeric key, dims ``(run, step)``; ``step`` is the union of
+      the runs' logged steps, so a run that did not log a step (a shorter run, a different
+      logging interval) holds NaN there, as do the parameters of the other families in a mix of
+      Gamma and LogNormal runs. Coordinates ``dataset(run)`` and ``family(run)`` label runs.
+    * ``strength``: the fitted strength distribution, i.e. the last logged step of each run:
+      ``mean``, ``variance``, ``cv`` and the family's parameters, dims ``(run,)``; parameters
+      of other families are NaN.
+    * ``strength_draws`` (only when ``num_strength_draws > 0``): ``num_strength_draws`` exact
+      draws from each run's fitted distribution, dims ``(chain, draw, run)`` with one chain, so
+      that ``az.summary(idata, group="strength_draws")`` and ArviZ density plots work. These are
+      draws of the population distribution of strength, not a Bayesian posterior.
+
+    Args:
+        runs: a :class:`TrainingRun`, a sequence of them, or a mapping ``{run name: log}``.
+        num_strength_draws: draws per run for the ``strength_draws`` group (0 = no group).
+        seed: seed of those draws.
+    """
+    run_list = _as_runs(runs)
+    names = [run.name for run in run_list]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run names must be unique, got {names}")
+
+    logs, families = [], []
+    for run in run_list:
+        log = read_training_log(run.log, name=run.name)
+        inferred = strength_family(log)
+        if run.family is not None and run.family != inferred:
+            raise ValueError(
+                f"run {run.name!r} is labelled family {run.family!r} but its log has the "
+                f"parameters of {inferred!r}"
+            )
+        logs.append(log)
+        families.append(inferred)
+
+    steps = np.unique(np.concatenate([log["step"].to_numpy() for log in logs]))
+    keys: list[str] = []
+    for log in logs:
+        keys.extend(c for c in log.columns if c != "step" and c not in keys)
+    trajectory = {}
+    for key in keys:
+        table = np.full((len(logs), steps.size), np.nan)
+        for row, log in enumerate(logs):
+            if key in log:
+                table[row, np.searchsorted(steps, log["step"].to_numpy())] = log[key].to_numpy()
+        trajectory[_variable_name(key)] = (("run", "step"), table)
+    run_coords = {
+        "run": names,
+        "dataset": ("run", [run.dataset for run in run_list]),
+        "family": ("run", families),
+    }
+    trajectory_ds = xr.Dataset(trajectory, coords={**run_coords, "step": steps})
+    trajectory_ds.attrs["log_keys"] = json.dumps({_variable_name(k): k for k in keys})
+
+    final = {}
+    for quantity in ("mean", "variance", "cv", *_ALL_PARAMETERS):
+        values = np.full(len(logs), np.nan)
+        for row, log in enumerate(logs):
+            key = f"strength/{quantity}"
+            if quantity == "cv" and key not in log:
+                last = log.iloc[-1]
+                values[row] = math.sqrt(last["strength/variance"]) / last["strength/mean"]
+            elif key in log:
+                values[row] = log[key].iloc[-1]
+        if quantity in ("mean", "variance", "cv") or np.isfinite(values).any():
+            final[quantity] = (("run",), values)
+    final["final_step"] = (("run",), np.array([log["step"].iloc[-1] for log in logs]))
+    groups = {"trajectory": trajectory_ds, "strength": xr.Dataset(final, coords=run_coords)}
+
+    if num_strength_draws > 0:
+        rng = np.random.default_rng(seed)
+        draws = np.empty((1, num_strength_draws, len(logs)))
+        for row, (log, family) in enumerate(zip(logs, families, strict=True)):
+            parameters = {
+                p: float(log[f"strength/{p}"].iloc[-1]) for p in STRENGTH_PARAMETERS[family]
+            }
+            distribution = strength_distribution(family, **parameters)
+            if distribution is None:
+                draws[0, :, row] = parameters["beta"]
+            else:
+                draws[0, :, row] = distribution.rvs(size=num_strength_draws, random_state=rng)
+        groups["strength_draws"] = xr.Dataset(
+            {"strength": (("chain", "draw", "run"), draws)},
+            coords={**run_coords, "chain": [0], "draw": np.arange(num_strength_draws)},
+        )
+    return az.InferenceData(**groups)
+
+
+def choice_fit_to_inference_data(
+    fit: Any,
+    *,
+    num_draws: int = 4000,
+    robust: bool = False,
+    population_draws: int = 0,
+    seed: int = 0,
+) -> Any:
+    """A ``mixlogit`` choice-model fit as ArviZ ``InferenceData``.
+
+    A Bayesian fit (``mixlogit`` ``BayesianResults``, which carries ``idata``) is returned as
+    is. A classical fit (``EstimationResults``: ``names``, ``params``, ``cov``,
+    ``robust_cov``...) becomes:
+
+    * ``estimates``: ``estimate``, ``std_err``, ``robust_std_err``, ``z`` with dim
+      ``parameter``; attributes ``method``, ``loglik``, ``null_loglik``, ``aic``, ``bic``,
+      ``num_situations``, ``converged``.
+    * ``asymptotic_draws``: ``num_draws`` draws of the parameters from their asymptotic normal
+      distribution ``N(params, cov)`` (``robust_cov`` with ``robust=True``), dims ``(chain,
+      draw, parameter)`` with one chain, so ``az.summary(idata, group="asymptotic_draws")`` and
+      ArviZ plots apply. This is the sampling distribution of the estimator, not a posterior.
+    * ``population`` (when ``population_draws > 0`` and the model has random coefficients):
+      draws of every coefficient over the population at the estimates, one variable per
+      coefficient, dims ``(chain, draw)``.
+    """
+    if hasattr(fit, "idata"):
+        return fit.idata
+    required = ("names", "params", "cov")
+    missing = [name for name in required if not hasattr(fit, name)]
+    if missing:
+        raise TypeError(
+            f"expected a mixlogit fit (EstimationResults or BayesianResults); "
+            f"{type(fit).__name__} lacks {missing}"
+        )
+    names = [str(name) for name in fit.names]
+    params = np.asarray(fit.params, dtype=np.float64)
+    cov = np.asarray(fit.robust_cov if robust else fit.cov, dtype=np.float64)
+    if cov.shape != (params.size, params.size) or not np.all(np.isfinite(cov)):
+        raise ValueError(f"the fit's covariance has shape {cov.shape} or non-finite entries")
+    std_err = np.sqrt(np.diag(np.asarray(fit.cov, dtype=np.float64)))
+    robust_err = np.sqrt(np.diag(np.asarray(getattr(fit, "robust_cov", fit.cov), dtype=float)))
+    attrs = {
+        key: (value if isinstance(value, str | bool | int) else float(value))
+        for key in ("method", "loglik", "null_loglik", "aic", "bic", "num_situations", "converged")
+        if (value := getattr(fit, key, None)) is not None
+    }
+    estimates = xr.Dataset(
+        {
+            "estimate": (("parameter",), params),
+            "std_err": (("parameter",), std_err),
+            "robust_std_err": (("parameter",), robust_err),
+            "z": (("parameter",), params / std_err),
+        },
+        coords={"parameter": names},
+        attrs=attrs,
+    )
+    rng = np.random.default_rng(seed)
+    # the covariance may be only positive semi-definite (a parameter at a bound): use eigh
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    if eigenvalues.min() < -1e-10 * max(1.0, eigenvalues.max()):
+        raise ValueError(
+            f"the fit's covariance is not positive semi-definite ({eigenvalues.min()})"
+        )
+    root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+    draws = params + rng.standard_normal((num_draws, params.size)) @ root.T
+    groups = {
+        "estimates": estimates,
+        "asymptotic_draws": xr.Dataset(
+            {"theta": (("chain", "draw", "parameter"), draws[None])},
+            coords={"chain": [0], "draw": np.arange(num_draws), "parameter": names},
+            attrs={"covariance": "robust" if robust else "classical"},
+        ),
+    }
+    if population_draws > 0 and getattr(getattr(fit, "model", None), "random", None):
+        population = fit.population_coefficients(num_draws=population_draws, seed=seed)
+        groups["population"] = xr.Dataset(
+            {str(c): (("chain", "draw"), population[c].to_numpy()[None]) for c in population},
+            coords={"chain": [0], "draw": np.arange(population_draws)},
+        )
+    return az.InferenceData(**groups)

@@ -1,0 +1,668 @@
+"""Figures of preference heterogeneity; every function returns a ``matplotlib.figure.Figure``.
+
+Figures are built on ``matplotlib.figure.Figure`` directly (not ``pyplot``), so making many of
+them leaks nothing and needs no interactive backend; Jupyter shows a returned figure inline and
+``fig.savefig(path)`` writes it. Styling comes from a seaborn ``whitegrid`` context that is
+applied per figure and leaves the global ``rcParams`` untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis.converters import (
+    STRENGTH_PARAMETERS,
+    TrainingRun,
+    strength_distribution,
+    training_runs_to_inference_data,
+)
+from analysis.margins import SubgroupGains, SubgroupMargins
+
+__all__ = [
+    "plot_individual_coefficients",
+    "plot_strength_densities",
+    "plot_strength_trajectories",
+    "plot_subgroup_forest",
+    "plot_subgroup_gains",
+    "plot_subgroup_margins",
+    "plot_willingness_to_pay",
+]
+
+_STYLE = "whitegrid"
+
+
+def _palette(names: Sequence[str]) -> dict[str, Any]:
+    return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1)), strict=False))
+
+
+def _marker_sizes(counts: np.ndarray, largest: float) -> np.ndarray:
+    """Marker areas (points^2) proportional to the count, the largest count at ``largest``."""
+    return 20.0 + (largest - 20.0) * counts / max(float(counts.max()), 1.0)
+
+
+def _new_figure(num_panels: int, *, panel_width: float, height: float, sharey: bool) -> tuple:
+    figure = Figure(figsize=(panel_width * num_panels, height), layout="constrained")
+    axes = figure.subplots(1, num_panels, sharey=sharey, squeeze=False)[0]
+    return figure, axes
+
+
+def _attributes(table: pd.DataFrame, attributes: str | Sequence[str] | None) -> list[str]:
+    present = list(dict.fromkeys(table["attribute"]))
+    if attributes is None:
+        return present
+    wanted = [attributes] if isinstance(attributes, str) else list(attributes)
+    unknown = [a for a in wanted if a not in present]
+    if unknown:
+        raise ValueError(f"attribute(s) {unknown} not in the table; it has {present}")
+    return wanted
+
+
+def plot_subgroup_margins(
+    margins: SubgroupMargins,
+    attributes: str | Sequence[str] | None = None,
+    *,
+    methods: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Mean margin per subgroup with bootstrap intervals, micro (solid) and macro (dashed) lines.
+
+    One panel per attribute, one colour per method (dodged). Marker area is proportional to the
+    subgroup's number of pairs; hollow markers are subgroups flagged ``small``. The shaded band
+    around each micro line is its bootstrap interval.
+
+    Args:
+        margins: output of :func:`analysis.subgroup_margins`.
+        attributes: attribute(s) to draw (default: all).
+        methods: methods to draw, in legend order (default: all).
+        title: figure title.
+    """
+    table, overall = margins.subgroups, margins.overall
+    panels = _attributes(table, attributes)
+    method_names = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    colours = _palette(sorted(dict.fromkeys(table["method"])))
+    largest = float(table["n"].max())
+    with sns.axes_style(_STYLE):
+        figure, axes = _new_figure(
+            len(panels),
+            panel_width=max(3.2, 0.9 * table.groupby("attribute")["subgroup"].nunique().max()),
+            height=4.0,
+            sharey=True,
+        )
+        for ax, attribute in zip(axes, panels, strict=True):
+            rows = table[table["attribute"] == attribute]
+            levels = list(dict.fromkeys(rows["subgroup"]))
+            position = {level: i for i, level in enumerate(levels)}
+            width = 0.6 / max(len(method_names), 1)
+            for k, method in enumerate(method_names):
+                part = rows[rows["method"] == method]
+                if part.empty:
+                    continue
+                colour = colours[method]
+                x = np.array([position[s] for s in part["subgroup"]]) + (
+                    (k - (len(method_names) - 1) / 2) * width
+                )
+                ax.errorbar(
+                    x,
+                    part["mean"],
+                    yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1.2,
+                    capsize=2,
+                    zorder=2,
+                )
+                small = part["small"].to_numpy(bool)
+                sizes = 20.0 + 200.0 * part["n"].to_numpy(float) / largest
+                ax.scatter(
+                    x[~small],
+                    part["mean"][~small],
+                    s=sizes[~small],
+                    color=colour,
+                    zorder=3,
+                    edgecolor="white",
+                    linewidth=0.6,
+                )
+                ax.scatter(
+                    x[small],
+                    part["mean"][small],
+                    s=sizes[small],
+                    facecolor="white",
+                    edgecolor=colour,
+                    linewidth=1.4,
+                    zorder=3,
+                )
+                summary = overall[
+                    (overall["attribute"] == attribute) & (overall["method"] == method)
+                ]
+                micro = summary[summary["kind"] == "micro"].iloc[0]
+                macro = summary[summary["kind"] == "macro"].iloc[0]
+                ax.axhline(micro["mean"], color=colour, linestyle="-", linewidth=1.2, zorder=1)
+                ax.axhspan(micro["ci_low"], micro["ci_high"], color=colour, alpha=0.12, zorder=0)
+                ax.axhline(macro["mean"], color=colour, linestyle="--", linewidth=1.2, zorder=1)
+            ax.set_xticks(range(len(levels)), [str(level) for level in levels])
+            ax.tick_params(axis="x", rotation=30 if len(levels) > 4 else 0)
+            ax.set_xlabel(attribute)
+            ax.set_ylabel(f"mean {margins.value} (nats)")
+            ax.set_xlim(-0.6, len(levels) - 0.4)
+        handles = [
+            Line2D([], [], color=colours[m], marker="o", linestyle="", label=m)
+            for m in method_names
+        ]
+        handles += [
+            Line2D([], [], color="0.3", linestyle="-", label="micro (all pairs)"),
+            Line2D([], [], color="0.3", linestyle="--", label="macro (mean of subgroups)"),
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="",
+                label=f"n < {margins.min_count}",
+            ),
+        ]
+        axes[-1].legend(handles=handles, loc="best", fontsize="small", frameon=True)
+        figure.suptitle(
+            title
+            or f"Subgroup margins ({margins.confidence:.0%} bootstrap intervals; "
+            "marker area ~ pairs)",
+            fontsize="medium",
+        )
+    return figure
+
+
+def plot_subgroup_gains(
+    gains: SubgroupGains,
+    attributes: str | Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Gain of each method over the baseline per subgroup, one panel per attribute or context.
+
+    Horizontal intervals are bootstrap CIs; filled markers exclude 0, hollow markers do not;
+    ``n`` is printed beside each subgroup; the solid and dashed vertical lines are the micro and
+    macro gains. Pass a context column (``conversation_type``) as one of ``by`` when computing
+    the gains to get a per-context panel.
+    """
+    table, overall = gains.subgroups, gains.overall
+    panels = _attributes(table, attributes)
+    method_names = list(dict.fromkeys(table["method"]))
+    baseline = str(table["baseline"].iloc[0])
+    # same colour per method as in plot_subgroup_margins (palette over all sorted names)
+    colours = _palette(sorted([baseline, *method_names]))
+    height = 1.2 + 0.45 * table.groupby("attribute")["subgroup"].nunique().max()
+    with sns.axes_style(_STYLE):
+        figure, axes = _new_figure(len(panels), panel_width=4.2, height=height, sharey=False)
+        for ax, attribute in zip(axes, panels, strict=True):
+            rows = table[table["attribute"] == attribute]
+            levels = list(dict.fromkeys(rows["subgroup"]))
+            position = {level: i for i, level in enumerate(levels)}
+            offset = 0.5 / max(len(method_names), 1)
+            for k, method in enumerate(method_names):
+                part = rows[rows["method"] == method]
+                colour = colours[method]
+                y = np.array([position[s] for s in part["subgroup"]]) + (
+                    (k - (len(method_names) - 1) / 2) * offset
+                )
+                ax.errorbar(
+                    part["gain"],
+                    y,
+                    xerr=[part["gain"] - part["ci_low"], part["ci_high"] - part["gain"]],
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=1.4,
+                    capsize=2,
+                )
+                significant = part["significant"].to_numpy(bool)
+                ax.scatter(part["gain"][significant], y[significant], color=colour, s=36, zorder=3)
+                ax.scatter(
+                    part["gain"][~significant],
+                    y[~significant],
+                    facecolor="white",
+                    edgecolor=colour,
+                    linewidth=1.4,
+                    s=36,
+                    zorder=3,
+                )
+                summary = overall[
+                    (overall["attribute"] == attribute) & (overall["method"] == method)
+                ]
+                for kind, style in (("micro", "-"), ("macro", "--")):
+                    ax.axvline(
+                        summary.loc[summary["kind"] == kind, "gain"].iloc[0],
+                        color=colour,
+                        linestyle=style,
+                        linewidth=1.0,
+                        alpha=0.8,
+                    )
+            ax.axvline(0.0, color="black", linewidth=0.8)
+            for level in levels:
+                at = rows[rows["subgroup"] == level]
+                counts = "/".join(str(n) for n in dict.fromkeys(at["n"]))
+                if not gains.paired:
+                    counts += f" vs {'/'.join(str(n) for n in dict.fromkeys(at['n_baseline']))}"
+                ax.annotate(
+                    f"n={counts}" + (" (small)" if at["small"].any() else ""),
+                    (1.0, position[level]),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize="x-small",
+                    color="0.35",
+                )
+            ax.set_yticks(range(len(levels)), [str(level) for level in levels])
+            ax.set_ylim(len(levels) - 0.5, -0.5)
+            ax.set_xlabel(f"margin gain over {baseline} (nats)")
+            ax.set_title(attribute, fontsize="medium")
+        handles = [
+            Line2D([], [], color=colours[m], marker="o", linestyle="", label=m)
+            for m in method_names
+        ]
+        handles += [
+            Line2D([], [], color="0.3", linestyle="-", label="micro"),
+            Line2D([], [], color="0.3", linestyle="--", label="macro"),
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="",
+                label="CI includes 0",
+            ),
+        ]
+        figure.legend(
+            handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small"
+        )
+        figure.suptitle(
+            title
+            or f"Margin gains over {baseline} ({gains.confidence:.0%} bootstrap intervals"
+            + (", paired" if gains.paired else "")
+            + ")",
+            fontsize="medium",
+        )
+    return figure
+
+
+def _trajectory_frame(data: Any) -> pd.DataFrame:
+    """Long table ``run, dataset, family, step, <variables>`` from InferenceData or runs."""
+    if isinstance(data, pd.DataFrame):
+        frame = data.copy()
+        if "run" not in frame:
+            frame["run"] = "run"
+        for column in ("dataset", "family"):
+            if column not in frame:
+                frame[column] = "unknown"
+        return frame.rename(columns=lambda c: str(c).replace("/", "_"))
+    if hasattr(data, "trajectory"):
+        return data.trajectory.to_dataframe().reset_index()
+    if isinstance(data, TrainingRun | Mapping) or (
+        isinstance(data, Sequence) and data and isinstance(data[0], TrainingRun)
+    ):
+        data = training_runs_to_inference_data(data)
+    if not hasattr(data, "trajectory"):
+        raise TypeError(
+            "expected InferenceData with a 'trajectory' group, TrainingRun(s), {name: log} or a "
+            f"DataFrame; got {type(data).__name__}"
+        )
+    frame = data.trajectory.to_dataframe().reset_index()
+    return frame
+
+
+def plot_strength_trajectories(
+    runs: Any,
+    quantities: Sequence[str] = ("strength/mean", "strength/variance"),
+    *,
+    hue: str = "dataset",
+    style: str = "family",
+    log_scale: Sequence[str] = ("strength/variance",),
+    title: str | None = None,
+) -> Figure:
+    """Strength mean, variance (or any logged key) against training step, one line per run.
+
+    Args:
+        runs: InferenceData from :func:`training_runs_to_inference_data`, TrainingRun(s),
+            ``{name: log}``, or a long DataFrame with ``step``, ``run`` and the quantities.
+        quantities: logged keys, one panel each (``"strength/cv"``, ``"rewards/margins"``...).
+        hue: run label mapped to colour (``"dataset"``, ``"family"`` or ``"run"``).
+        style: run label mapped to line style.
+        log_scale: quantities drawn on a log y axis.
+    """
+    frame = _trajectory_frame(runs)
+    names = [q.replace("/", "_") for q in quantities]
+    missing = [q for q, n in zip(quantities, names, strict=True) if n not in frame]
+    if missing:
+        raise ValueError(f"quantities {missing} are not logged; available: {sorted(frame.columns)}")
+    with sns.axes_style(_STYLE):
+        figure, axes = _new_figure(len(names), panel_width=4.6, height=3.6, sharey=False)
+        for ax, quantity, name in zip(axes, quantities, names, strict=True):
+            part = frame.dropna(subset=[name])
+            sns.lineplot(
+                data=part,
+                x="step",
+                y=name,
+                hue=hue,
+                style=style,
+                units="run",
+                estimator=None,
+                ax=ax,
+                legend=ax is axes[-1],
+                palette="colorblind",
+            )
+            ax.set_ylabel(quantity)
+            if quantity in log_scale:
+                ax.set_yscale("log")
+        if axes[-1].get_legend() is not None:
+            axes[-1].legend(fontsize="small")
+        figure.suptitle(title or "Learned strength during training", fontsize="medium")
+    return figure
+
+
+def _strength_specs(strengths: Any) -> list[tuple[str, str, dict[str, float]]]:
+    """``[(label, family, parameters)]`` from InferenceData or a mapping."""
+    if hasattr(strengths, "strength"):
+        group = strengths.strength
+        specs = []
+        for run, family in zip(group["run"].values, group["family"].values, strict=True):
+            params = {p: float(group[p].sel(run=run)) for p in STRENGTH_PARAMETERS[str(family)]}
+            specs.append((str(run), str(family), params))
+        return specs
+    if isinstance(strengths, Mapping):
+        specs = []
+        for label, spec in strengths.items():
+            if hasattr(spec, "family") and hasattr(spec, "constrained_parameters"):
+                params = {k: float(v) for k, v in spec.constrained_parameters().items()}
+                specs.append((str(label), str(spec.family), params))
+            else:
+                family, params = spec
+                specs.append((str(label), str(family), {k: float(v) for k, v in params.items()}))
+        return specs
+    raise TypeError(
+        "strengths must be InferenceData with a 'strength' group or a mapping {label: "
+        "(family, {parameter: value})} / {label: strength object}"
+    )
+
+
+def plot_strength_densities(
+    strengths: Any,
+    *,
+    upper: float | None = None,
+    num_points: int = 512,
+    title: str | None = None,
+) -> Figure:
+    """Densities of learned strength distributions; a fixed strength is a vertical line.
+
+    Args:
+        strengths: InferenceData from :func:`training_runs_to_inference_data` (its
+            ``strength`` group: the last logged step of each run), a mapping ``{label: (family,
+            {parameter: value})}``, or ``{label: GammaStrength | LogNormalStrength |
+            FixedStrength}`` from :mod:`mixlogit`.
+        upper: right end of the strength axis (default: the largest 99.5 % quantile).
+        num_points: grid size of each curve.
+
+    The legend gives each distribution's mean and coefficient of variation.
+    """
+    specs = _strength_specs(strengths)
+    distributions = [
+        (label, family, params, strength_distribution(family, **params))
+        for label, family, params in specs
+    ]
+    if upper is None:
+        tops = [d.ppf(0.995) for *_, d in distributions if d is not None]
+        tops += [1.5 * p["beta"] for _, f, p, d in distributions if d is None]
+        upper = float(max(tops))
+    grid = np.linspace(upper / (10 * num_points), upper, num_points)
+    colours = _palette([label for label, *_ in specs])
+    with sns.axes_style(_STYLE):
+        figure, axes = _new_figure(1, panel_width=6.0, height=3.8, sharey=False)
+        ax = axes[0]
+        for label, family, params, distribution in distributions:
+            if distribution is None:
+                ax.axvline(
+                    params["beta"],
+                    color=colours[label],
+                    linestyle=":",
+                    linewidth=1.6,
+                    label=f"{label}: fixed β={params['beta']:.3g}",
+                )
+                continue
+            mean, variance = (float(v) for v in distribution.stats("mv"))
+            ax.plot(
+                grid,
+                distribution.pdf(grid),
+                color=colours[label],
+                linewidth=1.8,
+                label=f"{label}: {family}, mean {mean:.3g}, CV {np.sqrt(variance) / mean:.2f}",
+            )
+            ax.fill_between(grid, distribution.pdf(grid), color=colours[label], alpha=0.12)
+        ax.set_xlim(0, upper)
+        # a Gamma with shape < 1 has a pole at 0: scale the y axis to the curves' bodies
+        tops = [
+            distribution.pdf(grid[grid >= distribution.ppf(0.05)]).max()
+            for *_, distribution in distributions
+            if distribution is not None and np.any(grid >= distribution.ppf(0.05))
+        ]
+        ax.set_ylim(0, 1.1 * max(tops) if tops else None)
+        ax.set_xlabel("preference strength β")
+        ax.set_ylabel("density")
+        ax.legend(fontsize="small")
+        figure.suptitle(title or "Learned strength distributions", fontsize="medium")
+    return figure
+
+
+def plot_subgroup_forest(
+    posterior: Any,
+    *,
+    truth: Mapping[str, Mapping[str, float]] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Forest plot of a :class:`~analysis.subgroup_posterior.SubgroupPosterior`.
+
+    Left: posterior mean strength per subgroup with its HDI; right (Gamma/LogNormal): the
+    coefficient of variation. Marker area ~ pairs, hollow = small subgroup; the dotted line is
+    the pooled (population) median ``exp(mu_log_mean)``. ``truth`` (``{"mean_strength": {...},
+    "cv": {...}}`` keyed by subgroup) adds red crosses, for simulated data.
+    """
+    summary = posterior.summary()
+    quantities = ["mean_strength"] + (["cv"] if posterior.family != "fixed" else [])
+    labels = {"mean_strength": "mean strength", "cv": "coefficient of variation"}
+    sizes = _marker_sizes(summary["n"].to_numpy(float), 200.0)
+    small = summary["small"].to_numpy(bool)
+    y = np.arange(len(summary))
+    with sns.axes_style(_STYLE):
+        figure, axes = _new_figure(
+            len(quantities), panel_width=4.0, height=1.3 + 0.5 * len(summary), sharey=True
+        )
+        for ax, quantity in zip(axes, quantities, strict=True):
+            centre = summary[quantity].to_numpy()
+            ax.hlines(
+                y,
+                summary[f"{quantity}_low"],
+                summary[f"{quantity}_high"],
+                color="C0",
+                linewidth=2.0,
+            )
+            ax.scatter(centre[~small], y[~small], s=sizes[~small], color="C0", zorder=3)
+            ax.scatter(
+                centre[small],
+                y[small],
+                s=sizes[small],
+                facecolor="white",
+                edgecolor="C0",
+                linewidth=1.4,
+                zorder=3,
+            )
+            if quantity == "mean_strength":
+                pooled = float(np.exp(posterior.idata.posterior["mu_log_mean"].median()))
+                ax.axvline(pooled, color="0.4", linestyle=":", label="pooled median")
+            if truth is not None and quantity in truth:
+                ax.scatter(
+                    [truth[quantity][s] for s in summary["subgroup"]],
+                    y,
+                    marker="x",
+                    color="C3",
+                    s=50,
+                    zorder=4,
+                    label="truth",
+                )
+            ax.set_xlabel(labels[quantity])
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
+        axes[0].set_yticks(
+            y, [f"{s} (n={n})" for s, n in zip(summary["subgroup"], summary["n"], strict=True)]
+        )
+        axes[0].set_ylim(len(summary) - 0.5, -0.5)
+        axes[0].set_ylabel(posterior.attribute)
+        figure.suptitle(
+            title
+            or f"Subgroup strength posteriors ({posterior.family}, {posterior.hdi_prob:.0%} HDI)",
+            fontsize="medium",
+        )
+    return figure
+
+
+class _EmpiricalDensity:
+    """Gaussian-KDE density, quantiles and mean of population draws (scipy-like interface)."""
+
+    def __init__(self, draws: np.ndarray) -> None:
+        from scipy import stats
+
+        if draws.size < 2 or not np.all(np.isfinite(draws)):
+            raise ValueError("population draws must be finite and at least 2")
+        self.draws = draws
+        self.pdf = stats.gaussian_kde(draws)
+
+    def ppf(self, q):
+        return np.quantile(self.draws, q)
+
+    def mean(self) -> float:
+        return float(self.draws.mean())
+
+
+def plot_individual_coefficients(
+    individual: np.ndarray,
+    population: Any,
+    *,
+    name: str = "coefficient",
+    bins: int | str = "auto",
+    title: str | None = None,
+) -> Figure:
+    """Histogram of individual-level coefficients against the population density.
+
+    Args:
+        individual: ``(I,)`` per-individual estimates (conditional means ``E[beta_i | y_i]`` of
+            a mixed logit, or posterior means).
+        population: a frozen ``scipy.stats`` distribution, ``(family, {parameter: value})``
+            of a strength family, or a 1-D array of population draws (e.g. a column of
+            ``EstimationResults.population_coefficients()``), drawn as a Gaussian KDE.
+        name: coefficient name for the axis label.
+
+    Individual conditional means are shrunk towards the population mean, so their histogram is
+    narrower than the population density; the two means should agree.
+    """
+    values = np.asarray(individual, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        raise ValueError(
+            f"individual coefficients must be finite and non-empty (bad entries {bad[:5].tolist()})"
+        )
+    if isinstance(population, tuple):
+        population = strength_distribution(population[0], **population[1])
+    if isinstance(population, np.ndarray | pd.Series | list):
+        population = _EmpiricalDensity(np.asarray(population, dtype=np.float64).ravel())
+    low, high = population.ppf([0.001, 0.999])
+    low, high = min(low, values.min()), max(high, values.max())
+    grid = np.linspace(low, high, 512)
+    with sns.axes_style(_STYLE):
+        figure, axes = _new_figure(1, panel_width=6.0, height=3.8, sharey=False)
+        ax = axes[0]
+        ax.hist(
+            values,
+            bins=bins,
+            density=True,
+            color="C0",
+            alpha=0.45,
+            label=f"individual estimates (I={values.size})",
+        )
+        ax.plot(grid, population.pdf(grid), color="C1", linewidth=2.0, label="population density")
+        ax.axvline(
+            values.mean(),
+            color="C0",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"mean of individuals {values.mean():.3g}",
+        )
+        ax.axvline(
+            float(population.mean()),
+            color="C1",
+            linestyle=":",
+            linewidth=1.4,
+            label=f"population mean {float(population.mean()):.3g}",
+        )
+        ax.set_xlabel(name)
+        ax.set_ylabel("density")
+        ax.legend(fontsize="small")
+        figure.suptitle(title or f"Individual-level {name} vs the population", fontsize="medium")
+    return figure
+
+
+def plot_willingness_to_pay(
+    coefficient_draws: Mapping[str, np.ndarray],
+    price_draws: np.ndarray,
+    *,
+    price_name: str = "price",
+    quantiles: tuple[float, float] = (0.05, 0.95),
+    title: str | None = None,
+) -> Figure:
+    """Willingness-to-pay distributions ``-beta_k / beta_price``, one panel per attribute.
+
+    Args:
+        coefficient_draws: ``{attribute: (R,) draws}`` of each coefficient (population draws of
+            a mixed logit, or posterior draws).
+        price_draws: ``(R,)`` draws of the price coefficient, jointly drawn with the others
+            (same index = same draw), nonzero.
+        price_name: label of the price coefficient.
+        quantiles: quantiles marked on each panel.
+
+    Panels show a histogram of the WTP draws, trimmed to the 0.5 %-99.5 % range for display
+    (ratios of random coefficients can be heavy-tailed), with the median and quantiles.
+    """
+    price = np.asarray(price_draws, dtype=np.float64)
+    if np.any(price == 0) or not np.all(np.isfinite(price)):
+        raise ValueError("price_draws must be finite and nonzero (WTP divides by them)")
+    with sns.axes_style(_STYLE):
+        figure, axes = _new_figure(
+            len(coefficient_draws), panel_width=4.2, height=3.6, sharey=False
+        )
+        for ax, (attribute, draws) in zip(axes, coefficient_draws.items(), strict=True):
+            draws = np.asarray(draws, dtype=np.float64)
+            if draws.shape != price.shape:
+                raise ValueError(
+                    f"draws of {attribute!r} have shape {draws.shape}, price draws {price.shape}"
+                )
+            wtp = -draws / price
+            low, high = np.quantile(wtp, [0.005, 0.995])
+            shown = wtp[(wtp >= low) & (wtp <= high)]
+            ax.hist(shown, bins="auto", density=True, color="C2", alpha=0.5)
+            median = float(np.median(wtp))
+            q_low, q_high = np.quantile(wtp, quantiles)
+            ax.axvline(median, color="black", linewidth=1.4, label=f"median {median:.3g}")
+            ax.axvspan(
+                q_low,
+                q_high,
+                color="C2",
+                alpha=0.12,
+                label=f"{quantiles[0]:.0%}-{quantiles[1]:.0%}: [{q_low:.3g}, {q_high:.3g}]",
+            )
+            ax.set_xlabel(f"WTP for {attribute} (units of {price_name})")
+            ax.legend(fontsize="small")
+        figure.suptitle(title or "Willingness to pay", fontsize="medium")
+    return figure

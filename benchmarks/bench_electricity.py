@@ -1,0 +1,296 @@
+"""Electricity mixed logit: mixlogit vs xlogit 0.2.7 side by side, plus mixlogit scaling.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_electricity            # 600 draws side by side + scaling
+    python -m benchmarks.bench_electricity --full     # also 1,500 draws with xlogit
+
+xlogit is installed in its own virtual environment ``benchmarks/.venv-xlogit`` (created on first
+use with ``xlogit==0.2.7``). Each fit runs in its own subprocess so that wall time, CPU time
+(user + system, from ``os.wait4``) and peak resident memory are measured the same way for both
+libraries. The model: Train's Electricity data, 361 people, 4,308 situations, six independent
+normal coefficients (pf, cl, loc, wk, tod, seas), panel by person, Halton draws.
+
+Results go to ``benchmarks/results/electricity.json`` and ``electricity.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+XLOGIT_VENV = ROOT / "benchmarks" / ".venv-xlogit"
+VARIABLES = ["pf", "cl", "loc", "wk", "tod", "seas"]
+
+XLOGIT_WORKER = r"""
+import json, sys, time
+import numpy as np, pandas as pd
+from xlogit import MixedLogit
+csv, n_draws = sys.argv[1], int(sys.argv[2])
+v = ["pf", "cl", "loc", "wk", "tod", "seas"]
+df = pd.read_csv(csv)
+start = time.perf_counter()
+model = MixedLogit()
+model.fit(X=df[v], y=df["choice"], varnames=v, ids=df["chid"], panels=df["id"],
+          alts=df["alt"], n_draws=n_draws, randvars={k: "n" for k in v}, verbose=0)
+elapsed = time.perf_counter() - start
+print(json.dumps({"fit_time": elapsed, "loglik": float(model.loglikelihood),
+                  "names": [str(n) for n in model.coeff_names],
+                  "params": [float(x) for x in model.coeff_],
+                  "std_errors": [float(x) for x in model.stderr],
+                  "iterations": int(model.total_iter), "converged": bool(model.convergence)}))
+"""
+
+
+def _mixlogit_worker(num_draws: int, replicate: int, hessian: bool) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from mixlogit.data import ChoiceData
+    from mixlogit.datasets import load_electricity
+    from mixlogit.models import MixedLogit
+
+    frame = load_electricity()
+    if replicate > 1:
+        copies = []
+        for copy in range(replicate):
+            part = frame.copy()
+            part["id"] = part["id"] + copy * (frame["id"].max() + 1)
+            part["chid"] = part["chid"] + copy * (frame["chid"].max() + 1)
+            copies.append(part)
+        frame = pd.concat(copies, ignore_index=True)
+    start = time.perf_counter()
+    data = ChoiceData(frame, choice="choice", alternative="alt", situation="chid", panel="id")
+    model = MixedLogit(random={v: "normal" for v in VARIABLES})
+    results = model.fit(data, num_draws=num_draws, draws="halton", hessian=hessian)
+    elapsed = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "fit_time": elapsed,
+                "loglik": results.loglik,
+                "names": results.names,
+                "params": results.params.tolist(),
+                "std_errors": np.sqrt(np.diag(results.cov)).tolist() if hessian else None,
+                "iterations": results.iterations,
+                "converged": results.converged,
+            }
+        )
+    )
+
+
+def _run_measured(command: list[str], env: dict | None = None) -> dict:
+    """Run a worker; return its JSON output plus wall, CPU time and peak RSS of the process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env, text=True
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    stdout, stderr = process.stdout.read(), process.stderr.read()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"worker {command} failed:\n{stderr[-3000:]}")
+    record = json.loads(stdout.strip().splitlines()[-1])
+    record.update(
+        process_wall_time=wall,
+        cpu_time=usage.ru_utime + usage.ru_stime,
+        peak_rss_mib=usage.ru_maxrss / 1024.0,
+    )
+    return record
+
+
+def ensure_xlogit_env() -> Path:
+    python = XLOGIT_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(XLOGIT_VENV)], check=True)
+    check = subprocess.run([str(python), "-c", "import xlogit"], capture_output=True)
+    if check.returncode != 0:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "xlogit==0.2.7", "pandas"], check=True
+        )
+    return python
+
+
+def run_xlogit(csv: Path, num_draws: int) -> dict:
+    python = ensure_xlogit_env()
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
+        handle.write(XLOGIT_WORKER)
+        script = handle.name
+    try:
+        return _run_measured([str(python), script, str(csv), str(num_draws)])
+    finally:
+        os.unlink(script)
+
+
+def run_mixlogit(num_draws: int, replicate: int = 1, hessian: bool = True) -> dict:
+    command = [sys.executable, "-m", "benchmarks.bench_electricity", "--worker"]
+    command += ["--draws", str(num_draws), "--replicate", str(replicate)]
+    if not hessian:
+        command.append("--no-hessian")
+    return _run_measured(command)
+
+
+def _compare(mix: dict, xl: dict) -> dict:
+    by_name = dict(zip(xl["names"], xl["params"], strict=True))
+    se = dict(zip(xl["names"], xl["std_errors"], strict=True))
+    deviation = {}
+    for name, value in zip(mix["names"], mix["params"], strict=True):
+        if name in by_name:
+            # sd signs are not identified; compare magnitudes
+            a, b = (
+                (abs(value), abs(by_name[name]))
+                if name.startswith("sd.")
+                else (value, by_name[name])
+            )
+            deviation[name] = (a - b) / se[name]
+    return {
+        "loglik_difference": mix["loglik"] - xl["loglik"],
+        "max_abs_z_vs_xlogit": max(abs(d) for d in deviation.values()),
+        "max_abs_z_means_vs_xlogit": max(
+            abs(d) for n, d in deviation.items() if not n.startswith("sd.")
+        ),
+        "z_vs_xlogit": deviation,
+        "wall_ratio_fit": mix["fit_time"] / xl["fit_time"],
+        "wall_ratio_process": mix["process_wall_time"] / xl["process_wall_time"],
+        "cpu_ratio": mix["cpu_time"] / xl["cpu_time"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--draws", type=int, default=600)
+    parser.add_argument("--replicate", type=int, default=1)
+    parser.add_argument("--no-hessian", action="store_true")
+    parser.add_argument("--full", action="store_true", help="also 1,500 draws with xlogit")
+    parser.add_argument("--no-scaling", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        _mixlogit_worker(args.draws, args.replicate, not args.no_hessian)
+        return
+
+    from mixlogit.datasets import load_electricity
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report: dict = {"machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()}}
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "electricity.csv"
+        load_electricity().to_csv(csv, index=False)
+        side_by_side = []
+        draw_counts = [600, 1500] if args.full else [600]
+        for num_draws in draw_counts:
+            mix = run_mixlogit(num_draws)
+            xl = run_xlogit(csv, num_draws)
+            row = {"draws": num_draws, "mixlogit": mix, "xlogit": xl, **_compare(mix, xl)}
+            side_by_side.append(row)
+            print(
+                f"{num_draws} draws: mixlogit LL {mix['loglik']:.3f} fit {mix['fit_time']:.1f}s "
+                f"cpu {mix['cpu_time']:.1f}s rss {mix['peak_rss_mib']:.0f}MiB | xlogit LL "
+                f"{xl['loglik']:.3f} fit {xl['fit_time']:.1f}s cpu {xl['cpu_time']:.1f}s rss "
+                f"{xl['peak_rss_mib']:.0f}MiB | wall ratio {row['wall_ratio_fit']:.3f} "
+                f"cpu ratio {row['cpu_ratio']:.3f} max|z| {row['max_abs_z_vs_xlogit']:.2f}",
+                flush=True,
+            )
+        if not args.full:
+            mix1500 = run_mixlogit(1500)
+            side_by_side.append({"draws": 1500, "mixlogit": mix1500})
+            print(f"1500 draws: mixlogit LL {mix1500['loglik']:.3f} fit {mix1500['fit_time']:.1f}s")
+        report["side_by_side"] = side_by_side
+    previous = RESULTS / "electricity.json"
+    if args.no_scaling and previous.exists():
+        # keep the scaling tables of the last full run
+        old = json.loads(previous.read_text())
+        for key in ("scaling_draws", "scaling_situations"):
+            if key in old:
+                report[key] = old[key]
+    if not args.no_scaling:
+        draws_scaling = []
+        for num_draws in (100, 250, 500, 1000, 2000):
+            record = run_mixlogit(num_draws, hessian=False)
+            draws_scaling.append({"draws": num_draws, **_scaling_fields(record)})
+            print(f"draws {num_draws}: {record['fit_time']:.1f}s", flush=True)
+        size_scaling = []
+        for replicate in (1, 2, 4, 8):
+            record = run_mixlogit(500, replicate=replicate, hessian=False)
+            size_scaling.append(
+                {"replicate": replicate, "situations": 4308 * replicate, **_scaling_fields(record)}
+            )
+            print(f"replicate {replicate}: {record['fit_time']:.1f}s", flush=True)
+        report["scaling_draws"] = draws_scaling
+        report["scaling_situations"] = size_scaling
+    report["machine"]["load_average_end"] = os.getloadavg()
+    (RESULTS / "electricity.json").write_text(json.dumps(report, indent=1))
+    (RESULTS / "electricity.md").write_text(_markdown(report))
+    print(_markdown(report))
+
+
+def _scaling_fields(record: dict) -> dict:
+    keys = ("fit_time", "process_wall_time", "cpu_time", "peak_rss_mib", "loglik", "iterations")
+    return {k: record[k] for k in keys}
+
+
+def _markdown(report: dict) -> str:
+    lines = [
+        "# Electricity mixed logit: mixlogit vs xlogit 0.2.7",
+        "",
+        f"Machine: {report['machine']['cpus']} CPUs, load average at start "
+        f"{report['machine']['load_average'][0]:.1f}, at end "
+        f"{report['machine'].get('load_average_end', [float('nan')])[0]:.1f} (other jobs "
+        "share the machine; CPU time is less sensitive to that than wall time).",
+        "",
+        "Fit time includes data preparation, starting values (MNL), JIT compilation, the "
+        "optimisation and the standard errors for mixlogit; model construction and fit for xlogit.",
+        "",
+        "| draws | library | log-likelihood | fit wall (s) | process wall (s) | CPU (s) "
+        "| peak RSS (MiB) | iterations |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["side_by_side"]:
+        for lib in ("mixlogit", "xlogit"):
+            if lib not in row:
+                continue
+            r = row[lib]
+            lines.append(
+                f"| {row['draws']} | {lib} | {r['loglik']:.3f} | {r['fit_time']:.1f} | "
+                f"{r['process_wall_time']:.1f} | {r['cpu_time']:.1f} | {r['peak_rss_mib']:.0f} | "
+                f"{r['iterations']} |"
+            )
+        if "xlogit" in row:
+            lines.append(
+                f"| {row['draws']} | **ratio mixlogit/xlogit** | diff "
+                f"{row['loglik_difference']:+.3f} | **{row['wall_ratio_fit']:.3f}** | "
+                f"{row['wall_ratio_process']:.3f} | {row['cpu_ratio']:.3f} | | max abs z of "
+                f"means vs xlogit {row['max_abs_z_vs_xlogit']:.2f} |"
+            )
+    if "scaling_draws" in report:
+        lines += [
+            "",
+            "## mixlogit scaling (no standard errors)",
+            "",
+            "| draws | situations | fit wall (s) | CPU (s) | peak RSS (MiB) | log-likelihood |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in report["scaling_draws"]:
+            lines.append(
+                f"| {r['draws']} | 4308 | {r['fit_time']:.1f} | {r['cpu_time']:.1f} | "
+                f"{r['peak_rss_mib']:.0f} | {r['loglik']:.3f} |"
+            )
+        for r in report["scaling_situations"]:
+            lines.append(
+                f"| 500 | {r['situations']} | {r['fit_time']:.1f} | {r['cpu_time']:.1f} | "
+                f"{r['peak_rss_mib']:.0f} | {r['loglik']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

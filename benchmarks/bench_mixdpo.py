@@ -1,0 +1,425 @@
+"""MixDPO benchmark on SmolLM2-135M-Instruct (CPU).
+
+Measures, on the embedded semi-synthetic preference data (8 pairs per step, max length 128):
+
+1. ``ratio``: optimiser-step time of MixDPO (Gamma exact; LogNormal Monte Carlo K=16) over
+   DPO, same model, same batch, one process, steps interleaved DPO/Gamma/LogNormal so that
+   machine-load drift hits all three alike (median over steps after one warm-up round).
+2. ``ours`` vs ``trl``: throughput (pairs/s over the timed steps) and peak resident memory of
+   ``MixDPOTrainer`` in DPO mode and of TRL's ``DPOTrainer``, each in its own subprocess with the
+   same model, data, batch, learning rate, fp32 and no gradient checkpointing.
+3. ``adaptive`` (``--adaptive``): a short SmolLM2 run of MixDPO-Gamma on the heterogeneous set
+   and on the homogeneous control (and DPO on the heterogeneous set); learned CV and held-out
+   macro/micro preference margins by subgroup.
+
+Run: ``python -m benchmarks.bench_mixdpo [--steps N] [--adaptive] [--adaptive-steps N]``.
+Results: ``benchmarks/results/mixdpo.json`` and ``benchmarks/results/mixdpo.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+BATCH_PAIRS = 8
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def _reset_peak_rss() -> bool:
+    try:  # Linux >= 4.0: writing 5 resets VmHWM to the current RSS
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _data(n: int):
+    from alignment.semisynthetic import load_default_preferences
+
+    train = load_default_preferences("heterogeneous", "train")
+    return train.select(range(n)).select_columns(["prompt", "chosen", "rejected"])
+
+
+class _StepTimer:
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        timer = self
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                timer.begin = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kwargs):
+                timer.durations.append(time.perf_counter() - timer.begin)
+
+        self.begin = 0.0
+        self.durations: list[float] = []
+        self.callback = Callback()
+
+
+def worker_throughput(which: str, steps: int, out: Path) -> None:
+    import torch
+
+    from alignment.models import load_model, load_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer()
+    model, ref = load_model(), load_model()
+    data = _data(BATCH_PAIRS * (steps + 1))
+    timer = _StepTimer()
+    common = dict(
+        output_dir=tempfile.mkdtemp(prefix=f"bench-{which}-"),
+        per_device_train_batch_size=BATCH_PAIRS,
+        max_steps=steps + 1,
+        learning_rate=1e-6,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1000,
+        disable_tqdm=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        max_length=128,
+        beta=0.1,
+        seed=0,
+        dataloader_pin_memory=False,
+    )
+    if which == "trl":
+        import trl
+
+        trainer = trl.DPOTrainer(
+            model=model,
+            ref_model=ref,
+            args=trl.DPOConfig(**common),
+            train_dataset=data,
+            processing_class=tokenizer,
+            callbacks=[timer.callback],
+        )
+    else:
+        from alignment import MixDPOConfig, MixDPOTrainer
+
+        trainer = MixDPOTrainer(
+            model,
+            ref_model=ref,
+            args=MixDPOConfig(loss_type="dpo", max_prompt_length=64, **common),
+            train_dataset=data,
+            processing_class=tokenizer,
+            callbacks=[timer.callback],
+        )
+    rss_before = _rss_kib("VmRSS")
+    reset = _reset_peak_rss()
+    trainer.train()
+    peak = _rss_kib("VmHWM")
+    timed = timer.durations[1:]  # the first step warms up allocators and kernels
+    result = {
+        "which": which,
+        "steps_timed": len(timed),
+        "step_seconds": timed,
+        "median_step_s": statistics.median(timed),
+        "pairs_per_s": BATCH_PAIRS * len(timed) / sum(timed),
+        "peak_rss_mib": peak / 1024,
+        "rss_before_train_mib": rss_before / 1024,
+        "train_peak_increase_mib": (peak - rss_before) / 1024 if reset else None,
+        "torch_threads": torch.get_num_threads(),
+    }
+    out.write_text(json.dumps(result))
+
+
+def worker_ratio(rounds: int, out: Path) -> None:
+    import torch
+
+    from alignment import MixDPOConfig, MixDPOTrainer
+    from alignment.losses import PairBatch, get_loss
+    from alignment.models import load_model, load_tokenizer
+    from mixlogit.torch import FixedStrength, GammaStrength, LogNormalStrength
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer()
+    model, ref = load_model(), load_model()
+    data = _data(BATCH_PAIRS)
+    args = MixDPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-ratio-"),
+        per_device_train_batch_size=BATCH_PAIRS,
+        max_steps=1,
+        learning_rate=1e-6,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        loss_type="dpo",
+        dataloader_pin_memory=False,
+    )
+    trainer = MixDPOTrainer(
+        model, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer
+    )
+    configs = {
+        "dpo": (get_loss("dpo", beta=0.1), FixedStrength(0.1)),
+        "mixdpo_gamma": (get_loss("mixdpo"), GammaStrength(2.0, 16.7)),
+        "mixdpo_lognormal_k16": (
+            get_loss("mixdpo"),
+            LogNormalStrength(-2.3, 0.6, method="mc", num_samples=16),
+        ),
+    }
+    trainer.create_optimizer()
+    for _, strength in configs.values():  # every strength is trained in the same optimiser
+        params = [p for p in strength.parameters() if p.requires_grad]
+        if params:
+            trainer.optimizer.add_param_group({"params": params, "lr": 1e-4, "weight_decay": 0.0})
+    trainer.create_scheduler(num_training_steps=10 * rounds, optimizer=trainer.optimizer)
+    batch = trainer._prepare_inputs(
+        trainer.data_collator([trainer.train_dataset[i] for i in range(BATCH_PAIRS)])
+    )
+    model = trainer.model
+    trainer.current_gradient_accumulation_steps = 1  # normally set by Trainer's training loop
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    # Warm-up: one DPO step (first-call allocations, lazy kernels), then interleaved timed rounds.
+    schedule = [(-1, "dpo")] + [(r, name) for r in range(rounds) for name in configs]
+    for round_index, name in schedule:
+        loss, strength = configs[name]
+        trainer.loss_fn, trainer.strength = loss, strength
+        start = time.perf_counter()
+        trainer.training_step(model, batch)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - start
+        if round_index >= 0:
+            times[name].append(elapsed)
+    base = statistics.median(times["dpo"])
+    # The loss's own cost (strength marginal forward + backward on a (B,) margin), measured
+    # precisely: 1 + loss_time / step_time bounds the ratio without machine-load noise.
+    margin = torch.randn(BATCH_PAIRS) * 5
+    loss_seconds = {}
+    zero = torch.zeros(BATCH_PAIRS)
+    for name, (loss, strength) in configs.items():
+        start = time.perf_counter()
+        for _ in range(50):
+            delta = margin.clone().requires_grad_(True)
+            loss(PairBatch(delta, zero, zero, zero, strength=strength)).mean().backward()
+        loss_seconds[name] = (time.perf_counter() - start) / 50
+    result = {
+        "loss_seconds": loss_seconds,
+        "ratio_bound_from_loss_cost": {
+            k: 1 + (v - loss_seconds["dpo"]) / base for k, v in loss_seconds.items()
+        },
+        "rounds": rounds,
+        "step_seconds": times,
+        "median_step_s": {k: statistics.median(v) for k, v in times.items()},
+        "ratio_vs_dpo": {k: statistics.median(v) / base for k, v in times.items()},
+        # paired ratios (same round) are less sensitive to slow load drift
+        "paired_ratio_median": {
+            k: statistics.median(a / b for a, b in zip(v, times["dpo"], strict=True))
+            for k, v in times.items()
+        },
+    }
+    out.write_text(json.dumps(result))
+
+
+def worker_adaptive(steps: int, out: Path) -> None:
+    import torch
+
+    from alignment import MixDPOConfig, MixDPOTrainer
+    from alignment.metrics import macro_micro_margins, preference_margins
+    from alignment.models import load_model, load_tokenizer
+    from alignment.semisynthetic import load_default_preferences
+
+    tokenizer = load_tokenizer()
+    runs = {
+        "mixdpo_gamma_heterogeneous": ("heterogeneous", "mixdpo"),
+        "mixdpo_gamma_homogeneous": ("homogeneous", "mixdpo"),
+        "dpo_heterogeneous": ("heterogeneous", "dpo"),
+    }
+    results = {}
+    for name, (kind, loss_type) in runs.items():
+        torch.manual_seed(0)
+        train = (
+            load_default_preferences(kind, "train")
+            .shuffle(seed=0)
+            .select(range(BATCH_PAIRS * steps))
+        )
+        test = load_default_preferences(kind, "test").select(range(48))
+        args = MixDPOConfig(
+            output_dir=tempfile.mkdtemp(prefix=f"bench-{name}-"),
+            per_device_train_batch_size=BATCH_PAIRS,
+            max_steps=steps,
+            learning_rate=5e-6,
+            strength_learning_rate=0.05,
+            loss_type=loss_type,
+            strength_family="gamma",
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+            dataloader_pin_memory=False,
+            seed=0,
+            lr_scheduler_type="constant",
+        )
+        trainer = MixDPOTrainer(
+            load_model(), args=args, train_dataset=train, processing_class=tokenizer
+        )
+        start = time.perf_counter()
+        trainer.train()
+        margins = preference_margins(trainer.model, test, tokenizer) - preference_margins(
+            trainer.ref_model, test, tokenizer
+        )
+        summary = macro_micro_margins(margins, test["subgroup"])
+        results[name] = {
+            "train_seconds": time.perf_counter() - start,
+            "strength": {k: float(v) for k, v in trainer.strength.constrained_parameters().items()},
+            "cv": float(trainer.strength.coefficient_of_variation)
+            if hasattr(trainer.strength, "coefficient_of_variation")
+            else 0.0,
+            "margin_gain_macro": summary["macro"],
+            "margin_gain_micro": summary["micro"],
+            "margin_gain_by_subgroup": summary["by_group"],
+            "final_train_loss": [h["loss"] for h in trainer.state.log_history if "loss" in h][-1],
+        }
+    out.write_text(json.dumps(results))
+
+
+def _spawn(args: list[str], timeout: float) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        path = Path(handle.name)
+    cmd = [sys.executable, "-m", "benchmarks.bench_mixdpo", "--worker", *args, "--out", str(path)]
+    env = {**os.environ, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    subprocess.run(cmd, check=True, timeout=timeout, env=env)
+    return json.loads(path.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
+    parser.add_argument(
+        "--ratio-rounds", type=int, default=2, help="interleaved DPO/Gamma/LogNormal rounds"
+    )
+    parser.add_argument("--adaptive", action="store_true", help="also run the self-adaptive demo")
+    parser.add_argument("--adaptive-steps", type=int, default=12)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.worker is not None:
+        out = Path(options.out)
+        if options.worker == "ratio":
+            worker_ratio(options.steps, out)
+        elif options.worker == "adaptive":
+            worker_adaptive(options.adaptive_steps, out)
+        else:
+            worker_throughput(options.worker, options.steps, out)
+        return
+
+    from alignment.models import default_model_path
+
+    default_model_path()  # convert the GGUF once, outside the timed workers
+    started = time.perf_counter()
+    report: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_avg_start": os.getloadavg(),
+        },
+        "settings": {
+            "model": "SmolLM2-135M-Instruct (fp32)",
+            "pairs_per_step": BATCH_PAIRS,
+            "max_length": 128,
+            "steps": options.steps,
+        },
+    }
+    steps = ["--steps", str(options.steps)]
+    report["ratio"] = _spawn(["ratio", "--steps", str(options.ratio_rounds)], 2400)
+    report["ours_dpo"] = _spawn(["ours", *steps], 2400)
+    report["trl_dpo"] = _spawn(["trl", *steps], 2400)
+    if options.adaptive:
+        report["adaptive"] = _spawn(
+            ["adaptive", "--adaptive-steps", str(options.adaptive_steps)], 1800
+        )
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    report["total_seconds"] = time.perf_counter() - started
+    ours, theirs = report["ours_dpo"], report["trl_dpo"]
+    report["throughput_ratio_ours_over_trl"] = ours["pairs_per_s"] / theirs["pairs_per_s"]
+    report["peak_rss_ratio_ours_over_trl"] = ours["peak_rss_mib"] / theirs["peak_rss_mib"]
+
+    lines = [
+        "# MixDPO benchmark (SmolLM2-135M-Instruct, CPU, 8 pairs/step, max length 128)",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, load average at start "
+        f"{report['machine']['load_avg_start'][0]:.1f}; "
+        f"{options.ratio_rounds} interleaved rounds for the ratio, {options.steps} timed steps "
+        "for throughput, each after one warm-up step.",
+        "",
+        "| measurement | value | target |",
+        "|---|---|---|",
+    ]
+    ratio = report["ratio"]
+    for name, target in (
+        ("mixdpo_gamma", "<= 1.02 (paper 1.1)"),
+        ("mixdpo_lognormal_k16", "<= 1.02 (paper 1.02)"),
+    ):
+        lines.append(
+            f"| step time {name} / dpo (median; paired median) | "
+            f"{ratio['ratio_vs_dpo'][name]:.3f}; "
+            f"{ratio['paired_ratio_median'][name]:.3f} | {target} |"
+        )
+    for name in ("mixdpo_gamma", "mixdpo_lognormal_k16"):
+        lines.append(
+            f"| 1 + (loss time {name} - DPO loss time) / DPO step time | "
+            f"{ratio['ratio_bound_from_loss_cost'][name]:.5f} "
+            f"({1e3 * ratio['loss_seconds'][name]:.2f} ms vs "
+            f"{1e3 * ratio['loss_seconds']['dpo']:.2f} ms) | <= 1.02 |"
+        )
+    lines.append(f"| DPO step time (median, s) | {ratio['median_step_s']['dpo']:.2f} | |")
+    lines += [
+        f"| MixDPOTrainer (DPO mode) throughput, pairs/s | {ours['pairs_per_s']:.3f} | |",
+        f"| TRL DPOTrainer throughput, pairs/s | {theirs['pairs_per_s']:.3f} | |",
+        f"| throughput ours / TRL | {report['throughput_ratio_ours_over_trl']:.2f}x | >= 1.0x |",
+        f"| peak RSS ours / TRL (MiB) | {ours['peak_rss_mib']:.0f} / "
+        f"{theirs['peak_rss_mib']:.0f} | |",
+    ]
+    if (
+        ours["train_peak_increase_mib"] is not None
+        and theirs["train_peak_increase_mib"] is not None
+    ):
+        lines.append(
+            "| training peak above pre-train RSS ours / TRL (MiB) | "
+            f"{ours['train_peak_increase_mib']:.0f} / "
+            f"{theirs['train_peak_increase_mib']:.0f} | |"
+        )
+    if "adaptive" in report:
+        lines += [
+            "",
+            "## Self-adaptive demo (held-out margin gain over the reference, nats)",
+            "",
+            "| run | learned CV | macro | micro | by subgroup |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in report["adaptive"].items():
+            groups = ", ".join(f"{k} {v:.3f}" for k, v in r["margin_gain_by_subgroup"].items())
+            lines.append(
+                f"| {name} | {r['cv']:.3f} | {r['margin_gain_macro']:.3f} | "
+                f"{r['margin_gain_micro']:.3f} | {groups} |"
+            )
+    lines += ["", f"Total benchmark time: {report['total_seconds']:.0f} s."]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "mixdpo.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / "mixdpo.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The strength marginals, written once for every array backend.
+
+Each function takes an ``ops`` object (:class:`mixlogit.torch._ops.TorchOps` or
+:class:`mixlogit.jax._ops.JaxOps`) that supplies a dozen elementwise primitives, so the
+mathematics below is shared verbatim by the PyTorch and JAX front ends. Inputs are already
+broadcast to a common shape and floating dtype by the front ends.
+
+Notation: ``P(d) = E[sigmoid(beta * d)]`` for a random strength ``beta > 0``; every function
+returns ``log P`` (or posterior moments of ``beta``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+
+from mixlogit._series import (
+    alternating_series_weights,
+    log_abs_logistic_quadrature,
+    standard_normal_quadrature,
+)
+
+Array = Any
+
+
+class ArrayOps(Protocol):
+    """The primitives a backend provides to the shared kernels."""
+
+    def const(self, value: np.ndarray | float, like: Array) -> Array: ...
+    def exp(self, x: Array) -> Array: ...
+    def log(self, x: Array) -> Array: ...
+    def log1p(self, x: Array) -> Array: ...
+    def log_sigmoid(self, x: Array) -> Array: ...
+    def where(self, cond: Array, x: Array, y: Array | float) -> Array: ...
+    def minimum(self, x: Array, bound: float) -> Array: ...
+    def clip(self, x: Array, lower: float, upper: float) -> Array: ...
+    def isinf(self, x: Array) -> Array: ...
+    def sum(self, x: Array, axis: int) -> Array: ...
+    def logsumexp(self, x: Array, axis: int) -> Array: ...
+    def finfo_max(self, like: Array) -> float: ...
+    def sqrt(self, x: Array) -> Array: ...
+    def stop_gradient(self, x: Array) -> Array: ...
+    def erfc(self, x: Array) -> Array: ...
+    def log_ndtr(self, x: Array) -> Array: ...
+
+
+def gamma_log_marginal(ops: ArrayOps, d: Array, shape: Array, rate: Array, num_terms: int) -> Array:
+    """``log E[sigmoid(beta d)]`` for ``beta ~ Gamma(shape, rate)``, exact to the working precision.
+
+    With ``a = |d| / rate`` and the Gamma Laplace transform ``E[exp(-t beta)] = (1 + t/rate)^-shape``,
+
+        S(a) = E[sigmoid(-beta |d|)] = sum_{n>=1} (-1)^(n+1) (1 + n a)^(-shape)
+             = (1 + a)^(-shape) * sum_{j>=0} (-1)^j r_j,   r_j = (1 + j a / (1 + a))^(-shape),
+
+    (a Lerch transcendent). ``r_j`` are moments of a positive measure on (0, 1), so the
+    CRVZ-accelerated partial sum has relative error below ``2 / 5.83^num_terms`` uniformly in
+    ``(d, shape, rate)``: no division by ``d``, nothing special at ``d = 0``. The prefactor is
+    kept in log space so the negative tail stays accurate far below the float underflow, and
+    ``P = 1 - S`` uses ``log1p`` for ``d > 0``.
+    """
+    weights = ops.const(alternating_series_weights(num_terms), like=d)
+    index = ops.const(np.arange(num_terms, dtype=np.float64), like=d)
+    positive = d > 0
+    # Both signs share S(|d|/rate). Writing |d| as -d on d <= 0 (rather than abs) keeps the
+    # derivative at d = 0 equal to its two-sided limit, shape / (2 rate) for log P.
+    a = ops.where(positive, d, -d) / rate
+    infinite = ops.isinf(a)
+    a = ops.minimum(a, ops.finfo_max(d) / (4.0 * num_terms))
+    u = a / (1.0 + a)
+    log_ratio = ops.log1p(index * u[..., None])
+    series = ops.sum(weights * ops.exp(-shape[..., None] * log_ratio), axis=-1)
+    log_s = -shape * ops.log1p(a) + ops.log(series)
+    log_s = ops.where(infinite, -math.inf, log_s)
+    return ops.where(positive, ops.log1p(-ops.exp(log_s)), log_s)
+
+
+def _lognormal_tail_centre(ops: ArrayOps, log_c: Array, scale: Array, iterations: int = 12):
+    """Mode and curvature scale of ``h(e) = -e^2/2 - softplus(exp(log_c + scale e))``.
+
+    ``exp(h)`` is the integrand of ``S = E[sigmoid(-beta |d|)]`` (``log_c = loc + log|d|``).
+    ``h'' <= -1``, so the mode is unique; it lies in ``[min(knee, 0) - 1 - scale, 0]`` where
+    ``knee = -log_c / scale`` (there ``h' > 0`` at the left end and ``h' <= 0`` at 0). Newton
+    steps safeguarded by bisection inside that bracket, a fixed number of times so the
+    kernel stays traceable.
+    """
+
+    def derivatives(e):
+        log_z = log_c + scale * e
+        z = ops.exp(log_z)
+        sig = ops.exp(ops.log_sigmoid(z))
+        # z^2 sigma(z) sigma(-z) in log space: z may be huge on the first iterations.
+        curv = ops.exp(2.0 * log_z + ops.log_sigmoid(z) + ops.log_sigmoid(-z))
+        g1 = -e - scale * z * sig
+        g2 = -1.0 - scale * scale * (z * sig + curv)
+        return g1, g2
+
+    knee = -log_c / scale
+    lo = ops.where(knee < 0.0, knee, 0.0) - 1.0 - scale
+    hi = lo * 0.0
+    # Start from the asymptotic root of e = -scale z (sigmoid(z) ~ 1): e = knee + log(-e/scale)/scale.
+    guess = knee + ops.log(ops.clip(-knee / scale, 1.0, math.inf)) / scale
+    e = ops.clip(guess, -math.inf, 0.0)
+    e = ops.where(e > lo, e, (lo + hi) / 2.0)
+    for _ in range(iterations):
+        g1, g2 = derivatives(e)
+        lo = ops.where(g1 > 0.0, e, lo)
+        hi = ops.where(g1 > 0.0, hi, e)
+        step = e - g1 / g2
+        inside = (step >= lo) & (step <= hi)  # a converged step may land on an end
+        e = ops.where(inside, step, (lo + hi) / 2.0)
+    _, g2 = derivatives(e)
+    return e, 1.0 / ops.sqrt(-g2)
+
+
+def _log_ndtr(ops: ArrayOps, z: Array) -> Array:
+    """``log Phi(z)`` to full relative precision on both sides. Library ``log_ndtr`` is exact
+    on the left but loses digits on the right in some versions, where ``log Phi(z) ~ -Phi(-z)``;
+    there ``log1p(-erfc(z / sqrt 2) / 2)`` is used."""
+    negative = z < 0
+    z_neg = ops.where(negative, z, -1.0)  # each branch sees only its own half-line
+    z_pos = ops.where(negative, 1.0, z)
+    right = ops.log1p(-ops.erfc(z_pos / math.sqrt(2.0)) / 2.0)
+    return ops.where(negative, ops.log_ndtr(z_neg), right)
+
+
+#: Regimes of the LogNormal quadrature (see lognormal_log_marginal_quadrature).
+LOGISTIC_DOMAIN_MIN_SCALE = 0.75
+BULK_KNEE = (-3.0, 4.0)
+TAIL_KNEE_WIDE = -10.0
+
+
+def lognormal_log_marginal_quadrature(
+    ops: ArrayOps, d: Array, loc: Array, scale: Array, num_points: int
+) -> Array:
+    """``log E[sigmoid(beta d)]``, ``beta = exp(loc + scale eps)``, by Gaussian quadrature.
+
+    As for the Gamma, work with the small side ``S = E[sigmoid(-beta |d|)] <= 1/2`` and set
+    ``P = S`` (``d <= 0``) or ``1 - S`` (``d > 0``, via ``log1p``). The sigmoid switches off
+    at the knee ``eps* = -(loc + log|d|) / scale``; three regimes keep ``num_points`` nodes
+    accurate (absolute error of ``P`` below 1e-6 at 16 nodes for ``scale <= 2``):
+
+    * knee in the bulk of N(0, 1) and ``scale > 0.5``: the integrand in ``eps`` is a step of
+      width ``1 / scale`` (poles ``pi / (2 scale)`` off the real axis) that Gauss-Hermite
+      resolves slowly. Swap the roles of the two random variables instead:
+      ``S = E_T[Phi((T - loc - log|d|) / scale)] / 2`` with ``T = log|L|``, ``L`` logistic,
+      and a Gauss rule for the density of ``T`` (the integrand is now entire);
+    * knee far in the left tail (``S`` tiny): adaptive Gauss-Hermite centred at the
+      integrand's mode and scaled by its curvature (Liu & Pierce 1994), so ``log S`` keeps
+      its relative accuracy deep into the tail;
+    * otherwise (small scale, or the knee beyond the right of the bulk, ``d`` near 0): plain
+      Gauss-Hermite in ``eps``, which is exact at ``d = 0`` with the right derivative.
+
+    Regime choices, centres and widths carry no gradient: the rule's value does not depend
+    on them beyond its own error.
+    """
+    nodes, log_weights = standard_normal_quadrature(num_points)
+    x = ops.const(nodes, like=d)
+    log_w = ops.const(log_weights, like=d)
+    positive = d > 0
+    a = ops.where(positive, d, -d)  # |d| with the two-sided derivative at 0, as for the Gamma
+    infinite = ops.isinf(a)
+    a = ops.minimum(a, math.sqrt(ops.finfo_max(d)))  # finite, so gradients at d = +-inf are 0
+    # Regimes only need log|d| roughly: clip it away from log(0) and log(inf).
+    log_c = ops.stop_gradient(loc + ops.log(ops.clip(a, 1e-300, 1e300)))
+    plain_scale = ops.stop_gradient(scale)
+    knee = -log_c / plain_scale
+    wide = plain_scale > LOGISTIC_DOMAIN_MIN_SCALE
+    in_tail = knee < ops.where(wide, TAIL_KNEE_WIDE, BULK_KNEE[0])
+    use_logistic = wide & ~in_tail & (knee < BULK_KNEE[1])
+
+    centre, width = _lognormal_tail_centre(ops, log_c, plain_scale)
+    centre = ops.stop_gradient(ops.where(in_tail, centre, 0.0))
+    width = ops.stop_gradient(ops.where(in_tail, width, 1.0))
+    eps = centre[..., None] + width[..., None] * x
+    beta = ops.exp(loc[..., None] + scale[..., None] * eps)
+    log_integrand = ops.log_sigmoid(-beta * a[..., None]) - 0.5 * eps * eps
+    # Importance weights of the shifted rule against N(0, 1): phi(eps) / phi_{centre,width}(eps).
+    log_terms = log_w + log_integrand + 0.5 * x * x + ops.log(width)[..., None]
+    log_s_eps = ops.logsumexp(log_terms, axis=-1)
+
+    # Three times the nodes here: this rule serves the scales near 1, hardest for both domains.
+    t_nodes, t_log_weights = log_abs_logistic_quadrature(3 * num_points)
+    t = ops.const(t_nodes, like=d)
+    a_safe = ops.where(use_logistic, a, 1.0)  # keep log(0) out of the unused branch's gradient
+    z = (t - (loc + ops.log(a_safe))[..., None]) / scale[..., None]
+    log_s_t = ops.logsumexp(ops.const(t_log_weights, like=d) + _log_ndtr(ops, z), axis=-1)
+    log_s_t = log_s_t - math.log(2.0)
+
+    log_s = ops.where(use_logistic, log_s_t, log_s_eps)
+    log_s = ops.where(infinite, -math.inf, log_s)
+    return ops.where(positive, ops.log1p(-ops.exp(log_s)), log_s)
+
+
+def lognormal_log_marginal_mc(
+    ops: ArrayOps, d: Array, loc: Array, scale: Array, noise: Array
+) -> Array:
+    """Reparameterised Monte Carlo estimate ``log (1/K) sum_k sigmoid(beta_k d)``.
+
+    ``noise`` holds standard-normal draws with the sample axis first, shape ``(K, *batch)``
+    (or ``(K,)`` to share draws across the batch); ``beta_k = exp(loc + scale noise_k)``.
+    Unbiased for ``P(d)`` (not for its log), as in MixDPO.
+    """
+    num_samples = noise.shape[0]
+    beta = ops.exp(loc + scale * noise)
+    return ops.logsumexp(ops.log_sigmoid(beta * d), axis=0) - math.log(num_samples)
+
+
+def point_mass_log_marginal(ops: ArrayOps, d: Array, beta: Array) -> Array:
+    """``log sigmoid(beta d)``: a strength fixed at ``beta`` (plain DPO / plain logit)."""
+    return ops.log_sigmoid(beta * d)
+
+
+def gamma_conditional_moments(
+    ops: ArrayOps, signed_d: Array, shape: Array, rate: Array, num_terms: int
+) -> tuple[Array, Array]:
+    """Mean and variance of ``beta`` given the choice, for ``beta ~ Gamma(shape, rate)``.
+
+    ``signed_d`` is ``d`` for an observed choice ``y = 1`` and ``-d`` for ``y = 0``. Size-biasing
+    a Gamma raises its shape: ``E[beta^m f(beta)] = (shape)_m / rate^m E_{shape+m}[f]``, so the
+    posterior moments are ratios of the exact marginal at shapes ``k, k+1, k+2``: no sampling
+    and no quadrature error.
+    """
+    log_p0 = gamma_log_marginal(ops, signed_d, shape, rate, num_terms)
+    log_p1 = gamma_log_marginal(ops, signed_d, shape + 1.0, rate, num_terms)
+    log_p2 = gamma_log_marginal(ops, signed_d, shape + 2.0, rate, num_terms)
+    mean = shape / rate * ops.exp(log_p1 - log_p0)
+    second = shape * (shape + 1.0) / (rate * rate) * ops.exp(log_p2 - log_p0)
+    return mean, second - mean * mean
+
+
+def lognormal_conditional_moments(
+    ops: ArrayOps, signed_d: Array, loc: Array, scale: Array, num_points: int
+) -> tuple[Array, Array]:
+    """Mean and variance of ``beta`` given the choice, ``beta ~ LogNormal(loc, scale)``.
+
+    Exponential tilting of the normal: ``E[beta^m f(beta)] = exp(m loc + m^2 scale^2 / 2)
+    E_{loc + m scale^2}[f]``, so the moments are ratios of Gauss-Hermite marginals.
+    """
+    s2 = scale * scale
+    log_p0 = lognormal_log_marginal_quadrature(ops, signed_d, loc, scale, num_points)
+    log_p1 = lognormal_log_marginal_quadrature(ops, signed_d, loc + s2, scale, num_points)
+    log_p2 = lognormal_log_marginal_quadrature(ops, signed_d, loc + 2.0 * s2, scale, num_points)
+    mean = ops.exp(loc + 0.5 * s2 + log_p1 - log_p0)
+    second = ops.exp(2.0 * loc + 2.0 * s2 + log_p2 - log_p0)
+    return mean, second - mean * mean

@@ -1,0 +1,81 @@
+"""Classic discrete-choice data sets shipped with mixlogit (provenance in ``README.md`` here).
+
+Every loader returns a fresh :class:`pandas.DataFrame` read from a gzipped file inside the
+package; nothing is downloaded.
+
+* :func:`load_electricity`: Train's electricity supplier stated-preference panel, long format
+  (17,232 rows = 4,308 situations x 4 alternatives, 361 people).
+* :func:`load_swissmetro`: Swissmetro stated-preference survey, wide format (10,728 rows).
+* :func:`load_car`: McFadden & Train (2000) car choice, wide format (4,654 rows, 6 alternatives).
+* :func:`load_modecanada`: ModeCanada intercity mode choice, long format (15,520 rows).
+* :func:`load_heating`: Train's California heating-system choice, wide format (900 rows).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pandas as pd
+
+__all__ = [
+    "load_car",
+    "load_electricity",
+    "load_heating",
+    "load_modecanada",
+    "load_swissmetro",
+]
+
+
+def _read(file_name: str, **read_csv_kwargs) -> pd.DataFrame:
+    with resources.files(__name__).joinpath(file_name).open("rb") as handle:
+        return pd.read_csv(handle, compression="gzip", **read_csv_kwargs)
+
+
+def load_electricity() -> pd.DataFrame:
+    """Electricity supplier choice (Train), long format, one row per situation x alternative.
+
+    Columns: ``choice`` (bool, True for the chosen supplier), ``id`` (person, 1..361), ``alt``
+    (1..4), ``pf`` (fixed price, cents/kWh), ``cl`` (contract length, years), ``loc`` (local
+    supplier), ``wk`` (well-known supplier), ``tod`` (time-of-day rates), ``seas`` (seasonal
+    rates), ``chid`` (choice situation, 1..4308).
+    """
+    return _read("electricity.csv.gz")
+
+
+def load_swissmetro() -> pd.DataFrame:
+    """Swissmetro stated-preference survey (Bierlaire et al. 2001), wide format.
+
+    One row per situation; alternatives 1 = train, 2 = Swissmetro, 3 = car; ``CHOICE`` is the
+    chosen alternative (0 = unknown, usually dropped), ``*_AV`` availability, ``*_TT`` travel
+    time (minutes), ``*_CO`` cost (CHF), ``*_HE`` headway (minutes), ``ID`` the respondent.
+    """
+    return _read("swissmetro.dat.gz", sep="\t")
+
+
+def load_car() -> pd.DataFrame:
+    """Car choice stated preferences (McFadden & Train 2000), wide format, 6 alternatives.
+
+    ``choice`` is ``"choice1"`` .. ``"choice6"``; per-alternative columns end in the alternative
+    number (``price1`` .. ``price6``, ``range*``, ``acc*``, ``speed*``, ``pollution*``, ``size*``,
+    ``space*``, ``cost*``, ``station*``, ``type*``, ``fuel*``).
+    """
+    return _read("car.csv.gz").drop(columns=["rownames"])
+
+
+def load_modecanada() -> pd.DataFrame:
+    """ModeCanada intercity travel (Forinash & Koppelman 1993), long format, unbalanced sets.
+
+    Columns: ``case`` (situation), ``alt`` (train, car, bus, air), ``choice`` (0/1), ``dist``,
+    ``cost``, ``ivt`` (in-vehicle time), ``ovt`` (out-of-vehicle time), ``freq``, ``income``,
+    ``urban``, ``noalt`` (number of alternatives available in the situation).
+    """
+    return _read("ModeCanada.csv.gz").drop(columns=["Unnamed: 0"])
+
+
+def load_heating() -> pd.DataFrame:
+    """Heating-system choice in California houses (Train), wide format, 5 alternatives.
+
+    ``depvar`` is the chosen system (gc, gr, ec, er, hp); ``ic.<alt>`` installation cost and
+    ``oc.<alt>`` annual operating cost; ``income``, ``agehed``, ``rooms``, ``region``.
+    """
+    return _read("heating_data.csv.gz")

@@ -1,0 +1,128 @@
+"""Uniform draws on (0, 1) for simulated maximum likelihood.
+
+Every generator returns an array of shape ``(num_units, num_draws, dim)``: unit ``n`` (a
+decision maker in a panel, or a situation) gets its own ``num_draws`` points in ``dim``
+dimensions, strictly inside (0, 1) so that inverse-CDF transforms stay finite.
+
+* ``"halton"``: Halton sequence, one prime per dimension, consecutive blocks of
+  ``num_draws`` points per unit after dropping the first ``skip`` points, 0 included (Train
+  2009, ch. 9; the same points as xlogit's Halton draws);
+  ``"halton-scrambled"`` permutes the digits of each prime with a random permutation
+  (Braaten-Weller style random digit scrambling; the permutation fixes digit 0, so base 2,
+  the first dimension, is unchanged); ``"halton-shuffled"`` randomly permutes the
+  points of each dimension across units and draws (breaks the cross-dimension correlation of
+  high primes).
+* ``"sobol"``: scrambled Sobol' points (scipy), consecutive blocks per unit.
+* ``"mlhs"``: modified Latin hypercube sampling (Hess, Train and Polak 2006).
+* ``"random"``: pseudo-random uniforms.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.stats import qmc
+
+__all__ = ["DRAW_TYPES", "first_primes", "halton_sequence", "make_draws"]
+
+DRAW_TYPES = ("halton", "halton-scrambled", "halton-shuffled", "sobol", "mlhs", "random")
+
+_EPS = 1e-12
+
+
+def first_primes(count: int) -> np.ndarray:
+    """The first ``count`` prime numbers."""
+    primes: list[int] = []
+    candidate = 2
+    while len(primes) < count:
+        if all(candidate % p for p in primes if p * p <= candidate):
+            primes.append(candidate)
+        candidate += 1
+    return np.array(primes, dtype=np.int64)
+
+
+def halton_sequence(
+    length: int, base: int, *, skip: int = 0, permutation: np.ndarray | None = None
+) -> np.ndarray:
+    """Radical inverse in ``base`` of the integers ``skip .. skip+length-1`` (float64).
+
+    The sequence starts at index 0 (the point 0), so ``skip`` leading points are dropped as in
+    xlogit; ``skip >= 1`` keeps the points inside (0, 1).
+
+    Args:
+        permutation: optional permutation of ``range(base)`` applied to every digit (with
+            ``permutation[0] == 0`` so that the points stay in (0, 1)).
+    """
+    indices = np.arange(skip, skip + length, dtype=np.int64)
+    result = np.zeros(length)
+    factor = 1.0 / base
+    while np.any(indices > 0):
+        digits = indices % base
+        if permutation is not None:
+            digits = permutation[digits]
+        result += digits * factor
+        indices //= base
+        factor /= base
+    return result
+
+
+def make_draws(
+    num_units: int,
+    num_draws: int,
+    dim: int,
+    kind: str = "halton",
+    *,
+    seed: int | None = 0,
+    skip: int = 100,
+) -> np.ndarray:
+    """Uniform draws of shape ``(num_units, num_draws, dim)`` strictly inside (0, 1).
+
+    Args:
+        num_units: decision makers (panel) or situations.
+        num_draws: draws per unit.
+        dim: number of random coefficients.
+        kind: one of :data:`DRAW_TYPES`.
+        seed: seed of the randomisation (scrambling, shuffling, MLHS, pseudo-random).
+        skip: leading Halton points dropped (they are strongly correlated across primes).
+    """
+    if skip < 1:
+        raise ValueError(f"skip must be >= 1 (the Halton sequence starts at 0), got {skip}")
+    if kind not in DRAW_TYPES:
+        raise ValueError(f"unknown draw type {kind!r}; choose one of {DRAW_TYPES}")
+    if num_units < 1 or num_draws < 1 or dim < 0:
+        raise ValueError(
+            f"need num_units >= 1, num_draws >= 1, dim >= 0; got {num_units}, {num_draws}, {dim}"
+        )
+    rng = np.random.default_rng(seed)
+    total = num_units * num_draws
+    if dim == 0:
+        return np.zeros((num_units, num_draws, 0))
+    if kind.startswith("halton"):
+        primes = first_primes(dim)
+        columns = []
+        for base in primes:
+            permutation = None
+            if kind == "halton-scrambled":
+                permutation = np.concatenate([[0], 1 + rng.permutation(int(base) - 1)])
+            column = halton_sequence(total, int(base), skip=skip, permutation=permutation)
+            if kind == "halton-shuffled":
+                column = rng.permutation(column)
+            columns.append(column)
+        u = np.stack(columns, axis=-1)
+    elif kind == "sobol":
+        sampler = qmc.Sobol(d=dim, scramble=True, seed=rng)
+        with warnings.catch_warnings():
+            # blocks of num_draws points per unit: balance of the whole sequence is not needed
+            warnings.filterwarnings(
+                "ignore", message="The balance properties", category=UserWarning
+            )
+            u = sampler.random(total)
+    elif kind == "mlhs":
+        base = (np.arange(num_draws)[:, None] + rng.random((num_units, 1, dim))) / num_draws
+        order = rng.random((num_units, num_draws, dim)).argsort(axis=1)
+        u = np.take_along_axis(base, order, axis=1)
+        return np.clip(u, _EPS, 1 - _EPS)
+    else:
+        u = rng.random((total, dim))
+    return np.clip(u.reshape(num_units, num_draws, dim), _EPS, 1 - _EPS)

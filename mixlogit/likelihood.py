@@ -1,0 +1,374 @@
+"""Simulated / quadrature log-likelihood of logit models with random coefficients (JAX, float64).
+
+All JAX work in :mod:`mixlogit` estimation runs inside ``jax.enable_x64(True)`` (a context,
+so importing or using mixlogit never flips the global ``jax_enable_x64`` flag for other code);
+arrays built here are float64.
+
+Layout of the parameter vector ``theta`` (see :class:`ParameterLayout`):
+``[fixed coefficients | first parameter of each random coefficient | second parameter of each
+independent random coefficient | lower Cholesky factor of the correlated block, row by row]``.
+
+The log-likelihood of unit ``u`` (a decision maker with a panel, else a situation) is
+``log sum_r w_r prod_{s in u} P_s(beta_ur)`` with ``w_r = 1/R`` for simulation draws or the
+quadrature weights; draws are processed in chunks (``lax.map`` with rematerialisation) so that
+memory is bounded by ``S * J * chunk`` doubles whatever the number of draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from mixlogit.arrays import ChoiceArrays, RandomCoefficient
+from mixlogit.mixing import coefficient_from_standard, parameter_names
+
+__all__ = ["Likelihood", "LikelihoodData", "ParameterLayout", "make_likelihood_data", "x64"]
+
+
+def x64():
+    """Context enabling float64 in JAX for the duration of an estimation call."""
+    return jax.enable_x64(True)
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """Maps the flat parameter vector to fixed and random coefficients."""
+
+    fixed: tuple[str, ...]
+    random: tuple[str, ...]
+    mixing: tuple[RandomCoefficient, ...]
+    correlated: tuple[str, ...] = ()
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = list(self.fixed)
+        names += [
+            parameter_names(n, m.distribution)[0]
+            for n, m in zip(self.random, self.mixing, strict=True)
+        ]
+        names += [
+            parameter_names(n, m.distribution)[1]
+            for n, m in zip(self.random, self.mixing, strict=True)
+            if n not in self.correlated
+        ]
+        for i, row in enumerate(self.correlated):
+            for col in self.correlated[: i + 1]:
+                names.append(f"chol.{row}.{col}")
+        object.__setattr__(self, "names", tuple(names))
+
+    @property
+    def num_fixed(self) -> int:
+        return len(self.fixed)
+
+    @property
+    def num_random(self) -> int:
+        return len(self.random)
+
+    @property
+    def num_params(self) -> int:
+        return len(self.names)
+
+    @property
+    def independent_index(self) -> np.ndarray:
+        return np.array([k for k, n in enumerate(self.random) if n not in self.correlated], int)
+
+    @property
+    def correlated_index(self) -> np.ndarray:
+        return np.array([self.random.index(n) for n in self.correlated], dtype=int)
+
+    def cholesky(self, theta: jax.Array) -> jax.Array:
+        """Lower Cholesky factor ``(m, m)`` of the correlated block's underlying normals."""
+        m = len(self.correlated)
+        start = self.num_fixed + self.num_random + len(self.independent_index)
+        rows, cols = np.tril_indices(m)
+        return jnp.zeros((m, m), theta.dtype).at[rows, cols].set(theta[start:])
+
+    def random_coefficients(self, theta: jax.Array, standard: jax.Array) -> jax.Array:
+        """Coefficients ``(..., Kr)`` from standardised draws ``standard`` ``(..., Kr)``."""
+        kf, kr = self.num_fixed, self.num_random
+        first = theta[kf : kf + kr]
+        independent = self.independent_index
+        second = theta[kf + kr : kf + kr + len(independent)]
+        columns: list[jax.Array | None] = [None] * kr
+        for pos, k in enumerate(independent):
+            mixing = self.mixing[k]
+            columns[k] = coefficient_from_standard(
+                mixing.distribution, first[k], second[pos], standard[..., k], mixing.sign
+            )
+        if len(self.correlated):
+            idx = self.correlated_index
+            chol = self.cholesky(theta)
+            underlying = first[idx] + standard[..., idx] @ chol.T
+            for pos, k in enumerate(idx):
+                mixing = self.mixing[k]
+                value = underlying[..., pos]
+                if mixing.distribution == "lognormal":
+                    value = jnp.exp(value)
+                columns[k] = value if mixing.sign == 1 else -value
+        if kr == 0:
+            return jnp.zeros((*standard.shape[:-1], 0), theta.dtype)
+        return jnp.stack(columns, axis=-1)
+
+
+class LikelihoodData(NamedTuple):
+    """Device arrays of one estimation problem on a ``(G, T)`` grid of situations.
+
+    In the *grid* layout a group is a unit (decision maker) and ``T`` the largest number of
+    situations of a unit; missing situations are padding with a single available alternative,
+    so their log-probability is exactly 0. In the *gathered* layout (very unbalanced panels)
+    every situation is its own group (``T = 1``) and ``group_unit`` maps it to its unit.
+    """
+
+    Xf: jax.Array  # (G, T, J, Kf)
+    Xr: jax.Array  # (G, T, J, Kr)
+    available: jax.Array  # (G, T, J) bool
+    chosen: jax.Array  # (G, T, J) float one-hot of the chosen alternative
+    group_unit: jax.Array  # (G,) int, sorted
+    unit_weights: jax.Array  # (U,)
+    standard: jax.Array  # (C, U or 1, Rc, Kr) standardised draws / nodes, chunked
+    log_draw_weights: jax.Array  # (C, Rc) log w_r (-inf for padding)
+
+
+def chunk_draws(
+    standard: np.ndarray, log_weights: np.ndarray, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``(U, R, Kr)`` draws into ``(C, U, chunk, Kr)`` padding with zero-weight draws."""
+    num_units, num_draws, dim = standard.shape
+    chunk = max(1, min(chunk, num_draws))
+    num_chunks = -(-num_draws // chunk)
+    pad = num_chunks * chunk - num_draws
+    if pad:
+        # padding draws get weight 0; 0.5 is a valid uniform and normal value for every mixing
+        standard = np.concatenate([standard, np.full((num_units, pad, dim), 0.5)], axis=1)
+        log_weights = np.concatenate([log_weights, np.full(pad, -np.inf)])
+    standard = standard.reshape(num_units, num_chunks, chunk, dim).transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(standard), log_weights.reshape(num_chunks, chunk)
+
+
+def make_likelihood_data(
+    arrays: ChoiceArrays,
+    layout: ParameterLayout,
+    unit: np.ndarray,
+    unit_weights: np.ndarray,
+    standard: np.ndarray,
+    log_draw_weights: np.ndarray,
+    chunk: int,
+    *,
+    max_padding: float = 0.3,
+) -> tuple[LikelihoodData, np.ndarray, bool]:
+    """Device data and the ``(S, 2)`` grid position ``(g, t)`` of every situation.
+
+    Returns:
+        data, positions, gathered (True for the one-situation-per-group layout, used when the
+        grid would pad more than ``max_padding`` of the situations).
+    """
+    num_s, num_j, _ = arrays.X.shape
+    num_units = len(unit_weights)
+    order = np.argsort(unit, kind="stable")
+    counts = np.bincount(unit, minlength=num_units)
+    t_max = int(counts.max())
+    gathered = num_units * t_max > (1.0 + max_padding) * num_s
+    positions = np.empty((num_s, 2), dtype=np.int64)
+    if gathered:
+        positions[order, 0] = np.arange(num_s)
+        positions[:, 1] = 0
+        num_groups, t_max = num_s, 1
+        group_unit = unit[order]
+    else:
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        sorted_unit = unit[order]
+        positions[order, 0] = sorted_unit
+        positions[order, 1] = np.arange(num_s) - starts[sorted_unit]
+        num_groups = num_units
+        group_unit = np.arange(num_units)
+    names = list(arrays.variable_names)
+    fixed_idx = [names.index(n) for n in layout.fixed]
+    random_idx = [names.index(n) for n in layout.random]
+    X = np.zeros((num_groups, t_max, num_j, arrays.X.shape[2]))
+    X[positions[:, 0], positions[:, 1]] = arrays.X
+    available = np.zeros((num_groups, t_max, num_j), dtype=bool)
+    available[..., 0] = True  # padding situations: one alternative, log-probability 0
+    available[positions[:, 0], positions[:, 1]] = arrays.available
+    chosen = np.zeros((num_groups, t_max, num_j))
+    chosen[..., 0] = 1.0
+    chosen[positions[:, 0], positions[:, 1]] = np.eye(num_j)[arrays.chosen]
+    standard_chunks, log_w = chunk_draws(standard, log_draw_weights, chunk)
+    data = LikelihoodData(
+        Xf=jnp.asarray(X[..., fixed_idx], dtype=jnp.float64),
+        Xr=jnp.asarray(X[..., random_idx], dtype=jnp.float64),
+        available=jnp.asarray(available),
+        chosen=jnp.asarray(chosen, dtype=jnp.float64),
+        group_unit=jnp.asarray(group_unit),
+        unit_weights=jnp.asarray(unit_weights, dtype=jnp.float64),
+        standard=jnp.asarray(standard_chunks, dtype=jnp.float64),
+        log_draw_weights=jnp.asarray(log_w, dtype=jnp.float64),
+    )
+    return data, positions, bool(gathered)
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """Functions of ``(theta, data)`` for one parameter layout (jit them at the call site)."""
+
+    layout: ParameterLayout
+    num_units: int
+    gathered: bool = False
+
+    def _utilities(self, theta, data, standard_chunk):
+        """Utilities ``(G, T, J, Rc)`` for the draws of one chunk."""
+        kf = self.layout.num_fixed
+        utility = jnp.einsum("gtjk,k->gtj", data.Xf, theta[:kf])[..., None]
+        if self.layout.num_random == 0:
+            return utility
+        betas = self.layout.random_coefficients(theta, standard_chunk)  # (U or 1, Rc, Kr)
+        if self.gathered and betas.shape[0] > 1:
+            betas = betas[data.group_unit]
+        # a sum of broadcast products (Kr is small) fuses into one loop, unlike a batched dot
+        for k in range(self.layout.num_random):
+            utility = utility + data.Xr[..., k, None] * betas[:, None, None, :, k]
+        return utility
+
+    def _chunk_terms(self, theta, data, standard_chunk, with_derivatives: bool = True):
+        """Per-draw unit log-likelihoods ``z`` ``(U, Rc)`` and their derivatives.
+
+        Returns ``z``, ``d z / d beta_fixed`` ``(U, Rc, Kf)`` and ``d z / d beta_random``
+        ``(U, Rc, Kr)`` (analytic logit derivatives: ``sum_tj (y_tj - P_tj) x_tj``).
+        """
+        utility = self._utilities(theta, data, standard_chunk)  # (G, T, J, Rc)
+        masked = utility + jnp.where(data.available, 0.0, -jnp.inf)[..., None]
+        peak = jnp.max(masked, axis=2, keepdims=True)
+        expo = jnp.exp(masked - peak)
+        total = jnp.sum(expo, axis=2, keepdims=True)
+        log_denominator = jnp.log(total[:, :, 0]) + peak[:, :, 0]
+        chosen_utility = jnp.sum(data.chosen[..., None] * utility, axis=2)
+        z = jnp.sum(chosen_utility - log_denominator, axis=1)  # (G, Rc)
+        if not with_derivatives:
+            if self.gathered:
+                z = jax.ops.segment_sum(
+                    z, data.group_unit, num_segments=self.num_units, indices_are_sorted=True
+                )
+            return z, None, None
+        residual = data.chosen[..., None] - expo / total  # (G, T, J, Rc)
+        num_g, num_t, num_j, num_r = residual.shape
+        # contract over (t, j) with draws as rows: a batched matmul on the minor axis is far
+        # faster on CPU than a reduction over middle axes
+        residual = jnp.swapaxes(residual.reshape(num_g, num_t * num_j, num_r), 1, 2)
+        grad_fixed = jnp.matmul(residual, data.Xf.reshape(num_g, num_t * num_j, -1))
+        grad_random = jnp.matmul(residual, data.Xr.reshape(num_g, num_t * num_j, -1))
+        if self.gathered:
+            segment = lambda a: jax.ops.segment_sum(  # noqa: E731
+                a, data.group_unit, num_segments=self.num_units, indices_are_sorted=True
+            )
+            z, grad_fixed, grad_random = segment(z), segment(grad_fixed), segment(grad_random)
+        return z, grad_fixed, grad_random
+
+    def draw_terms(self, theta, data, with_derivatives: bool = True):
+        """``z`` ``(U, R)`` (per-draw unit log-likelihood + log draw weight) and derivatives."""
+
+        def one(chunk):
+            return self._chunk_terms(theta, data, chunk, with_derivatives)
+
+        if data.standard.shape[0] == 1:
+            z, gf, gr = jax.tree.map(lambda a: a[None], one(data.standard[0]))
+        else:
+            z, gf, gr = lax.map(one, data.standard)
+        z = z + data.log_draw_weights[:, None, :]  # (C, U, Rc)
+
+        def merge(a):
+            if a is None:
+                return None
+            return jnp.moveaxis(a, 0, 1).reshape(a.shape[1], a.shape[0] * a.shape[2], *a.shape[3:])
+
+        return merge(z), merge(gf), merge(gr)
+
+    def draw_loglik(self, theta, data):
+        """``(U, R)`` per-draw unit log-likelihoods plus log weights of the draws."""
+        return self.draw_terms(theta, data, with_derivatives=False)[0]
+
+    def unit_loglik(self, theta, data):
+        """Log-likelihood of each unit, ``(U,)`` (unweighted)."""
+        return jax.nn.logsumexp(self.draw_loglik(theta, data), axis=1)
+
+    def loglik(self, theta, data):
+        """Weighted total log-likelihood (scalar)."""
+        return jnp.sum(data.unit_weights * self.unit_loglik(theta, data))
+
+    def _posterior(self, theta, data):
+        z, gf, gr = self.draw_terms(theta, data)
+        unit_ll = jax.nn.logsumexp(z, axis=1)
+        posterior = jnp.exp(z - unit_ll[:, None])  # (U, R) Revelt-Train draw weights
+        return unit_ll, posterior, gf, gr
+
+    def _all_standard(self, data):
+        c, u, rc, kr = data.standard.shape
+        return jnp.moveaxis(data.standard, 0, 1).reshape(u, c * rc, kr)
+
+    def value_and_grad(self, theta, data):
+        """Weighted log-likelihood and its exact gradient in ``theta``."""
+        unit_ll, posterior, gf, gr = self._posterior(theta, data)
+        weighted = data.unit_weights[:, None] * posterior  # (U, R)
+        kf = self.layout.num_fixed
+        grad = jnp.zeros_like(theta).at[:kf].set(jnp.einsum("ur,urk->k", weighted, gf))
+        if self.layout.num_random:
+            standard = self._all_standard(data)
+            _, pullback = jax.vjp(lambda t: self.layout.random_coefficients(t, standard), theta)
+            cotangent = weighted[..., None] * gr
+            if standard.shape[0] == 1:
+                cotangent = jnp.sum(cotangent, axis=0, keepdims=True)
+            grad = grad + pullback(cotangent)[0]
+        return jnp.sum(data.unit_weights * unit_ll), grad
+
+    def unit_scores(self, theta, data):
+        """Gradient of each unit's log-likelihood, ``(U, P)`` (unweighted)."""
+        _, posterior, gf, gr = self._posterior(theta, data)
+        kf = self.layout.num_fixed
+        scores = jnp.zeros((posterior.shape[0], theta.shape[0]), theta.dtype)
+        scores = scores.at[:, :kf].set(jnp.einsum("ur,urk->uk", posterior, gf))
+        if self.layout.num_random:
+            standard = self._all_standard(data)
+            jac = jax.jacfwd(lambda t: self.layout.random_coefficients(t, standard))(theta)
+            scores = scores + jnp.einsum("ur,urk,urkp->up", posterior, gr, jac)
+        return scores
+
+    def grid_probabilities(self, theta, data, conditional: bool = False):
+        """Choice probabilities ``(G, T, J)`` averaged over draws.
+
+        With ``conditional=True`` the draws of each unit are weighted by the likelihood of
+        the unit's observed choices (Revelt-Train), i.e. panel-aware prediction.
+        """
+        num_chunks = data.standard.shape[0]
+        if conditional:
+            weights = jax.nn.softmax(self.draw_loglik(theta, data), axis=1)  # (U, C * Rc)
+            w_chunks = jnp.moveaxis(weights.reshape(weights.shape[0], num_chunks, -1), 1, 0)
+        else:
+            weights = jax.nn.softmax(data.log_draw_weights.reshape(-1))  # (C * Rc,)
+            w_chunks = weights.reshape(num_chunks, 1, -1)
+
+        def body(total, inputs):
+            chunk, w = inputs  # w: (U or 1, Rc)
+            utility = self._utilities(theta, data, chunk)
+            masked = jnp.where(data.available[..., None], utility, -jnp.inf)
+            probs = jax.nn.softmax(masked, axis=2)  # (G, T, J, Rc)
+            if self.gathered and w.shape[0] > 1:
+                w = w[data.group_unit]
+            return total + jnp.einsum(
+                "gtjr,gr->gtj", probs, jnp.broadcast_to(w, (probs.shape[0], w.shape[1]))
+            ), None
+
+        total, _ = lax.scan(
+            body, jnp.zeros(data.available.shape, theta.dtype), (data.standard, w_chunks)
+        )
+        return total
+
+    def unit_coefficients(self, theta, data):
+        """Coefficients ``(U or 1, C * Rc, Kr)`` of every draw."""
+        betas = jax.vmap(lambda chunk: self.layout.random_coefficients(theta, chunk))(
+            data.standard
+        )  # (C, U, Rc, Kr)
+        c, u, rc, kr = betas.shape
+        return jnp.moveaxis(betas, 0, 1).reshape(u, c * rc, kr)

@@ -1,0 +1,359 @@
+"""Estimation results: parameter table, fit statistics, prediction, individual coefficients, WTP.
+
+``EstimationResults.save(path)`` writes a JSON file (parameters, covariances, model
+specification, fit statistics); :meth:`EstimationResults.load` restores it. Prediction and
+individual-level coefficients need the data, passed explicitly after loading.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mixlogit.data import ChoiceData
+from mixlogit.likelihood import x64
+
+__all__ = ["EstimationResults"]
+
+
+@dataclass
+class EstimationResults:
+    """Outcome of :meth:`mixlogit.models.MixedLogit.fit` (simulation or quadrature).
+
+    Attributes:
+        params: estimates, aligned with ``names``.
+        cov, robust_cov: classical (inverse negative Hessian) and sandwich covariance, the
+            latter clustered by decision maker (panel) when the data have one.
+        loglik, null_loglik: log-likelihood at the estimates and with equal probabilities.
+        quadrature: for ``method="quadrature"``: nodes per dimension, error estimate, rounds.
+    """
+
+    model: Any
+    names: list[str]
+    params: np.ndarray
+    cov: np.ndarray
+    robust_cov: np.ndarray
+    hessian: np.ndarray
+    gradient: np.ndarray
+    loglik: float
+    null_loglik: float
+    num_situations: int
+    num_units: int
+    num_draws: int
+    draws: str | None
+    seed: int | None
+    method: str
+    panel: bool
+    converged: bool
+    message: str
+    iterations: int
+    function_evaluations: int
+    time: float
+    quadrature: dict | None = None
+    data: ChoiceData | None = field(default=None, repr=False)
+    problem: Any = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def num_params(self) -> int:
+        return len(self.params)
+
+    @property
+    def std_errors(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.cov))
+
+    @property
+    def robust_std_errors(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.robust_cov))
+
+    @property
+    def rho2(self) -> float:
+        return 1.0 - self.loglik / self.null_loglik
+
+    @property
+    def rho2_adjusted(self) -> float:
+        return 1.0 - (self.loglik - self.num_params) / self.null_loglik
+
+    @property
+    def aic(self) -> float:
+        return 2.0 * self.num_params - 2.0 * self.loglik
+
+    @property
+    def bic(self) -> float:
+        return self.num_params * np.log(self.num_situations) - 2.0 * self.loglik
+
+    def __getitem__(self, name: str) -> float:
+        return float(self.params[self.names.index(name)])
+
+    def table(self) -> pd.DataFrame:
+        """Estimate, SE, robust SE, z and two-sided p-value (from the classical SE)."""
+        se = self.std_errors
+        z = self.params / se
+        return pd.DataFrame(
+            {
+                "estimate": self.params,
+                "std_err": se,
+                "robust_std_err": self.robust_std_errors,
+                "z": z,
+                "p_value": 2.0 * stats.norm.sf(np.abs(z)),
+            },
+            index=pd.Index(self.names, name="parameter"),
+        )
+
+    def summary(self) -> str:
+        """Human-readable estimation report."""
+        lines = [
+            f"{self.model!r}",
+            f"Method: {self.method}"
+            + (f", {self.num_draws} {self.draws} draws" if self.draws else "")
+            + (
+                f", {self.quadrature['nodes_per_dim']} nodes/dim "
+                f"(log-lik error estimate {self.quadrature['error']:.2e})"
+                if self.quadrature
+                else ""
+            ),
+            f"Situations: {self.num_situations}   units: {self.num_units}   "
+            f"parameters: {self.num_params}",
+            f"Log-likelihood: {self.loglik:.4f}   null: {self.null_loglik:.4f}   "
+            f"rho2: {self.rho2:.4f}   adj. rho2: {self.rho2_adjusted:.4f}",
+            f"AIC: {self.aic:.2f}   BIC: {self.bic:.2f}",
+            f"Converged: {self.converged} ({self.message}); iterations {self.iterations}, "
+            f"evaluations {self.function_evaluations}, time {self.time:.2f} s",
+            "",
+            self.table().to_string(float_format=lambda v: f"{v:.6g}"),
+        ]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    # ------------------------------------------------------------------ problem rebuilding
+    def _problem_for(self, data: ChoiceData | None, *, num_draws: int | None = None):
+        from mixlogit.estimation import build_problem
+        from mixlogit.quadrature import quadrature_rule
+
+        if data is None:
+            if self.problem is not None and num_draws is None:
+                return self.problem
+            data = self.data
+        if data is None:
+            raise ValueError("pass the ChoiceData (results loaded from disk keep no data)")
+        if self.quadrature and num_draws is None:
+            standard, log_w = quadrature_rule(self.model, self.quadrature["nodes_per_dim"])
+            return build_problem(
+                self.model,
+                data,
+                standard=standard,
+                log_weights=log_w,
+                panel=self.panel,
+                check_identified=False,
+            )
+        return build_problem(
+            self.model,
+            data,
+            num_draws=num_draws or max(self.num_draws, 1),
+            draws=self.draws or "halton",
+            seed=self.seed,
+            panel=self.panel,
+            check_identified=False,
+        )
+
+    # ------------------------------------------------------------------ prediction
+    def predict(
+        self,
+        data: ChoiceData | None = None,
+        *,
+        conditional: bool = False,
+        num_draws: int | None = None,
+    ) -> pd.DataFrame:
+        """Choice probabilities, one row per situation, one column per alternative.
+
+        Args:
+            data: situations to predict (default: the estimation data).
+            conditional: weight each decision maker's draws by the likelihood of their observed
+                choices in ``data`` (panel-aware prediction, Revelt-Train); needs choices.
+            num_draws: simulation draws (default: as in estimation).
+
+        Returns:
+            DataFrame ``(S, J)`` indexed by situation id; unavailable alternatives have 0.
+            ``.mean()`` of it gives the predicted market shares (see :meth:`market_shares`).
+        """
+        problem = self._problem_for(data, num_draws=num_draws)
+        with x64():
+            grid = np.asarray(
+                jax.jit(problem.likelihood.grid_probabilities, static_argnums=2)(
+                    jnp.asarray(self.params), problem.data, conditional
+                )
+            )
+        restored = grid[problem.positions[:, 0], problem.positions[:, 1]]
+        source = data if data is not None else self.data
+        return pd.DataFrame(
+            restored,
+            index=pd.Index(source.situation_ids, name="situation"),
+            columns=pd.Index(source.alternatives, name="alternative"),
+        )
+
+    def market_shares(self, data: ChoiceData | None = None, **kwargs: Any) -> pd.Series:
+        """Weighted average predicted probability of each alternative."""
+        source = data if data is not None else self.data
+        probs = self.predict(data, **kwargs)
+        return pd.Series(
+            np.average(probs.to_numpy(), axis=0, weights=source.weights),
+            index=probs.columns,
+            name="share",
+        )
+
+    # ------------------------------------------------------------------ individual level
+    def individual_coefficients(
+        self, data: ChoiceData | None = None, *, num_draws: int | None = None
+    ) -> pd.DataFrame:
+        """Conditional mean and SD of each person's random coefficients given their choices.
+
+        ``E[beta | y_n] = sum_r beta_nr L_n(beta_nr) / sum_r L_n(beta_nr)`` (Revelt and Train
+        2000; Train 2009, ch. 11) with the estimation draws (or quadrature nodes).
+
+        Returns:
+            DataFrame indexed by decision maker with columns ``<var>`` (conditional mean) and
+            ``sd.<var>`` (conditional SD) for each random coefficient; fixed coefficients are
+            the same for everybody and are not repeated.
+        """
+        if not self.model.random:
+            raise ValueError("the model has no random coefficients")
+        problem = self._problem_for(data, num_draws=num_draws)
+        with x64():
+            theta = jnp.asarray(self.params)
+            log_lik = np.asarray(jax.jit(problem.likelihood.draw_loglik)(theta, problem.data))
+            weights = np.exp(log_lik - log_lik.max(axis=1, keepdims=True))  # (U, R)
+            betas = np.asarray(jax.jit(problem.likelihood.unit_coefficients)(theta, problem.data))
+        weights = weights / weights.sum(axis=1, keepdims=True)
+        if betas.shape[0] == 1:
+            betas = np.broadcast_to(betas, (weights.shape[0], *betas.shape[1:]))
+        mean = np.einsum("ur,urk->uk", weights, betas)
+        second = np.einsum("ur,urk->uk", weights, betas**2)
+        sd = np.sqrt(np.maximum(second - mean**2, 0.0))
+        source = data if data is not None else self.data
+        names = list(self.model.random)
+        ids = source.panel_ids if (self.panel and source.has_panel) else source.situation_ids
+        frame = pd.DataFrame(mean, columns=names, index=pd.Index(ids, name="unit"))
+        for k, name in enumerate(names):
+            frame[f"sd.{name}"] = sd[:, k]
+        return frame
+
+    def population_coefficients(self, num_draws: int = 100_000, seed: int = 1) -> pd.DataFrame:
+        """Simulated population distribution of every coefficient, ``(num_draws, K)``."""
+        from mixlogit.models import prepare_draws
+
+        layout = self.model.layout
+        columns = {}
+        for k, name in enumerate(layout.fixed):
+            columns[name] = np.full(num_draws, self.params[k])
+        if layout.num_random:
+            standard, _ = prepare_draws(self.model, 1, num_draws, "random", seed)
+            with x64():
+                betas = np.asarray(
+                    jax.jit(layout.random_coefficients)(
+                        jnp.asarray(self.params), jnp.asarray(standard[0])
+                    )
+                )
+            for k, name in enumerate(layout.random):
+                columns[name] = betas[:, k]
+        return pd.DataFrame(columns)
+
+    def wtp(self, attribute: str, cost: str, *, num_draws: int = 100_000, seed: int = 1):
+        """Willingness to pay for ``attribute`` in units of ``cost``: ``-beta_attr / beta_cost``.
+
+        Both fixed: the ratio with a delta-method standard error (classical and robust).
+        Otherwise: the distribution of the ratio over the population (independent draws of
+        the random coefficients), summarised by mean, SD and quantiles.
+
+        Returns:
+            ``pd.Series`` with the summary statistics.
+        """
+        layout = self.model.layout
+        for name in (attribute, cost):
+            if name not in layout.fixed and name not in layout.random:
+                raise ValueError(f"{name!r} is not a coefficient of the model")
+        if attribute in layout.fixed and cost in layout.fixed:
+            i, j = layout.names.index(attribute), layout.names.index(cost)
+            a, c = self.params[i], self.params[j]
+            gradient = np.zeros(self.num_params)
+            gradient[i] = -1.0 / c
+            gradient[j] = a / c**2
+            return pd.Series(
+                {
+                    "wtp": -a / c,
+                    "std_err": float(np.sqrt(gradient @ self.cov @ gradient)),
+                    "robust_std_err": float(np.sqrt(gradient @ self.robust_cov @ gradient)),
+                },
+                name=f"wtp.{attribute}",
+            )
+        population = self.population_coefficients(num_draws, seed)
+        ratio = -population[attribute].to_numpy() / population[cost].to_numpy()
+        quantiles = np.quantile(ratio, [0.05, 0.25, 0.5, 0.75, 0.95])
+        return pd.Series(
+            {
+                "mean": float(np.mean(ratio)),
+                "sd": float(np.std(ratio)),
+                "q05": quantiles[0],
+                "q25": quantiles[1],
+                "median": quantiles[2],
+                "q75": quantiles[3],
+                "q95": quantiles[4],
+            },
+            name=f"wtp.{attribute}",
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "mixlogit.EstimationResults/1",
+            "model": self.model.to_dict(),
+            "names": list(self.names),
+            "params": self.params.tolist(),
+            "cov": self.cov.tolist(),
+            "robust_cov": self.robust_cov.tolist(),
+            "hessian": self.hessian.tolist(),
+            "gradient": self.gradient.tolist(),
+            "loglik": self.loglik,
+            "null_loglik": self.null_loglik,
+            "num_situations": self.num_situations,
+            "num_units": self.num_units,
+            "num_draws": self.num_draws,
+            "draws": self.draws,
+            "seed": self.seed,
+            "method": self.method,
+            "panel": self.panel,
+            "converged": self.converged,
+            "message": self.message,
+            "iterations": self.iterations,
+            "function_evaluations": self.function_evaluations,
+            "time": self.time,
+            "quadrature": self.quadrature,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the results (not the data) as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, allow_nan=True))
+
+    @classmethod
+    def load(cls, path: str | Path, data: ChoiceData | None = None) -> EstimationResults:
+        """Read results written by :meth:`save`; pass ``data`` to predict on it later."""
+        from mixlogit.models import MixedLogit
+
+        content = json.loads(Path(path).read_text())
+        if content.get("format") != "mixlogit.EstimationResults/1":
+            raise ValueError(f"{path} is not a mixlogit results file")
+        arrays = {
+            k: np.asarray(content[k], dtype=np.float64)
+            for k in ("params", "cov", "robust_cov", "hessian", "gradient")
+        }
+        fields = {k: v for k, v in content.items() if k not in ("format", "model", *arrays)}
+        return cls(model=MixedLogit.from_dict(content["model"]), **arrays, **fields, data=data)

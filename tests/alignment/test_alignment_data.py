@@ -1,0 +1,171 @@
+"""Preference data: validation, tokenisation/truncation, the collator, the embedded datasets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from alignment.data import (
+    PreferenceCollator,
+    tokenize_preference_dataset,
+    tokenize_preference_example,
+    validate_preference_dataset,
+)
+from alignment.semisynthetic import (
+    load_default_preferences,
+    load_ground_truth,
+    make_preference_data,
+    response_features,
+    response_reward,
+)
+
+
+def test_collator_concatenates_pads_and_passes_extras():
+    examples = [
+        {
+            "prompt_ids": [5, 6, 7],
+            "chosen_ids": [8, 9],
+            "rejected_ids": [10],
+            "V": 0.5,
+            "types": [1, 0],
+        },
+        {
+            "prompt_ids": [11],
+            "chosen_ids": [12],
+            "rejected_ids": [13, 14, 15],
+            "V": 2.0,
+            "types": [0, 1],
+        },
+    ]
+    batch = PreferenceCollator(pad_token_id=0, extra_columns=("V", "types"))(examples)
+    assert batch["input_ids"].tolist() == [
+        [5, 6, 7, 8, 9],
+        [11, 12, 0, 0, 0],
+        [5, 6, 7, 10, 0],
+        [11, 13, 14, 15, 0],
+    ]
+    assert batch["attention_mask"].tolist() == [
+        [1, 1, 1, 1, 1],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0],
+        [1, 1, 1, 1, 0],
+    ]
+    assert batch["completion_mask"].tolist() == [
+        [0, 0, 0, 1, 1],
+        [0, 1, 0, 0, 0],
+        [0, 0, 0, 1, 0],
+        [0, 1, 1, 1, 0],
+    ]
+    assert batch["V"].dtype == torch.float32 and batch["V"].tolist() == [0.5, 2.0]
+    assert batch["types"].dtype == torch.long and batch["types"].tolist() == [[1, 0], [0, 1]]
+    padded = PreferenceCollator(pad_token_id=0, pad_to_multiple_of=4)(examples)
+    assert padded["input_ids"].shape == (4, 8)
+
+
+def test_collator_rejects_missing_or_non_numeric_extra_columns():
+    examples = [{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "who": "a"}]
+    with pytest.raises(KeyError, match="extra column 'V'"):
+        PreferenceCollator(0, extra_columns=("V",))(examples)
+    with pytest.raises(ValueError, match="extra column 'who' must hold numbers"):
+        PreferenceCollator(0, extra_columns=("who",))(examples)
+
+
+def test_validation_names_column_and_row():
+    good = {"prompt": ["p1", "p2"], "chosen": ["a", "b"], "rejected": ["c", "d"]}
+    validate_preference_dataset(Dataset.from_dict(good))
+    with pytest.raises(ValueError, match=r"missing preference column\(s\) \['rejected'\]"):
+        validate_preference_dataset(Dataset.from_dict({"prompt": ["p"], "chosen": ["a"]}))
+    with pytest.raises(ValueError, match="column 'chosen' row 1: empty completion"):
+        validate_preference_dataset(Dataset.from_dict({**good, "chosen": ["a", "  "]}))
+    with pytest.raises(ValueError, match="row 0: chosen and rejected are identical"):
+        validate_preference_dataset(Dataset.from_dict({**good, "rejected": ["a", "d"]}))
+    with pytest.raises(ValueError, match="column 'prompt' row 1: expected a string"):
+        validate_preference_dataset(Dataset.from_dict({**good, "prompt": ["p", None]}))
+
+
+def test_tokenisation_appends_eos_and_truncates_like_the_paper(word_tokenizer):
+    example = {
+        "prompt": "How can I cook rice ?\n",
+        "chosen": "Rinse the rice",
+        "rejected": "Keep it",
+    }
+    ids = tokenize_preference_example(
+        example, word_tokenizer, max_length=None, max_prompt_length=None
+    )
+    eos = word_tokenizer.eos_token_id
+    assert ids["prompt_ids"] == word_tokenizer("How can I cook rice ?")["input_ids"]
+    assert ids["chosen_ids"] == [*word_tokenizer("Rinse the rice")["input_ids"], eos]
+    assert ids["rejected_ids"][-1] == eos
+    short = tokenize_preference_example(example, word_tokenizer, max_length=5, max_prompt_length=2)
+    assert short["prompt_ids"] == ids["prompt_ids"][-2:]  # the prompt keeps its end
+    assert short["chosen_ids"] == ids["chosen_ids"][:3]  # the completion keeps its start
+    with pytest.raises(ValueError, match="max_prompt_length"):
+        tokenize_preference_dataset(
+            Dataset.from_list([example]), word_tokenizer, max_length=4, max_prompt_length=4
+        )
+
+
+def test_shipped_data_is_what_the_generator_makes():
+    for kind in ("heterogeneous", "homogeneous"):
+        made = make_preference_data(homogeneous=kind == "homogeneous")
+        for split in ("train", "test"):
+            shipped = load_default_preferences(kind, split)
+            assert shipped.to_list() == made[split].to_list(), (kind, split)
+        assert load_ground_truth(kind) == json.loads(json.dumps(made["ground_truth"]))
+
+
+def test_ground_truth_is_measurable_and_consistent():
+    het = load_default_preferences("heterogeneous", "train")
+    hom = load_default_preferences("homogeneous", "train")
+    assert len(het) == 360 and len(load_default_preferences("heterogeneous", "test")) == 120
+    # Same prompts and the same response pairs (possibly in swapped order) in the control.
+    assert het["prompt"] == hom["prompt"] and het["annotator_id"] == hom["annotator_id"]
+    for a, b in zip(het.select(range(50)), hom.select(range(50)), strict=True):
+        assert {a["chosen"], a["rejected"]} == {b["chosen"], b["rejected"]}
+    for row in het.select(range(60)):
+        assert response_reward(row["chosen"]) == row["reward_chosen"]
+        assert response_reward(row["rejected"]) == row["reward_rejected"]
+        assert 1 <= response_features(row["chosen"])["tips"] <= 3
+    # Strength heterogeneity: one strength in the control, subgroup means as specified.
+    truth = load_ground_truth("heterogeneous")
+    assert len(set(hom["true_strength"])) == 1
+    assert hom["true_strength"][0] == pytest.approx(truth["population_mean_strength"])
+    assert truth["population_cv"] > 0.9 and load_ground_truth("homogeneous")["population_cv"] == 0
+    strengths = np.array(list(truth["annotator_strength"].values()))
+    assert strengths.min() < 0.5 and strengths.max() > 3.0
+    # Labels follow the Bradley-Terry model: agreement with the reward is highest for the
+    # consistent subgroup and near chance for the noisy one.
+    gap, groups = np.array(het["reward_gap"]), np.array(het["subgroup"])
+    agreement = {g: np.mean(gap[(groups == g) & (gap != 0)] > 0) for g in set(groups)}
+    assert agreement["consistent"] > 0.85
+    assert agreement["consistent"] > agreement["polarised"] > agreement["noisy"] > 0.55
+    assert agreement["noisy"] < 0.7
+
+
+def test_conversational_pairs_use_the_chat_template(word_tokenizer):
+    tokenizer = word_tokenizer
+    template = (
+        "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} ; {% endfor %}"
+        "{% if add_generation_prompt %}assistant : {% endif %}"
+    )
+    example = {
+        "prompt": [{"role": "user", "content": "How can I cook rice ?"}],
+        "chosen": [{"role": "assistant", "content": "Rinse the rice ."}],
+        "rejected": [{"role": "assistant", "content": "Keep it"}],
+    }
+    previous = tokenizer.chat_template
+    tokenizer.chat_template = template
+    try:
+        ids = tokenize_preference_example(
+            example, tokenizer, max_length=None, max_prompt_length=None
+        )
+    finally:
+        tokenizer.chat_template = previous
+    expected_prompt = tokenizer("user : How can I cook rice ? ; assistant :")["input_ids"]
+    assert ids["prompt_ids"] == expected_prompt
+    assert ids["chosen_ids"] == tokenizer("Rinse the rice . ;")["input_ids"]
+    assert ids["rejected_ids"] == tokenizer("Keep it ;")["input_ids"]

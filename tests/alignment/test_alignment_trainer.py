@@ -1,0 +1,222 @@
+"""MixDPOTrainer on a tiny offline model: optimiser groups, logging, checkpoints, references."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
+from alignment.losses import PairBatch, PreferenceLoss, register_loss
+from alignment.trainer import STRENGTH_WEIGHTS_NAME
+
+
+def _args(tmp_path, **overrides):
+    settings = dict(
+        output_dir=str(tmp_path),
+        report_to="none",
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        learning_rate=1e-2,
+        strength_learning_rate=0.05,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        disable_tqdm=True,
+        save_strategy="no",
+        seed=0,
+        dataloader_pin_memory=False,
+    )
+    settings.update(overrides)
+    return MixDPOConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def small_train(hetero_train):
+    return hetero_train.select(range(32))
+
+
+def _trainer(tmp_path, tokenizer, data, **overrides):
+    model = tiny_causal_lm(len(tokenizer), seed=0)
+    return MixDPOTrainer(
+        model, args=_args(tmp_path, **overrides), train_dataset=data, processing_class=tokenizer
+    )
+
+
+def test_strength_group_logging_and_learned_rewards(tmp_path, word_tokenizer, small_train):
+    trainer = _trainer(tmp_path, word_tokenizer, small_train, strength_family="gamma", max_steps=2)
+    trainer.train()
+    evaluation = trainer.evaluate(small_train.select(range(8)))
+    assert {"eval_loss", "eval_rewards/margins", "eval_strength/cv"} <= set(evaluation)
+    group = trainer.optimizer.param_groups[-1]
+    assert group["lr"] == pytest.approx(0.05) and group["weight_decay"] == 0.0
+    assert {id(p) for p in group["params"]} == {id(p) for p in trainer.strength.parameters()}
+    assert trainer.strength.shape.item() != pytest.approx(2.0, abs=1e-6)  # it was trained
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logged) == 2
+    keys = {
+        "loss",
+        "strength/mean",
+        "strength/variance",
+        "strength/cv",
+        "strength/shape",
+        "strength/rate",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+    }
+    assert keys <= set(logged[-1])
+    assert logged[-1]["strength/cv"] == pytest.approx(1 / math.sqrt(logged[-1]["strength/shape"]))
+    # Implicit rewards use the current learned mean strength, not a fixed beta.
+    batch = trainer._prepare_inputs(
+        trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    )
+    trainer.model.eval()
+    with torch.no_grad():
+        trainer.compute_loss(trainer.model, batch)
+        from alignment.logprobs import completion_logps
+
+        policy = completion_logps(
+            trainer.model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
+        ref = completion_logps(
+            trainer.ref_model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+        )
+    chosen_ratio = (policy - ref).chunk(2)[0]
+    expected = float(trainer.strength.mean) * chosen_ratio.mean().item()
+    assert trainer._metrics["eval"]["rewards/chosen"][-1] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("family", "names"),
+    [
+        ("lognormal", {"strength/loc", "strength/scale"}),
+        ("fixed", {"strength/beta"}),
+    ],
+)
+def test_frozen_or_fixed_strength_is_not_trained(
+    tmp_path, word_tokenizer, small_train, family, names
+):
+    trainer = _trainer(
+        tmp_path,
+        word_tokenizer,
+        small_train.select(range(8)),
+        strength_family=family,
+        learn_strength=False,
+        max_steps=1,
+    )
+    before = {k: float(v) for k, v in trainer.strength.constrained_parameters().items()}
+    trainer.train()
+    after = {k: float(v) for k, v in trainer.strength.constrained_parameters().items()}
+    assert before == after
+    assert len(trainer.optimizer.param_groups) == 2  # only the Trainer's decay/no-decay groups
+    assert names <= set(trainer.state.log_history[0])
+
+
+def test_checkpoint_resume_restores_strength_and_its_optimiser_state(
+    tmp_path, word_tokenizer, small_train
+):
+    common = dict(strength_family="gamma", max_steps=4, save_strategy="steps", save_steps=2)
+    full = _trainer(tmp_path / "full", word_tokenizer, small_train, **common)
+    full.train()
+    checkpoint = tmp_path / "full" / "checkpoint-2"
+    assert (checkpoint / STRENGTH_WEIGHTS_NAME).exists()
+    assert (checkpoint / "strength_config.json").exists()
+    saved_optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+    strength_group = saved_optimizer["param_groups"][-1]
+    assert strength_group["lr"] == pytest.approx(0.05)
+    strength_state = [saved_optimizer["state"][i] for i in strength_group["params"]]
+    assert all(s["exp_avg"].abs().sum() > 0 for s in strength_state)
+
+    resumed = _trainer(tmp_path / "resumed", word_tokenizer, small_train, **common)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    for name in ("shape", "rate"):
+        assert float(getattr(resumed.strength, name)) == pytest.approx(
+            float(getattr(full.strength, name)), rel=1e-6
+        ), name
+    state_full = full.optimizer.state_dict()
+    state_resumed = resumed.optimizer.state_dict()
+    for index in state_full["param_groups"][-1]["params"]:
+        torch.testing.assert_close(
+            state_resumed["state"][index]["exp_avg_sq"], state_full["state"][index]["exp_avg_sq"]
+        )
+    for (name, p_full), p_resumed in zip(
+        full.model.named_parameters(), resumed.model.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p_resumed, p_full, msg=name)
+    # save_model writes the strength beside the weights
+    resumed.save_model(str(tmp_path / "final"))
+    assert os.path.exists(tmp_path / "final" / STRENGTH_WEIGHTS_NAME)
+
+
+def test_precomputed_reference_gives_the_same_loss(tmp_path, word_tokenizer, small_train):
+    data = small_train.select(range(8))
+    reference = tiny_causal_lm(len(word_tokenizer), seed=7)
+    losses = []
+    for precompute in (False, True):
+        trainer = MixDPOTrainer(
+            tiny_causal_lm(len(word_tokenizer), seed=0),
+            ref_model=reference,
+            args=_args(
+                tmp_path / str(precompute),
+                precompute_ref_log_probs=precompute,
+                strength_family="gamma",
+            ),
+            train_dataset=data,
+            processing_class=word_tokenizer,
+        )
+        if precompute:
+            assert "ref_chosen_logps" in trainer.train_dataset.column_names
+        rows = [trainer.train_dataset[i] for i in range(8)]
+        batch = trainer._prepare_inputs(trainer.data_collator(rows))
+        losses.append(trainer.compute_loss(trainer.model, batch).item())
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    assert abs(losses[0] - math.log(2)) > 1e-3
+
+
+def test_peft_adapter_disabled_is_the_reference(tmp_path, word_tokenizer, small_train):
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    trainer = MixDPOTrainer(
+        tiny_causal_lm(len(word_tokenizer), seed=0),
+        args=_args(tmp_path, max_steps=2),
+        train_dataset=small_train.select(range(16)),
+        processing_class=word_tokenizer,
+        peft_config=config,
+    )
+    assert trainer.ref_model is None
+    trainer.train()
+    first = trainer.state.log_history[0]
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)  # LoRA starts as the identity
+    assert trainer.state.log_history[1]["loss"] != pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_extra_columns_reach_a_registered_loss(tmp_path, word_tokenizer, small_train):
+    seen = []
+
+    @register_loss("test_records_gap", overwrite=True)
+    class RecordsGap(PreferenceLoss):
+        extra_columns = ("reward_gap",)
+        uses_strength = False
+
+        def __call__(self, batch: PairBatch) -> torch.Tensor:
+            seen.append(batch.extras["reward_gap"].clone())
+            return -torch.nn.functional.logsigmoid(batch.margin)
+
+        def reward_scale(self, batch):
+            return 1.0
+
+    data = small_train.select(range(8))
+    trainer = _trainer(tmp_path, word_tokenizer, data, loss_type="test_records_gap", max_steps=1)
+    assert "reward_gap" in trainer.train_dataset.column_names
+    trainer.train()
+    assert sorted(seen[0].tolist()) == sorted(float(g) for g in data["reward_gap"])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['reward_gap'\]"):
+        _trainer(
+            tmp_path,
+            word_tokenizer,
+            data.remove_columns("reward_gap"),
+            loss_type="test_records_gap",
+        )

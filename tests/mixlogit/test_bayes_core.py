@@ -1,0 +1,245 @@
+"""Bayesian backend building blocks against independent NumPy/SciPy references (fast)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from scipy import integrate, stats
+from scipy.special import logsumexp, softmax
+
+from mixlogit.arrays import ChoiceArrays
+from mixlogit.bayes import BayesPriors, BayesSpec, CoefficientSpec, panel_arrays, population_moments
+from mixlogit.bayes import numpyro_model as nm
+from mixlogit.bayes.simulate import simulate_choice_arrays
+
+
+def _batch(panel):
+    import jax.numpy as jnp
+
+    return {
+        "X": jnp.asarray(panel.X),
+        "chosen": jnp.asarray(panel.chosen),
+        "available": jnp.asarray(panel.available),
+        "weights": jnp.asarray(panel.weights),
+    }
+
+
+def _small_arrays(seed=0, P=7, T=3, J=3, K=2, unbalanced=True):
+    rng = np.random.default_rng(seed)
+    arr = simulate_choice_arrays(
+        rng.normal(size=(P, K)),
+        T,
+        J,
+        tuple(f"x{k}" for k in range(K)),
+        seed=seed,
+        unavailable_fraction=0.3,
+    )
+    if unbalanced:  # drop some situations so people have 1..T of them
+        keep = np.ones(len(arr.chosen), bool)
+        keep[[1, 2, 7]] = False
+        arr = arr._replace(
+            X=arr.X[keep],
+            chosen=arr.chosen[keep],
+            available=arr.available[keep],
+            panel=arr.panel[keep],
+            weights=rng.uniform(0.5, 2.0, keep.sum()),
+        )
+    return arr
+
+
+def test_spec_validation_names_the_problem():
+    with pytest.raises(ValueError, match=r"'price'.*unknown mixing distribution 'logn'"):
+        BayesSpec.build(random={"price": "logn"})
+    with pytest.raises(ValueError, match="correlated coefficient 'b' has distribution 'gamma'"):
+        BayesSpec.build(random={"a": "normal", "b": "gamma"}, correlated=["a", "b"])
+    with pytest.raises(ValueError, match="duplicate"):
+        BayesSpec((CoefficientSpec("a"), CoefficientSpec("a")))
+    with pytest.raises(ValueError, match="sign must be"):
+        BayesSpec.build(random={"a": ("lognormal", 2)})
+    with pytest.raises(ValueError, match="fixed_scale"):
+        BayesPriors(fixed_scale=-1.0)
+    with pytest.raises(ValueError, match="unknown coefficients"):
+        BayesPriors(location={"zz": 1.0}).location_scale(BayesSpec.build(fixed=["a"]), "fixed")
+
+
+def test_panel_arrays_regroup_every_situation():
+    arr = _small_arrays()
+    panel = panel_arrays(arr)
+    P, _T, _J, _K = panel.X.shape
+    assert P == arr.num_panels and panel.num_situations == len(arr.chosen)
+    idx = panel.situation_index
+    real = idx >= 0
+    np.testing.assert_array_equal(np.sort(idx[real]), np.arange(len(arr.chosen)))
+    np.testing.assert_array_equal(panel.X[real], arr.X[idx[real]])
+    np.testing.assert_array_equal(panel.chosen[real], arr.chosen[idx[real]])
+    assert np.all(panel.weights[~real] == 0)
+    # every real situation sits in its own person's row
+    rows = np.nonzero(real)[0]
+    np.testing.assert_array_equal(arr.panel[idx[real]], rows)
+
+
+def test_panel_arrays_reject_bad_input():
+    arr = _small_arrays(unbalanced=False)
+    X = arr.X.copy()
+    X[4, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite value in variable 'x0' \\(situation 4"):
+        panel_arrays(arr._replace(X=X))
+    avail = arr.available.copy()
+    avail[5, arr.chosen[5]] = False
+    with pytest.raises(ValueError, match="chosen alternative unavailable in situation 5"):
+        panel_arrays(arr._replace(available=avail))
+
+
+def test_person_loglik_matches_numpy_and_padding_is_neutral():
+    arr = _small_arrays()
+    panel = panel_arrays(arr)
+    rng = np.random.default_rng(3)
+    beta = rng.normal(size=(arr.num_panels, 2))
+    with jax.enable_x64(True):
+        got = np.asarray(nm._situation_logp_person(_batch(panel), jax.numpy.asarray(beta)))
+    V = np.einsum("sjk,sk->sj", arr.X, beta[arr.panel])
+    V[~arr.available] = -np.inf
+    lp = np.log(softmax(V, axis=1)[np.arange(len(V)), arr.chosen])
+    want = np.bincount(arr.panel, weights=arr.weights * lp, minlength=arr.num_panels)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_coefficient_transforms_match_scipy_quantiles():
+    spec = BayesSpec.build(
+        fixed=["f"],
+        random={
+            "n": "normal",
+            "ln": ("lognormal", -1),
+            "u": "uniform",
+            "t": "triangular",
+            "tn": ("truncnormal", -1),
+            "g": ("gamma", -1),
+        },
+    )
+    p = np.array([0.01, 0.2, 0.5, 0.77, 0.99])
+    z = stats.norm.ppf(p)
+    mu = np.array([0.3, -0.2, 1.0, -0.5, 0.4, 0.7])
+    sigma = np.array([0.8, 0.6, 2.0, 1.5, 1.3])
+    log_shape = np.array([0.4])
+    u = np.array([0.3, 1.0, 2.0, 0.5, 4.0])
+    with jax.enable_x64(True):
+        params = {
+            "beta_fixed": np.array([1.5]),
+            "mu": mu,
+            "sigma": sigma,
+            "log_shape": log_shape,
+        }
+        params = {k: jax.numpy.asarray(v) for k, v in params.items()}
+        zz = jax.numpy.asarray(np.repeat(z[:, None], 5, 1))
+        got = np.asarray(
+            nm.coefficients_from_params(spec, params, zz, jax.numpy.asarray(u[:, None]))
+        )
+    np.testing.assert_allclose(got[:, 0], 1.5)
+    np.testing.assert_allclose(got[:, 1], stats.norm(0.3, 0.8).ppf(p), rtol=1e-12)
+    np.testing.assert_allclose(
+        got[:, 2], -stats.lognorm(0.6, scale=np.exp(-0.2)).ppf(p), rtol=1e-12
+    )
+    np.testing.assert_allclose(got[:, 3], stats.uniform(1.0 - 2.0, 4.0).ppf(p), rtol=1e-12)
+    np.testing.assert_allclose(got[:, 4], stats.triang(0.5, -0.5 - 1.5, 3.0).ppf(p), rtol=1e-10)
+    tn = stats.truncnorm((0 - 0.4) / 1.3, np.inf, loc=0.4, scale=1.3)
+    np.testing.assert_allclose(got[:, 5], -tn.ppf(p), rtol=1e-9)
+    # gamma: mean * u / shape with mean = exp(0.7)
+    np.testing.assert_allclose(got[:, 6], -np.exp(0.7) * u / np.exp(0.4), rtol=1e-12)
+
+
+def test_population_moments_match_scipy():
+    spec = BayesSpec.build(
+        random={"ln": ("lognormal", -1), "tn": "truncnormal", "g": "gamma", "t": "triangular"}
+    )
+    samples = {
+        "mu": np.array([0.2, -0.3, 0.5, 1.0]),
+        "sigma": np.array([0.7, 0.9, 0.4]),
+        "log_shape": np.array([1.1]),
+    }
+    m = population_moments(spec, samples)
+    ln = stats.lognorm(0.7, scale=np.exp(0.2))
+    tn = stats.truncnorm(0.3 / 0.9, np.inf, loc=-0.3, scale=0.9)
+    g = stats.gamma(np.exp(1.1), scale=np.exp(0.5) / np.exp(1.1))
+    tri = stats.triang(0.5, 1.0 - 0.4, 0.8)
+    np.testing.assert_allclose(m["mean"], [-ln.mean(), tn.mean(), g.mean(), tri.mean()], rtol=1e-10)
+    np.testing.assert_allclose(m["sd"], [ln.std(), tn.std(), g.std(), tri.std()], rtol=1e-10)
+
+
+def test_quadrature_loglik_matches_adaptive_integration():
+    arr = _small_arrays(P=4, T=3, K=2, unbalanced=False)
+    panel = panel_arrays(arr)
+    spec = BayesSpec.build(fixed=["x0"], random={"x1": ("lognormal", -1)})
+    nodes, logw = nm.gauss_hermite_nodes(120, 1)
+    with jax.enable_x64(True):
+        params = {
+            "beta_fixed": jax.numpy.asarray([0.7]),
+            "mu": jax.numpy.asarray([0.1]),
+            "sigma": jax.numpy.asarray([0.8]),
+        }
+        got, _ = nm.quadrature_person_loglik(
+            spec, params, _batch(panel), jax.numpy.asarray(nodes), jax.numpy.asarray(logw)
+        )
+        got = np.asarray(got)
+
+    def person_lik(n, b):
+        rows = np.flatnonzero(arr.panel == n)
+        V = arr.X[rows] @ np.array([0.7, b])
+        V[~arr.available[rows]] = -np.inf
+        return np.prod(softmax(V, 1)[np.arange(len(rows)), arr.chosen[rows]])
+
+    for n in range(4):
+        value, _ = integrate.quad(
+            lambda zz, n=n: person_lik(n, -np.exp(0.1 + 0.8 * zz)) * stats.norm.pdf(zz),
+            -12,
+            12,
+            epsabs=1e-13,
+            epsrel=1e-12,
+        )
+        np.testing.assert_allclose(got[n], np.log(value), rtol=0, atol=1e-9)
+
+
+def test_latent_class_loglik_is_the_exact_mixture():
+    arr = _small_arrays(P=5, T=4, K=2, unbalanced=False)
+    panel = panel_arrays(arr)
+    beta_class = np.array([[-1.0, 0.5], [2.0, -0.3], [0.1, 0.1]])
+    share = np.array([0.2, 0.5, 0.3])
+    with jax.enable_x64(True):
+        params = {
+            "beta_class": jax.numpy.asarray(beta_class),
+            "class_share": jax.numpy.asarray(share),
+        }
+        got, _joint = nm.latent_class_person_loglik(params, _batch(panel))
+        got = np.asarray(got)
+    want = []
+    for n in range(5):
+        rows = np.flatnonzero(arr.panel == n)
+        per_class = []
+        for c in range(3):
+            V = arr.X[rows] @ beta_class[c]
+            V[~arr.available[rows]] = -np.inf
+            per_class.append(np.log(softmax(V, 1)[np.arange(len(rows)), arr.chosen[rows]]).sum())
+        want.append(logsumexp(np.log(share) + np.array(per_class)))
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_gauss_hermite_rule_integrates_normal_moments():
+    nodes, logw = nm.gauss_hermite_nodes(10, 2)
+    w = np.exp(logw)
+    assert nodes.shape == (100, 2)
+    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(w @ nodes[:, 0] ** 4, 3.0, rtol=1e-12)
+    np.testing.assert_allclose(w @ (nodes[:, 0] ** 2 * nodes[:, 1] ** 2), 1.0, rtol=1e-12)
+
+
+def test_choice_arrays_column_selection_errors():
+    from mixlogit.bayes.spec import choice_arrays_from_data
+
+    arr = _small_arrays(unbalanced=False)
+    sub = choice_arrays_from_data(arr, ["x1"])
+    np.testing.assert_array_equal(sub.X[..., 0], arr.X[..., 1])
+    with pytest.raises(ValueError, match=r"variables \['price'\] are not columns"):
+        choice_arrays_from_data(arr, ["price"])
+    with pytest.raises(TypeError, match="ChoiceData"):
+        choice_arrays_from_data({"X": 1}, ["x0"])
+    assert isinstance(sub, ChoiceArrays)

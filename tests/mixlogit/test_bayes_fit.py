@@ -1,0 +1,340 @@
+"""Bayesian fits (NUTS/SVI, NumPyro/Pyro) on small simulated data with known truth."""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+
+import arviz as az
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize
+from scipy.special import log_softmax
+
+from mixlogit.bayes import BayesPriors, BayesSpec, LatentClassLogit, fit_bayes, panel_arrays
+from mixlogit.bayes.simulate import draw_person_coefficients, simulate_choice_arrays
+
+
+def _mle(arr):
+    """Independent MNL maximum likelihood with scipy (estimate, SE)."""
+
+    def negll(b):
+        V = np.where(arr.available, arr.X @ b, -np.inf)
+        return -log_softmax(V, 1)[np.arange(len(V)), arr.chosen].sum()
+
+    fit = optimize.minimize(negll, np.zeros(arr.X.shape[2]), method="BFGS", options={"gtol": 1e-9})
+    return fit.x, np.sqrt(np.diag(fit.hess_inv))
+
+
+@pytest.fixture(scope="module")
+def mnl_fit():
+    rng = np.random.default_rng(11)
+    beta = np.tile([1.0, -0.7], (300, 1))
+    arr = simulate_choice_arrays(beta, 1, 3, ("x0", "x1"), seed=int(rng.integers(1000)))
+    spec = BayesSpec.build(fixed=["x0", "x1"])
+    res = fit_bayes(spec, arr, num_warmup=300, num_samples=300, num_chains=2, seed=1)
+    return arr, res
+
+
+def test_mnl_nuts_matches_maximum_likelihood(mnl_fit):
+    arr, res = mnl_fit
+    mle, se = _mle(arr)
+    pop = res.population()
+    post_mean = pop.posterior_mean.to_numpy()
+    post_sd = pop.posterior_sd.to_numpy()
+    # With 300 observations and Normal(0, 10) priors the posterior is the likelihood to
+    # O(1/n): means within 0.3 posterior SD of the MLE, SDs within 20% of the ML SEs.
+    np.testing.assert_array_less(np.abs(post_mean - mle) / post_sd, 0.3)
+    np.testing.assert_allclose(post_sd, se, rtol=0.2)
+    assert res.diagnostics["divergences"] == 0
+    assert res.diagnostics["max_r_hat"] < 1.05
+
+
+def test_inference_data_groups_and_pointwise_loglik(mnl_fit):
+    arr, res = mnl_fit
+    idata = res.idata
+    for group in ("posterior", "sample_stats", "log_likelihood", "observed_data"):
+        assert group in idata.groups()
+    assert "posterior_predictive" in idata.groups()
+    ll = idata.log_likelihood["choice"].values
+    assert ll.shape == (2, 300, arr.num_panels)
+    # pointwise log-likelihood at one draw equals the numpy log-likelihood per person
+    b = idata.posterior["beta_fixed"].values[1, 17]
+    V = np.where(arr.available, arr.X @ b, -np.inf)
+    lp = log_softmax(V, 1)[np.arange(len(V)), arr.chosen]
+    np.testing.assert_allclose(ll[1, 17], np.bincount(arr.panel, lp), rtol=1e-10)
+    np.testing.assert_array_equal(idata.observed_data["choice"].values, arr.chosen)
+    # replicated choice shares = the model's predicted shares averaged over the posterior
+    rep = idata.posterior_predictive["choice"].values
+    assert rep.shape == (2, 300, len(arr.chosen))
+    draws = idata.posterior["beta_fixed"].values.reshape(-1, 2)
+    V = np.where(arr.available[None], np.einsum("sjk,dk->dsj", arr.X, draws), -np.inf)
+    predicted = np.exp(log_softmax(V, -1)).mean((0, 1))
+    rep_share = np.stack([(rep == j).mean() for j in range(3)])
+    np.testing.assert_allclose(rep_share, predicted, atol=0.005)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_subsampled_objective_is_unbiased():
+    """Average of the scaled batch log-densities over a partition = full log-density."""
+    from numpyro.infer.util import log_density
+
+    from mixlogit.bayes import numpyro_model as nm
+
+    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("gamma", -1)})
+    beta = draw_person_coefficients(spec, 12, {"x0": 1.0}, {"x1": (0.5, 0.8), "price": (0.0, 1.0)})
+    panel = panel_arrays(simulate_choice_arrays(beta, 3, 3, spec.names, seed=4))
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        params = {
+            "beta_fixed": np.array([0.9]),
+            "mu": np.array([0.4, 0.1]),
+            "sigma": np.array([0.7]),
+            "log_shape": np.array([0.3]),
+            "z": rng.normal(size=(12, 1)),
+            "u": rng.gamma(1.5, size=(12, 1)),
+        }
+
+        def batch(idx):
+            return {
+                "X": panel.X[idx],
+                "chosen": panel.chosen[idx],
+                "available": panel.available[idx],
+                "weights": panel.weights[idx],
+            }
+
+        model = partial(nm.hierarchical_model, num_panels=12, spec=spec, priors=BayesPriors())
+        full, _ = log_density(model, (batch(np.arange(12)),), {}, params)
+        parts = []
+        for idx in np.split(np.arange(12), 4):
+            p = dict(params, z=params["z"][idx], u=params["u"][idx])
+            parts.append(float(log_density(model, (batch(idx), idx), {}, p)[0]))
+    # global prior terms appear once in every batch, person terms are scaled by P / B = 4
+    np.testing.assert_allclose(np.mean(parts), float(full), rtol=1e-12)
+
+
+def test_pyro_and_numpyro_models_have_the_same_log_density():
+    import pyro
+    import torch
+    from numpyro.infer.util import log_density
+
+    from mixlogit.bayes import numpyro_model as nm
+    from mixlogit.bayes import pyro_model as pm
+
+    spec = BayesSpec.build(
+        fixed=["x0"],
+        random={"x1": "normal", "x2": "normal", "price": ("gamma", -1), "t": "triangular"},
+        correlated=["x1", "x2"],
+    )
+    rng = np.random.default_rng(5)
+    arr = simulate_choice_arrays(rng.normal(size=(6, 5)), 3, 3, spec.names, seed=5)
+    panel = panel_arrays(arr)
+    L = np.linalg.cholesky(np.array([[1.0, 0.4], [0.4, 1.0]]))
+    params = {
+        "beta_fixed": np.array([0.9]),
+        "mu": np.array([0.4, -0.2, 0.1, 0.3]),
+        "sigma": np.array([0.7, 1.1, 0.5]),
+        "log_shape": np.array([0.3]),
+        "L_corr": L,
+        "z": rng.normal(size=(6, 3)),
+        "u": rng.gamma(1.5, size=(6, 1)),
+    }
+    batch_np = {k: getattr(panel, k) for k in ("X", "chosen", "available", "weights")}
+    priors = BayesPriors(location={"x0": 0.5}, scale={"price": 2.0})
+    with jax.enable_x64(True):
+        model = partial(nm.hierarchical_model, num_panels=6, spec=spec, priors=priors)
+        want = float(log_density(model, (batch_np,), {}, params)[0])
+    batch_t = pm._torch_batch(panel)
+    tparams = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
+    pmodel = partial(pm.hierarchical_model, num_panels=6, spec=spec, priors=priors)
+    trace = pyro.poutine.trace(pyro.poutine.condition(pmodel, data=tparams)).get_trace(batch_t)
+    got = float(trace.log_prob_sum())
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+    # latent class (ordered coefficient + factor prior) and quadrature models
+    lc_params = {
+        "class_share": np.array([0.3, 0.7]),
+        "beta_ordered": np.array([-1.0, 0.5]),
+        "beta_rest": rng.normal(size=(2, 4)),
+    }
+    with jax.enable_x64(True):
+        lc = partial(
+            nm.latent_class_model,
+            num_panels=6,
+            spec=spec,
+            priors=priors,
+            num_classes=2,
+            order_by=2,
+        )
+        want = float(log_density(lc, (batch_np,), {}, lc_params)[0])
+    tlc = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in lc_params.items()}
+    plc = partial(
+        pm.latent_class_model, num_panels=6, spec=spec, priors=priors, num_classes=2, order_by=2
+    )
+    got = float(
+        pyro.poutine.trace(pyro.poutine.condition(plc, data=tlc)).get_trace(batch_t).log_prob_sum()
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_svi_subsampled_hierarchical_outputs():
+    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("lognormal", -1)})
+    beta = draw_person_coefficients(
+        spec, 60, {"x0": 1.0}, {"x1": (0.5, 0.8), "price": (0.0, 0.4)}, seed=3
+    )
+    arr = simulate_choice_arrays(beta, 6, 3, spec.names, seed=3)
+    res = fit_bayes(
+        spec,
+        arr,
+        method="svi",
+        batch_size=20,
+        num_steps=400,
+        learning_rate=0.03,
+        num_posterior_draws=100,
+        loglik_draws=64,
+        diagnose=False,
+    )
+    assert res.elbo.shape == (400,)
+    assert res.elbo[-100:].mean() > res.elbo[:100].mean() + 20
+    assert res.idata.posterior["z"].shape == (1, 100, 60, 2)
+    ind = res.individual_coefficients()
+    assert list(ind.columns) == ["person", "coefficient", "mean", "sd", "q3%", "median", "q97%"]
+    assert len(ind) == 60 * 3
+    # price is lognormal with sign -1: every person draw negative, so WTP is well defined
+    assert (ind[ind.coefficient == "price"]["q97%"] < 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wtp = res.wtp("price", level="individual")
+        pop_wtp = res.wtp("price", level="population", num_population_draws=256)
+    assert set(wtp.attribute) == {"x0", "x1"}
+    assert set(pop_wtp.statistic) == {"mean", "median"}
+    # the fixed-coefficient WTP of x0 is 1 / mean(-price)... sign: positive
+    assert pop_wtp.query("attribute == 'x0'").posterior_mean.gt(0).all()
+    with pytest.raises(ValueError, match="cost coefficient 'cost' is not in the model"):
+        res.wtp("cost")
+
+
+def test_fit_bayes_rejects_bad_arguments():
+    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "x2": "normal", "x3": "normal"})
+    arr = simulate_choice_arrays(np.ones((4, 4)), 2, 2, spec.names)
+    with pytest.raises(ValueError, match="method must be one of"):
+        fit_bayes(spec, arr, method="mcmc")
+    with pytest.raises(
+        ValueError, match="at most 2 random coefficients per person, the model has 3"
+    ):
+        fit_bayes(spec, arr, integrate="quadrature")
+    with pytest.raises(ValueError, match="only available with method='svi'"):
+        fit_bayes(spec, arr, batch_size=2)
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
+        LatentClassLogit(["x0"], num_classes=1)
+    with pytest.raises(ValueError, match="order_by 'zz'"):
+        LatentClassLogit(["x0"], order_by="zz")
+
+
+def test_mixedlogit_dispatches_to_bayes():
+    from mixlogit.data import ChoiceData
+    from mixlogit.models import MixedLogit
+
+    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal"})
+    beta = draw_person_coefficients(spec, 30, {"x0": 1.0}, {"x1": (0.5, 0.5)}, seed=2)
+    arr = simulate_choice_arrays(beta, 4, 3, spec.names, seed=2)
+    S, J, _ = arr.X.shape
+    frame = pd.DataFrame(
+        {
+            "sit": np.repeat(np.arange(S), J),
+            "alt": np.tile(np.arange(J), S),
+            "person": np.repeat(arr.panel, J),
+            "chosen": (np.arange(J)[None, :] == arr.chosen[:, None]).ravel().astype(int),
+            "x0": arr.X[..., 0].ravel(),
+            "x1": arr.X[..., 1].ravel(),
+        }
+    )
+    data = ChoiceData(frame, choice="chosen", alternative="alt", situation="sit", panel="person")
+    model = MixedLogit(fixed=["x0"], random={"x1": "normal"})
+    res = model.fit(data, method="svi", num_steps=200, num_posterior_draws=50, diagnose=False)
+    assert res.spec == spec
+    assert res.idata.log_likelihood["choice"].shape == (1, 50, 30)
+    assert res.idata.observed_data["choice"].shape == (120,)
+
+
+# ------------------------------------------------------------------------------------------
+# Slow statistical checks
+# ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_gamma_coefficient_posterior_covers_truth():
+    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("gamma", -1)})
+    truth = {"x0": 1.0}, {"x1": (0.5, 0.8), "price": (0.0, 1.0)}
+    beta = draw_person_coefficients(spec, 200, *truth, seed=7)
+    arr = simulate_choice_arrays(beta, 8, 3, spec.names, seed=8)
+    res = fit_bayes(spec, arr, num_warmup=400, num_samples=400, num_chains=2, seed=3)
+    pop = res.population().set_index(["coefficient", "statistic"])
+    expected = {
+        ("x0", "mean"): 1.0,
+        ("x1", "mean"): 0.5,
+        ("x1", "sd"): 0.8,
+        ("price", "mean"): -1.0,
+        ("price", "sd"): np.exp(-0.5),  # gamma shape e: sd = mean / sqrt(shape)
+    }
+    for key, value in expected.items():
+        lo, hi = pop.loc[key, "q3%"], pop.loc[key, "q97%"]
+        assert lo <= value <= hi, (key, lo, value, hi)
+    assert res.diagnostics["divergences"] == 0
+
+
+@pytest.mark.slow
+def test_latent_class_recovers_membership_and_compare():
+    truth_class = (np.arange(120) >= 48).astype(int)
+    beta = np.where(truth_class[:, None] == 0, [[-2.0, 1.0, 0.5]], [[1.0, -1.0, 0.5]])
+    arr = simulate_choice_arrays(beta, 10, 3, ("a", "b", "c"), seed=3)
+    lc = LatentClassLogit(["a", "b", "c"], num_classes=2).fit(
+        arr, num_warmup=250, num_samples=250, num_chains=2, seed=1
+    )
+    member = lc.class_membership()
+    accuracy = (member.most_likely_class.to_numpy() == truth_class).mean()
+    assert accuracy >= 0.95
+    pop = lc.population()
+    share = pop[pop.statistic == "share"]
+    assert share.iloc[0]["q3%"] <= 0.4 <= share.iloc[0]["q97%"]
+    mnl = fit_bayes(
+        BayesSpec.build(fixed=["a", "b", "c"]), arr, num_warmup=200, num_samples=250, num_chains=2
+    )
+    mixed = fit_bayes(
+        BayesSpec.build(fixed=["c"], random={"a": "normal", "b": "normal"}),
+        arr,
+        integrate="quadrature",
+        quadrature_nodes=16,
+        num_warmup=250,
+        num_samples=250,
+        num_chains=2,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = az.compare({"mnl": mnl.idata, "mixed": mixed.idata, "latent": lc.idata})
+    assert table.index[0] == "latent"
+    assert table.index[-1] == "mnl"
+
+
+@pytest.mark.slow
+def test_pyro_and_numpyro_posteriors_agree():
+    spec = BayesSpec.build(fixed=["x0", "price"], random={"x1": "normal"})
+    beta = draw_person_coefficients(spec, 80, {"x0": 1.0, "price": -1.0}, {"x1": (0.5, 0.8)})
+    arr = simulate_choice_arrays(beta, 6, 3, spec.names, seed=9)
+    kw = dict(
+        integrate="quadrature",
+        quadrature_nodes=20,
+        num_warmup=300,
+        num_samples=400,
+        num_chains=2,
+        diagnose=False,
+    )
+    a = fit_bayes(spec, arr, backend="numpyro", **kw).summary()
+    b = fit_bayes(spec, arr, backend="pyro", **kw).summary()
+    mcse = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
+    diff = (a["mean"] - b["mean"]).abs()
+    assert (diff <= 4 * mcse + 0.02).all(), pd.concat([a["mean"], b["mean"], mcse], axis=1)
+    np.testing.assert_allclose(a["sd"], b["sd"], rtol=0.25)

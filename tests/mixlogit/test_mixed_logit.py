@@ -1,0 +1,308 @@
+"""Mixed logit: likelihood and gradient vs numpy, recovery of known truth, results API."""
+
+import sys
+import types
+import warnings
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special, stats
+
+from mixlogit.data import ChoiceData
+from mixlogit.datasets import load_electricity
+from mixlogit.estimation import build_problem
+from mixlogit.likelihood import x64
+from mixlogit.models import ConvergenceWarning, MixedLogit, MultinomialLogit, prepare_draws
+from mixlogit.results import EstimationResults
+from mixlogit.simulate import simulate_choices
+
+ELECTRICITY_VARIABLES = ["pf", "cl", "loc", "wk", "tod", "seas"]
+
+
+def numpy_coefficients(model, theta, standard):
+    """Independent transform of standardised draws (U, R, Kr) into coefficients."""
+    layout = model.layout
+    kf, kr = layout.num_fixed, layout.num_random
+    first = theta[kf : kf + kr]
+    out = np.empty(standard.shape)
+    second_pos = kf + kr
+    for k, (name, mixing) in enumerate(model.random.items()):
+        if name in model.correlated:
+            continue
+        a, b, e = first[k], theta[second_pos], standard[..., k]
+        second_pos += 1
+        dist = mixing.distribution
+        if dist in ("normal", "triangular", "uniform"):
+            value = a + b * e
+        elif dist == "lognormal":
+            value = np.exp(a + b * e)
+        elif dist == "truncnormal":
+            value = stats.truncnorm.ppf(e, -a / abs(b), np.inf, loc=a, scale=abs(b))
+        else:  # gamma: log shape a, log scale b
+            value = np.exp(b) * special.gammaincinv(np.exp(a), e)
+        out[..., k] = mixing.sign * value
+    m = len(model.correlated)
+    if m:
+        chol = np.zeros((m, m))
+        chol[np.tril_indices(m)] = theta[second_pos:]
+        idx = [list(model.random).index(n) for n in model.correlated]
+        underlying = first[idx] + standard[..., idx] @ chol.T
+        for pos, k in enumerate(idx):
+            mixing = list(model.random.values())[k]
+            value = underlying[..., pos]
+            if mixing.distribution == "lognormal":
+                value = np.exp(value)
+            out[..., k] = mixing.sign * value
+    return out
+
+
+def numpy_loglik(model, data, theta, standard):
+    """Simulated panel log-likelihood, written independently with numpy."""
+    arrays = data.to_arrays(model.variables)
+    kf = model.layout.num_fixed
+    betas = numpy_coefficients(model, theta, standard)  # (P, R, Kr)
+    per_situation = betas[arrays.panel]  # (S, R, Kr)
+    v = np.einsum("sjk,k->sj", arrays.X[:, :, :kf], theta[:kf])[:, :, None]
+    v = v + np.einsum("sjk,srk->sjr", arrays.X[:, :, kf:], per_situation)
+    v = np.where(arrays.available[:, :, None], v, -np.inf)
+    logp = v[np.arange(len(v)), arrays.chosen] - special.logsumexp(v, axis=1)  # (S, R)
+    per_person = np.zeros((arrays.num_panels, logp.shape[1]))
+    np.add.at(per_person, arrays.panel, logp)
+    return np.sum(special.logsumexp(per_person, axis=1) - np.log(logp.shape[1]))
+
+
+ALL_DISTRIBUTIONS = MixedLogit(
+    fixed=["ASC_1", "ASC_2"],
+    random={
+        "x1": "normal",
+        "x2": "normal",
+        "price": "-lognormal",
+        "x3": "triangular",
+        "x4": "uniform",
+        "x5": "truncnormal",
+        "x6": "-gamma",
+    },
+    correlated=["x1", "x2", "price"],
+)
+
+
+def test_likelihood_and_gradient_match_numpy_for_every_distribution():
+    model = ALL_DISTRIBUTIONS
+    names = model.parameter_names
+    truth = dict.fromkeys(names, 0.3)
+    data = simulate_choices(model, truth, num_people=20, situations_per_person=3, seed=2)
+    rng = np.random.default_rng(0)
+    theta = rng.normal(0.0, 0.4, len(names))
+    problem = build_problem(model, data, num_draws=30, draws="mlhs", seed=4, chunk_size=20)
+    standard, _ = prepare_draws(model, data.num_panels, 30, "mlhs", 4)
+    expected = numpy_loglik(model, data, theta, standard)
+    with x64():
+        value, grad = problem.value_and_grad(jnp.asarray(theta), problem.data)
+    assert -float(value) == pytest.approx(expected, rel=1e-10)
+    assert np.asarray(grad).dtype == np.float64
+    # gradient vs central differences of the (numpy-verified) log-likelihood
+    numeric = np.empty(len(theta))
+    with x64():
+        for i in range(len(theta)):
+            step = 1e-6
+            up, down = theta.copy(), theta.copy()
+            up[i] += step
+            down[i] -= step
+            numeric[i] = (
+                float(problem.loglik(jnp.asarray(up), problem.data))
+                - float(problem.loglik(jnp.asarray(down), problem.data))
+            ) / (2 * step)
+    np.testing.assert_allclose(-np.asarray(grad), numeric, rtol=1e-5, atol=1e-5)
+
+
+def test_unbalanced_panel_uses_gathered_layout_with_same_likelihood():
+    model = MixedLogit(fixed=["ASC_1"], random={"x1": "normal"})
+    data = simulate_choices(
+        model,
+        {"ASC_1": 0.2, "x1": 1.0, "sd.x1": 0.5},
+        num_people=30,
+        situations_per_person=2,
+        seed=1,
+    )
+    frame = data.frame.copy()
+    frame.loc[frame.situation < 20, "person"] = 0  # person 0: 20 situations, others 2
+    unbalanced = ChoiceData(
+        frame, choice="choice", alternative="alt", situation="situation", panel="person"
+    )
+    problem = build_problem(model, unbalanced, num_draws=30, draws="halton")
+    assert problem.likelihood.gathered
+    theta = np.array([0.2, 0.8, 0.6])
+    standard, _ = prepare_draws(model, unbalanced.num_panels, 30, "halton", 0)
+    with x64():
+        value = float(problem.loglik(jnp.asarray(theta), problem.data))
+    assert value == pytest.approx(numpy_loglik(model, unbalanced, theta, standard), rel=1e-11)
+
+
+@pytest.fixture(scope="module")
+def recovered():
+    model = MixedLogit(
+        fixed=["ASC_1", "ASC_2"],
+        random={"price": "-lognormal", "x1": "normal", "x2": "normal"},
+        correlated=["x1", "x2"],
+    )
+    truth = {
+        "ASC_1": 0.5,
+        "ASC_2": -0.3,
+        "price": 0.0,
+        "x1": 1.0,
+        "x2": -0.5,
+        "sd.price": 0.5,
+        "chol.x1.x1": 0.8,
+        "chol.x2.x1": 0.4,
+        "chol.x2.x2": 0.6,
+    }
+    data = simulate_choices(
+        model, truth, num_people=400, situations_per_person=8, seed=3, variable_scale={"price": 1.0}
+    )
+    return model, truth, model.fit(data, num_draws=100)
+
+
+def test_estimates_cover_known_truth_lognormal_price_and_correlated_normals(recovered):
+    _, truth, results = recovered
+    table = results.table()
+    z = (table["estimate"] - pd.Series(truth)) / table["std_err"]
+    assert results.converged
+    assert np.all(np.abs(z) < 3.0), z
+    assert np.all(np.isfinite(table["robust_std_err"]))
+
+
+def test_individual_coefficients_average_close_to_population_mean(recovered):
+    """Average of Revelt-Train conditional means vs the estimated population mean.
+
+    By iterated expectations they agree up to sampling noise; here within 0.05 absolute
+    (coefficients are of order 1, population SDs 0.6-1.0).
+    """
+    _, _, results = recovered
+    individual = results.individual_coefficients()
+    population = results.population_coefficients(num_draws=200_000)
+    assert len(individual) == 400
+    for name in ("price", "x1", "x2"):
+        assert abs(individual[name].mean() - population[name].mean()) < 0.05, name
+        # conditioning shrinks the spread: conditional SDs below the population SD
+        assert individual[f"sd.{name}"].mean() < population[name].std()
+    assert np.all(individual["price"] < 0)  # a negative lognormal stays negative
+
+
+def test_prediction_wtp_and_save_load(recovered, tmp_path):
+    _, _, results = recovered
+    probs = results.predict()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
+    conditional = results.predict(conditional=True)
+    np.testing.assert_allclose(conditional.sum(axis=1), 1.0, rtol=1e-12)
+    arrays = results.data.to_arrays(results.model.variables)
+    chosen_prob = probs.to_numpy()[np.arange(len(arrays.chosen)), arrays.chosen]
+    chosen_conditional = conditional.to_numpy()[np.arange(len(arrays.chosen)), arrays.chosen]
+    # knowing a person's choices makes their observed choices more likely on average
+    assert chosen_conditional.mean() > chosen_prob.mean()
+    shares = results.market_shares()
+    assert shares.sum() == pytest.approx(1.0)
+    wtp = results.wtp("x1", "price")
+    population = results.population_coefficients()  # same default draws as wtp
+    ratio = -population["x1"] / population["price"]
+    assert wtp["median"] == pytest.approx(np.median(ratio), rel=1e-9)
+    path = tmp_path / "fit.json"
+    results.save(path)
+    loaded = EstimationResults.load(path, data=results.data)
+    np.testing.assert_array_equal(loaded.params, results.params)
+    np.testing.assert_array_equal(loaded.robust_cov, results.robust_cov)
+    assert loaded.loglik == results.loglik and loaded.model.correlated == ("x1", "x2")
+    np.testing.assert_allclose(loaded.predict().to_numpy(), probs.to_numpy(), rtol=1e-12)
+
+
+def test_fixed_wtp_delta_method():
+    model = MultinomialLogit(["x1", "price"])
+    data = simulate_choices(model, {"x1": 1.0, "price": -2.0}, num_people=200, seed=5)
+    results = model.fit(data)
+    wtp = results.wtp("x1", "price")
+    a, c = results["x1"], results["price"]
+    g = np.array([-1 / c, a / c**2])
+    assert wtp["wtp"] == pytest.approx(-a / c)
+    assert wtp["std_err"] == pytest.approx(np.sqrt(g @ results.cov @ g))
+
+
+def test_nonconvergence_warns():
+    model = MultinomialLogit(["x1", "price"])
+    data = simulate_choices(model, {"x1": 1.0, "price": -2.0}, num_people=100, seed=6)
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        model.fit(data, maxiter=1, hessian=False)
+
+
+def test_bayesian_methods_dispatch_to_mixlogit_bayes(monkeypatch):
+    calls = {}
+    fake = types.ModuleType("mixlogit.bayes")
+
+    def fit_bayes(model, data, method, **kwargs):
+        calls.update(model=model, data=data, method=method, kwargs=kwargs)
+        return "posterior"
+
+    fake.fit_bayes = fit_bayes
+    monkeypatch.setitem(sys.modules, "mixlogit.bayes", fake)
+    model = MixedLogit(random={"x1": "normal"})
+    assert model.fit("data", method="svi", num_steps=3) == "posterior"
+    assert calls == {"model": model, "data": "data", "method": "svi", "kwargs": {"num_steps": 3}}
+    assert model.variables == ("x1",) and model.coefficients[0].distribution == "normal"
+
+
+def test_bad_specifications_are_rejected():
+    with pytest.raises(ValueError, match="unknown mixing distribution 'cauchy'"):
+        MixedLogit(random={"x": "cauchy"})
+    with pytest.raises(ValueError, match="only normal and lognormal"):
+        MixedLogit(random={"x": "normal", "y": "gamma"}, correlated=["x", "y"])
+    with pytest.raises(ValueError, match=r"\['x'\] are both fixed and random"):
+        MixedLogit(fixed=["x"], random={"x": "normal"})
+
+
+@pytest.mark.slow
+def test_electricity_600_and_1500_halton_draws_match_xlogit():
+    data = ChoiceData(
+        load_electricity(), choice="choice", alternative="alt", situation="chid", panel="id"
+    )
+    model = MixedLogit(random={v: "normal" for v in ELECTRICITY_VARIABLES})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        results = model.fit(data, num_draws=600)
+    # xlogit 0.2.7 (600 Halton draws, same points as ours): LL -3888.465 at the estimates below.
+    # Our likelihood reproduces that value at xlogit's estimates; from MNL starting values BFGS
+    # finds a slightly higher local maximum (sd.seas < 0; the Halton-simulated likelihood is not
+    # symmetric in the sign of an sd), so we check that we are not worse than xlogit.
+    xlogit = np.array(
+        [
+            -0.99721,
+            -0.21968,
+            2.29018,
+            1.69432,
+            -9.67523,
+            -9.69618,
+            0.22073,
+            0.41155,
+            1.78403,
+            1.22962,
+            2.27571,
+            1.48622,
+        ]
+    )
+    problem = build_problem(model, data, num_draws=600)
+    with x64():
+        at_xlogit = float(problem.loglik(jnp.asarray(xlogit), problem.data))
+    assert at_xlogit == pytest.approx(-3888.465, abs=2e-3)
+    assert results.loglik > -3888.4 - 1.0
+    xlogit_means = {
+        "pf": -0.9972,
+        "cl": -0.2197,
+        "loc": 2.2902,
+        "wk": 1.6943,
+        "tod": -9.6752,
+        "seas": -9.6962,
+    }
+    table = results.table()
+    for name, value in xlogit_means.items():
+        assert abs(table.loc[name, "estimate"] - value) < 2 * table.loc[name, "std_err"], name
+    results_1500 = model.fit(data, num_draws=1500)
+    assert abs(results_1500.loglik - (-3886.17)) < 0.5  # xlogit -3886.17, mlogit -3886.02
