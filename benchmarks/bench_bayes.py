@@ -133,7 +133,7 @@ def _svi_part(args, model, data, ml, ml_seconds, nuts, rows) -> dict:
             "steps": args.svi_steps,
             "seconds": svi.fit_seconds,
             "elbo_converged": svi.check(warn=False).get("elbo_converged"),
-            "guide": "AutoNormal (population) + centred Normal per person",
+            "guide": "AutoNormal (population) + mean-field Normal on the non-centred person draws",
             "max_abs_mean_diff_in_nuts_sd": max(
                 abs(r["svi_minus_nuts_in_nuts_sd"]) for r in rows if r["parameter"][:4] == "mean"
             ),

@@ -89,9 +89,7 @@ def jax_case(name, dtype, n, rng):
     p = tuple(jnp.asarray(v, dtype=dtype) for v in params)
     fwd = jax.jit(fn)
     bwd = jax.jit(jax.grad(lambda d, p: fn(d, p).sum(), argnums=(0, 1)))
-    return (lambda: fwd(d, p).block_until_ready()), (
-        lambda: jax.block_until_ready(bwd(d, p))
-    )
+    return (lambda: fwd(d, p).block_until_ready()), (lambda: jax.block_until_ready(bwd(d, p)))
 
 
 def timing_table(n: int, repeats: int) -> list[dict]:
@@ -151,7 +149,9 @@ def accuracy_vs_terms() -> list[dict]:
             torch.tensor(d), torch.tensor(k), torch.tensor(r), num_terms=n
         ).numpy()
         w, med = worst(values)
-        rows.append({"method": f"accelerated, {n} terms", "max_rel_error": w, "median_rel_error": med})
+        rows.append(
+            {"method": f"accelerated, {n} terms", "max_rel_error": w, "median_rel_error": med}
+        )
         print(f"accelerated series {n:4d} terms: max rel err {w:.2e}, median {med:.2e}")
     # Naive truncation of the Hurwitz/Lerch series, as published (both signs via P(-d) = 1 - P(d)).
     nn = np.arange(1, 1001)[:, None]
@@ -162,7 +162,12 @@ def accuracy_vs_terms() -> list[dict]:
     w, med = worst(naive)
     bad = int(np.sum(~np.isfinite(naive)))
     rows.append(
-        {"method": "naive 1000-term truncation", "max_rel_error": w, "median_rel_error": med, "non_finite": bad}
+        {
+            "method": "naive 1000-term truncation",
+            "max_rel_error": w,
+            "median_rel_error": med,
+            "non_finite": bad,
+        }
     )
     print(f"naive 1000-term truncation: max rel err {w:.2e}, median {med:.2e}, non-finite {bad}")
     k2 = 2.0
@@ -172,9 +177,13 @@ def accuracy_vs_terms() -> list[dict]:
         "rate": 10.0,
         "d": 1e-4,
         "naive_P": float(1 - s_small),
-        "exact_P": float(torch.exp(mt.gamma_logit_marginal(torch.tensor(1e-4, dtype=torch.float64), 2.0, 10.0))),
+        "exact_P": float(
+            torch.exp(mt.gamma_logit_marginal(torch.tensor(1e-4, dtype=torch.float64), 2.0, 10.0))
+        ),
     }
-    print(f"example k=2, rate=10, d=1e-4: naive P = {example['naive_P']:.6f}, exact P = {example['exact_P']:.10f}")
+    print(
+        f"example k=2, rate=10, d=1e-4: naive P = {example['naive_P']:.6f}, exact P = {example['exact_P']:.10f}"
+    )
     return rows, example
 
 
@@ -189,7 +198,9 @@ def gradient_variance(reps: int = 2000) -> list[dict]:
         for _ in range(reps if method == "mc" else 5):
             loc = torch.tensor(-2.3, dtype=torch.float64, requires_grad=True)
             scale = torch.tensor(0.6, dtype=torch.float64, requires_grad=True)
-            loss = -mt.lognormal_logit_marginal(d, loc, scale, method=method, num_samples=16, generator=gen).mean()
+            loss = -mt.lognormal_logit_marginal(
+                d, loc, scale, method=method, num_samples=16, generator=gen
+            ).mean()
             grads.append([float(g) for g in torch.autograd.grad(loss, [loc, scale])])
         grads = np.array(grads)
         rows.append(
@@ -226,7 +237,11 @@ def markdown(results) -> str:
     for r in results["accuracy"]:
         lines.append(f"| {r['method']} | {r['max_rel_error']:.2e} | {r['median_rel_error']:.2e} |")
     ex = results["naive_example"]
-    lines += ["", f"k=2, rate=10, d=1e-4: naive P = {ex['naive_P']:.6f}, exact P = {ex['exact_P']:.10f}", ""]
+    lines += [
+        "",
+        f"k=2, rate=10, d=1e-4: naive P = {ex['naive_P']:.6f}, exact P = {ex['exact_P']:.10f}",
+        "",
+    ]
     lines += ["## LogNormal gradient variance (batch of 64, loss -mean log P)", ""]
     lines += ["| estimator | d/dloc mean | var | d/dscale mean | var |", "|---|---|---|---|---|"]
     for r in results["gradient_variance"]:

@@ -39,6 +39,11 @@ _LAZY_ATTRS: dict[str, str] = {
     "load_car": "mixlogit.datasets",
     "load_modecanada": "mixlogit.datasets",
     "load_heating": "mixlogit.datasets",
+    "fit_bayes": "mixlogit.bayes",
+    "BayesianResults": "mixlogit.bayes",
+    "LatentClassLogit": "mixlogit.bayes",
+    "BayesSpec": "mixlogit.bayes",
+    "BayesPriors": "mixlogit.bayes",
 }
 
 

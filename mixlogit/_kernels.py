@@ -161,9 +161,10 @@ def lognormal_log_marginal_quadrature(
     positive = d > 0
     a = ops.where(positive, d, -d)  # |d| with the two-sided derivative at 0, as for the Gamma
     infinite = ops.isinf(a)
-    a = ops.minimum(a, math.sqrt(ops.finfo_max(d)))  # finite, so gradients at d = +-inf are 0
+    a = ops.minimum(a, 1e-12 * ops.finfo_max(d))  # finite, so gradients at d = +-inf are 0
     # Regimes only need log|d| roughly: clip it away from log(0) and log(inf).
-    log_c = ops.stop_gradient(loc + ops.log(ops.clip(a, 1e-300, 1e300)))
+    big = math.sqrt(ops.finfo_max(d))
+    log_c = ops.stop_gradient(loc + ops.log(ops.clip(a, 1.0 / big, big)))
     plain_scale = ops.stop_gradient(scale)
     knee = -log_c / plain_scale
     wide = plain_scale > LOGISTIC_DOMAIN_MIN_SCALE

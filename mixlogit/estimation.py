@@ -40,6 +40,7 @@ class Problem:
     value_and_grad: Any
     loglik: Any
     unit_loglik: Any
+    unit_scores: Any = None
 
 
 def _units(
@@ -96,11 +97,12 @@ def build_problem(
             arrays, model.layout, unit, unit_weights, standard, log_weights, chunk
         )
         likelihood = Likelihood(model.layout, num_units, gathered)
+        loglik = jax.jit(likelihood.loglik)
+        unit_loglik = jax.jit(likelihood.unit_loglik)
         neg_value_and_grad = jax.jit(
             lambda t, d: jax.tree.map(jnp.negative, likelihood.value_and_grad(t, d))
         )
-        loglik = jax.jit(likelihood.loglik)
-        unit_loglik = jax.jit(likelihood.unit_loglik)
+        unit_scores = jax.jit(likelihood.unit_scores)
     return Problem(
         model=model,
         arrays=arrays,
@@ -114,6 +116,7 @@ def build_problem(
         value_and_grad=neg_value_and_grad,
         loglik=loglik,
         unit_loglik=unit_loglik,
+        unit_scores=unit_scores,
     )
 
 
@@ -254,9 +257,7 @@ def _covariances(problem: Problem, theta: np.ndarray) -> tuple[np.ndarray, np.nd
     """Hessian of the log-likelihood, classical and cluster-robust covariance matrices."""
     hessian = _hessian(problem, theta)
     with x64():
-        unit_scores = np.asarray(
-            jax.jit(problem.likelihood.unit_scores)(jnp.asarray(theta), problem.data)
-        )
+        unit_scores = np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))
     unit_scores = unit_scores * np.asarray(problem.data.unit_weights)[:, None]
     clusters_of_units = problem.cluster  # (U,) cluster (panel) of each unit code
     cluster_scores = np.zeros((problem.num_clusters, len(theta)))

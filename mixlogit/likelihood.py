@@ -27,7 +27,15 @@ from jax import lax
 from mixlogit.arrays import ChoiceArrays, RandomCoefficient
 from mixlogit.mixing import coefficient_from_standard, parameter_names
 
-__all__ = ["Likelihood", "LikelihoodData", "ParameterLayout", "make_likelihood_data", "x64"]
+__all__ = [
+    "Likelihood",
+    "LikelihoodData",
+    "PanelBlocks",
+    "ParameterLayout",
+    "make_likelihood_data",
+    "make_panel_blocks",
+    "x64",
+]
 
 
 def x64():
@@ -132,6 +140,25 @@ class LikelihoodData(NamedTuple):
     unit_weights: jax.Array  # (U,)
     standard: jax.Array  # (C, U or 1, Rc, Kr) standardised draws / nodes, chunked
     log_draw_weights: jax.Array  # (C, Rc) log w_r (-inf for padding)
+    blocks: PanelBlocks | None = None  # unit-blocked layout for the fast value and gradient
+
+
+class PanelBlocks(NamedTuple):
+    """Units in blocks of ``B`` with all draws, for :meth:`Likelihood.value_and_grad`.
+
+    Each situation is stored as the attribute differences ``x_j - x_chosen`` of its ``J - 1``
+    non-chosen alternatives, so ``log P_chosen = -log(1 + sum_j exp(dx_j . beta))``: no
+    chosen-utility gather and a quarter fewer exponentials than the softmax. Alternatives are
+    the leading axis so the sum over them is a sum of ``J - 1`` arrays (a reduction over a
+    middle axis is slow on XLA CPU), and blocks of a few units keep every intermediate in cache.
+    Padding units have weight 0; padding situations and alternatives have availability 0.
+    """
+
+    dX: jax.Array  # (NB, J-1, B, T, Kf + Kr) attribute differences to the chosen alternative
+    available: jax.Array  # (NB, J-1, B, T) 1.0 where the non-chosen alternative is available
+    standard: jax.Array  # (NB, B, R, Kr) draws of each unit, or (NB, 1, R, Kr) shared nodes
+    unit_weights: jax.Array  # (NB, B)
+    log_draw_weights: jax.Array  # (R,)
 
 
 def chunk_draws(
@@ -198,6 +225,16 @@ def make_likelihood_data(
     chosen[..., 0] = 1.0
     chosen[positions[:, 0], positions[:, 1]] = np.eye(num_j)[arrays.chosen]
     standard_chunks, log_w = chunk_draws(standard, log_draw_weights, chunk)
+    blocks = None
+    if not gathered:
+        blocks = make_panel_blocks(
+            X[..., fixed_idx + random_idx],
+            available,
+            chosen,
+            unit_weights,
+            standard,
+            log_draw_weights,
+        )
     data = LikelihoodData(
         Xf=jnp.asarray(X[..., fixed_idx], dtype=jnp.float64),
         Xr=jnp.asarray(X[..., random_idx], dtype=jnp.float64),
@@ -207,8 +244,66 @@ def make_likelihood_data(
         unit_weights=jnp.asarray(unit_weights, dtype=jnp.float64),
         standard=jnp.asarray(standard_chunks, dtype=jnp.float64),
         log_draw_weights=jnp.asarray(log_w, dtype=jnp.float64),
+        blocks=blocks,
     )
     return data, positions, bool(gathered)
+
+
+# elements (B * T * (J - 1) * R) per block: ~0.5 M doubles keeps a block's arrays in cache
+BLOCK_ELEMENTS = 2**19
+
+
+def make_panel_blocks(
+    X: np.ndarray,
+    available: np.ndarray,
+    chosen: np.ndarray,
+    unit_weights: np.ndarray,
+    standard: np.ndarray,
+    log_draw_weights: np.ndarray,
+    block_size: int | None = None,
+) -> PanelBlocks:
+    """Blocked difference layout from the ``(U, T, J, K)`` grid (see :class:`PanelBlocks`).
+
+    Args:
+        X: ``(U, T, J, Kf + Kr)`` attributes on the unit grid (padding situations included).
+        available: ``(U, T, J)`` bool. chosen: ``(U, T, J)`` one-hot (float or bool).
+        unit_weights: ``(U,)``. standard: ``(U or 1, R, Kr)`` draws; log_draw_weights ``(R,)``.
+        block_size: units per block (default from :data:`BLOCK_ELEMENTS`).
+    """
+    num_u, num_t, num_j = X.shape[:3]
+    is_chosen = np.asarray(chosen) > 0.5
+    x_chosen = np.sum(np.where(is_chosen[..., None], X, 0.0), axis=2, keepdims=True)
+    # non-chosen alternatives first (stable), keep J - 1 of them
+    order = np.argsort(is_chosen, axis=2, kind="stable")[..., : max(num_j - 1, 1)]
+    other_available = np.take_along_axis(available & ~is_chosen, order, axis=2)
+    dX = np.take_along_axis(X - x_chosen, order[..., None], axis=2)
+    dX = np.where(other_available[..., None], dX, 0.0)
+    num_draws = standard.shape[1]
+    if block_size is None:
+        per_unit = num_t * max(num_j - 1, 1) * num_draws
+        block_size = max(1, min(num_u, BLOCK_ELEMENTS // max(per_unit, 1)))
+    num_blocks = -(-num_u // block_size)
+    pad = num_blocks * block_size - num_u
+
+    def blocked(a: np.ndarray, axis: int = 0) -> np.ndarray:
+        widths = [(0, 0)] * a.ndim
+        widths[axis] = (0, pad)
+        a = np.pad(a, widths)
+        return a.reshape(num_blocks, block_size, *a.shape[1:])
+
+    dX = blocked(dX).transpose(0, 3, 1, 2, 4)  # (NB, J-1, B, T, K)
+    other_available = blocked(other_available.astype(np.float64)).transpose(0, 3, 1, 2)
+    if standard.shape[0] == 1:
+        standard_blocks = np.broadcast_to(standard[None], (num_blocks, *standard.shape))
+    else:
+        standard_blocks = blocked(standard)
+    return PanelBlocks(
+        dX=jnp.asarray(np.ascontiguousarray(dX), dtype=jnp.float64),
+        available=jnp.asarray(np.ascontiguousarray(other_available), dtype=jnp.float64),
+        standard=jnp.asarray(np.ascontiguousarray(standard_blocks), dtype=jnp.float64),
+        unit_weights=jnp.asarray(blocked(np.asarray(unit_weights, np.float64))),
+        log_draw_weights=jnp.asarray(log_draw_weights, dtype=jnp.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -308,8 +403,82 @@ class Likelihood:
         c, u, rc, kr = data.standard.shape
         return jnp.moveaxis(data.standard, 0, 1).reshape(u, c * rc, kr)
 
+    def _block_coefficients(self, theta, standard, num_b: int):
+        """Fixed and random coefficients ``(B, R, Kf + Kr)`` of every draw of a block."""
+        kf = self.layout.num_fixed
+        random = self.layout.random_coefficients(theta, standard)  # (B or 1, R, Kr)
+        random = jnp.broadcast_to(random, (num_b, *random.shape[1:]))
+        fixed = jnp.broadcast_to(theta[:kf], (*random.shape[:2], kf))
+        return jnp.concatenate([fixed, random], axis=-1)
+
+    def _block_draw_terms(self, beta, dX, available, log_draw_weights):
+        """Per-draw unit log-likelihoods ``z`` ``(B, R)`` (plus log draw weights) of one block
+        and their derivatives ``d z / d beta`` ``(B, R, K)``."""
+        num_others = dX.shape[0]
+        # utility differences of each non-chosen alternative, (B, T, R) each
+        diffs = [jnp.einsum("btk,brk->btr", dX[j], beta) for j in range(num_others)]
+        # shift by max(0, max_j diff) so that exp never overflows
+        shift = jnp.maximum(diffs[0], 0.0)
+        for j in range(1, num_others):
+            shift = jnp.maximum(shift, diffs[j])
+        expo = [jnp.exp(d - shift) * available[j][..., None] for j, d in enumerate(diffs)]
+        total = jnp.exp(-shift) + sum(expo[1:], expo[0])
+        z = -jnp.sum(jnp.log(total) + shift, axis=1) + log_draw_weights  # (B, R)
+        inverse = 1.0 / total
+        grad_beta = -sum(
+            jnp.einsum("btr,btk->brk", expo[j] * inverse, dX[j]) for j in range(num_others)
+        )
+        return z, grad_beta
+
+    def _block_value_and_grad(self, theta, blocks: PanelBlocks):
+        """Value and gradient from the unit-blocked difference layout (see :class:`PanelBlocks`)."""
+
+        def block(inputs):
+            dX, available, standard, weights = inputs
+            beta, pullback = jax.vjp(
+                lambda t: self._block_coefficients(t, standard, dX.shape[1]), theta
+            )
+            z, grad_beta = self._block_draw_terms(beta, dX, available, blocks.log_draw_weights)
+            unit_ll = jax.nn.logsumexp(z, axis=1)
+            posterior = weights[:, None] * jnp.exp(z - unit_ll[:, None])
+            (grad,) = pullback(posterior[..., None] * grad_beta)
+            # padding units (weight 0) have finite unit_ll; mask to keep 0 * x exact
+            return jnp.sum(jnp.where(weights > 0, weights * unit_ll, 0.0)), grad
+
+        values, grads = lax.map(
+            block, (blocks.dX, blocks.available, blocks.standard, blocks.unit_weights)
+        )
+        return jnp.sum(values), jnp.sum(grads, axis=0)
+
+    def _block_unit_scores(self, theta, blocks: PanelBlocks):
+        """Unit scores ``(U, P)`` (unweighted) from the blocked layout.
+
+        Each unit's coefficients depend only on ``theta`` and its own draws, so a unit's score
+        is the pullback of its own cotangent (a ``vmap`` of the coefficient map's VJP).
+        """
+
+        def unit_coefficients(t, standard_u):  # (R, Kr) -> (R, K)
+            return self._block_coefficients(t, standard_u[None], 1)[0]
+
+        def unit_pullback(standard_u, cotangent_u):
+            _, pullback = jax.vjp(lambda t: unit_coefficients(t, standard_u), theta)
+            return pullback(cotangent_u)[0]
+
+        def block(inputs):
+            dX, available, standard = inputs
+            standard = jnp.broadcast_to(standard, (dX.shape[1], *standard.shape[1:]))
+            beta = jax.vmap(unit_coefficients, in_axes=(None, 0))(theta, standard)
+            z, grad_beta = self._block_draw_terms(beta, dX, available, blocks.log_draw_weights)
+            posterior = jax.nn.softmax(z, axis=1)  # Revelt-Train draw weights (B, R)
+            return jax.vmap(unit_pullback)(standard, posterior[..., None] * grad_beta)
+
+        scores = lax.map(block, (blocks.dX, blocks.available, blocks.standard))
+        return scores.reshape(-1, theta.shape[0])[: self.num_units]
+
     def value_and_grad(self, theta, data):
         """Weighted log-likelihood and its exact gradient in ``theta``."""
+        if data.blocks is not None:
+            return self._block_value_and_grad(theta, data.blocks)
         unit_ll, posterior, gf, gr = self._posterior(theta, data)
         weighted = data.unit_weights[:, None] * posterior  # (U, R)
         kf = self.layout.num_fixed
@@ -325,6 +494,8 @@ class Likelihood:
 
     def unit_scores(self, theta, data):
         """Gradient of each unit's log-likelihood, ``(U, P)`` (unweighted)."""
+        if data.blocks is not None:
+            return self._block_unit_scores(theta, data.blocks)
         _, posterior, gf, gr = self._posterior(theta, data)
         kf = self.layout.num_fixed
         scores = jnp.zeros((posterior.shape[0], theta.shape[0]), theta.dtype)

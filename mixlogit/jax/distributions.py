@@ -49,7 +49,7 @@ class _MarginalLogitBernoulli(Distribution):
     def enumerate_support(self, expand=True):
         values = jnp.arange(2).reshape((2,) + (1,) * len(self.batch_shape))
         if expand:
-            values = jnp.broadcast_to(values, (2,) + self.batch_shape)
+            values = jnp.broadcast_to(values, (2, *self.batch_shape))
         return values
 
 
@@ -65,9 +65,7 @@ class GammaLogitBernoulli(_MarginalLogitBernoulli):
     def __init__(self, d, shape, rate, *, validate_args=None):
         # `shape` is a method of Distribution, so the Gamma shape is stored as `concentration`.
         self.d, self.concentration, self.rate = promote_shapes(d, shape, rate)
-        batch_shape = jax.lax.broadcast_shapes(
-            jnp.shape(d), jnp.shape(shape), jnp.shape(rate)
-        )
+        batch_shape = jax.lax.broadcast_shapes(jnp.shape(d), jnp.shape(shape), jnp.shape(rate))
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
 
     def _log_marginal(self, d):

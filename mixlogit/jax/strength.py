@@ -83,7 +83,9 @@ class _Strength:
 
     def __repr__(self) -> str:
         try:
-            params = ", ".join(f"{k}={float(v):.6g}" for k, v in self.constrained_parameters().items())
+            params = ", ".join(
+                f"{k}={float(v):.6g}" for k, v in self.constrained_parameters().items()
+            )
         except TypeError:  # traced values
             params = "traced"
         return f"{type(self).__name__}({params})"

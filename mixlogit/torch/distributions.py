@@ -45,7 +45,7 @@ class _MarginalLogitBernoulli(TorchDistribution):
         both = self._log_marginal(torch.stack(torch.broadcast_tensors(self.d, -self.d)))
         return torch.where(value > 0.5, both[0], both[1])
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape=()) -> torch.Tensor:
         with torch.no_grad():
             return Bernoulli(probs=self.probs).sample(sample_shape)
 

@@ -21,7 +21,7 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 
-from mixlogit._strength_init import mean_and_cv, matched_params, population_init
+from mixlogit._strength_init import matched_params, mean_and_cv, population_init
 from mixlogit.torch.distributions import GammaLogitBernoulli, LogNormalLogitBernoulli
 
 __all__ = [
@@ -54,7 +54,9 @@ def _strength_prior(family: str, params: dict[str, torch.Tensor]):
 def _check(d, y):
     d = torch.as_tensor(d)
     if d.dim() != 1:
-        raise ValueError(f"d must be a 1-d tensor of utility differences, got shape {tuple(d.shape)}")
+        raise ValueError(
+            f"d must be a 1-d tensor of utility differences, got shape {tuple(d.shape)}"
+        )
     if y is not None:
         y = torch.as_tensor(y, dtype=d.dtype, device=d.device)
         if y.shape != d.shape:

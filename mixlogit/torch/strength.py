@@ -166,7 +166,9 @@ class GammaStrength(Strength):
         return torch.distributions.Gamma(self.shape, self.rate)
 
     def conditional_moments(self, d, y):
-        (signed, shape, rate), dtype = as_tensors(_signed(torch.as_tensor(d), y), self.shape, self.rate)
+        (signed, shape, rate), dtype = as_tensors(
+            _signed(torch.as_tensor(d), y), self.shape, self.rate
+        )
         n = self.num_terms or default_num_terms(float_bits(signed.dtype))
         mean, var = _kernels.gamma_conditional_moments(OPS, signed, shape, rate, n)
         return mean.to(dtype), var.to(dtype)
@@ -239,7 +241,9 @@ class LogNormalStrength(Strength):
         return torch.distributions.LogNormal(self.loc, self.scale)
 
     def conditional_moments(self, d, y):
-        (signed, loc, scale), dtype = as_tensors(_signed(torch.as_tensor(d), y), self.loc, self.scale)
+        (signed, loc, scale), dtype = as_tensors(
+            _signed(torch.as_tensor(d), y), self.loc, self.scale
+        )
         mean, var = _kernels.lognormal_conditional_moments(OPS, signed, loc, scale, self.num_points)
         return mean.to(dtype), var.to(dtype)
 

@@ -280,9 +280,10 @@ def test_gamma_coefficient_posterior_covers_truth():
         ("price", "mean"): -1.0,
         ("price", "sd"): np.exp(-0.5),  # gamma shape e: sd = mean / sqrt(shape)
     }
+    # each population value within 3 posterior SDs (a 99.7% interval; 5 checks)
     for key, value in expected.items():
-        lo, hi = pop.loc[key, "q3%"], pop.loc[key, "q97%"]
-        assert lo <= value <= hi, (key, lo, value, hi)
+        mean, sd = pop.loc[key, "posterior_mean"], pop.loc[key, "posterior_sd"]
+        assert abs(mean - value) <= 3 * sd, (key, mean, sd, value)
     assert res.diagnostics["divergences"] == 0
 
 
@@ -312,9 +313,13 @@ def test_latent_class_recovers_membership_and_compare():
         num_samples=250,
         num_chains=2,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         table = az.compare({"mnl": mnl.idata, "mixed": mixed.idata, "latent": lc.idata})
+    # no warning about the log_likelihood group or unreliable LOO (pandas deprecations inside
+    # ArviZ are not ours)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "log_likelihood" in m or "Pareto" in m], messages
     assert table.index[0] == "latent"
     assert table.index[-1] == "mnl"
 

@@ -55,7 +55,9 @@ def test_gamma_collapses_to_log_sigmoid_of_mean_as_variance_vanishes(d):
     mean = 0.5
     target = float(torch.nn.functional.logsigmoid(torch.tensor(mean * d, dtype=torch.float64)))
     for shape in (1e2, 1e3, 1e4, 1e5, 1e6):
-        got = float(mt.gamma_logit_marginal(torch.tensor(d, dtype=torch.float64), shape, shape / mean))
+        got = float(
+            mt.gamma_logit_marginal(torch.tensor(d, dtype=torch.float64), shape, shape / mean)
+        )
         err = got - target
         predicted = delta_method_error(d, mean, mean**2 / shape)
         if d == 0:
@@ -96,7 +98,10 @@ def test_infinite_margins_and_shapes_broadcast():
 
 def test_dtypes_follow_inputs():
     assert mt.gamma_logit_marginal(torch.tensor(1.0), 2.0, 3.0).dtype == torch.float32
-    assert mt.gamma_logit_marginal(torch.tensor(1.0, dtype=torch.float64), 2.0, 3.0).dtype == torch.float64
+    assert (
+        mt.gamma_logit_marginal(torch.tensor(1.0, dtype=torch.float64), 2.0, 3.0).dtype
+        == torch.float64
+    )
     half = mt.gamma_logit_marginal(torch.tensor([1.0, -2.0], dtype=torch.bfloat16), 2.0, 3.0)
     assert half.dtype == torch.bfloat16
     ref = mt.gamma_logit_marginal(torch.tensor([1.0, -2.0], dtype=torch.float64), 2.0, 3.0)

@@ -70,7 +70,9 @@ def test_grid_spans_the_required_ranges():
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_float64_values_and_gradients_match_mpmath(backend):
     values, gd, gk, gr = (
-        torch_values_and_grads(torch.float64) if backend == "torch" else jax_values_and_grads(jnp.float64)
+        torch_values_and_grads(torch.float64)
+        if backend == "torch"
+        else jax_values_and_grads(jnp.float64)
     )
     for arr in (values, gd, gk, gr):
         assert np.all(np.isfinite(arr)), "NaN or inf on the grid"

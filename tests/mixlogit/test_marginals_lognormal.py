@@ -74,7 +74,10 @@ def test_quadrature_converges_with_more_points():
     d, loc, scale = 7.0, 0.0, 2.0
     ref = float(mp.log(mp_lognormal_p(d, loc, scale)))
     errs = [
-        abs(float(lognormal_torch(torch.tensor(d, dtype=torch.float64), loc, scale, num_points=n)) - ref)
+        abs(
+            float(lognormal_torch(torch.tensor(d, dtype=torch.float64), loc, scale, num_points=n))
+            - ref
+        )
         for n in (8, 16, 32, 64)
     ]
     assert errs[-1] < 1e-10
@@ -88,9 +91,7 @@ def test_mc_estimator_is_unbiased_for_the_probability():
     loc, scale = -0.3, 0.9
     reps = 4000
     est = torch.exp(
-        lognormal_torch(
-            d.expand(reps, 4), loc, scale, method="mc", num_samples=16, generator=gen
-        )
+        lognormal_torch(d.expand(reps, 4), loc, scale, method="mc", num_samples=16, generator=gen)
     )
     ref = np.array([float(mp_lognormal_p(float(x), loc, scale)) for x in d])
     mean = est.mean(0).numpy()
@@ -113,7 +114,9 @@ def test_mc_with_caller_noise_matches_manual_average_and_shared_noise_broadcasts
     torch.testing.assert_close(got, manual, rtol=1e-14, atol=0)
     shared = lognormal_torch(d, -2.3, 0.6, method="mc", noise=noise[:, 0])
     beta = torch.exp(-2.3 + 0.6 * noise[:, :1])
-    torch.testing.assert_close(shared, torch.log(torch.sigmoid(beta * d).mean(0)), rtol=1e-14, atol=0)
+    torch.testing.assert_close(
+        shared, torch.log(torch.sigmoid(beta * d).mean(0)), rtol=1e-14, atol=0
+    )
 
 
 def test_mc_jax_with_key_and_noise():
@@ -123,7 +126,7 @@ def test_mc_jax_with_key_and_noise():
     beta = jnp.exp(-2.3 + 0.6 * noise)
     np.testing.assert_allclose(got, jnp.log(jax.nn.sigmoid(beta * d).mean(0)), rtol=1e-13)
     assert lognormal_jax(d, -2.3, 0.6, method="mc", key=jax.random.PRNGKey(1)).shape == (2,)
-    with pytest.raises(ValueError, match="noise.*key"):
+    with pytest.raises(ValueError, match=r"noise.*key"):
         lognormal_jax(d, -2.3, 0.6, method="mc")
 
 

@@ -23,10 +23,15 @@ def test_log_prob_is_the_exact_marginal_for_both_outcomes(family):
         pj = mj.LogNormalLogitBernoulli(jnp.asarray(d), -2.3, 0.6)
         ref = lambda x: mt.lognormal_logit_marginal(torch.tensor(x), -2.3, 0.6).numpy()  # noqa: E731
     expected = np.where(y == 1, ref(d), ref(-d))
-    np.testing.assert_allclose(pt.log_prob(torch.tensor(y, dtype=torch.float64)).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        pt.log_prob(torch.tensor(y, dtype=torch.float64)).numpy(), expected, rtol=1e-12
+    )
     np.testing.assert_allclose(np.asarray(pj.log_prob(jnp.asarray(y))), expected, rtol=1e-12)
     # probabilities of the two outcomes sum to one
-    both = pt.log_prob(torch.ones(5, dtype=torch.float64)).exp() + pt.log_prob(torch.zeros(5, dtype=torch.float64)).exp()
+    both = (
+        pt.log_prob(torch.ones(5, dtype=torch.float64)).exp()
+        + pt.log_prob(torch.zeros(5, dtype=torch.float64)).exp()
+    )
     np.testing.assert_allclose(both.numpy(), 1.0, rtol=1e-12)
 
 

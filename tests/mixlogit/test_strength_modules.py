@@ -16,9 +16,15 @@ import mixlogit.torch as mt
 def numeric_posterior_moments(density, d, y):
     """Posterior mean/var of beta by adaptive quadrature (scipy), for an independent check."""
     lik = (lambda b: 1 / (1 + np.exp(-b * d))) if y == 1 else (lambda b: 1 / (1 + np.exp(b * d)))
-    z = integrate.quad(lambda b: density(b) * lik(b), 0, np.inf, limit=400, epsabs=0, epsrel=1e-13)[0]
-    m1 = integrate.quad(lambda b: b * density(b) * lik(b), 0, np.inf, limit=400, epsabs=0, epsrel=1e-13)[0]
-    m2 = integrate.quad(lambda b: b * b * density(b) * lik(b), 0, np.inf, limit=400, epsabs=0, epsrel=1e-13)[0]
+    z = integrate.quad(lambda b: density(b) * lik(b), 0, np.inf, limit=400, epsabs=0, epsrel=1e-13)[
+        0
+    ]
+    m1 = integrate.quad(
+        lambda b: b * density(b) * lik(b), 0, np.inf, limit=400, epsabs=0, epsrel=1e-13
+    )[0]
+    m2 = integrate.quad(
+        lambda b: b * b * density(b) * lik(b), 0, np.inf, limit=400, epsabs=0, epsrel=1e-13
+    )[0]
     mean = m1 / z
     return mean, m2 / z - mean**2
 
@@ -88,7 +94,9 @@ def test_torch_gradients_reach_raw_parameters():
     loss.backward()
     assert g.raw_shape.grad is not None and torch.isfinite(g.raw_shape.grad)
     ln = mt.LogNormalStrength(method="mc", num_samples=16)
-    (-ln.log_marginal(torch.tensor([0.3, 1.0]), generator=torch.Generator().manual_seed(0)).sum()).backward()
+    (
+        -ln.log_marginal(torch.tensor([0.3, 1.0]), generator=torch.Generator().manual_seed(0)).sum()
+    ).backward()
     assert torch.isfinite(ln.raw_scale.grad) and torch.isfinite(ln.loc.grad)
 
 

@@ -66,7 +66,7 @@ def gamma_expectations(k, u):
             # t = e^x: a smooth bump of width 1/sqrt(k) around x = log k.
             log_norm = mp.loggamma(k)
 
-            def f(x, which=which):
+            def f(x, which=which, log_norm=log_norm):
                 t = mp.exp(x)
                 return mp.exp(k * x - t - log_norm) * integrands(t)[which]
 
@@ -106,7 +106,7 @@ def build_points():
     for k in SHAPES:
         for rate in RATES:
             for a in A_VALUES:
-                for sign in ([1.0] if a == 0 else [1.0, -1.0]):
+                for sign in [1.0] if a == 0 else [1.0, -1.0]:
                     k32, rate32 = _f32(k), _f32(rate)
                     d32 = _f32(sign * a * rate32)
                     a_exact = abs(mp.mpf(d32)) / mp.mpf(rate32)

@@ -1,0 +1,314 @@
+"""Held-out evaluation: per-pair preference margins by subgroup, and judged win rates.
+
+* :func:`evaluate_margins` computes ``log pi(chosen|x) - log pi(rejected|x)`` (nats) for every
+  pair of a held-out set with :func:`alignment.metrics.preference_margins` and returns it with
+  the pair's subgroup columns (optionally saved as ``.csv``/``.jsonl``/``.parquet``);
+  :func:`summarize_margins` gives micro and macro averages per subgroup column.
+* :func:`win_rate` compares two lists of responses with a pluggable judge; a judge is any
+  callable ``judge(prompt, response_a, response_b) -> P(a beats b)`` in ``[0, 1]``
+  (:class:`RewardJudge` wraps a local reward function; an API judge is a user's callable). With
+  ``length_controlled=True`` it also fits the length-controlled win rate: a logistic model
+  ``P(a wins) = sigmoid(theta + phi * tanh(dlen / sd(dlen)))`` by maximum likelihood, whose
+  ``sigmoid(theta)`` is the win rate at equal lengths (the idea of AlpacaEval 2's
+  length-controlled win rate, without its per-instruction terms).
+* :func:`generate_responses` / :func:`compare_models`: greedy (or sampled) generations of two
+  models on the same prompts, then :func:`win_rate`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from alignment.metrics import macro_micro_margins, preference_margins
+
+__all__ = [
+    "RewardJudge",
+    "compare_models",
+    "evaluate_margins",
+    "generate_responses",
+    "length_controlled_win_rate",
+    "summarize_margins",
+    "win_rate",
+]
+
+Judge = Callable[[str, str, str], float]
+
+
+# ----------------------------------------------------------------------------- margins
+def evaluate_margins(
+    model: torch.nn.Module,
+    dataset: Any,
+    tokenizer: Any,
+    *,
+    subgroup_columns: Sequence[str] | None = None,
+    batch_size: int = 16,
+    max_length: int | None = 128,
+    max_prompt_length: int | None = 64,
+    output_path: str | os.PathLike | None = None,
+) -> Any:
+    """Per-pair policy margins with the pairs' subgroup columns, as a ``pandas.DataFrame``.
+
+    Args:
+        subgroup_columns: columns to carry over (default: every column that is not text, token
+            ids or reference log-probs).
+        output_path: also write the table (``.csv``, ``.jsonl`` or ``.parquet``).
+
+    Returns:
+        One row per pair: ``pair_index``, ``margin`` (nats, float64) and the subgroup columns.
+    """
+    import pandas as pd
+
+    skip = {
+        "prompt",
+        "chosen",
+        "rejected",
+        "prompt_ids",
+        "chosen_ids",
+        "rejected_ids",
+        "ref_chosen_logps",
+        "ref_rejected_logps",
+    }
+    if subgroup_columns is None:
+        subgroup_columns = [c for c in dataset.column_names if c not in skip]
+    missing = [c for c in subgroup_columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"subgroup column(s) {missing} are not in the dataset; it has "
+            f"{sorted(dataset.column_names)}"
+        )
+    margins = preference_margins(
+        model,
+        dataset,
+        tokenizer,
+        batch_size=batch_size,
+        max_length=max_length,
+        max_prompt_length=max_prompt_length,
+    )
+    frame = pd.DataFrame({"pair_index": np.arange(len(margins)), "margin": margins})
+    for column in subgroup_columns:
+        frame[column] = dataset[column]
+    if output_path is not None:
+        _save_frame(frame, output_path)
+    return frame
+
+
+def _save_frame(frame: Any, path: str | os.PathLike) -> None:
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if path.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    elif path.endswith(".jsonl"):
+        frame.to_json(path, orient="records", lines=True)
+    elif path.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        raise ValueError(f"{path}: expected a .csv, .jsonl or .parquet file name")
+
+
+def summarize_margins(frame: Any, subgroup_columns: Sequence[str]) -> dict[str, Any]:
+    """Micro and macro averages of ``frame["margin"]`` for each subgroup column.
+
+    Returns:
+        ``{"micro": mean over pairs, "n_pairs": n, "by_column": {column: {"micro", "macro",
+        "by_group", "counts"}}}`` (see :func:`alignment.metrics.macro_micro_margins`).
+    """
+    margins = frame["margin"].to_numpy(dtype=float)
+    if not np.all(np.isfinite(margins)):
+        bad = np.flatnonzero(~np.isfinite(margins))[:5].tolist()
+        raise ValueError(f"non-finite margins at pair indices {bad}")
+    return {
+        "micro": float(margins.mean()),
+        "n_pairs": int(margins.size),
+        "by_column": {
+            column: macro_micro_margins(margins, frame[column].astype(str).tolist())
+            for column in subgroup_columns
+        },
+    }
+
+
+# ----------------------------------------------------------------------------- judges
+class RewardJudge:
+    """A judge from a local reward function ``reward(prompt, response) -> float``.
+
+    ``P(a beats b) = sigmoid((r_a - r_b) / temperature)``; ``temperature=0`` (default) gives a
+    hard decision: 1, 0.5 on a tie, 0.
+    """
+
+    def __init__(self, reward: Callable[[str, str], float], temperature: float = 0.0):
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        self.reward = reward
+        self.temperature = temperature
+
+    def __call__(self, prompt: str, response_a: str, response_b: str) -> float:
+        diff = float(self.reward(prompt, response_a)) - float(self.reward(prompt, response_b))
+        if not math.isfinite(diff):
+            raise ValueError(f"the reward is not finite for prompt {prompt!r:.60}")
+        if self.temperature == 0:
+            return 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
+        return 1.0 / (1.0 + math.exp(-diff / self.temperature))
+
+
+def length_controlled_win_rate(
+    outcomes: Sequence[float], length_differences: Sequence[float], *, l2: float = 1e-3
+) -> dict[str, float]:
+    """Fit ``P(a wins) = sigmoid(theta + phi * tanh(dlen / sd))`` and return ``sigmoid(theta)``.
+
+    Args:
+        outcomes: judged probabilities that ``a`` wins, in ``[0, 1]`` (soft labels allowed).
+        length_differences: ``len(a) - len(b)`` per comparison (characters or tokens).
+        l2: ridge penalty on ``(theta, phi)`` that keeps the fit finite when outcomes are
+            separable by length.
+
+    Returns:
+        ``{"lc_win_rate", "theta", "phi"}``.
+    """
+    y = np.asarray(outcomes, dtype=float)
+    dlen = np.asarray(length_differences, dtype=float)
+    if y.shape != dlen.shape or y.ndim != 1 or y.size == 0:
+        raise ValueError(f"outcomes {y.shape} and length differences {dlen.shape} must be (n,)")
+    scale = dlen.std()
+    x = np.tanh(dlen / scale) if scale > 0 else np.zeros_like(dlen)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    coef = np.zeros(2)
+    for _ in range(100):  # Newton on the penalised mean log-likelihood (concave)
+        p = 1.0 / (1.0 + np.exp(-(design @ coef)))
+        grad = design.T @ (y - p) / y.size - l2 * coef
+        hess = -(design.T * (p * (1 - p))) @ design / y.size - l2 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        coef -= step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    theta, phi = coef
+    return {"lc_win_rate": float(1.0 / (1.0 + math.exp(-theta))), "theta": theta, "phi": phi}
+
+
+def win_rate(
+    prompts: Sequence[str],
+    responses_a: Sequence[str],
+    responses_b: Sequence[str],
+    judge: Judge,
+    *,
+    length_controlled: bool = False,
+    swap_positions: bool = False,
+) -> dict[str, Any]:
+    """Win rate of ``responses_a`` over ``responses_b`` under ``judge``.
+
+    Args:
+        judge: ``judge(prompt, a, b) -> P(a beats b)`` in ``[0, 1]``.
+        length_controlled: also return ``lc_win_rate`` (see :func:`length_controlled_win_rate`,
+            lengths in characters).
+        swap_positions: judge both orders and average ``(j(a, b) + 1 - j(b, a)) / 2`` (removes
+            a position bias of order-sensitive judges).
+
+    Returns:
+        ``{"win_rate", "wins", "ties", "losses", "n", "outcomes"}`` (+ ``lc_win_rate``,
+        ``theta``, ``phi``); ``wins``/``ties``/``losses`` count outcomes > 0.5, = 0.5, < 0.5.
+    """
+    n = len(prompts)
+    if not (len(responses_a) == len(responses_b) == n) or n == 0:
+        raise ValueError(
+            f"need the same non-zero number of prompts ({n}), responses_a ({len(responses_a)}) "
+            f"and responses_b ({len(responses_b)})"
+        )
+    outcomes = []
+    for i, (prompt, a, b) in enumerate(zip(prompts, responses_a, responses_b, strict=True)):
+        p = float(judge(prompt, a, b))
+        if swap_positions:
+            p = 0.5 * (p + 1.0 - float(judge(prompt, b, a)))
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"judge returned {p} for comparison {i}; expected a value in [0, 1]")
+        outcomes.append(p)
+    y = np.asarray(outcomes)
+    result: dict[str, Any] = {
+        "win_rate": float(y.mean()),
+        "wins": int((y > 0.5).sum()),
+        "ties": int((y == 0.5).sum()),
+        "losses": int((y < 0.5).sum()),
+        "n": n,
+        "outcomes": y.tolist(),
+    }
+    if length_controlled:
+        dlen = [len(a) - len(b) for a, b in zip(responses_a, responses_b, strict=True)]
+        result.update(length_controlled_win_rate(y, dlen))
+    return result
+
+
+# ----------------------------------------------------------------------------- generation
+@torch.no_grad()
+def generate_responses(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    do_sample: bool = False,
+    seed: int = 0,
+    **generate_kwargs: Any,
+) -> list[str]:
+    """Completions of ``prompts`` (left-padded batches; greedy unless ``do_sample``)."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer needs a pad token")
+    device = next(model.parameters()).device
+    was_training, side = model.training, tokenizer.padding_side
+    model.eval()
+    tokenizer.padding_side = "left"
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    out: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(
+                list(prompts[start : start + batch_size]), return_tensors="pt", padding=True
+            ).to(device)
+            generated = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **generate_kwargs,
+            )
+            new_tokens = generated[:, batch["input_ids"].shape[1] :]
+            out.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = side
+        model.train(was_training)
+        torch.random.set_rng_state(generator_state)
+    return out
+
+
+def compare_models(
+    model_a: torch.nn.Module,
+    model_b: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    judge: Judge,
+    *,
+    length_controlled: bool = False,
+    swap_positions: bool = False,
+    **generation_kwargs: Any,
+) -> dict[str, Any]:
+    """Generate with both models on ``prompts`` and judge ``a`` against ``b`` (:func:`win_rate`).
+
+    The result also holds ``responses_a`` and ``responses_b``.
+    """
+    responses_a = generate_responses(model_a, tokenizer, prompts, **generation_kwargs)
+    responses_b = generate_responses(model_b, tokenizer, prompts, **generation_kwargs)
+    result = win_rate(
+        prompts,
+        responses_a,
+        responses_b,
+        judge,
+        length_controlled=length_controlled,
+        swap_positions=swap_positions,
+    )
+    result.update(responses_a=responses_a, responses_b=responses_b)
+    return result

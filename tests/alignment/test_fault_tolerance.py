@@ -1,0 +1,160 @@
+"""SIGKILL mid-training then resume reproduces the loss curve; a NaN loss stops with the step."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import TrainerCallback
+
+from alignment.callbacks import (
+    COMPLETE_MARKER,
+    CheckpointCompleteMarker,
+    JsonlLogger,
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    last_complete_checkpoint,
+)
+from alignment.cli import load_config, run_train
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_STEPS = 6
+
+
+def _config(run_dir: Path) -> dict:
+    return {
+        "run_dir": str(run_dir),
+        "model": "tiny",
+        "data": {"max_train_pairs": 32, "max_eval_pairs": 8},
+        "eval": {"after_train": False},
+        "training": {
+            "max_steps": MAX_STEPS,
+            "save_steps": 2,
+            "per_device_train_batch_size": 4,
+            "learning_rate": 0.01,
+            "strength_learning_rate": 0.05,
+            # LogNormal Monte Carlo: the loss depends on the torch RNG, so RNG restore matters.
+            "strength_family": "lognormal",
+            "disable_tqdm": True,
+            "dataloader_pin_memory": False,
+        },
+    }
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "logs.jsonl").read_text().splitlines()]
+    losses = {r["step"]: r["loss"] for r in records if "loss" in r}
+    assert len(losses) == len([r for r in records if "loss" in r]), "a step was logged twice"
+    return losses
+
+
+def _launch(config_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "alignment.cli", "train", "--config", str(config_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_reproduce_the_loss_curve(tmp_path):
+    torch.set_num_threads(1)  # same threading as the subprocesses
+    reference_dir = tmp_path / "reference"
+    reference_config = tmp_path / "reference.yaml"
+    reference_config.write_text(yaml.safe_dump(_config(reference_dir)))
+    run_train(load_config(reference_config))
+    reference = _losses(reference_dir)
+    assert sorted(reference) == list(range(1, MAX_STEPS + 1))
+
+    run_dir = tmp_path / "killed"
+    config_path = tmp_path / "run.yaml"
+    config_path.write_text(yaml.safe_dump(_config(run_dir)))
+    process = _launch(config_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if (run_dir / "logs.jsonl").exists() and max(_losses(run_dir), default=0) >= 5:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert process.wait() == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    assert not (run_dir / "final").exists()
+    checkpoint = last_complete_checkpoint(run_dir / "checkpoints")
+    assert checkpoint is not None and checkpoint.endswith("checkpoint-4")
+
+    resumed = _launch(config_path)
+    assert resumed.wait(timeout=180) == 0, resumed.stderr.read().decode()[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["resumed_from"].endswith("checkpoint-4")
+    losses = _losses(run_dir)
+    assert sorted(losses) == sorted(reference)
+    worst = max(abs(losses[s] - reference[s]) for s in reference)
+    print(f"largest |resumed - uninterrupted| loss difference over {MAX_STEPS} steps: {worst:.3g}")
+    for step in reference:  # float tolerance: the same computation in another process
+        assert losses[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-7), step
+    final_strength = torch.load(run_dir / "final" / "strength.pt", weights_only=True)
+    reference_strength = torch.load(reference_dir / "final" / "strength.pt", weights_only=True)
+    for name, value in reference_strength.items():
+        torch.testing.assert_close(final_strength[name], value, rtol=1e-6, atol=1e-7)
+
+
+class _PoisonStrengthAt(TrainerCallback):
+    """Simulates divergence: the strength parameters become NaN at the end of a step."""
+
+    def __init__(self, trainer, step):
+        self.trainer, self.step = trainer, step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                for param in self.trainer.strength.parameters():
+                    param.fill_(math.nan)
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(
+    tmp_path, word_tokenizer, hetero_train
+):
+    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
+
+    args = MixDPOConfig(
+        output_dir=str(tmp_path / "checkpoints"),
+        report_to="none",
+        max_steps=6,
+        save_steps=2,
+        logging_steps=1,
+        per_device_train_batch_size=4,
+        strength_family="gamma",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+    )
+    trainer = MixDPOTrainer(
+        tiny_causal_lm(len(word_tokenizer)),
+        args=args,
+        train_dataset=hetero_train.select(range(32)),
+        processing_class=word_tokenizer,
+        callbacks=[JsonlLogger(tmp_path / "logs.jsonl"), CheckpointCompleteMarker()],
+    )
+    NonFiniteLossGuard.attach(trainer)
+    trainer.add_callback(_PoisonStrengthAt(trainer, 3))
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 4"
+    ) as info:
+        trainer.train()
+    assert "checkpoint-2" in str(info.value)
+    assert trainer.state.global_step == 3
+    checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert checkpoints == ["checkpoint-2"]
+    assert (tmp_path / "checkpoints" / "checkpoint-2" / COMPLETE_MARKER).exists()
+    saved = torch.load(tmp_path / "checkpoints" / "checkpoint-2" / "strength.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in saved.values())
