@@ -47,6 +47,27 @@ _LAZY_ATTRS: dict[str, str] = {
     "mixdpo_loss": "alignment.losses",
     "PreferenceLoss": "alignment.losses",
     "PairBatch": "alignment.losses",
+    # real preference datasets (hub default, local files for tests)
+    "load_prism": "alignment.hub_datasets",
+    "load_community_alignment": "alignment.hub_datasets",
+    "load_hh_rlhf": "alignment.hub_datasets",
+    "PreferenceLoad": "alignment.hub_datasets",
+    "clean_preference_rows": "alignment.hub_datasets",
+    "split_by_key": "alignment.hub_datasets",
+    # evaluation
+    "evaluate_margins": "alignment.evaluation",
+    "summarize_margins": "alignment.evaluation",
+    "RewardJudge": "alignment.evaluation",
+    "win_rate": "alignment.evaluation",
+    "length_controlled_win_rate": "alignment.evaluation",
+    "generate_responses": "alignment.evaluation",
+    "compare_models": "alignment.evaluation",
+    # fault tolerance
+    "NonFiniteLossGuard": "alignment.callbacks",
+    "NonFiniteLossError": "alignment.callbacks",
+    "CheckpointCompleteMarker": "alignment.callbacks",
+    "last_complete_checkpoint": "alignment.callbacks",
+    "JsonlLogger": "alignment.callbacks",
 }
 
 

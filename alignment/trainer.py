@@ -169,6 +169,10 @@ class MixDPOTrainer(Trainer):
             raise TypeError(f"args must be a MixDPOConfig, got {type(args).__name__}")
         if train_dataset is None:
             raise ValueError("train_dataset is required")
+        if args.ddp_find_unused_parameters is None:
+            # completion_logps applies the LM head outside the DDP-wrapped forward; with
+            # unused-parameter detection DDP would mark lm_head ready twice.
+            args.ddp_find_unused_parameters = False
         if model is None or isinstance(model, str):
             name = model
             model = load_model(name, **(args.model_init_kwargs or {}))

@@ -255,7 +255,9 @@ def _choice_fit_draws(fit: Any, num_draws: int, seed: int) -> tuple[pd.DataFrame
         population = pd.DataFrame(draws.reshape(-1, len(names)), columns=names)
         tidy = fit.individual_coefficients()
         individual = tidy.pivot(index="person", columns="coefficient", values="mean")
-        random = [c for c in names if c in individual.columns and population[c].std() > 0]
+        # a fixed coefficient still varies across posterior draws: use the specification
+        distributions = fit.population().groupby("coefficient")["distribution"].first()
+        random = [c for c in names if c in individual.columns and distributions[c] != "fixed"]
         return individual[random], population
     raise TypeError(
         f"choice_fit must be a mixlogit fit (EstimationResults or BayesianResults), "

@@ -6,7 +6,7 @@
    preference sets (default model SmolLM2-135M-Instruct; ``--quick``: a tiny random Llama with a
    word tokenizer), a few short steps each.
 3. Evaluate per-pair policy margins ``log pi(chosen) - log pi(rejected)`` (nats) on held-out pairs,
-   by annotator subgroup and topic; fit the subgroup strength posterior of MixDPO-Gamma.
+   by annotator subgroup; fit the subgroup strength posterior of MixDPO-Gamma.
 4. Write ``reports/demo_report.html`` with :func:`analysis.report`.
 
 Run: ``python -m benchmarks.demo [--quick] [--steps N] [--pairs-per-step B] [--eval-pairs N]``.
@@ -302,6 +302,9 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoSettings:
     parser.add_argument("--eval-pairs", type=int, help="held-out pairs evaluated (max 120)")
     parser.add_argument("--output", help="HTML report path (relative to the repository root)")
     parser.add_argument("--run-root", help="directory of the run directories")
+    parser.add_argument(
+        "--posterior-samples", type=int, help="NUTS warmup = samples per chain (0: skip)"
+    )
     parser.add_argument("--seed", type=int)
     options = parser.parse_args(argv)
     settings = QUICK if options.quick else DemoSettings()
@@ -315,6 +318,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoSettings:
             ("eval_pairs", options.eval_pairs),
             ("output", options.output),
             ("run_root", options.run_root),
+            ("posterior_samples", options.posterior_samples),
             ("seed", options.seed),
         )
         if value is not None
@@ -322,6 +326,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoSettings:
     for field in ("steps", "pairs_per_step", "max_length", "eval_pairs"):
         if field in overrides and overrides[field] < 1:
             parser.error(f"--{field.replace('_', '-')} must be >= 1, got {overrides[field]}")
+    if overrides.get("posterior_samples", 0) < 0:
+        parser.error(f"--posterior-samples must be >= 0, got {overrides['posterior_samples']}")
     return replace(settings, **overrides)
 
 

@@ -172,7 +172,7 @@ def _starting_values(model, data: ChoiceData, init, panel: bool, chunk_size, ver
 
 def _minimise(problem: Problem, theta0: np.ndarray, optimizer: str, gtol, maxiter, verbose):
     every = int(verbose) if verbose else 0
-    history = {"evals": 0, "iterations": 0}
+    history = {"evals": 0, "iterations": 0, "best": np.inf}
 
     def fun(theta):
         with x64():
@@ -182,6 +182,18 @@ def _minimise(problem: Problem, theta0: np.ndarray, optimizer: str, gtol, maxite
         if not np.isfinite(value):
             return np.inf, np.zeros_like(grad)
         history["last_grad"] = grad
+        # At gtol the objective changes by less than its rounding error, so BFGS's line search
+        # can reject a point that meets the gradient tolerance because its value is an ulp
+        # higher, then spend dozens of evaluations failing. Accept such a point at once.
+        noise = 1e-12 * max(1.0, abs(value))
+        if (
+            optimizer == "bfgs"
+            and np.max(np.abs(grad)) <= gtol
+            and value <= history["best"] + noise
+        ):
+            history["stop_at"] = (np.array(theta, dtype=np.float64), value)
+            raise _GradientToleranceReached
+        history["best"] = min(history["best"], value)
         return value, grad
 
     def callback(intermediate_result):
@@ -195,14 +207,26 @@ def _minimise(problem: Problem, theta0: np.ndarray, optimizer: str, gtol, maxite
             )
 
     if optimizer == "bfgs":
-        result = optimize.minimize(
-            fun,
-            theta0,
-            jac=True,
-            method="BFGS",
-            callback=callback,
-            options={"gtol": gtol, "maxiter": maxiter, "c1": 1e-4, "c2": 0.9},
-        )
+        try:
+            result = optimize.minimize(
+                fun,
+                theta0,
+                jac=True,
+                method="BFGS",
+                callback=callback,
+                options={"gtol": gtol, "maxiter": maxiter, "c1": 1e-4, "c2": 0.9},
+            )
+        except _GradientToleranceReached:
+            theta, value = history["stop_at"]
+            result = optimize.OptimizeResult(
+                x=theta,
+                fun=value,
+                nit=history["iterations"] + 1,
+                nfev=history["evals"],
+                success=True,
+                status=0,
+                message="Optimization terminated successfully (gradient tolerance reached).",
+            )
     elif optimizer == "l-bfgs-b":
         result = optimize.minimize(
             fun,
@@ -234,6 +258,10 @@ def _minimise(problem: Problem, theta0: np.ndarray, optimizer: str, gtol, maxite
     grad = np.asarray(grad)
     converged = bool(np.max(np.abs(grad)) <= max(gtol, 1e-4) * max(1.0, 1e-3 * abs(float(value))))
     return result, float(-value), grad, converged, history
+
+
+class _GradientToleranceReached(Exception):
+    """Raised inside the objective to stop BFGS at a point that meets the gradient tolerance."""
 
 
 def _hessian(problem: Problem, theta: np.ndarray) -> np.ndarray:

@@ -1,5 +1,9 @@
 """LogNormal strength marginal: Gauss-Hermite against mpmath, and the Monte Carlo estimator."""
 
+import importlib.util
+import json
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import mpmath as mp
@@ -11,63 +15,51 @@ from mixlogit.jax import lognormal_logit_marginal as lognormal_jax
 from mixlogit.torch import lognormal_logit_marginal as lognormal_torch
 
 
+def _load_reference_module():
+    spec = importlib.util.spec_from_file_location(
+        "lognormal_reference", Path(__file__).parent / "reference" / "lognormal_reference.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REFERENCE = _load_reference_module()
+POINTS = json.loads((Path(__file__).parent / "data" / "lognormal_reference.json").read_text())[
+    "points"
+]
+
+
 def mp_lognormal_p(d, loc, scale):
-    """E[sigmoid(exp(loc + scale eps) d)] by tanh-sinh quadrature at 30 digits.
-
-    The small side S = E[sigmoid(-beta |d|)] is integrated over windows around the mode of
-    its integrand (found with mpmath's root finder), so deep tails keep their digits.
-    """
-    mp.mp.dps = 30
-    d, loc, scale = mp.mpf(d), mp.mpf(loc), mp.mpf(scale)
-    if d == 0:
-        return mp.mpf(1) / 2
-    a = abs(d)
-
-    def log_f(e):
-        return -e * e / 2 - mp.log1p(mp.exp(mp.exp(loc + scale * e) * a))
-
-    def dlog_f(e):
-        z = mp.exp(loc + scale * e) * a
-        return -e - scale * z / (1 + mp.exp(-z))
-
-    knee = -(mp.log(a) + loc) / scale
-    mode = mp.findroot(dlog_f, (min(knee, 0) - 1 - scale, mp.mpf(0)), solver="anderson")
-    f = lambda e: mp.exp(log_f(e)) / mp.sqrt(2 * mp.pi)  # noqa: E731
-    pts = [mode + j for j in (-40, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 40)]
-    s = mp.quad(f, [-mp.inf, *pts]) + mp.quad(f, [pts[-1], pts[-1] + 200])
+    """E[sigmoid(exp(loc + scale eps) d)] at 30 digits (see reference/lognormal_reference.py)."""
+    s = REFERENCE.small_side(d, loc, scale)
     return 1 - s if d > 0 else s
 
 
-def mp_lognormal_log_p(d, loc, scale):
-    """log P with log1p on the large side, so a P within 1e-300 of 1 keeps its digits."""
-    p = mp_lognormal_p(d, loc, scale)
-    return mp.log1p(-mp_lognormal_p(-d, loc, scale)) if d > 0 else mp.log(p)
-
-
-GRID_D = [-1e3, -30.0, -3.0, -1.0, -0.1, 0.0, 0.1, 1.0, 3.0, 30.0, 1e3]
-GRID_LOC = [-2.3, -1.0, 0.0]
-GRID_SCALE = [0.05, 0.6, 1.0, 2.0]
-
-
 def test_quadrature_16_points_within_1e_6_of_mpmath_for_scale_up_to_2():
-    """P within 1e-6 absolute, and log P within 1e-6 relative (adaptive centring keeps the
-    tail), for |d| up to 1e3 and scale <= 2."""
-    d, loc, scale = np.meshgrid(GRID_D, GRID_LOC, GRID_SCALE, indexing="ij")
-    d, loc, scale = d.ravel(), loc.ravel(), scale.ravel()
-    got = torch.exp(
-        lognormal_torch(torch.tensor(d), torch.tensor(loc), torch.tensor(scale), num_points=16)
-    ).numpy()
-    ref = np.array([float(mp_lognormal_p(*args)) for args in zip(d, loc, scale, strict=True)])
-    err = np.abs(got - ref)
-    assert err.max() <= 1e-6, (err.max(), d[err.argmax()], loc[err.argmax()], scale[err.argmax()])
-    log_got = lognormal_torch(
-        torch.tensor(d), torch.tensor(loc), torch.tensor(scale), num_points=16
-    ).numpy()
-    log_ref = np.array(
-        [float(mp_lognormal_log_p(*args)) for args in zip(d, loc, scale, strict=True)]
-    )
+    """P within 1e-6 absolute and log P within 1e-6 relative (the tail keeps its digits) on a
+    grid of |d| up to 1e3, loc in [-2.3, 0], scale in [0.05, 2] (both sides of the switch
+    between quadrature domains at scale 0.75)."""
+    d = torch.tensor([p["d"] for p in POINTS], dtype=torch.float64)
+    loc = torch.tensor([p["loc"] for p in POINTS], dtype=torch.float64)
+    scale = torch.tensor([p["scale"] for p in POINTS], dtype=torch.float64)
+    assert float(scale.max()) == 2.0 and float(d.abs().max()) == 1e3
+    log_got = lognormal_torch(d, loc, scale, num_points=16).numpy()
+    log_ref = np.array([float(mp.mpf(p["log_p"])) for p in POINTS])
+    abs_err = np.abs(np.exp(log_got) - np.exp(log_ref))
+    assert abs_err.max() <= 1e-6, POINTS[int(abs_err.argmax())]
     rel = np.abs(log_got - log_ref) / np.maximum(np.abs(log_ref), 1e-300)
-    assert rel.max() <= 1e-6, (rel.max(), d[rel.argmax()], loc[rel.argmax()], scale[rel.argmax()])
+    assert rel.max() <= 1e-6, POINTS[int(rel.argmax())]
+    # the JAX twin gives the same numbers
+    log_jax = np.asarray(lognormal_jax(jnp.asarray(d.numpy()), jnp.asarray(loc.numpy()), jnp.asarray(scale.numpy())))
+    np.testing.assert_allclose(log_jax, log_got, rtol=1e-12, atol=1e-300)
+
+
+def test_reference_fixture_is_reproducible_live():
+    for p in POINTS[::37]:
+        s = REFERENCE.small_side(p["d"], p["loc"], p["scale"])
+        live = mp.log1p(-s) if p["d"] > 0 else mp.log(s)
+        assert abs(live - mp.mpf(p["log_p"])) <= 1e-20 * max(abs(live), mp.mpf(1e-300))
 
 
 def test_quadrature_converges_with_more_points():
