@@ -126,7 +126,7 @@ def _log_ndtr(ops: ArrayOps, z: Array) -> Array:
 
 
 #: Regimes of the LogNormal quadrature (see lognormal_log_marginal_quadrature).
-LOGISTIC_DOMAIN_MIN_SCALE = 0.75
+LOGISTIC_DOMAIN_MIN_SCALE = 0.65
 BULK_KNEE = (-3.0, 4.0)
 TAIL_KNEE_WIDE = -10.0
 
@@ -141,7 +141,7 @@ def lognormal_log_marginal_quadrature(
     at the knee ``eps* = -(loc + log|d|) / scale``; three regimes keep ``num_points`` nodes
     accurate (absolute error of ``P`` below 1e-6 at 16 nodes for ``scale <= 2``):
 
-    * knee in the bulk of N(0, 1) and ``scale > 0.5``: the integrand in ``eps`` is a step of
+    * knee in the bulk of N(0, 1) and ``scale > 0.65``: the integrand in ``eps`` is a step of
       width ``1 / scale`` (poles ``pi / (2 scale)`` off the real axis) that Gauss-Hermite
       resolves slowly. Swap the roles of the two random variables instead:
       ``S = E_T[Phi((T - loc - log|d|) / scale)] / 2`` with ``T = log|L|``, ``L`` logistic,

@@ -48,7 +48,13 @@ def log_p(args):
     d, loc, scale = args
     s = small_side(d, loc, scale)
     value = mp.log1p(-s) if d > 0 else mp.log(s)
-    return {"d": d, "loc": loc, "scale": scale, "log_p": mp.nstr(value, 25), "p": mp.nstr(mp.exp(value), 25)}
+    return {
+        "d": d,
+        "loc": loc,
+        "scale": scale,
+        "log_p": mp.nstr(value, 25),
+        "p": mp.nstr(mp.exp(value), 25),
+    }
 
 
 def main() -> None:
