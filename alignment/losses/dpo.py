@@ -15,10 +15,10 @@ import torch.nn.functional as F
 
 from alignment.losses import PairBatch, PreferenceLoss, register_loss
 
-__all__ = ["DPOLoss", "MixDPOLoss", "dpo_loss", "mixdpo_loss"]
+__all__ = ["DPOLoss", "MixDPOLoss", "dpo_loss", "mixdpo_loss", "reward_margin"]
 
 
-def _margin(
+def reward_margin(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor,
@@ -30,8 +30,8 @@ def _margin(
         "ref_chosen_logps": tuple(ref_chosen_logps.shape),
         "ref_rejected_logps": tuple(ref_rejected_logps.shape),
     }
-    if len(set(shapes.values())) != 1:
-        raise ValueError(f"log-prob tensors must have one shape (B,), got {shapes}")
+    if len(set(shapes.values())) != 1 or len(shapes["policy_chosen_logps"]) != 1:
+        raise ValueError(f"log-prob tensors must all have one shape (B,), got {shapes}")
     return (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
 
 
@@ -56,7 +56,7 @@ def dpo_loss(
     """
     if not isinstance(beta, torch.Tensor) and not beta > 0:
         raise ValueError(f"beta must be positive, got {beta!r}")
-    delta = _margin(
+    delta = reward_margin(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     )
     return -F.logsigmoid(beta * delta)
@@ -87,7 +87,7 @@ def mixdpo_loss(
     """
     if not hasattr(strength, "log_marginal"):
         raise TypeError(f"strength must provide log_marginal(d), got {type(strength).__name__}")
-    delta = _margin(
+    delta = reward_margin(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     )
     return -strength.log_marginal(delta, noise=noise, generator=generator)

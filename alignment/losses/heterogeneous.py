@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from alignment.losses import PairBatch, PreferenceLoss, register_loss
+from alignment.losses.dpo import reward_margin
 
 __all__ = [
     "AgreementOnlyDPOLoss",
@@ -46,23 +47,6 @@ __all__ = [
     "variance_corrected_dpo_loss",
     "variance_corrected_log_likelihood",
 ]
-
-
-def _margin(
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    ref_chosen_logps: torch.Tensor,
-    ref_rejected_logps: torch.Tensor,
-) -> torch.Tensor:
-    shapes = {
-        "policy_chosen_logps": tuple(policy_chosen_logps.shape),
-        "policy_rejected_logps": tuple(policy_rejected_logps.shape),
-        "ref_chosen_logps": tuple(ref_chosen_logps.shape),
-        "ref_rejected_logps": tuple(ref_rejected_logps.shape),
-    }
-    if len(set(shapes.values())) != 1 or len(shapes["policy_chosen_logps"]) != 1:
-        raise ValueError(f"log-prob tensors must all have one shape (B,), got {shapes}")
-    return (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
 
 
 def _check_beta(beta: float) -> float:
@@ -152,7 +136,7 @@ def variance_corrected_dpo_loss(
         Loss per pair, shape ``(B,)``. With ``V = 0`` it equals the DPO loss.
     """
     beta = _check_beta(beta)
-    margin = _margin(
+    margin = reward_margin(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     )
     if variance.shape != margin.shape:
@@ -280,7 +264,7 @@ def agreement_only_dpo_loss(
         Loss per pair, shape ``(B,)``, 0 on pairs where the ``T`` types disagree.
     """
     beta = _check_beta(beta)
-    margin = _margin(
+    margin = reward_margin(
         policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     )
     return agreement_only_nll(beta * margin, type_labels)

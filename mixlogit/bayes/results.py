@@ -231,8 +231,8 @@ class BayesianResults:
         import arviz as az
 
         var_names = list(var_names) if var_names is not None else self.population_vars
-        if self.idata.posterior.sizes["chain"] == 1:
-            kwargs.setdefault("kind", "stats")  # no r_hat / ESS from one chain (SVI)
+        if self.idata.posterior.sizes["chain"] == 1 and self.method != "nuts":
+            kwargs.setdefault("kind", "stats")  # SVI draws are independent: no r_hat / ESS
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # constant L_corr[0, 0] entries
             return az.summary(self.idata, var_names=var_names, **kwargs)

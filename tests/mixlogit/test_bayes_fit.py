@@ -343,3 +343,21 @@ def test_pyro_and_numpyro_posteriors_agree():
     diff = (a["mean"] - b["mean"]).abs()
     assert (diff <= 4 * mcse + 0.02).all(), pd.concat([a["mean"], b["mean"], mcse], axis=1)
     np.testing.assert_allclose(a["sd"], b["sd"], rtol=0.25)
+
+
+def test_single_chain_nuts_reports_ess_without_r_hat():
+    """One NUTS chain: ESS is still defined (r_hat is not), and the check must not fail."""
+    rng = np.random.default_rng(12)
+    beta = np.tile([1.0, -0.7], (150, 1))
+    arr = simulate_choice_arrays(beta, 1, 3, ("x0", "x1"), seed=int(rng.integers(1000)))
+    res = fit_bayes(
+        BayesSpec.build(fixed=["x0", "x1"]),
+        arr,
+        num_warmup=150,
+        num_samples=150,
+        num_chains=1,
+        seed=2,
+    )
+    diag = res.diagnostics
+    assert "max_r_hat" not in diag
+    assert diag["min_ess_bulk"] > 0 and np.isfinite(diag["min_ess_bulk"])
