@@ -39,7 +39,6 @@ def test_exact_marginal_mle_recovers_the_truth_within_two_standard_errors(family
     assert all(se > 0 and np.isfinite(se) for se in fit.std_errors.values())
 
 
-@pytest.mark.slow
 def test_standard_errors_match_replication_spread():
     estimates = []
     ses = []
@@ -103,7 +102,6 @@ def test_numpyro_svi_on_the_latent_model_lands_near_the_mle(guide_name, steps):
     assert np.isfinite(result.losses[-1]) and result.losses[-1] < result.losses[0]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("guide_name", ["lognormal_strength_guide"])
 def test_pyro_svi_on_the_latent_model_lands_near_the_mle(guide_name):
     import pyro
