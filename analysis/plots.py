@@ -8,6 +8,7 @@ applied per figure and leaves the global ``rcParams`` untouched.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,9 +43,46 @@ def _palette(names: Sequence[str]) -> dict[str, Any]:
     return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1)), strict=False))
 
 
-def _marker_sizes(counts: np.ndarray, largest: float) -> np.ndarray:
-    """Marker areas (points^2) proportional to the count, the largest count at ``largest``."""
-    return 20.0 + (largest - 20.0) * counts / max(float(counts.max()), 1.0)
+def _marker_sizes(counts: np.ndarray, largest: float, most: float | None = None) -> np.ndarray:
+    """Marker areas (points^2) growing linearly with the count: 20 at 0, ``largest`` at ``most``.
+
+    ``most`` defaults to the largest of ``counts``; pass it to size a legend sample or a subset
+    on the same scale as the full table.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    top = float(counts.max()) if most is None else float(most)
+    return 20.0 + (largest - 20.0) * counts / max(top, 1.0)
+
+
+def _size_handles(counts: np.ndarray, largest: float) -> list[Line2D]:
+    """Legend samples of marker area for the smallest and largest count (and one between)."""
+    low, high = int(np.min(counts)), int(np.max(counts))
+    samples = sorted({low, (low + high) // 2, high}) if high > low else [high]
+    areas = _marker_sizes(np.array(samples), largest, most=high)
+    # Line2D markersize is a diameter in points, scatter ``s`` an area in points^2
+    return [
+        Line2D(
+            [],
+            [],
+            color="0.45",
+            marker="o",
+            markersize=float(np.sqrt(area)),
+            linestyle="",
+            label=f"n = {count} pairs",
+        )
+        for count, area in zip(samples, areas, strict=True)
+    ]
+
+
+def _wrap(label: object, width: int) -> str:
+    """Tick label broken into lines of at most ``width`` characters (long subgroup names)."""
+    lines = textwrap.wrap(str(label), width, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines) or str(label)
+
+
+def _title(figure: Figure, text: str, width_inches: float) -> None:
+    """Suptitle wrapped to the figure width (~11 characters per inch at medium size)."""
+    figure.suptitle(textwrap.fill(text, max(20, int(11 * width_inches))), fontsize="medium")
 
 
 def _new_figure(num_panels: int, *, panel_width: float, height: float, sharey: bool) -> tuple:
@@ -86,27 +124,35 @@ def plot_subgroup_margins(
     table, overall = margins.subgroups, margins.overall
     panels = _attributes(table, attributes)
     method_names = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
-    colours = _palette(sorted(dict.fromkeys(table["method"])))
-    largest = float(table["n"].max())
-    with sns.axes_style(_STYLE):
-        figure, axes = _new_figure(
-            len(panels),
-            panel_width=max(3.2, 0.9 * table.groupby("attribute")["subgroup"].nunique().max()),
-            height=4.0,
-            sharey=True,
+    unknown_methods = [m for m in method_names if m not in set(table["method"])]
+    if unknown_methods:
+        raise ValueError(
+            f"method(s) {unknown_methods} not in the table; it has "
+            f"{list(dict.fromkeys(table['method']))}"
         )
+    colours = _palette(sorted(dict.fromkeys(table["method"])))
+    shown = table[table["attribute"].isin(panels) & table["method"].isin(method_names)]
+    counts = shown["n"].to_numpy(float)
+    most = float(counts.max())
+    num_levels = shown.groupby("attribute")["subgroup"].nunique()
+    panel_width = max(3.4, 0.35 + 0.22 * len(method_names) * num_levels.max())
+    legend_width = 2.4
+    width = panel_width * len(panels) + legend_width
+    with sns.axes_style(_STYLE):
+        figure = Figure(figsize=(width, 4.4), layout="constrained")
+        axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
         for ax, attribute in zip(axes, panels, strict=True):
-            rows = table[table["attribute"] == attribute]
+            rows = shown[shown["attribute"] == attribute]
             levels = list(dict.fromkeys(rows["subgroup"]))
             position = {level: i for i, level in enumerate(levels)}
-            width = 0.6 / max(len(method_names), 1)
+            width_per_method = 0.6 / max(len(method_names), 1)
             for k, method in enumerate(method_names):
                 part = rows[rows["method"] == method]
                 if part.empty:
                     continue
                 colour = colours[method]
                 x = np.array([position[s] for s in part["subgroup"]]) + (
-                    (k - (len(method_names) - 1) / 2) * width
+                    (k - (len(method_names) - 1) / 2) * width_per_method
                 )
                 ax.errorbar(
                     x,
@@ -119,7 +165,7 @@ def plot_subgroup_margins(
                     zorder=2,
                 )
                 small = part["small"].to_numpy(bool)
-                sizes = 20.0 + 200.0 * part["n"].to_numpy(float) / largest
+                sizes = _marker_sizes(part["n"].to_numpy(float), 220.0, most=most)
                 ax.scatter(
                     x[~small],
                     part["mean"][~small],
@@ -146,18 +192,21 @@ def plot_subgroup_margins(
                 ax.axhline(micro["mean"], color=colour, linestyle="-", linewidth=1.2, zorder=1)
                 ax.axhspan(micro["ci_low"], micro["ci_high"], color=colour, alpha=0.12, zorder=0)
                 ax.axhline(macro["mean"], color=colour, linestyle="--", linewidth=1.2, zorder=1)
-            ax.set_xticks(range(len(levels)), [str(level) for level in levels])
-            ax.tick_params(axis="x", rotation=30 if len(levels) > 4 else 0)
+            # long subgroup names ("graduate or professional degree") wrap onto several lines
+            slot = panel_width / max(len(levels), 1)
+            ax.set_xticks(
+                range(len(levels)), [_wrap(level, max(10, int(12 * slot))) for level in levels]
+            )
             ax.set_xlabel(attribute)
-            ax.set_ylabel(f"mean {margins.value} (nats)")
             ax.set_xlim(-0.6, len(levels) - 0.4)
+        axes[0].set_ylabel(f"mean {margins.value} (nats)")
         handles = [
             Line2D([], [], color=colours[m], marker="o", linestyle="", label=m)
             for m in method_names
         ]
         handles += [
             Line2D([], [], color="0.3", linestyle="-", label="micro (all pairs)"),
-            Line2D([], [], color="0.3", linestyle="--", label="macro (mean of subgroups)"),
+            Line2D([], [], color="0.3", linestyle="--", label="macro (mean of\nsubgroup means)"),
             Line2D(
                 [],
                 [],
@@ -165,15 +214,23 @@ def plot_subgroup_margins(
                 marker="o",
                 markerfacecolor="white",
                 linestyle="",
-                label=f"n < {margins.min_count}",
+                label=f"small: n < {margins.min_count}",
             ),
+            *_size_handles(counts, 220.0),
         ]
-        axes[-1].legend(handles=handles, loc="best", fontsize="small", frameon=True)
-        figure.suptitle(
+        figure.legend(
+            handles=handles,
+            loc="outside right center",
+            fontsize="small",
+            frameon=False,
+            labelspacing=0.9,
+        )
+        _title(
+            figure,
             title
             or f"Subgroup margins ({margins.confidence:.0%} bootstrap intervals; "
-            "marker area ~ pairs)",
-            fontsize="medium",
+            "shaded: micro interval; marker area ∝ pairs)",
+            width,
         )
     return figure
 
@@ -197,9 +254,15 @@ def plot_subgroup_gains(
     baseline = str(table["baseline"].iloc[0])
     # same colour per method as in plot_subgroup_margins (palette over all sorted names)
     colours = _palette(sorted([baseline, *method_names]))
-    height = 1.2 + 0.45 * table.groupby("attribute")["subgroup"].nunique().max()
+    height = 1.8 + 0.45 * len(method_names) ** 0.5 * (
+        table.groupby("attribute")["subgroup"].nunique().max()
+    )
+    panel_width = 4.6
+    width = panel_width * len(panels)
     with sns.axes_style(_STYLE):
-        figure, axes = _new_figure(len(panels), panel_width=4.2, height=height, sharey=False)
+        figure, axes = _new_figure(
+            len(panels), panel_width=panel_width, height=height, sharey=False
+        )
         for ax, attribute in zip(axes, panels, strict=True):
             rows = table[table["attribute"] == attribute]
             levels = list(dict.fromkeys(rows["subgroup"]))
@@ -258,7 +321,7 @@ def plot_subgroup_gains(
                     fontsize="x-small",
                     color="0.35",
                 )
-            ax.set_yticks(range(len(levels)), [str(level) for level in levels])
+            ax.set_yticks(range(len(levels)), [_wrap(level, 18) for level in levels])
             ax.set_ylim(len(levels) - 0.5, -0.5)
             ax.set_xlabel(f"margin gain over {baseline} (nats)")
             ax.set_title(attribute, fontsize="medium")
@@ -267,8 +330,8 @@ def plot_subgroup_gains(
             for m in method_names
         ]
         handles += [
-            Line2D([], [], color="0.3", linestyle="-", label="micro"),
-            Line2D([], [], color="0.3", linestyle="--", label="macro"),
+            Line2D([], [], color="0.3", linestyle="-", label="micro gain (all pairs)"),
+            Line2D([], [], color="0.3", linestyle="--", label="macro gain (mean of subgroups)"),
             Line2D(
                 [],
                 [],
@@ -279,15 +342,22 @@ def plot_subgroup_gains(
                 label="CI includes 0",
             ),
         ]
+        # as many legend columns as fit the figure width (~2 inches per entry), in rows below
+        columns = max(1, min(len(handles), int(width // 2.0)))
         figure.legend(
-            handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small"
+            handles=handles,
+            loc="outside lower center",
+            ncols=columns,
+            fontsize="small",
+            frameon=False,
         )
-        figure.suptitle(
+        _title(
+            figure,
             title
             or f"Margin gains over {baseline} ({gains.confidence:.0%} bootstrap intervals"
             + (", paired" if gains.paired else "")
-            + ")",
-            fontsize="medium",
+            + "; n = pairs per subgroup)",
+            width,
         )
     return figure
 
@@ -317,6 +387,16 @@ def _trajectory_frame(data: Any) -> pd.DataFrame:
     return frame
 
 
+#: Axis labels of the strength statistics a MixDPO run logs.
+_QUANTITY_LABELS = {
+    "strength/mean": "mean of strength β",
+    "strength/variance": "variance of β",
+    "strength/cv": "CV of β (SD / mean)",
+    "loss": "training loss (nats)",
+    "rewards/margins": "reward margin (nats)",
+}
+
+
 def plot_strength_trajectories(
     runs: Any,
     quantities: Sequence[str] = ("strength/mean", "strength/variance"),
@@ -342,7 +422,8 @@ def plot_strength_trajectories(
     if missing:
         raise ValueError(f"quantities {missing} are not logged; available: {sorted(frame.columns)}")
     with sns.axes_style(_STYLE):
-        figure, axes = _new_figure(len(names), panel_width=4.6, height=3.6, sharey=False)
+        figure = Figure(figsize=(4.2 * len(names) + 1.8, 3.6), layout="constrained")
+        axes = figure.subplots(1, len(names), squeeze=False)[0]
         for ax, quantity, name in zip(axes, quantities, names, strict=True):
             part = frame.dropna(subset=[name])
             sns.lineplot(
@@ -357,11 +438,18 @@ def plot_strength_trajectories(
                 legend=ax is axes[-1],
                 palette="colorblind",
             )
-            ax.set_ylabel(quantity)
+            ax.set_ylabel(_QUANTITY_LABELS.get(quantity, quantity))
+            ax.set_xlabel("training step")
             if quantity in log_scale:
                 ax.set_yscale("log")
-        if axes[-1].get_legend() is not None:
-            axes[-1].legend(fontsize="small")
+        legend = axes[-1].get_legend()
+        if legend is not None:
+            # seaborn puts the legend inside the last panel; move it beside the panels
+            handles, labels = axes[-1].get_legend_handles_labels()
+            legend.remove()
+            figure.legend(
+                handles, labels, loc="outside right center", fontsize="small", frameon=False
+            )
         figure.suptitle(title or "Learned strength during training", fontsize="medium")
     return figure
 
@@ -422,7 +510,9 @@ def plot_strength_densities(
     grid = np.linspace(upper / (10 * num_points), upper, num_points)
     colours = _palette([label for label, *_ in specs])
     with sns.axes_style(_STYLE):
-        figure, axes = _new_figure(1, panel_width=6.0, height=3.8, sharey=False)
+        figure, axes = _new_figure(
+            1, panel_width=6.4, height=3.6 + 0.2 * len(distributions), sharey=False
+        )
         ax = axes[0]
         for label, family, params, distribution in distributions:
             if distribution is None:
@@ -453,7 +543,8 @@ def plot_strength_densities(
         ax.set_ylim(0, 1.1 * max(tops) if tops else None)
         ax.set_xlabel("preference strength β")
         ax.set_ylabel("density")
-        ax.legend(fontsize="small")
+        # below the axes: the curves of a heterogeneous run reach the top right corner
+        figure.legend(loc="outside lower center", fontsize="small", frameon=False)
         figure.suptitle(title or "Learned strength distributions", fontsize="medium")
     return figure
 
@@ -473,13 +564,16 @@ def plot_subgroup_forest(
     """
     summary = posterior.summary()
     quantities = ["mean_strength"] + (["cv"] if posterior.family != "fixed" else [])
-    labels = {"mean_strength": "mean strength", "cv": "coefficient of variation"}
+    labels = {
+        "mean_strength": "mean strength β of the subgroup",
+        "cv": "coefficient of variation of β (SD / mean)",
+    }
     sizes = _marker_sizes(summary["n"].to_numpy(float), 200.0)
     small = summary["small"].to_numpy(bool)
     y = np.arange(len(summary))
     with sns.axes_style(_STYLE):
         figure, axes = _new_figure(
-            len(quantities), panel_width=4.0, height=1.3 + 0.5 * len(summary), sharey=True
+            len(quantities), panel_width=4.4, height=2.4 + 0.5 * len(summary), sharey=True
         )
         for ax, quantity in zip(axes, quantities, strict=True):
             centre = summary[quantity].to_numpy()
@@ -502,7 +596,7 @@ def plot_subgroup_forest(
             )
             if quantity == "mean_strength":
                 pooled = float(np.exp(posterior.idata.posterior["mu_log_mean"].median()))
-                ax.axvline(pooled, color="0.4", linestyle=":", label="pooled median")
+                ax.axvline(pooled, color="0.4", linestyle=":", label=f"pooled median {pooled:.3g}")
             if truth is not None and quantity in truth:
                 ax.scatter(
                     [truth[quantity][s] for s in summary["subgroup"]],
@@ -514,13 +608,38 @@ def plot_subgroup_forest(
                     label="truth",
                 )
             ax.set_xlabel(labels[quantity])
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize="small")
         axes[0].set_yticks(
             y, [f"{s} (n={n})" for s, n in zip(summary["subgroup"], summary["n"], strict=True)]
         )
         axes[0].set_ylim(len(summary) - 0.5, -0.5)
         axes[0].set_ylabel(posterior.attribute)
+        # one legend below the panels, so that it never covers an interval
+        handles = [
+            Line2D([], [], color="C0", linewidth=2.0, label=f"{posterior.hdi_prob:.0%} HDI"),
+            Line2D(
+                [],
+                [],
+                color="C0",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="",
+                label=f"small: n < {posterior.min_count}",
+            ),
+        ]
+        seen = set()
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                if label not in seen:
+                    seen.add(label)
+                    handles.append(handle)
+        handles += _size_handles(summary["n"].to_numpy(), 200.0)
+        figure.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 4),
+            fontsize="small",
+            frameon=False,
+        )
         figure.suptitle(
             title
             or f"Subgroup strength posteriors ({posterior.family}, {posterior.hdi_prob:.0%} HDI)",
@@ -552,6 +671,7 @@ def plot_individual_coefficients(
     population: Any,
     *,
     name: str = "coefficient",
+    units: str | None = None,
     bins: int | str = "auto",
     title: str | None = None,
 ) -> Figure:
@@ -564,6 +684,7 @@ def plot_individual_coefficients(
             of a strength family, or a 1-D array of population draws (e.g. a column of
             ``EstimationResults.population_coefficients()``), drawn as a Gaussian KDE.
         name: coefficient name for the axis label.
+        units: units of the coefficient for the axis label (``"utility per year"``).
 
     Individual conditional means are shrunk towards the population mean, so their histogram is
     narrower than the population density; the two means should agree.
@@ -582,7 +703,7 @@ def plot_individual_coefficients(
     low, high = min(low, values.min()), max(high, values.max())
     grid = np.linspace(low, high, 512)
     with sns.axes_style(_STYLE):
-        figure, axes = _new_figure(1, panel_width=6.0, height=3.8, sharey=False)
+        figure, axes = _new_figure(1, panel_width=6.0, height=4.4, sharey=False)
         ax = axes[0]
         ax.hist(
             values,
@@ -607,9 +728,9 @@ def plot_individual_coefficients(
             linewidth=1.4,
             label=f"population mean {float(population.mean()):.3g}",
         )
-        ax.set_xlabel(name)
+        ax.set_xlabel(f"{name} coefficient" + (f" ({units})" if units else ""))
         ax.set_ylabel("density")
-        ax.legend(fontsize="small")
+        figure.legend(loc="outside lower center", ncols=2, fontsize="small", frameon=False)
         figure.suptitle(title or f"Individual-level {name} vs the population", fontsize="medium")
     return figure
 
@@ -619,7 +740,9 @@ def plot_willingness_to_pay(
     price_draws: np.ndarray,
     *,
     price_name: str = "price",
+    price_units: str | None = None,
     quantiles: tuple[float, float] = (0.05, 0.95),
+    max_columns: int = 3,
     title: str | None = None,
 ) -> Figure:
     """Willingness-to-pay distributions ``-beta_k / beta_price``, one panel per attribute.
@@ -630,19 +753,30 @@ def plot_willingness_to_pay(
         price_draws: ``(R,)`` draws of the price coefficient, jointly drawn with the others
             (same index = same draw), nonzero.
         price_name: label of the price coefficient.
+        price_units: units of the price attribute (``"cents/kWh"``); WTP is in these units
+            per unit of the attribute.
         quantiles: quantiles marked on each panel.
+        max_columns: panels per row.
 
     Panels show a histogram of the WTP draws, trimmed to the 0.5 %-99.5 % range for display
-    (ratios of random coefficients can be heavy-tailed), with the median and quantiles.
+    (ratios of random coefficients can be heavy-tailed), with the median (black line) and the
+    ``quantiles`` (shaded); each panel's title states both.
     """
     price = np.asarray(price_draws, dtype=np.float64)
     if np.any(price == 0) or not np.all(np.isfinite(price)):
         raise ValueError("price_draws must be finite and nonzero (WTP divides by them)")
+    if not coefficient_draws:
+        raise ValueError("coefficient_draws is empty: give {attribute: draws}")
+    num_panels = len(coefficient_draws)
+    columns = max(1, min(max_columns, num_panels))
+    rows = -(-num_panels // columns)
     with sns.axes_style(_STYLE):
-        figure, axes = _new_figure(
-            len(coefficient_draws), panel_width=4.2, height=3.6, sharey=False
-        )
-        for ax, (attribute, draws) in zip(axes, coefficient_draws.items(), strict=True):
+        figure = Figure(figsize=(4.0 * columns, 0.6 + 3.0 * rows), layout="constrained")
+        axes = figure.subplots(rows, columns, squeeze=False).ravel()
+        for ax in axes[num_panels:]:
+            ax.set_visible(False)
+        for index, (attribute, draws) in enumerate(coefficient_draws.items()):
+            ax = axes[index]
             draws = np.asarray(draws, dtype=np.float64)
             if draws.shape != price.shape:
                 raise ValueError(
@@ -662,7 +796,16 @@ def plot_willingness_to_pay(
                 alpha=0.12,
                 label=f"{quantiles[0]:.0%}-{quantiles[1]:.0%}: [{q_low:.3g}, {q_high:.3g}]",
             )
-            ax.set_xlabel(f"WTP for {attribute} (units of {price_name})")
-            ax.legend(fontsize="small")
-        figure.suptitle(title or "Willingness to pay", fontsize="medium")
+            ax.set_title(
+                f"median {median:.3g}; {quantiles[0]:.0%}-{quantiles[1]:.0%} "
+                f"[{q_low:.3g}, {q_high:.3g}]",
+                fontsize="small",
+            )
+            unit = price_units if price_units else f"units of {price_name}"
+            ax.set_xlabel(f"WTP for {attribute} ({unit} per unit)")
+            if index % columns == 0:
+                ax.set_ylabel("density")
+        figure.suptitle(
+            title or f"Willingness to pay = -β_attribute / β_{price_name}", fontsize="medium"
+        )
     return figure

@@ -265,7 +265,15 @@ def _choice_fit_draws(fit: Any, num_draws: int, seed: int) -> tuple[pd.DataFrame
     )
 
 
-def _choice_fit_section(fit: Any, *, price: str | None, num_draws: int, seed: int) -> list[str]:
+def _choice_fit_section(
+    fit: Any,
+    *,
+    price: str | None,
+    price_units: str | None,
+    coefficient_units: Mapping[str, str],
+    num_draws: int,
+    seed: int,
+) -> list[str]:
     individual, population = _choice_fit_draws(fit, num_draws, seed)
     parts = ["<h2>Choice model: heterogeneity of tastes</h2>"]
     lines = []
@@ -300,7 +308,10 @@ def _choice_fit_section(fit: Any, *, price: str | None, num_draws: int, seed: in
     parts.append(_table_html(table.reset_index() if table.index.name else table, digits=4))
     for name in individual.columns:
         figure = plot_individual_coefficients(
-            individual[name].to_numpy(), population[name].to_numpy(), name=name
+            individual[name].to_numpy(),
+            population[name].to_numpy(),
+            name=name,
+            units=coefficient_units.get(name),
         )
         parts.append(_figure_html(figure, f"individual {name}"))
         plt.close(figure)
@@ -309,6 +320,7 @@ def _choice_fit_section(fit: Any, *, price: str | None, num_draws: int, seed: in
             {a: population[a].to_numpy() for a in attributes},
             population[price].to_numpy(),
             price_name=price,
+            price_units=price_units,
         )
         parts.append(_figure_html(figure, "willingness to pay"))
         plt.close(figure)
@@ -328,6 +340,8 @@ def report(
     posteriors: Sequence[Any] = (),
     choice_fit: Any | None = None,
     price: str | None = None,
+    price_units: str | None = None,
+    coefficient_units: Mapping[str, str] | None = None,
     figures: Mapping[str, Figure] | None = None,
     tables: Mapping[str, pd.DataFrame] | None = None,
     title: str = "Preference heterogeneity report",
@@ -354,6 +368,9 @@ def report(
             against the population density per random coefficient and, with ``price``, the
             willingness-to-pay distributions ``-beta_k / beta_price``.
         price: name of the price (cost) coefficient for WTP; None = no WTP.
+        price_units: units of the price attribute (``"cents/kWh"``) for the WTP axis labels.
+        coefficient_units: ``{coefficient: units}`` for the individual-coefficient axis labels
+            (``{"cl": "utility per year of contract"}``).
         figures: extra ``{caption: Figure}`` (e.g. choice-model coefficient or WTP plots).
         tables: extra ``{caption: DataFrame}``.
         title: report title.
@@ -401,7 +418,14 @@ def report(
     if posteriors:
         sections += _posterior_section(list(posteriors))
     if choice_fit is not None:
-        sections += _choice_fit_section(choice_fit, price=price, num_draws=20_000, seed=seed)
+        sections += _choice_fit_section(
+            choice_fit,
+            price=price,
+            price_units=price_units,
+            coefficient_units=dict(coefficient_units or {}),
+            num_draws=20_000,
+            seed=seed,
+        )
     for caption, figure in (figures or {}).items():
         sections += [f"<h2>{html.escape(caption)}</h2>", _figure_html(figure, caption)]
     for caption, table in (tables or {}).items():

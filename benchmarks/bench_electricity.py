@@ -39,12 +39,15 @@ import json, sys, time
 import numpy as np, pandas as pd
 from xlogit import MixedLogit
 csv, n_draws = sys.argv[1], int(sys.argv[2])
+# optional third argument: evaluate xlogit's log-likelihood at these parameters (no fit)
+at = np.array(json.loads(sys.argv[3])) if len(sys.argv) > 3 else None
 v = ["pf", "cl", "loc", "wk", "tod", "seas"]
 df = pd.read_csv(csv)
 start = time.perf_counter()
 model = MixedLogit()
 model.fit(X=df[v], y=df["choice"], varnames=v, ids=df["chid"], panels=df["id"],
-          alts=df["alt"], n_draws=n_draws, randvars={k: "n" for k in v}, verbose=0)
+          alts=df["alt"], n_draws=n_draws, randvars={k: "n" for k in v}, verbose=0,
+          **({} if at is None else {"init_coeff": at, "maxiter": 0}))
 elapsed = time.perf_counter() - start
 print(json.dumps({"fit_time": elapsed, "loglik": float(model.loglikelihood),
                   "names": [str(n) for n in model.coeff_names],
@@ -52,6 +55,26 @@ print(json.dumps({"fit_time": elapsed, "loglik": float(model.loglikelihood),
                   "std_errors": [float(x) for x in model.stderr],
                   "iterations": int(model.total_iter), "converged": bool(model.convergence)}))
 """
+
+
+def _mixlogit_loglik_at(num_draws: int, params: list[float]) -> None:
+    """Print mixlogit's simulated log-likelihood at given parameters (same Halton draws)."""
+    import jax.numpy as jnp
+
+    from mixlogit.data import ChoiceData
+    from mixlogit.datasets import load_electricity
+    from mixlogit.estimation import build_problem
+    from mixlogit.likelihood import x64
+    from mixlogit.models import MixedLogit
+
+    data = ChoiceData(
+        load_electricity(), choice="choice", alternative="alt", situation="chid", panel="id"
+    )
+    model = MixedLogit(random={v: "normal" for v in VARIABLES})
+    problem = build_problem(model, data, num_draws=num_draws, draws="halton")
+    with x64():
+        loglik = float(problem.loglik(jnp.asarray(params, dtype=jnp.float64), problem.data))
+    print(json.dumps({"loglik": loglik}))
 
 
 def _mixlogit_worker(num_draws: int, replicate: int, hessian: bool, cache_dir: str | None) -> None:
@@ -140,13 +163,14 @@ def ensure_xlogit_env() -> Path:
     return python
 
 
-def run_xlogit(csv: Path, num_draws: int) -> dict:
+def run_xlogit(csv: Path, num_draws: int, at: list[float] | None = None) -> dict:
     python = ensure_xlogit_env()
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
         handle.write(XLOGIT_WORKER)
         script = handle.name
+    extra = [] if at is None else [json.dumps(at)]
     try:
-        return _run_measured([str(python), script, str(csv), str(num_draws)])
+        return _run_measured([str(python), script, str(csv), str(num_draws), *extra])
     finally:
         os.unlink(script)
 
@@ -198,7 +222,11 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also 1,500 draws with xlogit")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--loglik-at", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker and args.loglik_at:
+        _mixlogit_loglik_at(args.draws, json.loads(args.loglik_at))
+        return
     if args.worker:
         _mixlogit_worker(args.draws, args.replicate, not args.no_hessian, args.cache_dir)
         return
@@ -226,6 +254,22 @@ def main() -> None:
                 "warm_wall_ratio_fit": warm["fit_time"] / xl["fit_time"],
                 "warm_cpu_ratio": warm["cpu_time"] / xl["cpu_time"],
             }
+            # Each library's log-likelihood at the other's estimates: equal values show the
+            # two use the same draws and likelihood, so a gap between the fits is the optimiser's
+            xl_at_mix = run_xlogit(csv, num_draws, at=mix["params"])["loglik"]
+            at_xlogit = ["--draws", str(num_draws), "--loglik-at", json.dumps(xl["params"])]
+            mix_at_xl = _run_measured(
+                [sys.executable, "-m", "benchmarks.bench_electricity", "--worker", *at_xlogit]
+            )["loglik"]
+            row["cross_check"] = {
+                "xlogit_loglik_at_mixlogit_estimates": xl_at_mix,
+                "mixlogit_loglik_at_xlogit_estimates": mix_at_xl,
+            }
+            print(
+                f"{num_draws} draws: xlogit's LL at mixlogit's estimates {xl_at_mix:.6f}; "
+                f"mixlogit's LL at xlogit's estimates {mix_at_xl:.6f}",
+                flush=True,
+            )
             side_by_side.append(row)
             for label, m in (("mixlogit cold", mix), ("mixlogit warm", warm)):
                 print(
@@ -321,6 +365,13 @@ def _markdown(report: dict) -> str:
                 f"{row['warm_wall_ratio_fit']:.3f}** | | | cold {row['cpu_ratio']:.3f}, warm "
                 f"{row['warm_cpu_ratio']:.3f} | | max abs z vs xlogit "
                 f"{row['max_abs_z_vs_xlogit']:.2f} |"
+            )
+        if "cross_check" in row:
+            cross = row["cross_check"]
+            lines.append(
+                f"| {row['draws']} | cross-check | xlogit's LL at mixlogit's estimates "
+                f"{cross['xlogit_loglik_at_mixlogit_estimates']:.6f}; mixlogit's LL at xlogit's "
+                f"estimates {cross['mixlogit_loglik_at_xlogit_estimates']:.6f} | | | | | | |"
             )
     if "scaling_draws" in report:
         lines += [

@@ -264,6 +264,15 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         posteriors=posteriors,
         choice_fit=electricity,
         price="pf",
+        price_units="cents/kWh",
+        coefficient_units={
+            "pf": "utility per cent/kWh",
+            "cl": "utility per year of contract",
+            "loc": "utility of a local supplier",
+            "wk": "utility of a well-known supplier",
+            "tod": "utility of time-of-day rates",
+            "seas": "utility of seasonal rates",
+        },
         figures={"Homogeneous control set: subgroup margins": control_figure},
         tables={
             "Homogeneous control set: subgroup margins": homogeneous_margins.subgroups,

@@ -9,12 +9,13 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
+from tqdm.auto import tqdm
 
 from mixlogit.arrays import ChoiceArrays
 from mixlogit.data import ChoiceData
@@ -99,10 +100,23 @@ def build_problem(
         likelihood = Likelihood(model.layout, num_units, gathered)
         loglik = jax.jit(likelihood.loglik)
         unit_loglik = jax.jit(likelihood.unit_loglik)
-        neg_value_and_grad = jax.jit(
-            lambda t, d: jax.tree.map(jnp.negative, likelihood.value_and_grad(t, d))
-        )
-        unit_scores = jax.jit(likelihood.unit_scores)
+        if lik_data.blocks is not None:
+            # one executable for the optimiser, the Hessian and the scores: the unit scores
+            # cost nothing extra in the blocked layout, and each separate jit is a compilation
+            fused = jax.jit(likelihood.value_grad_scores)
+
+            def neg_value_and_grad(t, d):
+                value, grad, _ = fused(t, d)
+                return -value, -grad
+
+            def unit_scores(t, d):
+                return fused(t, d)[2]
+
+        else:
+            neg_value_and_grad = jax.jit(
+                lambda t, d: jax.tree.map(jnp.negative, likelihood.value_and_grad(t, d))
+            )
+            unit_scores = jax.jit(likelihood.unit_scores)
     return Problem(
         model=model,
         arrays=arrays,
@@ -120,6 +134,66 @@ def build_problem(
     )
 
 
+class _Params(NamedTuple):
+    params: np.ndarray
+
+
+def mnl_newton(
+    arrays: ChoiceArrays, *, max_iterations: int = 50, tol: float = 1e-8
+) -> np.ndarray | None:
+    """Multinomial-logit estimates ``(K,)`` by Newton's method in NumPy, or None if it fails.
+
+    Used for the starting values of a mixed logit: the MNL log-likelihood is concave with an
+    analytic Hessian, so a handful of Newton steps (with step halving) converge on data of
+    the size of the mixed logit's in milliseconds, without compiling a second JAX program.
+    Returns None when Newton does not converge (separation, unidentified variables), so the
+    caller can fall back to the full fit, whose diagnostics explain the problem.
+    """
+    X = arrays.X  # (S, J, K)
+    available = arrays.available
+    weights = arrays.weights
+    rows = np.arange(X.shape[0])
+    x_chosen = X[rows, arrays.chosen]  # (S, K)
+
+    def loglik_parts(beta):
+        utility = np.where(available, X @ beta, -np.inf)
+        peak = utility.max(axis=1, keepdims=True)
+        expo = np.exp(utility - peak)
+        total = expo.sum(axis=1, keepdims=True)
+        prob = expo / total
+        ll = np.sum(weights * (utility[rows, arrays.chosen] - peak[:, 0] - np.log(total[:, 0])))
+        return ll, prob
+
+    beta = np.zeros(X.shape[2])
+    ll, prob = loglik_parts(beta)
+    for _ in range(max_iterations):
+        mean_x = np.einsum("sj,sjk->sk", prob, X)
+        grad = weights @ (x_chosen - mean_x)
+        centred = X - mean_x[:, None, :]
+        weighted = centred * (weights[:, None] * prob)[..., None]
+        hessian = -weighted.reshape(-1, X.shape[2]).T @ centred.reshape(-1, X.shape[2])
+        try:
+            step = np.linalg.solve(hessian, -grad)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(step)):
+            return None
+        if grad @ step < tol:  # squared Newton decrement: the quadratic model's gain is negligible
+            # a near-perfect fit means separation: the "optimum" is a point on a ray to infinity
+            return beta if ll < -1e-6 * np.sum(weights) else None
+        scale = 1.0
+        while scale > 1e-6:
+            candidate = beta + scale * step
+            ll_new, prob_new = loglik_parts(candidate)
+            if np.isfinite(ll_new) and ll_new >= ll:
+                break
+            scale *= 0.5
+        else:
+            return None
+        beta, ll, prob = candidate, ll_new, prob_new
+    return None
+
+
 def _starting_values(model, data: ChoiceData, init, panel: bool, chunk_size, verbose) -> np.ndarray:
     layout = model.layout
     if init is not None and not isinstance(init, Mapping):
@@ -133,11 +207,16 @@ def _starting_values(model, data: ChoiceData, init, panel: bool, chunk_size, ver
     theta = np.zeros(layout.num_params)
     kf, kr = layout.num_fixed, layout.num_random
     if kr:
-        from mixlogit.models import MultinomialLogit
+        mnl_params = mnl_newton(data.to_arrays(model.variables, check_identified=False))
+        if mnl_params is None:  # Newton failed (e.g. separation): the full MNL fit warns why
+            from mixlogit.models import MultinomialLogit
 
-        mnl = MultinomialLogit(model.variables).fit(
-            data, hessian=False, panel=panel, chunk_size=chunk_size, verbose=False
-        )
+            mnl_params = (
+                MultinomialLogit(model.variables)
+                .fit(data, hessian=False, panel=panel, chunk_size=chunk_size, verbose=False)
+                .params
+            )
+        mnl = _Params(mnl_params)
         theta[:kf] = mnl.params[:kf]
         for k, mixing in enumerate(model.random.values()):
             mean = mnl.params[kf + k]
@@ -170,7 +249,9 @@ def _starting_values(model, data: ChoiceData, init, panel: bool, chunk_size, ver
     return theta
 
 
-def _minimise(problem: Problem, theta0: np.ndarray, optimizer: str, gtol, maxiter, verbose):
+def _minimise(
+    problem: Problem, theta0: np.ndarray, optimizer: str, gtol, maxiter, verbose, bar=None
+):
     every = int(verbose) if verbose else 0
     history = {"evals": 0, "iterations": 0, "best": np.inf}
 
@@ -198,6 +279,14 @@ def _minimise(problem: Problem, theta0: np.ndarray, optimizer: str, gtol, maxite
 
     def callback(intermediate_result):
         history["iterations"] += 1
+        if bar is not None:
+            grad = history.get("last_grad", np.zeros(1))
+            bar.update(1)
+            bar.set_postfix(
+                loglik=f"{-intermediate_result.fun:.4f}",
+                max_grad=f"{np.max(np.abs(grad)):.1e}",
+                refresh=False,
+            )
         if every and history["iterations"] % every == 0:
             grad = history.get("last_grad", np.zeros(1))
             print(
@@ -264,11 +353,12 @@ class _GradientToleranceReached(Exception):
     """Raised inside the objective to stop BFGS at a point that meets the gradient tolerance."""
 
 
-def _hessian(problem: Problem, theta: np.ndarray) -> np.ndarray:
+def _hessian(problem: Problem, theta: np.ndarray, progress: bool = False) -> np.ndarray:
     """Hessian of the log-likelihood by central differences of the exact gradient."""
     hessian = np.zeros((len(theta), len(theta)))
+    columns = tqdm(range(len(theta)), desc="Hessian", unit="param", disable=not progress)
     with x64():
-        for i in range(len(theta)):
+        for i in columns:
             # O(h^2) truncation error, ~1e-10 relative for h = 1e-5 scaled to the parameter
             step = 1e-5 * max(1.0, abs(theta[i]))
             up, down = theta.copy(), theta.copy()
@@ -281,9 +371,11 @@ def _hessian(problem: Problem, theta: np.ndarray) -> np.ndarray:
     return 0.5 * (hessian + hessian.T)
 
 
-def _covariances(problem: Problem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _covariances(
+    problem: Problem, theta: np.ndarray, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hessian of the log-likelihood, classical and cluster-robust covariance matrices."""
-    hessian = _hessian(problem, theta)
+    hessian = _hessian(problem, theta, progress)
     with x64():
         unit_scores = np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))
     unit_scores = unit_scores * np.asarray(problem.data.unit_weights)[:, None]
@@ -327,6 +419,7 @@ def estimate(
     quadrature_nodes: int | None,
     hessian: bool,
     verbose,
+    progress: bool = False,
 ):
     from mixlogit.results import EstimationResults
 
@@ -358,9 +451,10 @@ def estimate(
                 panel=panel,
                 chunk_size=chunk_size,
             )
-            result, ll, grad, converged, history = _minimise(
-                problem, theta, optimizer, gtol, maxiter, verbose
-            )
+            with tqdm(desc=f"quadrature {nodes}/dim", unit="it", disable=not progress) as bar:
+                result, ll, grad, converged, history = _minimise(
+                    problem, theta, optimizer, gtol, maxiter, verbose, bar
+                )
             theta = result.x
             fine_standard, fine_log_w = quadrature_rule(model, 2 * nodes)
             fine = build_problem(
@@ -406,9 +500,10 @@ def estimate(
             panel=panel,
             chunk_size=chunk_size,
         )
-        result, ll, grad, converged, history = _minimise(
-            problem, theta0, optimizer, gtol, maxiter, verbose
-        )
+        with tqdm(desc="optimiser", unit="it", disable=not progress) as bar:
+            result, ll, grad, converged, history = _minimise(
+                problem, theta0, optimizer, gtol, maxiter, verbose, bar
+            )
         theta = result.x
     if not converged:
         warnings.warn(
@@ -419,7 +514,7 @@ def estimate(
             stacklevel=3,
         )
     if hessian:
-        hess, cov, robust = _covariances(problem, theta)
+        hess, cov, robust = _covariances(problem, theta, progress)
     else:
         hess = cov = robust = np.full((len(theta), len(theta)), np.nan)
     elapsed = time.perf_counter() - start

@@ -430,55 +430,52 @@ class Likelihood:
         )
         return z, grad_beta
 
-    def _block_value_and_grad(self, theta, blocks: PanelBlocks):
-        """Value and gradient from the unit-blocked difference layout (see :class:`PanelBlocks`)."""
+    def _block_value_grad_scores(self, theta, blocks: PanelBlocks):
+        """Value, gradient and unit scores ``(U, P)`` from the unit-blocked difference layout.
 
-        def block(inputs):
-            dX, available, standard, weights = inputs
-            beta, pullback = jax.vjp(
-                lambda t: self._block_coefficients(t, standard, dX.shape[1]), theta
-            )
-            z, grad_beta = self._block_draw_terms(beta, dX, available, blocks.log_draw_weights)
-            unit_ll = jax.nn.logsumexp(z, axis=1)
-            posterior = weights[:, None] * jnp.exp(z - unit_ll[:, None])
-            (grad,) = pullback(posterior[..., None] * grad_beta)
-            # padding units (weight 0) have finite unit_ll; mask to keep 0 * x exact
-            return jnp.sum(jnp.where(weights > 0, weights * unit_ll, 0.0)), grad
-
-        values, grads = lax.map(
-            block, (blocks.dX, blocks.available, blocks.standard, blocks.unit_weights)
-        )
-        return jnp.sum(values), jnp.sum(grads, axis=0)
-
-    def _block_unit_scores(self, theta, blocks: PanelBlocks):
-        """Unit scores ``(U, P)`` (unweighted) from the blocked layout.
-
-        Each unit's coefficients depend only on ``theta`` and its own draws, so a unit's score
-        is the pullback of its own cotangent (a ``vmap`` of the coefficient map's VJP).
+        Each unit's coefficients depend only on ``theta`` and its own draws, so a unit's score is
+        the pullback of its own cotangent (a ``vmap`` of the coefficient map's VJP) and the
+        gradient is their weighted sum. Computing the scores costs no more than pulling back a
+        block's summed cotangent, and one compiled function then serves the optimiser, the
+        Hessian and the robust covariance.
         """
 
         def unit_coefficients(t, standard_u):  # (R, Kr) -> (R, K)
             return self._block_coefficients(t, standard_u[None], 1)[0]
 
-        def unit_pullback(standard_u, cotangent_u):
-            _, pullback = jax.vjp(lambda t: unit_coefficients(t, standard_u), theta)
-            return pullback(cotangent_u)[0]
-
         def block(inputs):
-            dX, available, standard = inputs
+            dX, available, standard, weights = inputs
             standard = jnp.broadcast_to(standard, (dX.shape[1], *standard.shape[1:]))
-            beta = jax.vmap(unit_coefficients, in_axes=(None, 0))(theta, standard)
+            beta, pullbacks = jax.vmap(lambda s: jax.vjp(lambda t: unit_coefficients(t, s), theta))(
+                standard
+            )
             z, grad_beta = self._block_draw_terms(beta, dX, available, blocks.log_draw_weights)
-            posterior = jax.nn.softmax(z, axis=1)  # Revelt-Train draw weights (B, R)
-            return jax.vmap(unit_pullback)(standard, posterior[..., None] * grad_beta)
+            unit_ll = jax.nn.logsumexp(z, axis=1)
+            posterior = jnp.exp(z - unit_ll[:, None])  # Revelt-Train draw weights (B, R)
+            scores = jax.vmap(lambda pullback, c: pullback(c)[0])(
+                pullbacks, posterior[..., None] * grad_beta
+            )
+            # padding units (weight 0) have finite unit_ll; mask to keep 0 * x exact
+            value = jnp.sum(jnp.where(weights > 0, weights * unit_ll, 0.0))
+            return value, weights @ scores, scores
 
-        scores = lax.map(block, (blocks.dX, blocks.available, blocks.standard))
-        return scores.reshape(-1, theta.shape[0])[: self.num_units]
+        values, grads, scores = lax.map(
+            block, (blocks.dX, blocks.available, blocks.standard, blocks.unit_weights)
+        )
+        scores = scores.reshape(-1, theta.shape[0])[: self.num_units]
+        return jnp.sum(values), jnp.sum(grads, axis=0), scores
+
+    def value_grad_scores(self, theta, data):
+        """Weighted log-likelihood, its gradient ``(P,)`` and the unit scores ``(U, P)``."""
+        if data.blocks is not None:
+            return self._block_value_grad_scores(theta, data.blocks)
+        value, grad = self.value_and_grad(theta, data)
+        return value, grad, self.unit_scores(theta, data)
 
     def value_and_grad(self, theta, data):
         """Weighted log-likelihood and its exact gradient in ``theta``."""
         if data.blocks is not None:
-            return self._block_value_and_grad(theta, data.blocks)
+            return self._block_value_grad_scores(theta, data.blocks)[:2]
         unit_ll, posterior, gf, gr = self._posterior(theta, data)
         weighted = data.unit_weights[:, None] * posterior  # (U, R)
         kf = self.layout.num_fixed
@@ -495,7 +492,7 @@ class Likelihood:
     def unit_scores(self, theta, data):
         """Gradient of each unit's log-likelihood, ``(U, P)`` (unweighted)."""
         if data.blocks is not None:
-            return self._block_unit_scores(theta, data.blocks)
+            return self._block_value_grad_scores(theta, data.blocks)[2]
         _, posterior, gf, gr = self._posterior(theta, data)
         kf = self.layout.num_fixed
         scores = jnp.zeros((posterior.shape[0], theta.shape[0]), theta.dtype)

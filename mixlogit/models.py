@@ -177,6 +177,7 @@ class MixedLogit:
         quadrature_nodes: int | None = None,
         hessian: bool = True,
         verbose: bool | int = False,
+        progress: bool = False,
         **kwargs: Any,
     ):
         """Estimate the model.
@@ -201,6 +202,8 @@ class MixedLogit:
             quadrature_nodes: starting nodes per dimension for quadrature (default 16 / 10).
             hessian: compute the Hessian and standard errors.
             verbose: print an iteration log every ``verbose`` iterations (``True`` = 1).
+            progress: show progress bars (optimiser iterations with the current
+                log-likelihood and largest gradient entry, then the Hessian's columns).
 
         Returns:
             :class:`~mixlogit.results.EstimationResults`.
@@ -239,6 +242,7 @@ class MixedLogit:
             quadrature_nodes=quadrature_nodes,
             hessian=hessian,
             verbose=verbose,
+            progress=progress,
         )
 
 

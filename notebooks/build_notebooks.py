@@ -44,6 +44,8 @@ bayes = True  # fit the same model by NUTS (mixlogit.bayes)
 bayes_warmup = 300
 bayes_samples = 300
 bayes_chains = 2
+bayes_loglik_draws = 256  # draws per household for its marginal likelihood (LOO)
+seed = 0
 figure_dir = "figures/choice_heterogeneity"
 """),
     _code("""
@@ -60,6 +62,10 @@ figures.mkdir(parents=True, exist_ok=True)
 data = ChoiceData(load_electricity(), choice="choice", alternative="alt", situation="chid",
                   panel="id")
 random = ["cl", "loc", "wk", "tod", "seas"]
+# utility per unit of each attribute (pf in cents/kWh, cl in years, the others 0/1 dummies)
+units = {"pf": "utility per cent/kWh", "cl": "utility per year of contract",
+         "loc": "utility of a local supplier", "wk": "utility of a well-known supplier",
+         "tod": "utility of time-of-day rates", "seas": "utility of seasonal rates"}
 model = MixedLogit(random=dict.fromkeys(random, "normal"), fixed=["pf"])
 """),
     _markdown("## Maximum simulated likelihood"),
@@ -76,11 +82,13 @@ so their histogram is narrower than the density, but the two means agree.
 """),
     _code("""
 individual = msl.individual_coefficients()
-population = msl.population_coefficients(num_draws=20_000)
+population = msl.population_coefficients(num_draws=20_000, seed=seed)
 for name in random:
     figure = analysis.plot_individual_coefficients(
-        individual[name].to_numpy(), population[name].to_numpy(), name=name)
+        individual[name].to_numpy(), population[name].to_numpy(), name=name,
+        units=units[name])
     figure.savefig(figures / f"individual_{name}.png", dpi=110)
+    plt.close(figure)
 pd.DataFrame({"individual mean": individual[random].mean(),
               "population mean": population[random].mean(),
               "population SD": population[random].std()})
@@ -95,20 +103,24 @@ seasonal rates, longer contracts).
     _code("""
 wtp_draws = {name: population[name].to_numpy() for name in random}
 figure = analysis.plot_willingness_to_pay(wtp_draws, population["pf"].to_numpy(),
-                                          price_name="pf")
+                                          price_name="pf", price_units="cents/kWh")
 figure.savefig(figures / "willingness_to_pay.png", dpi=110)
+plt.close(figure)
 pd.DataFrame({name: msl.wtp(name, "pf") for name in random}).T
 """),
     _markdown("""
 ## Bayesian fit (NUTS)
 
-Same specification, `method="nuts"`. Set `bayes = False` in the parameters cell to skip it (it
-takes minutes with the default settings on a laptop CPU).
+Same specification, `method="nuts"`: each household's coefficients are latent variables and the
+population mean and SD get weakly informative priors. Set `bayes = False` in the parameters cell
+to skip it (it takes minutes with the default settings on a laptop CPU). With very few draws
+(as in the test suite) the chain has not mixed and the diagnostics below say so.
 """),
     _code("""
 if bayes:
     posterior = model.fit(data, method="nuts", num_warmup=bayes_warmup,
-                          num_samples=bayes_samples, num_chains=bayes_chains)
+                          num_samples=bayes_samples, num_chains=bayes_chains,
+                          loglik_draws=bayes_loglik_draws, seed=seed)
     print(posterior.diagnostics)
     summary = posterior.population()
     means = summary[summary["statistic"] == "mean"].set_index("coefficient")
@@ -117,14 +129,22 @@ if bayes:
                                "posterior SD": means["posterior_sd"]})
     person = posterior.individual_coefficients().pivot(
         index="person", columns="coefficient", values="mean")
-    draws = posterior.population_draws(num=16).reshape(-1, len(posterior.spec.names))
+    draws = posterior.population_draws(num=16, seed=seed).reshape(-1, len(posterior.spec.names))
     bayes_population = pd.DataFrame(draws, columns=[str(n) for n in posterior.spec.names])
     for name in random:
         figure = analysis.plot_individual_coefficients(
             person[name].to_numpy(), bayes_population[name].to_numpy(), name=name,
+            units=units[name],
             title=f"Posterior individual {name} vs the posterior predictive population")
         figure.savefig(figures / f"bayes_individual_{name}.png", dpi=110)
         plt.close(figure)
+    figure = analysis.plot_willingness_to_pay(
+        {name: bayes_population[name].to_numpy() for name in random},
+        bayes_population["pf"].to_numpy(), price_name="pf", price_units="cents/kWh",
+        title="Willingness to pay, posterior predictive population")
+    figure.savefig(figures / "bayes_willingness_to_pay.png", dpi=110)
+    plt.close(figure)
+    comparison.to_csv(figures / "msl_vs_bayes.csv")
     display(comparison)
 else:
     print("Bayesian fit skipped (bayes = False).")
@@ -261,8 +281,9 @@ by_dataset = {kind: evaluation[evaluation["dataset"] == kind] for kind in kinds}
 for kind, table in by_dataset.items():
     result = analysis.subgroup_margins(table, ["subgroup"], cluster="annotator_id",
                                        num_boot=num_boot, min_count=min_count, seed=seed)
-    figure = analysis.plot_subgroup_margins(result, "subgroup")
-    figure.suptitle(f"{kind} set")
+    figure = analysis.plot_subgroup_margins(
+        result, "subgroup", title=f"{kind} set: subgroup margins ({result.confidence:.0%} "
+        "cluster-bootstrap intervals; marker area ∝ pairs)")
     figure.savefig(figures / f"subgroup_margins_{kind}.png", dpi=110)
     display(result.overall)
 gains = analysis.subgroup_gains(by_dataset["heterogeneous"], ["subgroup"], baseline="dpo",

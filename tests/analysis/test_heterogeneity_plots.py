@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import LineCollection, PolyCollection
+import xarray as xr
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -18,12 +22,40 @@ from analysis.plots import (
     plot_individual_coefficients,
     plot_strength_densities,
     plot_strength_trajectories,
+    plot_subgroup_forest,
     plot_subgroup_gains,
     plot_subgroup_margins,
     plot_willingness_to_pay,
 )
 
 matplotlib.use("Agg")
+
+LONG_EDUCATION = [
+    "primary school",
+    "secondary school",
+    "bachelor's degree",
+    "graduate or professional degree",
+]
+
+
+def _layout(figure: Figure) -> None:
+    """Run the constrained layout and a draw, so that artist extents are final."""
+    figure.draw_without_rendering()
+
+
+def _inside_figure(figure: Figure, artist) -> bool:
+    box, frame = artist.get_window_extent(), figure.bbox
+    return (
+        box.x0 >= frame.x0 - 1
+        and box.x1 <= frame.x1 + 1
+        and box.y0 >= frame.y0 - 1
+        and box.y1 <= frame.y1 + 1
+    )
+
+
+def _overlaps(first, second) -> bool:
+    return first.get_window_extent().overlaps(second.get_window_extent())
+
 
 EDUCATION = ["primary", "secondary", "bachelor", "graduate"]
 
@@ -164,7 +196,7 @@ def test_trajectory_and_density_plots(tmp_path):
     homogeneous = idata.strength.sel(run="gamma-homogeneous")
     upper = stats.gamma(a=float(homogeneous["shape"]), scale=1 / float(homogeneous["rate"]))
     assert x[-1] == pytest.approx(max(reference.ppf(0.995), upper.ppf(0.995)), rel=1e-12)
-    assert any("fixed β=0.1" in t.get_text() for t in ax.get_legend().get_texts())
+    assert any("fixed β=0.1" in t.get_text() for t in densities.legends[0].get_texts())
     densities.savefig(tmp_path / "densities.png", dpi=60)
 
 
@@ -196,3 +228,266 @@ def test_individual_coefficients_and_wtp(tmp_path):
     with pytest.raises(ValueError, match="nonzero"):
         plot_willingness_to_pay(draws, np.zeros(5000))
     wtp_figure.savefig(tmp_path / "wtp.png", dpi=60)
+
+
+def _method_colours(names) -> dict[str, tuple]:
+    """The plots colour methods by the colorblind palette over the sorted method names."""
+    import seaborn as sns
+
+    ordered = sorted(names)
+    return dict(zip(ordered, sns.color_palette("colorblind", len(ordered)), strict=True))
+
+
+def _same_colour(first, second) -> bool:
+    return bool(np.allclose(to_rgb(first), to_rgb(second), atol=1e-6))
+
+
+def test_margin_plot_draws_means_whiskers_lines_and_sizes_of_the_table():
+    margins = subgroup_margins(evaluation_table(), ["education", "conversation_type"], num_boot=200)
+    figure = plot_subgroup_margins(margins)
+    table, overall = margins.subgroups, margins.overall
+    colours = _method_colours(table["method"].unique())
+    largest_n = table["n"].max()
+    for ax, attribute in zip(figure.axes, ["education", "conversation_type"], strict=True):
+        rows = table[table["attribute"] == attribute]
+        for method, colour in colours.items():
+            part = rows[rows["method"] == method]
+            summary = overall.query("attribute == @attribute and method == @method")
+            # solid line = micro, dashed line = macro, in the method's colour
+            for kind, style in (("micro", "-"), ("macro", "--")):
+                heights = [
+                    float(line.get_ydata()[0])
+                    for line in ax.get_lines()
+                    if line.get_linestyle() == style and _same_colour(line.get_color(), colour)
+                ]
+                expected = float(summary.loc[summary["kind"] == kind, "mean"].iloc[0])
+                assert heights == [pytest.approx(expected, rel=1e-12)], (method, kind)
+            # markers: filled ones face the method colour, hollow ones (small) edge it
+            points, areas, hollow = [], [], []
+            for collection in ax.collections:
+                if not isinstance(collection, PathCollection) or not len(collection.get_offsets()):
+                    continue
+                face = collection.get_facecolor()[0][:3]
+                edge = collection.get_edgecolor()[0][:3]
+                is_hollow = bool(np.allclose(face, 1.0))
+                if _same_colour(edge if is_hollow else face, colour):
+                    points.append(collection.get_offsets())
+                    areas.append(collection.get_sizes())
+                    hollow += [is_hollow] * len(collection.get_offsets())
+            points, areas = np.concatenate(points), np.concatenate(areas)
+            order = np.argsort(points[:, 0])  # left to right = subgroup order
+            np.testing.assert_allclose(points[order, 1], part["mean"], rtol=1e-12)
+            np.testing.assert_allclose(
+                areas[order], 20 + 200 * part["n"].to_numpy() / largest_n, rtol=1e-12
+            )
+            assert np.array(hollow)[order].tolist() == part["small"].tolist()
+            # whiskers span the bootstrap interval at the marker's x
+            segments = np.array(
+                [
+                    segment
+                    for collection in ax.collections
+                    if isinstance(collection, LineCollection)
+                    and _same_colour(collection.get_color()[0], colour)
+                    for segment in collection.get_segments()
+                ]
+            )
+            segments = segments[np.argsort(segments[:, 0, 0])]
+            np.testing.assert_allclose(segments[:, 0, 0], points[order, 0])
+            np.testing.assert_allclose(segments[:, 0, 1], part["ci_low"], rtol=1e-12)
+            np.testing.assert_allclose(segments[:, 1, 1], part["ci_high"], rtol=1e-12)
+    # the marker-size legend shows the areas drawn for the smallest and largest subgroup
+    legend = figure.legends[0]
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert "micro (all pairs)" in texts and "macro (mean of\nsubgroup means)" in texts
+    for handle, text in zip(legend.legend_handles, texts, strict=True):
+        if text.startswith("n = "):
+            count = int(text.split()[2])
+            assert handle.get_markersize() ** 2 == pytest.approx(20 + 200 * count / largest_n)
+    sampled = {int(t.split()[2]) for t in texts if t.startswith("n = ")}
+    assert {table["n"].min(), table["n"].max()} <= sampled
+
+
+def _one_attribute_margins(names: list[str]):
+    rng = np.random.default_rng(2)
+    n = 300
+    group = rng.choice(names, size=n)
+    frames = [
+        pd.DataFrame({"method": method, "group": group, "margin": rng.normal(lift, 1.0, n)})
+        for method, lift in (("dpo", 0.0), ("mixdpo-gamma", 0.3), ("mixdpo-lognormal", 0.2))
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_margin_and_gain_plots_keep_title_legend_and_labels_readable():
+    evaluation = _one_attribute_margins(["consistent", "noisy", "polarised"])
+    margins = subgroup_margins(evaluation, "group", num_boot=100)
+    figure = plot_subgroup_margins(margins, "group")
+    _layout(figure)
+    assert _inside_figure(figure, figure._suptitle)  # one narrow panel used to clip the title
+    assert _inside_figure(figure, figure.legends[0])
+    assert not _overlaps(figure.legends[0], figure.axes[0])
+    assert not _overlaps(figure.legends[0], figure._suptitle)
+    with pytest.raises(ValueError, match=r"method\(s\) \['ppo'\] not in the table"):
+        plot_subgroup_margins(margins, methods=["dpo", "ppo"])
+
+    evaluation["pair"] = evaluation.groupby("method").cumcount()
+    gains = subgroup_gains(evaluation, "group", baseline="dpo", pair_id="pair", num_boot=100)
+    figure = plot_subgroup_gains(gains)
+    _layout(figure)
+    assert _inside_figure(figure, figure.legends[0])  # the one-panel legend used to be clipped
+    assert _inside_figure(figure, figure._suptitle)
+
+    # long subgroup names wrap instead of running into each other
+    long = subgroup_margins(
+        _one_attribute_margins(LONG_EDUCATION), "group", num_boot=100, min_count=1
+    )
+    figure = plot_subgroup_margins(long)
+    _layout(figure)
+    labels = figure.axes[0].get_xticklabels()
+    texts = [t.get_text() for t in labels]
+    assert sorted(t.replace("\n", " ") for t in texts) == sorted(LONG_EDUCATION)
+    assert "\n" in next(t for t in texts if t.startswith("graduate"))
+    for left, right in itertools.pairwise(labels):
+        assert not _overlaps(left, right), (left.get_text(), right.get_text())
+
+
+def test_gain_plot_draws_intervals_micro_macro_and_significance():
+    gains = subgroup_gains(
+        evaluation_table(), ["education"], baseline="dpo", pair_id="pair", num_boot=200
+    )
+    figure = plot_subgroup_gains(gains)
+    ax = figure.axes[0]
+    colours = _method_colours(["dpo", *gains.subgroups["method"].unique()])
+    assert [t.get_text() for t in ax.get_yticklabels()] == EDUCATION
+    for method in ("mixdpo-gamma", "mixdpo-lognormal"):
+        part = gains.subgroups.query("method == @method")
+        segments = np.array(
+            [
+                segment
+                for collection in ax.collections
+                if isinstance(collection, LineCollection)
+                and _same_colour(collection.get_color()[0], colours[method])
+                for segment in collection.get_segments()
+            ]
+        )
+        segments = segments[np.argsort(segments[:, 0, 1])]  # top to bottom = subgroup order
+        np.testing.assert_allclose(segments[:, 0, 0], part["ci_low"], rtol=1e-12)
+        np.testing.assert_allclose(segments[:, 1, 0], part["ci_high"], rtol=1e-12)
+        np.testing.assert_allclose(np.round(segments[:, 0, 1]), np.arange(len(EDUCATION)))
+        summary = gains.overall.query("method == @method")
+        for kind, style in (("micro", "-"), ("macro", "--")):
+            positions = [
+                float(line.get_xdata()[0])
+                for line in ax.get_lines()
+                if line.get_linestyle() == style and _same_colour(line.get_color(), colours[method])
+            ]
+            expected = float(summary.loc[summary["kind"] == kind, "gain"].iloc[0])
+            assert positions == [pytest.approx(expected, rel=1e-12)]
+        # filled markers at the significant gains, hollow at the others
+        drawn = {}
+        for collection in ax.collections:
+            if isinstance(collection, PathCollection) and len(collection.get_offsets()):
+                face = collection.get_facecolor()[0][:3]
+                edge = collection.get_edgecolor()[0][:3]
+                hollow = bool(np.allclose(face, 1.0))
+                if _same_colour(edge if hollow else face, colours[method]):
+                    for x, _ in collection.get_offsets():
+                        drawn[round(float(x), 12)] = not hollow
+        expected_flags = {
+            round(float(g), 12): bool(s)
+            for g, s in zip(part["gain"], part["significant"], strict=True)
+        }
+        assert drawn == expected_flags
+
+
+def _fake_posterior():
+    """A SubgroupPosterior stand-in with a known summary and pooled-median draws."""
+    summary = pd.DataFrame(
+        {
+            "subgroup": ["consistent", "noisy", "polarised"],
+            "n": [250, 20, 150],
+            "small": [False, True, False],
+            "mean_strength": [1.8, 0.7, 1.45],
+            "mean_strength_low": [1.3, 0.1, 1.0],
+            "mean_strength_high": [2.45, 1.25, 2.0],
+            "cv": [0.42, 0.47, 0.44],
+            "cv_low": [0.17, 0.12, 0.15],
+            "cv_high": [0.72, 0.77, 0.73],
+        }
+    )
+    mu_log_mean = xr.DataArray(np.log([[0.9, 1.1, 1.2, 1.4, 1.0]]), dims=("chain", "draw"))
+    return SimpleNamespace(
+        summary=lambda: summary,
+        family="gamma",
+        attribute="annotator group",
+        hdi_prob=0.9,
+        min_count=30,
+        idata=SimpleNamespace(posterior={"mu_log_mean": mu_log_mean}),
+    )
+
+
+def test_forest_plot_draws_hdis_means_sizes_in_table_order():
+    posterior = _fake_posterior()
+    summary = posterior.summary()
+    truth = {"mean_strength": {"consistent": 2.0, "noisy": 0.5, "polarised": 1.0}}
+    figure = plot_subgroup_forest(posterior, truth=truth)
+    assert len(figure.axes) == 2
+    ticks = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert ticks == ["consistent (n=250)", "noisy (n=20)", "polarised (n=150)"]
+    for ax, quantity in zip(figure.axes, ["mean_strength", "cv"], strict=True):
+        intervals = next(c for c in ax.collections if isinstance(c, LineCollection))
+        segments = np.array(intervals.get_segments())
+        np.testing.assert_allclose(segments[:, 0, 0], summary[f"{quantity}_low"])
+        np.testing.assert_allclose(segments[:, 1, 0], summary[f"{quantity}_high"])
+        np.testing.assert_allclose(segments[:, 0, 1], [0, 1, 2])  # row i = summary row i
+        points = [c for c in ax.collections if isinstance(c, PathCollection)][:2]
+        filled, hollow = points
+        np.testing.assert_allclose(filled.get_offsets()[:, 0], summary[quantity][[0, 2]])
+        np.testing.assert_allclose(hollow.get_offsets()[:, 0], summary[quantity][[1]])
+        np.testing.assert_allclose(filled.get_sizes(), 20 + 180 * np.array([250, 150]) / 250)
+        np.testing.assert_allclose(hollow.get_sizes(), 20 + 180 * 20 / 250)
+    pooled = [line for line in figure.axes[0].get_lines() if line.get_linestyle() == ":"]
+    assert float(pooled[0].get_xdata()[0]) == pytest.approx(1.1, rel=1e-12)  # exp(median)
+    crosses = [c for c in figure.axes[0].collections if isinstance(c, PathCollection)][2]
+    np.testing.assert_allclose(crosses.get_offsets(), [[2.0, 0], [0.5, 1], [1.0, 2]])
+    _layout(figure)
+    for ax in figure.axes:
+        assert not _overlaps(figure.legends[0], ax)
+
+
+def test_individual_histogram_and_wtp_panels_draw_the_data():
+    rng = np.random.default_rng(4)
+    individual = rng.normal(-0.2, 0.25, size=361)
+    population = stats.norm(loc=-0.2, scale=0.3)
+    figure = plot_individual_coefficients(individual, population, name="cl", units="per year")
+    ax = figure.axes[0]
+    heights, edges = np.histogram(individual, bins="auto", density=True)
+    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], heights, rtol=1e-12)
+    np.testing.assert_allclose([bar.get_x() for bar in ax.patches], edges[:-1], rtol=1e-12)
+    means = [float(line.get_xdata()[0]) for line in ax.get_lines() if line.get_linestyle() != "-"]
+    assert means == [pytest.approx(individual.mean()), pytest.approx(-0.2)]
+    assert ax.get_xlabel() == "cl coefficient (per year)"
+    _layout(figure)
+    assert not _overlaps(figure.legends[0], ax)
+
+    price = -np.exp(rng.normal(-0.2, 0.1, size=4000))
+    names = ["cl", "loc", "wk", "tod", "seas"]
+    draws = {name: rng.normal(k - 2, 0.5, size=4000) for k, name in enumerate(names)}
+    figure = plot_willingness_to_pay(draws, price, price_name="pf", price_units="cents/kWh")
+    visible = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(figure.axes) == 6 and len(visible) == 5  # 2 rows of at most 3 panels
+    for ax, name in zip(visible, names, strict=True):
+        wtp = -draws[name] / price
+        low, high = np.quantile(wtp, [0.005, 0.995])
+        heights, _ = np.histogram(wtp[(wtp >= low) & (wtp <= high)], bins="auto", density=True)
+        band = next(c for c in ax.patches + ax.collections if c.get_label().startswith("5%"))
+        bars = [bar for bar in ax.patches if bar is not band]
+        np.testing.assert_allclose([bar.get_height() for bar in bars], heights, rtol=1e-12)
+        q05, q95 = np.quantile(wtp, [0.05, 0.95])
+        # axvspan: a rectangle from x = q05 of width q95 - q05 (x in data coordinates)
+        assert band.get_x() == pytest.approx(q05, rel=1e-12)
+        assert band.get_x() + band.get_width() == pytest.approx(q95, rel=1e-12)
+        assert f"median {np.median(wtp):.3g}" in ax.get_title()
+        assert ax.get_xlabel() == f"WTP for {name} (cents/kWh per unit)"
+    with pytest.raises(ValueError, match="coefficient_draws is empty"):
+        plot_willingness_to_pay({}, price)

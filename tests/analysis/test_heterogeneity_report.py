@@ -101,3 +101,33 @@ def test_report_needs_something_to_report(tmp_path):
         report(tmp_path / "empty.html")
     with pytest.raises(ValueError, match="no subgroup column"):
         report(tmp_path / "r.html", evaluation=pd.DataFrame({"margin": [1.0], "x": ["a"]}))
+
+
+def test_report_of_a_choice_fit_states_population_and_wtp_numbers(tmp_path):
+    from mixlogit import ChoiceData, MixedLogit, load_electricity
+
+    data = ChoiceData(
+        load_electricity(), choice="choice", alternative="alt", situation="chid", panel="id"
+    )
+    fit = MixedLogit(random={"loc": "normal", "wk": "normal"}, fixed=["pf", "cl", "tod"]).fit(
+        data, num_draws=20, verbose=0
+    )
+    path = report(
+        tmp_path / "choice.html",
+        choice_fit=fit,
+        price="pf",
+        price_units="cents/kWh",
+        coefficient_units={"loc": "utility of a local supplier"},
+        seed=3,
+    )
+    text = path.read_text()
+    # one histogram per random coefficient and one WTP figure
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 3
+    population = fit.population_coefficients(num_draws=20_000, seed=3)
+    loc = population["loc"]
+    assert f"<b>loc</b>: population mean {loc.mean():.4g}, SD {loc.std():.4g}" in text
+    wtp = -population["wk"].to_numpy() / population["pf"].to_numpy()
+    assert f"WTP wk (= -wk/pf): median {np.median(wtp):.4g}" in text
+    assert f"log-likelihood {fit.loglik:.3f}" in text
+    with pytest.raises(ValueError, match="price coefficient 'price'"):
+        report(tmp_path / "bad.html", choice_fit=fit, price="price")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -77,22 +78,55 @@ def test_generated_notebooks_match_the_generator(tmp_path):
 
 
 def test_choice_heterogeneity_notebook(tmp_path):
+    """MSL and (tiny) NUTS cells both run; the Bayesian posterior means have the MSL signs."""
     from mixlogit import ChoiceData, MixedLogit, load_electricity
 
     notebook = _execute(
         "choice_heterogeneity.ipynb",
-        {"num_draws": 25, "bayes": False, "figure_dir": "figs"},
+        {
+            "num_draws": 25,
+            "bayes": True,
+            # a few NUTS transitions on one chain: the cell runs end to end in ~15 s; the
+            # chain has not mixed, so only coarse properties of the posterior are checked
+            "bayes_warmup": 30,
+            "bayes_samples": 20,
+            "bayes_chains": 1,
+            "bayes_loglik_draws": 16,
+            "figure_dir": "figs",
+        },
         tmp_path,
     )
-    names = [f"individual_{c}.png" for c in ("cl", "loc", "wk", "tod", "seas")]
-    _assert_pngs(tmp_path / "figs", [*names, "willingness_to_pay.png"])
+    random = ["cl", "loc", "wk", "tod", "seas"]
+    _assert_pngs(
+        tmp_path / "figs",
+        [
+            *(f"individual_{c}.png" for c in random),
+            "willingness_to_pay.png",
+            *(f"bayes_individual_{c}.png" for c in random),
+            "bayes_willingness_to_pay.png",
+        ],
+    )
+    assert "Bayesian fit skipped" not in _text_outputs(notebook)
     # the notebook's summary reports the same log-likelihood as a fit made here
     data = ChoiceData(
         load_electricity(), choice="choice", alternative="alt", situation="chid", panel="id"
     )
-    random = dict.fromkeys(["cl", "loc", "wk", "tod", "seas"], "normal")
-    fit = MixedLogit(random=random, fixed=["pf"]).fit(data, num_draws=25, verbose=0)
+    fit = MixedLogit(random=dict.fromkeys(random, "normal"), fixed=["pf"]).fit(
+        data, num_draws=25, verbose=0
+    )
     assert f"{fit.loglik:.4f}" in _text_outputs(notebook)
+    comparison = pd.read_csv(tmp_path / "figs" / "msl_vs_bayes.csv", index_col=0)
+    assert sorted(comparison.index) == sorted(["pf", *random])
+    estimates = fit.table()["estimate"]
+    np.testing.assert_allclose(
+        comparison["MSL estimate"], estimates.reindex(comparison.index), rtol=1e-10
+    )
+    # every population mean is far from 0 in the MSL fit (|z| > 10): the posterior means agree
+    # in sign, and the price coefficient within a factor of two
+    assert (np.sign(comparison["posterior mean"]) == np.sign(comparison["MSL estimate"])).all()
+    ratio = comparison.loc["pf", "posterior mean"] / comparison.loc["pf", "MSL estimate"]
+    assert 0.5 < ratio < 2.0
+    assert (comparison["posterior SD"] > 0).all()
 
 
 @pytest.mark.slow

@@ -58,8 +58,8 @@ def numpy_coefficients(model, theta, standard):
     return out
 
 
-def numpy_loglik(model, data, theta, standard):
-    """Simulated panel log-likelihood, written independently with numpy."""
+def numpy_person_loglik(model, data, theta, standard):
+    """Simulated log-likelihood of each person ``(P,)``, written independently with numpy."""
     arrays = data.to_arrays(model.variables)
     kf = model.layout.num_fixed
     betas = numpy_coefficients(model, theta, standard)  # (P, R, Kr)
@@ -70,7 +70,12 @@ def numpy_loglik(model, data, theta, standard):
     logp = v[np.arange(len(v)), arrays.chosen] - special.logsumexp(v, axis=1)  # (S, R)
     per_person = np.zeros((arrays.num_panels, logp.shape[1]))
     np.add.at(per_person, arrays.panel, logp)
-    return np.sum(special.logsumexp(per_person, axis=1) - np.log(logp.shape[1]))
+    return special.logsumexp(per_person, axis=1) - np.log(logp.shape[1])
+
+
+def numpy_loglik(model, data, theta, standard):
+    """Simulated panel log-likelihood, written independently with numpy."""
+    return np.sum(numpy_person_loglik(model, data, theta, standard))
 
 
 ALL_DISTRIBUTIONS = MixedLogit(
@@ -115,6 +120,58 @@ def test_likelihood_and_gradient_match_numpy_for_every_distribution():
                 - float(problem.loglik(jnp.asarray(down), problem.data))
             ) / (2 * step)
     np.testing.assert_allclose(-np.asarray(grad), numeric, rtol=1e-5, atol=1e-5)
+
+
+def test_unit_scores_are_per_person_gradients_and_sum_to_the_gradient():
+    """The fused blocked value/gradient/scores against numpy finite differences per person."""
+    model = ALL_DISTRIBUTIONS
+    names = model.parameter_names
+    data = simulate_choices(
+        model, dict.fromkeys(names, 0.3), num_people=12, situations_per_person=3, seed=5
+    )
+    theta = np.random.default_rng(1).normal(0.0, 0.4, len(names))
+    problem = build_problem(model, data, num_draws=20, draws="halton")
+    assert problem.data.blocks is not None  # the fused path is the one under test
+    standard, _ = prepare_draws(model, data.num_panels, 20, "halton", 0)
+    with x64():
+        _, grad = problem.value_and_grad(jnp.asarray(theta), problem.data)
+        scores = np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))
+    assert scores.shape == (data.num_panels, len(names))
+    np.testing.assert_allclose(scores.sum(axis=0), -np.asarray(grad), rtol=1e-12, atol=1e-10)
+
+    def person_loglik(values, person):
+        return numpy_person_loglik(model, data, values, standard)[person]
+
+    for person in (0, 7):
+        numeric = np.empty(len(theta))
+        for i in range(len(theta)):
+            up, down = theta.copy(), theta.copy()
+            up[i] += 1e-6
+            down[i] -= 1e-6
+            numeric[i] = (person_loglik(up, person) - person_loglik(down, person)) / 2e-6
+        np.testing.assert_allclose(scores[person], numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_newton_mnl_start_matches_the_full_mnl_fit():
+    from mixlogit.estimation import mnl_newton
+
+    data = ChoiceData(
+        load_electricity(), choice="choice", alternative="alt", situation="chid", panel="id"
+    )
+    reference = MultinomialLogit(ELECTRICITY_VARIABLES).fit(data, hessian=False)
+    start = mnl_newton(data.to_arrays(ELECTRICITY_VARIABLES))
+    np.testing.assert_allclose(start, reference.params, rtol=1e-7, atol=1e-8)
+    # perfect separation: no finite maximum, so Newton reports failure instead of a number
+    frame = pd.DataFrame(
+        {
+            "situation": np.repeat(np.arange(6), 2),
+            "alt": np.tile([0, 1], 6),
+            "x": np.tile([1.0, 0.0], 6) * np.repeat(np.arange(1.0, 7.0), 2),
+            "choice": np.tile([1, 0], 6),
+        }
+    )
+    separated = ChoiceData(frame, choice="choice", alternative="alt", situation="situation")
+    assert mnl_newton(separated.to_arrays(["x"])) is None
 
 
 def test_unbalanced_panel_uses_gathered_layout_with_same_likelihood():
@@ -232,6 +289,17 @@ def test_nonconvergence_warns():
     data = simulate_choices(model, {"x1": 1.0, "price": -2.0}, num_people=100, seed=6)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
         model.fit(data, maxiter=1, hessian=False)
+
+
+def test_progress_bars_report_iterations_loglik_and_hessian(capsys):
+    model = MixedLogit(fixed=["price"], random={"x1": "normal"})
+    data = simulate_choices(model, {"price": -1.0, "x1": 1.0, "sd.x1": 0.5}, num_people=40, seed=3)
+    results = model.fit(data, num_draws=20, progress=True)
+    err = capsys.readouterr().err
+    assert "optimiser" in err and "Hessian" in err
+    # the bar's last postfix is the final log-likelihood the results report
+    assert f"loglik={results.loglik:.4f}" in err.replace("\r", "\n")
+    assert f"{len(results.names)}/{len(results.names)}" in err  # every Hessian column
 
 
 def test_bayesian_methods_dispatch_to_mixlogit_bayes(monkeypatch):
