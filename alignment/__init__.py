@@ -35,6 +35,11 @@ _LAZY_ATTRS: dict[str, str] = {
     "load_default_preferences": "alignment.semisynthetic",
     "load_ground_truth": "alignment.semisynthetic",
     "make_preference_data": "alignment.semisynthetic",
+    # the embedded pairs relabelled by annotator types (arXiv 2502.16320 baselines)
+    "make_type_preference_data": "alignment.semisynthetic_types",
+    "add_estimated_variance": "alignment.semisynthetic_types",
+    "pair_alignment_accuracy": "alignment.semisynthetic_types",
+    "AnnotatorType": "alignment.semisynthetic_types",
     "default_model_path": "alignment.models",
     "load_model": "alignment.models",
     "load_tokenizer": "alignment.models",

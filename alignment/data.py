@@ -187,21 +187,33 @@ def _pad(rows: list[list[int]], value: int, length: int) -> torch.Tensor:
     return out
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral)  # bool is Integral: labels as True/False work
+
+
 def _column_tensor(name: str, values: list[Any]) -> torch.Tensor:
+    """Stack one extra column of a batch: ``(B,)`` numbers or ``(B, k)`` equal-length lists.
+
+    The dtype is decided from *all* values of the batch (long only if every value is an integer),
+    so a float column whose first row happens to hold an integer is not truncated.
+    """
     first = values[0]
-    if isinstance(first, bool) or isinstance(first, numbers.Integral):
-        dtype = torch.long
-    elif isinstance(first, numbers.Real):
-        dtype = torch.float32
+    if isinstance(first, numbers.Real):
+        flat = values
     elif isinstance(first, (list, tuple)):
-        flat = [v for row in values for v in row]
-        is_int = all(isinstance(v, numbers.Integral) for v in flat)
-        dtype = torch.long if is_int else torch.float32
+        flat = [v for row in values if isinstance(row, (list, tuple)) for v in row]
     else:
         raise ValueError(
             f"extra column {name!r} must hold numbers or equal-length lists of numbers, "
             f"got {type(first).__name__} {first!r:.60} in row 0 of the batch"
         )
+    bad = next((v for v in flat if not isinstance(v, numbers.Real)), None)
+    if bad is not None:
+        raise ValueError(
+            f"extra column {name!r} must hold numbers or equal-length lists of numbers, "
+            f"got {type(bad).__name__} {bad!r:.60} in the batch"
+        )
+    dtype = torch.long if all(_is_integer(v) for v in flat) else torch.float32
     try:
         return torch.tensor(values, dtype=dtype)
     except (TypeError, ValueError) as error:

@@ -18,6 +18,10 @@ true ``V``), ``"corrected_estimated"`` (``V`` from :func:`~alignment.losses.hete
 estimate_pair_variance` on pairs labelled by the same annotator), ``"agreement"``
 (agreement-only loss on per-type labels), ``"mixdpo_gamma"`` and ``"mixdpo_lognormal"``
 (MixDPO with a learned strength distribution from :mod:`mixlogit.torch`).
+
+The LLM counterpart (the embedded advice pairs relabelled by annotator types with known rewards
+over measurable response features, as a ``datasets.Dataset`` for :class:`alignment.MixDPOTrainer`)
+is :mod:`alignment.semisynthetic_types`.
 """
 
 from __future__ import annotations

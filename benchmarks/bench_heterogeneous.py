@@ -1,18 +1,27 @@
-"""Heterogeneous-preference baselines vs MixDPO in the synthetic user-type environment.
+"""Heterogeneous-preference baselines vs MixDPO: synthetic user types and a semi-synthetic LLM.
 
 Ranks DPO, MixDPO-Gamma, MixDPO-LogNormal, first-order variance-corrected DPO (oracle ``V`` and
 ``V`` estimated from pairs labelled by the same annotator) and the agreement-only loss by the
-alignment accuracy of the learned tabular policy against the user-weighted average reward
-(Shirali et al., arXiv 2502.16320). Two parts:
+alignment accuracy of the learned policy against the user-weighted average reward
+(Shirali et al., arXiv 2502.16320). Three parts:
 
-* population optima (exact; no sampling noise): where each loss's policy peaks;
+* population optima (exact; no sampling noise): where each loss's tabular policy peaks;
 * finite samples: ``--seeds`` independent data sets of ``--pairs`` comparisons each, mean and
-  95% t-interval over seeds, and wall time per fit.
+  95% t-interval over seeds, and wall time per fit;
+* semi-synthetic LLM (:mod:`alignment.semisynthetic_types`): the embedded advice pairs relabelled
+  by three annotator types with known linear rewards over measurable response features; a tiny
+  Llama-architecture model (:func:`alignment.tiny_causal_lm`, word tokenizer) trained with
+  :class:`alignment.MixDPOTrainer` and each loss by name, ``--llm-seeds`` seeds (data labels,
+  model initialisation and batch order all change with the seed). Reported on the 120 held-out
+  pairs: alignment accuracy of the implicit reward margin against the average-reward gap, micro
+  and macro (over annotator types) implicit-reward margins of the held-out labels, wall time.
 
 Run from the repository root::
 
-    python -m benchmarks.bench_heterogeneous            # 10 seeds x 20000 pairs
-    python -m benchmarks.bench_heterogeneous --quick    # 2 seeds x 5000 pairs
+    python -m benchmarks.bench_heterogeneous            # all parts (synthetic: 10 seeds x 20000
+                                                        # pairs; LLM: 5 seeds x 400 steps)
+    python -m benchmarks.bench_heterogeneous --only-llm # LLM part only, merged into the JSON
+    python -m benchmarks.bench_heterogeneous --quick    # smoke run of every part
 
 Writes ``benchmarks/results/heterogeneous_synthetic.json`` and ``.md``.
 """
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -170,6 +180,226 @@ def run(seeds: int, num_pairs: int, pairs_per_annotator: int, small_alpha: float
     }
 
 
+# --------------------------------------------------------------------------------------------
+# Semi-synthetic LLM part
+# --------------------------------------------------------------------------------------------
+
+LLM_METHODS = (
+    "dpo",
+    "mixdpo_gamma",
+    "mixdpo_lognormal",
+    "corrected",
+    "corrected_alpha",
+    "corrected_estimated",
+    "agreement",
+)
+LLM_DEFAULTS = {"seeds": 5, "steps": 400, "pairs_per_annotator": 6}
+LLM_QUICK = {"seeds": 2, "steps": 30}
+# beta = 1: the implicit reward margin is in the types' reward units (nats), those of V.
+LLM_BETA = 1.0
+LLM_LEARNING_RATE = 1e-2
+LLM_BATCH_PAIRS = 8
+
+
+def _llm_training_settings(method: str, small_alpha: float = 0.25) -> dict:
+    """``MixDPOConfig`` fields that select ``method``'s loss (all at mean strength 1)."""
+    if method == "dpo":
+        return {"loss_type": "dpo", "strength_family": "fixed"}
+    if method == "mixdpo_gamma":
+        return {
+            "loss_type": "mixdpo",
+            "strength_family": "gamma",
+            "strength_init": {"shape": 2.0, "rate": 2.0},
+        }
+    if method == "mixdpo_lognormal":
+        return {
+            "loss_type": "mixdpo",
+            "strength_family": "lognormal",
+            "strength_init": {"loc": -0.18, "scale": 0.6},
+            "lognormal_method": "quadrature",
+        }
+    if method == "corrected":
+        return {"loss_type": "variance_corrected_dpo", "strength_family": "fixed"}
+    if method == "corrected_alpha":
+        return {
+            "loss_type": "variance_corrected_dpo",
+            "strength_family": "fixed",
+            "loss_kwargs": {"alpha": small_alpha},
+        }
+    if method == "corrected_estimated":
+        return {
+            "loss_type": "variance_corrected_dpo",
+            "strength_family": "fixed",
+            "loss_kwargs": {"variance_column": "estimated_reward_variance"},
+        }
+    if method == "agreement":
+        return {"loss_type": "agreement_dpo", "strength_family": "fixed"}
+    raise ValueError(f"method must be one of {list(LLM_METHODS)}, got {method!r}")
+
+
+def train_llm_policy(
+    method: str,
+    train,
+    tokenizer,
+    *,
+    seed: int,
+    steps: int,
+    output_dir: str,
+    small_alpha: float = 0.25,
+):
+    """Train a tiny causal LM on ``train`` with ``method``'s loss; return the trainer."""
+    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
+
+    args = MixDPOConfig(
+        output_dir=output_dir,
+        report_to="none",
+        per_device_train_batch_size=LLM_BATCH_PAIRS,
+        learning_rate=LLM_LEARNING_RATE,
+        strength_learning_rate=0.05,
+        lr_scheduler_type="constant",
+        logging_steps=max(1, steps),
+        disable_tqdm=True,
+        save_strategy="no",
+        seed=seed,
+        dataloader_pin_memory=False,
+        max_steps=steps,
+        beta=LLM_BETA,
+        max_length=96,
+        max_prompt_length=32,
+        # full fine-tuning: the reference is the initial model, scored once before training
+        precompute_ref_log_probs=True,
+        **_llm_training_settings(method, small_alpha),
+    )
+    model = tiny_causal_lm(len(tokenizer), seed=seed)
+    trainer = MixDPOTrainer(model, args=args, train_dataset=train, processing_class=tokenizer)
+    trainer.train()
+    return trainer
+
+
+def run_llm(seeds: int, steps: int, pairs_per_annotator: int, small_alpha: float = 0.25) -> dict:
+    """The semi-synthetic LLM part: every method, ``seeds`` seeds; mean and 95% t-intervals."""
+    import datasets
+
+    from alignment import tiny_causal_lm
+    from alignment.metrics import macro_micro_margins, preference_margins
+    from alignment.models import build_word_tokenizer
+    from alignment.semisynthetic_types import (
+        add_estimated_variance,
+        make_type_preference_data,
+        pair_alignment_accuracy,
+    )
+
+    datasets.disable_progress_bars()
+    per_seed: dict[str, list[dict]] = {m: [] for m in LLM_METHODS}
+    ground_truth = None
+    for seed in range(seeds):
+        data = make_type_preference_data(pairs_per_annotator=pairs_per_annotator, seed=seed)
+        train, test = data["train"], data["test"]
+        ground_truth = data["ground_truth"]
+        # the vocabulary depends only on the (fixed) texts, not on the labels
+        tokenizer = build_word_tokenizer(
+            [text for split in (train, test) for c in PREFERENCE_TEXT for text in split[c]]
+        )
+        start = time.perf_counter()
+        train, estimate = add_estimated_variance(train, seed=seed)
+        estimate_seconds = time.perf_counter() - start
+        reference = tiny_causal_lm(len(tokenizer), seed=seed)
+        ref_margins = preference_margins(
+            reference, test, tokenizer, batch_size=64, max_length=96, max_prompt_length=32
+        )
+        gaps = np.asarray(test["average_reward_gap"])
+        true_v = np.asarray(train["reward_variance"])
+        est_v = np.asarray(train["estimated_reward_variance"])
+        for method in LLM_METHODS:
+            start = time.perf_counter()
+            with tempfile.TemporaryDirectory() as output_dir:
+                trainer = train_llm_policy(
+                    method,
+                    train,
+                    tokenizer,
+                    seed=seed,
+                    steps=steps,
+                    output_dir=output_dir,
+                    small_alpha=small_alpha,
+                )
+            seconds = time.perf_counter() - start
+            if method == "corrected_estimated":
+                seconds += estimate_seconds
+            policy_margins = preference_margins(
+                trainer.model, test, tokenizer, batch_size=64, max_length=96, max_prompt_length=32
+            )
+            implicit = policy_margins - ref_margins  # log-ratio margin; times beta = 1
+            margins = macro_micro_margins(implicit, test["type_name"])
+            row = {
+                "seed": seed,
+                "accuracy": pair_alignment_accuracy(implicit, gaps),
+                "margin_micro": margins["micro"],
+                "margin_macro": margins["macro"],
+                "margin_by_type": margins["by_group"],
+                "seconds": seconds,
+                "final_train_loss": float(trainer.state.log_history[-1].get("train_loss", "nan")),
+            }
+            if method == "agreement":
+                kept = [len(set(labels)) == 1 for labels in train["type_labels"]]
+                row["kept_share"] = float(np.mean(kept))
+            if method.startswith("mixdpo"):
+                row["strength"] = {
+                    k: float(v.detach())
+                    for k, v in trainer.strength.constrained_parameters().items()
+                }
+            if method == "corrected_estimated":
+                row["estimated_types"] = len(estimate.type_weights)
+                row["estimated_v_correlation"] = float(np.corrcoef(true_v, est_v)[0, 1])
+                row["estimated_v_mean"] = float(est_v.mean())
+            per_seed[method].append(row)
+            print(
+                f"llm seed {seed} {method:20s} acc={row['accuracy']:.4f} "
+                f"micro={row['margin_micro']:.3f} macro={row['margin_macro']:.3f} "
+                f"({seconds:.1f}s)",
+                flush=True,
+            )
+    summary = {}
+    for method, rows in per_seed.items():
+        entry = {}
+        for key in ("accuracy", "margin_micro", "margin_macro", "seconds"):
+            mean, half = _ci95(np.array([r[key] for r in rows]))
+            entry[f"{key}_mean"], entry[f"{key}_ci95"] = mean, half
+        if method == "agreement":
+            entry["kept_share_mean"] = float(np.mean([r["kept_share"] for r in rows]))
+        summary[method] = entry
+    test_gaps = np.asarray(test["average_reward_gap"])
+    shares = np.array([t["share"] for t in ground_truth["types"]])
+    pooled = (1.0 / (1.0 + np.exp(-np.asarray(test["type_reward_gaps"])))) @ shares
+    decided = np.abs(test_gaps) > 1e-12
+    return {
+        "config": {
+            "seeds": seeds,
+            "steps": steps,
+            "batch_pairs": LLM_BATCH_PAIRS,
+            "learning_rate": LLM_LEARNING_RATE,
+            "beta": LLM_BETA,
+            "alpha": 1.0,
+            "small_alpha": small_alpha,
+            "pairs_per_annotator": pairs_per_annotator,
+            "train_pairs": len(train),
+            "test_pairs": len(test),
+            "model": "tiny_causal_lm (hidden 32, 2 layers), word tokenizer",
+        },
+        "ground_truth": {k: v for k, v in ground_truth.items() if k != "annotator_types"},
+        # how far the pooled majority is from the average reward on the held-out pairs: the
+        # best accuracy a policy following the pooled labels can reach
+        "test_majority_accuracy": float(
+            np.mean(np.sign(pooled[decided] - 0.5) == np.sign(test_gaps[decided]))
+        ),
+        "test_tied_pairs": int((~decided).sum()),
+        "samples": summary,
+        "per_seed": per_seed,
+    }
+
+
+PREFERENCE_TEXT = ("prompt", "chosen", "rejected")
+
+
 def _format_strength(strength: dict[str, float]) -> str:
     return ", ".join(f"{k} = {v:.4g}" for k, v in strength.items())
 
@@ -240,7 +470,76 @@ def markdown(result: dict) -> str:
         + ".",
         "",
     ]
+    if "llm" in result:
+        lines += llm_markdown(result["llm"])
     return "\n".join(lines)
+
+
+def llm_markdown(llm: dict) -> list[str]:
+    cfg = llm["config"]
+    labels = {**LABELS, "agreement": "agreement-only (unanimous pairs, labels of all 3 types)"}
+    lines = [
+        "## Semi-synthetic LLM (tiny model)",
+        "",
+        f"{cfg['train_pairs']} embedded advice pairs relabelled by annotators of the types "
+        + ", ".join(
+            f"{t['name']} (share {t['share']:.2f}: "
+            + ", ".join(f"{k} {v:+g}" for k, v in t["coefficients"].items() if v)
+            + ")"
+            for t in llm["ground_truth"]["types"]
+        )
+        + f"; {cfg['pairs_per_annotator']} pairs per annotator. {cfg['model']}, "
+        f"{cfg['steps']} steps of {cfg['batch_pairs']} pairs, learning rate "
+        f"{cfg['learning_rate']:g}, beta = {cfg['beta']:g}. {cfg['seeds']} seeds; mean and 95% "
+        f"t-interval. Evaluated on {cfg['test_pairs']} held-out pairs "
+        f"({llm['test_tied_pairs']} tied under the average reward are left out of the "
+        f"accuracy); following the pooled majority label would give accuracy "
+        f"{llm['test_majority_accuracy']:.4f}.",
+        "",
+        "| rank | method | alignment accuracy | micro margin | macro margin | "
+        "wall time per run (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    ranked = sorted(llm["samples"].items(), key=lambda kv: -kv[1]["accuracy_mean"])
+    for rank, (method, row) in enumerate(ranked, start=1):
+        cells = [
+            f"{row[f'{key}_mean']:.{digits}f} ± {row[f'{key}_ci95']:.{digits}f}"
+            for key, digits in (
+                ("accuracy", 4),
+                ("margin_micro", 3),
+                ("margin_macro", 3),
+                ("seconds", 1),
+            )
+        ]
+        label = labels[method].format(alpha=cfg.get("small_alpha", 0.25))
+        lines.append(f"| {rank} | {label} | " + " | ".join(cells) + " |")
+    kept = llm["samples"].get("agreement", {}).get("kept_share_mean")
+    estimated = llm["per_seed"].get("corrected_estimated", [])
+    lines += [
+        "",
+        "Alignment accuracy: share of held-out pairs whose log-ratio margin (policy minus "
+        "reference, chosen minus rejected; the implicit reward at beta = 1) has the sign of the "
+        "average-reward gap. Micro / macro margin: that log-ratio margin (nats) of the held-out "
+        "label averaged over pairs / first within each labelling annotator's type, then over "
+        "types; MixDPO's learned strength rescales rewards, so its margins are not in reward "
+        "units (a lower learned mean strength gives larger margins). "
+        "Wall time: training (with the reference scored once) on 1 CPU thread; the estimated-V "
+        "row includes the latent-type mixture fit.",
+    ]
+    if kept is not None:
+        lines[-1] += f" The agreement-only loss keeps {kept:.3f} of the training pairs."
+    if estimated:
+        lines[-1] += (
+            " Estimated V: "
+            + "; ".join(
+                f"seed {r['seed']}: {r['estimated_types']} types, correlation with the true V "
+                f"{r['estimated_v_correlation']:.3f}"
+                for r in estimated
+            )
+            + "."
+        )
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -248,8 +547,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--pairs", type=int, default=20000)
     parser.add_argument("--pairs-per-annotator", type=int, default=10)
-    parser.add_argument("--small-alpha", type=float, default=0.25, help="extra corrected row")
-    parser.add_argument("--quick", action="store_true", help="2 seeds x 5000 pairs")
+    parser.add_argument(
+        "--small-alpha", type=float, default=0.25, help="extra corrected row (both parts)"
+    )
+    parser.add_argument("--llm-seeds", type=int, default=LLM_DEFAULTS["seeds"])
+    parser.add_argument("--llm-steps", type=int, default=LLM_DEFAULTS["steps"])
+    parser.add_argument(
+        "--llm-pairs-per-annotator", type=int, default=LLM_DEFAULTS["pairs_per_annotator"]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: synthetic 2 seeds x 5000 pairs, LLM 2 seeds x 30 steps; writes to "
+        "the temporary directory unless --out is given",
+    )
+    parser.add_argument(
+        "--only-llm",
+        action="store_true",
+        help="run only the LLM part and merge it into the existing JSON (synthetic rows kept)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "heterogeneous_synthetic")
     parser.add_argument(
         "--markdown-only", action="store_true", help="rewrite the .md from an existing .json"
@@ -262,10 +578,29 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     if args.quick:
         args.seeds, args.pairs = 2, 5000
+        args.llm_seeds, args.llm_steps = LLM_QUICK["seeds"], LLM_QUICK["steps"]
+        if args.out == RESULTS / "heterogeneous_synthetic":
+            # a smoke run must not overwrite the recorded results
+            args.out = Path(tempfile.gettempdir()) / "heterogeneous_quick"
     torch.set_num_threads(1)
     start = time.perf_counter()
-    result = run(args.seeds, args.pairs, args.pairs_per_annotator, args.small_alpha)
-    result["config"]["total_seconds"] = time.perf_counter() - start
+    if args.only_llm:
+        json_path = args.out.with_suffix(".json")
+        if not json_path.exists():
+            raise SystemExit(f"--only-llm merges into {json_path}, which does not exist")
+        result = json.loads(json_path.read_text())
+    else:
+        result = run(args.seeds, args.pairs, args.pairs_per_annotator, args.small_alpha)
+        result["config"]["synthetic_seconds"] = time.perf_counter() - start
+    llm_start = time.perf_counter()
+    result["llm"] = run_llm(
+        args.llm_seeds, args.llm_steps, args.llm_pairs_per_annotator, args.small_alpha
+    )
+    result["llm"]["config"]["total_seconds"] = time.perf_counter() - llm_start
+    result["llm"]["config"]["torch"] = torch.__version__
+    result["llm"]["config"]["threads"] = 1
+    if not args.only_llm:
+        result["config"]["total_seconds"] = time.perf_counter() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
     text = markdown(result)

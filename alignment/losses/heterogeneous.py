@@ -19,7 +19,7 @@ log pi_ref(y_l))]`` and as registered :class:`~alignment.losses.PreferenceLoss` 
 
 Registry entries (in ``alignment.losses``; this module registers them on import):
 ``"variance_corrected_dpo"`` -> :class:`VarianceCorrectedDPOLoss` (batch column
-``reward_variance``) and ``"agreement_dpo"`` -> :class:`AgreementOnlyDPOLoss` (batch column
+``reward_variance``, or another one named by ``variance_column``) and ``"agreement_dpo"`` -> :class:`AgreementOnlyDPOLoss` (batch column
 ``type_labels``).
 """
 
@@ -154,13 +154,27 @@ class VarianceCorrectedDPOLoss(PreferenceLoss):
         beta: KL coefficient (``h = beta * margin``).
         alpha: scale of the correction.
         eps: bound of the correction (see :func:`variance_corrected_log_likelihood`).
+        variance_column: the batch column holding ``V`` (``(B,)``, squared units of ``h``);
+            e.g. ``"estimated_reward_variance"`` for ``V`` estimated from same-annotator pairs
+            (:func:`alignment.semisynthetic_types.add_estimated_variance`). The trainer reads
+            the instance's ``extra_columns``, so the dataset must have this column.
     """
 
     extra_columns = ("reward_variance",)
     uses_strength = False
 
-    def __init__(self, beta: float = 0.1, alpha: float = 1.0, eps: float = 1e-3):
+    def __init__(
+        self,
+        beta: float = 0.1,
+        alpha: float = 1.0,
+        eps: float = 1e-3,
+        variance_column: str = "reward_variance",
+    ):
         self.beta = _check_beta(beta)
+        if not isinstance(variance_column, str) or not variance_column:
+            raise ValueError(f"variance_column must be a column name, got {variance_column!r}")
+        self.variance_column = variance_column
+        self.extra_columns = (variance_column,)
         self.alpha = float(alpha)
         self.eps = float(eps)
         if not (self.alpha >= 0 and math.isfinite(self.alpha)):
@@ -169,7 +183,12 @@ class VarianceCorrectedDPOLoss(PreferenceLoss):
             raise ValueError(f"eps must lie in (0, 1), got {eps!r}")
 
     def __call__(self, batch: PairBatch) -> torch.Tensor:
-        variance = batch.extras["reward_variance"].to(batch.margin.dtype).reshape(-1)
+        variance = batch.extras[self.variance_column].to(batch.margin.dtype)
+        if variance.shape != batch.margin.shape:
+            raise ValueError(
+                f"column {self.variance_column!r} must hold one number per pair, shape "
+                f"{tuple(batch.margin.shape)}; got {tuple(variance.shape)}"
+            )
         h = self.beta * batch.margin
         return -variance_corrected_log_likelihood(h, variance, alpha=self.alpha, eps=self.eps)
 

@@ -169,3 +169,42 @@ def test_conversational_pairs_use_the_chat_template(word_tokenizer):
     assert ids["prompt_ids"] == expected_prompt
     assert ids["chosen_ids"] == tokenizer("Rinse the rice . ;")["input_ids"]
     assert ids["rejected_ids"] == tokenizer("Keep it ;")["input_ids"]
+
+
+def test_collator_dtype_comes_from_every_row_and_ragged_rows_fail():
+    rows = [
+        {"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "V": 2, "gaps": [1, 0]},
+        {"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "V": 0.25, "gaps": [0.5, 1]},
+    ]
+    batch = PreferenceCollator(0, extra_columns=("V", "gaps"))(rows)
+    # an integer in the first row must not truncate the later floats
+    assert batch["V"].dtype == torch.float32 and batch["V"].tolist() == [2.0, 0.25]
+    assert batch["gaps"].dtype == torch.float32 and batch["gaps"].tolist() == [[1, 0], [0.5, 1]]
+    flags = [{**rows[0], "flag": True}, {**rows[1], "flag": False}]
+    assert PreferenceCollator(0, extra_columns=("flag",))(flags)["flag"].tolist() == [1, 0]
+    ragged = [{**rows[0], "labels": [1, 0, 1]}, {**rows[1], "labels": [1, 0]}]
+    with pytest.raises(ValueError, match="extra column 'labels' cannot be stacked"):
+        PreferenceCollator(0, extra_columns=("labels",))(ragged)
+    mixed = [{**rows[0], "who": 3}, {**rows[1], "who": "annotator-7"}]
+    with pytest.raises(ValueError, match=r"extra column 'who' must hold numbers.*annotator-7"):
+        PreferenceCollator(0, extra_columns=("who",))(mixed)
+
+
+def test_type_columns_survive_tokenisation_and_collation(word_tokenizer):
+    from alignment.semisynthetic_types import make_type_preference_data
+
+    data = make_type_preference_data(seed=3)["train"].select(range(5))
+    tokenized = tokenize_preference_dataset(data, word_tokenizer)
+    for column in data.column_names:  # nothing is dropped or altered by tokenisation
+        assert tokenized[column] == data[column]
+    columns = ("annotator_index", "type_id", "type_labels", "type_reward_gaps", "reward_variance")
+    batch = PreferenceCollator(word_tokenizer.pad_token_id, extra_columns=columns)(list(tokenized))
+    assert batch["input_ids"].shape[0] == 10
+    assert batch["annotator_index"].dtype == torch.long
+    assert batch["annotator_index"].tolist() == data["annotator_index"]
+    assert batch["type_id"].dtype == torch.long and batch["type_id"].tolist() == data["type_id"]
+    assert batch["type_labels"].dtype == torch.long and batch["type_labels"].shape == (5, 3)
+    assert batch["type_labels"].tolist() == data["type_labels"]
+    assert batch["type_reward_gaps"].dtype == torch.float32
+    assert np.allclose(batch["type_reward_gaps"].numpy(), data["type_reward_gaps"], atol=1e-6)
+    assert np.allclose(batch["reward_variance"].numpy(), data["reward_variance"], rtol=1e-6)

@@ -101,6 +101,19 @@ def test_corrected_dpo_loss_plumbing_and_registry():
         get_loss("variance_corrected_dpo", alpha=-1.0)
     with pytest.raises(ValueError, match="variance must have shape"):
         variance_corrected_dpo_loss(pc, pr, rc, rr, V[:1])
+    # V from another column (e.g. estimated from same-annotator pairs); the instance's
+    # extra_columns tell the trainer and collator which column to pass
+    estimated = get_loss(
+        "variance_corrected_dpo", beta=0.5, alpha=2.0, variance_column="estimated_V"
+    )
+    assert estimated.extra_columns == ("estimated_V",)
+    assert registered.extra_columns == ("reward_variance",)
+    other = PairBatch(pc, pr, rc, rr, extras={"estimated_V": V, "reward_variance": 0 * V})
+    torch.testing.assert_close(estimated(other), expected, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="column 'estimated_V' must hold one number per pair"):
+        estimated(PairBatch(pc, pr, rc, rr, extras={"estimated_V": V[:, None].repeat(1, 2)}))
+    with pytest.raises(ValueError, match="variance_column must be a column name"):
+        get_loss("variance_corrected_dpo", variance_column="")
 
 
 def test_unanimity_gives_temperature_one_over_T():
