@@ -6,14 +6,25 @@ Measures, on the embedded semi-synthetic preference data (8 pairs per step, max 
    DPO, same model, same batch, one process, steps interleaved DPO/Gamma/LogNormal so that
    machine-load drift hits all three alike (median over steps after one warm-up round).
 2. ``ours`` vs ``trl``: throughput (pairs/s over the timed steps) and peak resident memory of
-   ``MixDPOTrainer`` in DPO mode and of TRL's ``DPOTrainer``, each in its own subprocess with the
-   same model, data, batch, learning rate, fp32 and no gradient checkpointing.
-3. ``adaptive`` (``--adaptive``): a short SmolLM2 run of MixDPO-Gamma on the heterogeneous set
-   and on the homogeneous control (and DPO on the heterogeneous set); learned CV and held-out
-   macro/micro preference margins by subgroup.
+   ``MixDPOTrainer`` in DPO mode and of TRL's ``DPOTrainer`` with the same model, data, batch,
+   learning rate, fp32 and no gradient checkpointing. Twice: each trainer in its own subprocess
+   (gives each one's peak memory, but the two run minutes apart under different machine load),
+   and both in one process with their steps interleaved (``interleaved``: the fair throughput
+   comparison, since load drift hits both alike; its memory is shared and not reported).
+3. ``adaptive`` (``--adaptive``): SmolLM2 runs of MixDPO-Gamma on the heterogeneous set and on the
+   homogeneous control, and DPO on the heterogeneous set; learned CV and held-out macro/micro
+   preference margin gains by subgroup. Sized for a 2-core CPU: only the last
+   ``--adaptive-train-layers`` decoder blocks (and the final norm) are trained, the rest of the
+   network is frozen (no backward pass through it); one pass over
+   ``adaptive-pairs x adaptive-steps`` training pairs (default 20 steps of 4): no pair is seen
+   twice, since a policy that memorises pairs hides the label noise the strength learns from;
+   strength learning rate 0.1 (a deviation from the paper's 1e-4, with which the strength cannot
+   move in so few steps); the reference margins on the test pairs are computed once per kind.
 
-Run: ``python -m benchmarks.bench_mixdpo [--steps N] [--adaptive] [--adaptive-steps N]``.
-Results: ``benchmarks/results/mixdpo.json`` and ``benchmarks/results/mixdpo.md``.
+Run (estimated 12-18 minutes on an idle 2-core CPU; not yet timed there):
+``python -m benchmarks.bench_mixdpo --adaptive``; ``--quick`` is a smoke test (one step each,
+2 pairs, max length 64, results in ``mixdpo-quick.*``). Results: ``benchmarks/results/mixdpo.json``
+and ``benchmarks/results/mixdpo.md``.
 """
 
 from __future__ import annotations
@@ -30,7 +41,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+# Pairs per optimiser step and maximum tokens per sequence; set from --pairs / --max-length.
 BATCH_PAIRS = 8
+MAX_LENGTH = 128
 
 
 def _rss_kib(field: str) -> int:
@@ -96,7 +109,7 @@ def worker_throughput(which: str, steps: int, out: Path) -> None:
         disable_tqdm=True,
         bf16=False,
         gradient_checkpointing=False,
-        max_length=128,
+        max_length=MAX_LENGTH,
         beta=0.1,
         seed=0,
         dataloader_pin_memory=False,
@@ -118,7 +131,7 @@ def worker_throughput(which: str, steps: int, out: Path) -> None:
         trainer = MixDPOTrainer(
             model,
             ref_model=ref,
-            args=MixDPOConfig(loss_type="dpo", max_prompt_length=64, **common),
+            args=MixDPOConfig(loss_type="dpo", max_prompt_length=MAX_LENGTH // 2, **common),
             train_dataset=data,
             processing_class=tokenizer,
             callbacks=[timer.callback],
@@ -163,7 +176,7 @@ def worker_interleaved(rounds: int, out: Path) -> None:
         disable_tqdm=True,
         bf16=False,
         gradient_checkpointing=False,
-        max_length=128,
+        max_length=MAX_LENGTH,
         beta=0.1,
         seed=0,
         dataloader_pin_memory=False,
@@ -172,7 +185,12 @@ def worker_interleaved(rounds: int, out: Path) -> None:
         "ours": MixDPOTrainer(
             load_model(),
             ref_model=load_model(),
-            args=MixDPOConfig(output_dir=tempfile.mkdtemp(), loss_type="dpo", **common),
+            args=MixDPOConfig(
+                output_dir=tempfile.mkdtemp(),
+                loss_type="dpo",
+                max_prompt_length=MAX_LENGTH // 2,
+                **common,
+            ),
             train_dataset=data,
             processing_class=tokenizer,
         ),
@@ -236,6 +254,8 @@ def worker_ratio(rounds: int, out: Path) -> None:
         save_strategy="no",
         disable_tqdm=True,
         loss_type="dpo",
+        max_length=MAX_LENGTH,
+        max_prompt_length=MAX_LENGTH // 2,
         dataloader_pin_memory=False,
     )
     trainer = MixDPOTrainer(
@@ -305,7 +325,25 @@ def worker_ratio(rounds: int, out: Path) -> None:
     out.write_text(json.dumps(result))
 
 
-def worker_adaptive(steps: int, out: Path) -> None:
+def _freeze_all_but_last_layers(model, num_trained: int) -> int:
+    """Train only the last ``num_trained`` decoder blocks and the final norm; returns the number
+    of trained parameters. Embeddings (tied to the LM head in SmolLM2) stay frozen."""
+    decoder = model.model
+    if not 1 <= num_trained <= len(decoder.layers):
+        raise ValueError(
+            f"--adaptive-train-layers must be in [1, {len(decoder.layers)}], got {num_trained}"
+        )
+    model.requires_grad_(False)
+    for block in decoder.layers[len(decoder.layers) - num_trained :]:
+        block.requires_grad_(True)
+    decoder.norm.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def worker_adaptive(
+    steps: int, pairs_per_step: int, train_layers: int, test_pairs: int, out: Path
+) -> None:
+    import numpy as np
     import torch
 
     from alignment import MixDPOConfig, MixDPOTrainer
@@ -319,23 +357,29 @@ def worker_adaptive(steps: int, out: Path) -> None:
         "mixdpo_gamma_homogeneous": ("homogeneous", "mixdpo"),
         "dpo_heterogeneous": ("heterogeneous", "dpo"),
     }
+    margin_settings = dict(
+        batch_size=BATCH_PAIRS, max_length=MAX_LENGTH, max_prompt_length=MAX_LENGTH // 2
+    )
+    reference_margins: dict[str, np.ndarray] = {}
     results = {}
     for name, (kind, loss_type) in runs.items():
         torch.manual_seed(0)
         train = (
             load_default_preferences(kind, "train")
             .shuffle(seed=0)
-            .select(range(BATCH_PAIRS * steps))
+            .select(range(pairs_per_step * steps))
         )
-        test = load_default_preferences(kind, "test").select(range(48))
+        test = load_default_preferences(kind, "test").select(range(test_pairs))
         args = MixDPOConfig(
             output_dir=tempfile.mkdtemp(prefix=f"bench-{name}-"),
-            per_device_train_batch_size=BATCH_PAIRS,
-            max_steps=steps,
-            learning_rate=5e-6,
-            strength_learning_rate=0.05,
+            per_device_train_batch_size=pairs_per_step,
+            num_train_epochs=1,  # one pass: a pair seen twice can be memorised
+            learning_rate=1e-4,
+            strength_learning_rate=0.1,
             loss_type=loss_type,
             strength_family="gamma",
+            max_length=MAX_LENGTH,
+            max_prompt_length=MAX_LENGTH // 2,
             report_to="none",
             save_strategy="no",
             logging_steps=1,
@@ -344,24 +388,42 @@ def worker_adaptive(steps: int, out: Path) -> None:
             seed=0,
             lr_scheduler_type="constant",
         )
-        trainer = MixDPOTrainer(
-            load_model(), args=args, train_dataset=train, processing_class=tokenizer
-        )
+        model = load_model()
+        trained_parameters = _freeze_all_but_last_layers(model, train_layers)
+        trainer = MixDPOTrainer(model, args=args, train_dataset=train, processing_class=tokenizer)
         start = time.perf_counter()
         trainer.train()
-        margins = preference_margins(trainer.model, test, tokenizer) - preference_margins(
-            trainer.ref_model, test, tokenizer
+        train_seconds = time.perf_counter() - start
+        if kind not in reference_margins:  # the reference is the same base model for every run
+            reference_margins[kind] = preference_margins(
+                trainer.ref_model, test, tokenizer, **margin_settings
+            )
+        margins = (
+            preference_margins(trainer.model, test, tokenizer, **margin_settings)
+            - reference_margins[kind]
         )
         summary = macro_micro_margins(margins, test["subgroup"])
+        with torch.no_grad():
+            strength = {k: float(v) for k, v in trainer.strength.constrained_parameters().items()}
+            strength_mean = float(trainer.strength.mean)
+            cv = (
+                float(trainer.strength.coefficient_of_variation)
+                if hasattr(trainer.strength, "coefficient_of_variation")
+                else 0.0
+            )
         results[name] = {
-            "train_seconds": time.perf_counter() - start,
-            "strength": {k: float(v) for k, v in trainer.strength.constrained_parameters().items()},
-            "cv": float(trainer.strength.coefficient_of_variation)
-            if hasattr(trainer.strength, "coefficient_of_variation")
-            else 0.0,
+            "train_seconds": train_seconds,
+            "steps": trainer.state.global_step,
+            "trained_parameters": trained_parameters,
+            "strength": strength,
+            "strength_mean": strength_mean,
+            "cv": cv,
             "margin_gain_macro": summary["macro"],
             "margin_gain_micro": summary["micro"],
             "margin_gain_by_subgroup": summary["by_group"],
+            "margin_gain_gap_correlation": float(
+                np.corrcoef(margins, np.asarray(test["reward_gap"]))[0, 1]
+            ),
             "final_train_loss": [h["loss"] for h in trainer.state.log_history if "loss" in h][-1],
         }
     out.write_text(json.dumps(results))
@@ -370,23 +432,74 @@ def worker_adaptive(steps: int, out: Path) -> None:
 def _spawn(args: list[str], timeout: float) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         path = Path(handle.name)
-    cmd = [sys.executable, "-m", "benchmarks.bench_mixdpo", "--worker", *args, "--out", str(path)]
+    sizes = ["--pairs", str(BATCH_PAIRS), "--max-length", str(MAX_LENGTH)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_mixdpo",
+        "--worker",
+        *args,
+        *sizes,
+        "--out",
+        str(path),
+    ]
     env = {**os.environ, "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     subprocess.run(cmd, check=True, timeout=timeout, env=env)
     return json.loads(path.read_text())
 
 
 def main() -> None:
+    global BATCH_PAIRS, MAX_LENGTH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
     parser.add_argument(
-        "--ratio-rounds", type=int, default=2, help="interleaved DPO/Gamma/LogNormal rounds"
+        "--steps", type=int, default=2, help="timed steps per trainer in its own process"
     )
+    parser.add_argument(
+        "--ratio-rounds",
+        type=int,
+        default=2,
+        help="timed rounds of the interleaved DPO/Gamma/LogNormal and ours/TRL comparisons",
+    )
+    parser.add_argument("--pairs", type=int, default=8, help="preference pairs per step")
+    parser.add_argument("--max-length", type=int, default=128, help="max tokens per sequence")
     parser.add_argument("--adaptive", action="store_true", help="also run the self-adaptive demo")
-    parser.add_argument("--adaptive-steps", type=int, default=12)
+    parser.add_argument(
+        "--adaptive-steps", type=int, default=20, help="steps (one pass) per self-adaptive run"
+    )
+    parser.add_argument(
+        "--adaptive-pairs", type=int, default=4, help="pairs per step of the self-adaptive runs"
+    )
+    parser.add_argument(
+        "--adaptive-train-layers", type=int, default=2, help="trained last decoder blocks"
+    )
+    parser.add_argument("--adaptive-test-pairs", type=int, default=48, help="held-out pairs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 1 step each, 2 pairs, max length 64, with --adaptive; "
+        "writes mixdpo-quick.*",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.quick:
+        options.steps = options.ratio_rounds = options.adaptive_steps = 1
+        options.pairs = options.adaptive_pairs = 2
+        options.max_length = 64
+        options.adaptive, options.adaptive_test_pairs = True, 6
+    for name in (
+        "steps",
+        "ratio_rounds",
+        "pairs",
+        "adaptive_steps",
+        "adaptive_pairs",
+        "adaptive_test_pairs",
+    ):
+        if getattr(options, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(options, name)}")
+    if options.max_length < 16:
+        parser.error(f"--max-length must be >= 16, got {options.max_length}")
+    BATCH_PAIRS, MAX_LENGTH = options.pairs, options.max_length
     if options.worker is not None:
         out = Path(options.out)
         if options.worker == "ratio":
@@ -394,7 +507,13 @@ def main() -> None:
         elif options.worker == "interleaved":
             worker_interleaved(options.steps, out)
         elif options.worker == "adaptive":
-            worker_adaptive(options.adaptive_steps, out)
+            worker_adaptive(
+                options.adaptive_steps,
+                options.adaptive_pairs,
+                options.adaptive_train_layers,
+                options.adaptive_test_pairs,
+                out,
+            )
         else:
             worker_throughput(options.worker, options.steps, out)
         return
@@ -412,8 +531,10 @@ def main() -> None:
         "settings": {
             "model": "SmolLM2-135M-Instruct (fp32)",
             "pairs_per_step": BATCH_PAIRS,
-            "max_length": 128,
+            "max_length": MAX_LENGTH,
             "steps": options.steps,
+            "ratio_rounds": options.ratio_rounds,
+            "quick": options.quick,
         },
     }
     steps = ["--steps", str(options.steps)]
@@ -422,8 +543,27 @@ def main() -> None:
     report["trl_dpo"] = _spawn(["trl", *steps], 2400)
     report["interleaved"] = _spawn(["interleaved", "--steps", str(options.ratio_rounds)], 2400)
     if options.adaptive:
+        report["settings"]["adaptive"] = {
+            "steps": options.adaptive_steps,
+            "pairs_per_step": options.adaptive_pairs,
+            "train_layers": options.adaptive_train_layers,
+            "test_pairs": options.adaptive_test_pairs,
+            "policy_learning_rate": 1e-4,
+            "strength_learning_rate": 0.1,
+        }
         report["adaptive"] = _spawn(
-            ["adaptive", "--adaptive-steps", str(options.adaptive_steps)], 1800
+            [
+                "adaptive",
+                "--adaptive-steps",
+                str(options.adaptive_steps),
+                "--adaptive-pairs",
+                str(options.adaptive_pairs),
+                "--adaptive-train-layers",
+                str(options.adaptive_train_layers),
+                "--adaptive-test-pairs",
+                str(options.adaptive_test_pairs),
+            ],
+            2400,
         )
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["total_seconds"] = time.perf_counter() - started
@@ -432,7 +572,9 @@ def main() -> None:
     report["peak_rss_ratio_ours_over_trl"] = ours["peak_rss_mib"] / theirs["peak_rss_mib"]
 
     lines = [
-        "# MixDPO benchmark (SmolLM2-135M-Instruct, CPU, 8 pairs/step, max length 128)",
+        "# MixDPO benchmark (SmolLM2-135M-Instruct, CPU, "
+        f"{BATCH_PAIRS} pairs/step, max length {MAX_LENGTH})"
+        + (" -- QUICK SMOKE RUN, not a measurement" if options.quick else ""),
         "",
         f"Machine: {os.cpu_count()} CPUs, load average at start "
         f"{report['machine']['load_avg_start'][0]:.1f}; "
@@ -463,9 +605,9 @@ def main() -> None:
     lines += [
         f"| MixDPOTrainer (DPO mode) throughput, pairs/s | {ours['pairs_per_s']:.3f} | |",
         f"| TRL DPOTrainer throughput, pairs/s | {theirs['pairs_per_s']:.3f} | |",
-        f"| throughput ours / TRL (separate processes) | "
+        f"| throughput ours / TRL (separate processes, run one after the other) | "
         f"{report['throughput_ratio_ours_over_trl']:.2f}x | >= 1.0x |",
-        "| throughput ours / TRL (one process, steps interleaved) | "
+        "| throughput ours / TRL (one process, steps interleaved: the fair comparison) | "
         f"{report['interleaved']['throughput_ratio_ours_over_trl']:.2f}x | >= 1.0x |",
         f"| peak RSS ours / TRL (MiB) | {ours['peak_rss_mib']:.0f} / "
         f"{theirs['peak_rss_mib']:.0f} | |",
@@ -484,19 +626,30 @@ def main() -> None:
             "",
             "## Self-adaptive demo (held-out margin gain over the reference, nats)",
             "",
-            "| run | learned CV | macro | micro | by subgroup |",
-            "|---|---|---|---|---|",
+            f"One pass over {options.adaptive_pairs * options.adaptive_steps} training pairs "
+            f"({options.adaptive_steps} steps of {options.adaptive_pairs}), max length "
+            f"{MAX_LENGTH}, last {options.adaptive_train_layers} decoder "
+            "blocks trained (rest frozen), policy LR 1e-4, strength LR 0.1 (paper: 1e-4), "
+            f"{options.adaptive_test_pairs} held-out pairs. Gamma strength starts at CV 0.707, "
+            "mean 0.12; the data's population CV is 1.05 (heterogeneous) and 0 (homogeneous). "
+            "Margins scale with 1 / mean strength, so compare them with the mean in view.",
+            "",
+            "| run | learned CV | strength mean | macro | micro | corr(gain, true gap) "
+            "| by subgroup |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, r in report["adaptive"].items():
             groups = ", ".join(f"{k} {v:.3f}" for k, v in r["margin_gain_by_subgroup"].items())
             lines.append(
-                f"| {name} | {r['cv']:.3f} | {r['margin_gain_macro']:.3f} | "
-                f"{r['margin_gain_micro']:.3f} | {groups} |"
+                f"| {name} | {r['cv']:.3f} | {r['strength_mean']:.3f} | "
+                f"{r['margin_gain_macro']:.3f} | {r['margin_gain_micro']:.3f} | "
+                f"{r['margin_gain_gap_correlation']:.2f} | {groups} |"
             )
     lines += ["", f"Total benchmark time: {report['total_seconds']:.0f} s."]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "mixdpo.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / "mixdpo.md").write_text("\n".join(lines) + "\n")
+    stem = "mixdpo-quick" if options.quick else "mixdpo"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
 from alignment.losses import PairBatch, PreferenceLoss, register_loss
@@ -115,6 +116,26 @@ def test_frozen_or_fixed_strength_is_not_trained(
     assert names <= set(trainer.state.log_history[0])
 
 
+class _SnapshotStrengthAtTrainBegin(TrainerCallback):
+    """Copies the strength and its optimiser state right after Trainer loaded the checkpoint."""
+
+    def __init__(self):
+        self.trainer = None
+        self.values: dict[str, torch.Tensor] = {}
+        self.optimizer_state: list[dict[str, torch.Tensor]] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        strength = self.trainer.strength
+        self.values = {k: v.detach().clone() for k, v in strength.state_dict().items()}
+        group = self.trainer.optimizer.param_groups[-1]
+        # the last group must be the strength's parameters, in the module's order
+        assert [id(p) for p in group["params"]] == [id(p) for p in strength.parameters()]
+        self.optimizer_state = [
+            {k: v.detach().clone() for k, v in self.trainer.optimizer.state[p].items()}
+            for p in group["params"]
+        ]
+
+
 def test_checkpoint_resume_restores_strength_and_its_optimiser_state(
     tmp_path, word_tokenizer, small_train
 ):
@@ -124,14 +145,32 @@ def test_checkpoint_resume_restores_strength_and_its_optimiser_state(
     checkpoint = tmp_path / "full" / "checkpoint-2"
     assert (checkpoint / STRENGTH_WEIGHTS_NAME).exists()
     assert (checkpoint / "strength_config.json").exists()
+    saved_strength = torch.load(checkpoint / STRENGTH_WEIGHTS_NAME, weights_only=True)
     saved_optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
     strength_group = saved_optimizer["param_groups"][-1]
     assert strength_group["lr"] == pytest.approx(0.05)
+    assert strength_group["weight_decay"] == 0.0
     strength_state = [saved_optimizer["state"][i] for i in strength_group["params"]]
+    assert len(strength_state) == 2  # raw shape and raw rate
     assert all(s["exp_avg"].abs().sum() > 0 for s in strength_state)
+    assert all(float(s["step"]) == 2 for s in strength_state)
+    # the checkpoint holds the strength after 2 steps, not its initial value
+    assert float(torch.nn.functional.softplus(saved_strength["raw_shape"])) != pytest.approx(2.0)
 
+    snapshot = _SnapshotStrengthAtTrainBegin()
     resumed = _trainer(tmp_path / "resumed", word_tokenizer, small_train, **common)
+    resumed.add_callback(snapshot)
+    snapshot.trainer = resumed
     resumed.train(resume_from_checkpoint=str(checkpoint))
+    # Right after loading: the values equal those saved, parameter and optimiser state alike.
+    assert snapshot.values.keys() == saved_strength.keys()
+    for name, value in saved_strength.items():
+        torch.testing.assert_close(snapshot.values[name], value, rtol=0, atol=0, msg=name)
+    for loaded, saved in zip(snapshot.optimizer_state, strength_state, strict=True):
+        assert loaded.keys() == saved.keys()
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(loaded[key], saved[key], rtol=0, atol=0, msg=key)
+    # After the remaining steps: the same trajectory as the uninterrupted run.
     for name in ("shape", "rate"):
         assert float(getattr(resumed.strength, name)) == pytest.approx(
             float(getattr(full.strength, name)), rel=1e-6
@@ -139,9 +178,10 @@ def test_checkpoint_resume_restores_strength_and_its_optimiser_state(
     state_full = full.optimizer.state_dict()
     state_resumed = resumed.optimizer.state_dict()
     for index in state_full["param_groups"][-1]["params"]:
-        torch.testing.assert_close(
-            state_resumed["state"][index]["exp_avg_sq"], state_full["state"][index]["exp_avg_sq"]
-        )
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(
+                state_resumed["state"][index][key], state_full["state"][index][key], msg=key
+            )
     for (name, p_full), p_resumed in zip(
         full.model.named_parameters(), resumed.model.parameters(), strict=True
     ):
