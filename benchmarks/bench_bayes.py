@@ -4,7 +4,8 @@
    independent, panel by person): NUTS (NumPyro, vectorised chains) vs simulated maximum
    likelihood (``MixedLogit.fit``, 600 Halton draws): population means and SDs, r_hat, bulk ESS,
    wall time and time to 1,000 effective samples of the slowest population parameter; SVI on
-   the same model (means vs NUTS, time).
+   the same model (means and SDs vs NUTS, time; ``--svi-guide`` picks the SVI guide, default
+   ``marginal``: person coefficients integrated by simulation).
 2. Subsampled SVI on simulated data too large for one batch: peak memory (RSS) vs the data size.
 
 Writes ``benchmarks/results/bayes_electricity.json`` / ``bayes_subsampling.json`` and a Markdown
@@ -112,8 +113,10 @@ def _svi_part(args, model, data, ml, ml_seconds, nuts, rows) -> dict:
         model,
         data,
         method="svi",
+        local_guide=args.svi_guide,
+        svi_draws=args.svi_draws,
         num_steps=args.svi_steps,
-        learning_rate=0.01,
+        learning_rate=args.svi_lr,
         num_posterior_draws=1000,
         seed=0,
         diagnose=False,
@@ -124,6 +127,7 @@ def _svi_part(args, model, data, ml, ml_seconds, nuts, rows) -> dict:
         stat, v = r["parameter"][:-1].split("[")
         s = svi_pop[(svi_pop.coefficient == v) & (svi_pop.statistic == stat)].iloc[0]
         r["svi_mean"] = float(s.posterior_mean)
+        r["svi_sd"] = float(s.posterior_sd)
         r["svi_minus_nuts_in_nuts_sd"] = (r["svi_mean"] - r["posterior_mean"]) / r["posterior_sd"]
     out = {
         "dataset": "electricity (361 people, 4308 situations, 6 random normals)",
@@ -133,14 +137,28 @@ def _svi_part(args, model, data, ml, ml_seconds, nuts, rows) -> dict:
             "steps": args.svi_steps,
             "seconds": svi.fit_seconds,
             "elbo_converged": svi.check(warn=False).get("elbo_converged"),
-            "guide": "AutoNormal (population) + mean-field Normal on the non-centred person draws",
+            "local_guide": args.svi_guide,
+            "svi_draws": args.svi_draws if args.svi_guide == "marginal" else None,
+            "learning_rate": args.svi_lr,
+            "guide": _GUIDES[args.svi_guide],
             "max_abs_mean_diff_in_nuts_sd": max(
                 abs(r["svi_minus_nuts_in_nuts_sd"]) for r in rows if r["parameter"][:4] == "mean"
+            ),
+            "max_abs_sd_diff_in_nuts_sd": max(
+                abs(r["svi_minus_nuts_in_nuts_sd"]) for r in rows if r["parameter"][:2] == "sd"
             ),
         },
         "parameters": rows,
     }
     return out
+
+
+_GUIDES = {
+    "marginal": "person coefficients integrated by simulation (scrambled Sobol draws) + "
+    "AutoMultivariateNormal on the population parameters",
+    "noncentred": "AutoNormal (population) + mean-field Normal on the non-centred person draws",
+    "centred": "AutoNormal (population) + mean-field Normal in coefficient space per person",
+}
 
 
 def subsampling(args: argparse.Namespace) -> dict:
@@ -161,7 +179,9 @@ def subsampling(args: argparse.Namespace) -> dict:
         method="svi",
         batch_size=args.batch,
         num_steps=args.big_steps,
-        learning_rate=0.01,
+        local_guide=args.svi_guide,
+        svi_draws=args.svi_draws,
+        learning_rate=args.svi_lr,
         num_posterior_draws=200,
         log_likelihood=False,
         person_level=False,
@@ -175,6 +195,7 @@ def subsampling(args: argparse.Namespace) -> dict:
         "situations": P * T,
         "alternatives": J,
         "batch_people": args.batch,
+        "local_guide": args.svi_guide,
         "steps": args.big_steps,
         "data_mib": data_mib,
         "peak_rss_before_fit_mib": rss_before,
@@ -199,19 +220,22 @@ def _markdown(elec: dict | None, sub: dict | None) -> str:
             f"incl. compile, divergences {n['divergences']}, max r_hat "
             f"{n['max_r_hat_population']:.3f}, min bulk ESS {n['min_ess_bulk_population']:.0f} "
             f"({n['slowest_parameter']}), **{n['seconds_per_1000_ess_slowest']:.0f} s per 1,000 "
-            f"ESS of the slowest population parameter**. SVI {elec['svi']['steps']} steps: "
-            f"{elec['svi']['seconds']:.0f} s. ML (600 Halton draws): LL "
-            f"{elec['ml']['loglik']:.2f} in {elec['ml']['seconds']:.0f} s.",
+            f"ESS of the slowest population parameter**. SVI "
+            f"(`local_guide={elec['svi'].get('local_guide', 'noncentred')!r}`) "
+            f"{elec['svi']['steps']} steps: {elec['svi']['seconds']:.0f} s. ML (600 Halton "
+            f"draws): LL {elec['ml']['loglik']:.2f} in {elec['ml']['seconds']:.0f} s.",
             "",
             "| parameter | ML (600 Halton) | ML SE | NUTS mean | NUTS sd | z | r_hat | ESS bulk "
-            "| SVI mean |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| SVI mean | SVI sd | SVI z |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in elec["parameters"]:
             lines.append(
                 f"| {r['parameter']} | {r['ml_estimate']:.3f} | {r['ml_se']:.3f} | "
                 f"{r['posterior_mean']:.3f} | {r['posterior_sd']:.3f} | {r['z_diff']:+.2f} | "
-                f"{r['r_hat']:.3f} | {r['ess_bulk']:.0f} | {r['svi_mean']:.3f} |"
+                f"{r['r_hat']:.3f} | {r['ess_bulk']:.0f} | {r['svi_mean']:.3f} | "
+                f"{r.get('svi_sd', float('nan')):.3f} | "
+                f"{r['svi_minus_nuts_in_nuts_sd']:+.2f} |"
             )
         lines.append("")
     if sub:
@@ -236,7 +260,12 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=500)
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--svi-steps", type=int, default=5000)
+    parser.add_argument("--svi-steps", type=int, default=3000)
+    parser.add_argument(
+        "--svi-guide", choices=("marginal", "noncentred", "centred"), default="marginal"
+    )
+    parser.add_argument("--svi-draws", type=int, default=512)
+    parser.add_argument("--svi-lr", type=float, default=0.05)
     parser.add_argument("--big-people", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--big-steps", type=int, default=3000)

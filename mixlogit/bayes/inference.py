@@ -30,6 +30,7 @@ __all__ = ["fit_bayes"]
 _METHODS = ("nuts", "svi")
 _BACKENDS = ("numpyro", "pyro")
 _INTEGRATE = ("sample", "quadrature")
+_LOCAL_GUIDES = ("marginal", "centred", "noncentred")
 _NUTS_STATS = {
     "diverging": "diverging",
     "num_steps": "n_steps",
@@ -84,6 +85,16 @@ def _model_kind(model: Any, spec: BayesSpec, integrate: str) -> str:
 def _numpyro_model_fn(kind: str, spec: BayesSpec, priors: BayesPriors, P: int, extra: dict):
     from mixlogit.bayes import numpyro_model as nm
 
+    if kind == "hierarchical" and "z_draws" in extra:
+        import jax.numpy as jnp
+
+        return partial(
+            nm.simulated_model,
+            num_panels=P,
+            spec=spec,
+            priors=priors,
+            z_draws=jnp.asarray(extra["z_draws"]),
+        )
     if kind in ("hierarchical", "mnl"):
         return partial(nm.hierarchical_model, num_panels=P, spec=spec, priors=priors)
     if kind == "quadrature":
@@ -143,9 +154,36 @@ def _nuts_numpyro(model_fn: Callable, data: PanelArrays, opts: dict) -> tuple[di
     return samples, stats
 
 
+def _u_std_law_lognormal(log_u_loc, log_u_scale, log_shape):
+    """Guide law of the model site ``u_std`` when ``u ~ LogNormal(log_u_loc, log_u_scale)``:
+    ``u_std = (log u - digamma(k)) / sqrt(trigamma(k))`` is then normal."""
+    import numpyro.distributions as dist
+
+    from mixlogit.bayes.numpyro_model import loggamma_moments
+
+    m, s = loggamma_moments(log_shape)
+    return dist.Normal((log_u_loc - m) / s, log_u_scale / s)
+
+
+def _u_std_law_gamma(concentration, rate, log_shape):
+    """Guide law of ``u_std`` when ``u ~ Gamma(concentration, rate)`` (pushed through
+    ``log`` and the standardisation)."""
+    import numpyro.distributions as dist
+    from numpyro.distributions import transforms
+
+    from mixlogit.bayes.numpyro_model import loggamma_moments
+
+    m, s = loggamma_moments(log_shape)
+    return dist.TransformedDistribution(
+        dist.Gamma(concentration, rate),
+        [transforms.ExpTransform().inv, transforms.AffineTransform(-m / s, 1.0 / s)],
+    )
+
+
 def _noncentred_local_guide_numpyro(spec: BayesSpec, P: int, positive_guide: str):
     """Mean-field per-person guide on the model's own non-centred draws: ``z_n ~ Normal``
-    (a LogNormal family on lognormal coefficients) and ``u_n ~ LogNormal`` or ``Gamma``."""
+    (a LogNormal family on lognormal coefficients) and ``u_n ~ LogNormal`` or ``Gamma``
+    (mapped to the model's standardised site ``u_std`` through the sampled shape)."""
     import jax
     import jax.numpy as jnp
     import numpyro
@@ -170,7 +208,7 @@ def _noncentred_local_guide_numpyro(spec: BayesSpec, P: int, positive_guide: str
                     scale = numpyro.param(
                         "u_scale", jnp.full((P, kg), 0.3), constraint=constraints.positive
                     )
-                    numpyro.sample("u", dist.LogNormal(loc[idx], scale[idx]).to_event(1))
+                    law = _u_std_law_lognormal(loc[idx], scale[idx], glob["log_shape"])
                 else:
                     conc = numpyro.param(
                         "u_concentration", jnp.full((P, kg), 5.0), constraint=constraints.positive
@@ -178,7 +216,8 @@ def _noncentred_local_guide_numpyro(spec: BayesSpec, P: int, positive_guide: str
                     rate = numpyro.param(
                         "u_rate", jnp.full((P, kg), 5.0), constraint=constraints.positive
                     )
-                    numpyro.sample("u", dist.Gamma(conc[idx], rate[idx]).to_event(1))
+                    law = _u_std_law_gamma(conc[idx], rate[idx], glob["log_shape"])
+                numpyro.sample("u_std", law.to_event(1))
 
     def sample_local(prm: dict, glob: dict, key, num: int) -> dict[str, np.ndarray]:
         out = {}
@@ -270,15 +309,13 @@ def _local_guide_numpyro(spec: BayesSpec, P: int, positive_guide: str):
                 # u = |beta| * shape / mean with log(shape / mean) = log_shape - mu
                 log_ratio = glob["log_shape"] - glob["mu"][g_mu_index]
                 if positive_guide == "lognormal":
-                    numpyro.sample(
-                        "u",
-                        dist.LogNormal(prm["g_loc"][idx] + log_ratio, prm["g_scale"][idx]).to_event(
-                            1
-                        ),
+                    law = _u_std_law_lognormal(
+                        prm["g_loc"][idx] + log_ratio, prm["g_scale"][idx], glob["log_shape"]
                     )
                 else:
                     rate = prm["g_rate"][idx] * jnp.exp(-log_ratio)
-                    numpyro.sample("u", dist.Gamma(prm["g_concentration"][idx], rate).to_event(1))
+                    law = _u_std_law_gamma(prm["g_concentration"][idx], rate, glob["log_shape"])
+                numpyro.sample("u_std", law.to_event(1))
 
     def sample_local(prm: dict, glob: dict, key, num: int) -> dict[str, np.ndarray]:
         """Person draws for each of the ``num`` global draws ``glob`` (leading dim num)."""
@@ -310,6 +347,16 @@ def _local_guide_numpyro(spec: BayesSpec, P: int, positive_guide: str):
     return guide, sample_local
 
 
+def _learning_rate_schedule(opts: dict) -> Callable:
+    """Adam step size decaying exponentially from ``learning_rate`` to ``learning_rate *
+    lr_decay`` over the run: large steps travel from the prior to the posterior, small ones
+    at the end keep the single-sample ELBO gradient noise from blurring the guide."""
+    import jax.numpy as jnp
+
+    start, final, steps = opts["learning_rate"], opts["lr_decay"], opts["num_steps"]
+    return lambda step: start * jnp.power(final, jnp.minimum(step / steps, 1.0))
+
+
 def _svi_numpyro(
     model_fn: Callable, kind: str, spec: BayesSpec, data: PanelArrays, opts: dict
 ) -> tuple[dict, np.ndarray]:
@@ -317,16 +364,24 @@ def _svi_numpyro(
     import jax.numpy as jnp
     import numpyro
     from numpyro.infer import SVI, Trace_ELBO, init_to_feasible
-    from numpyro.infer.autoguide import AutoNormal
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
     P = data.num_panels
     B = opts["batch_size"]
-    local_sites = ["z", "u"] if kind == "hierarchical" else []
-    global_guide = AutoNormal(
-        numpyro.handlers.block(model_fn, hide=local_sites),
-        init_loc_fn=init_to_feasible,
-        init_scale=0.05,
-    )
+    marginal = kind == "hierarchical" and opts["local_guide"] == "marginal"
+    local_sites = ["z", "u_std", "u"] if kind == "hierarchical" and not marginal else []
+    if marginal:
+        # a handful of population parameters: a full-covariance Gaussian in the unconstrained
+        # space (log for SDs and shapes) keeps their posterior correlations (e.g. mean-SD)
+        global_guide = AutoMultivariateNormal(
+            model_fn, init_loc_fn=init_to_feasible, init_scale=0.05
+        )
+    else:
+        global_guide = AutoNormal(
+            numpyro.handlers.block(model_fn, hide=local_sites),
+            init_loc_fn=init_to_feasible,
+            init_scale=0.05,
+        )
     make_local = (
         _local_guide_numpyro
         if opts["local_guide"] == "centred"
@@ -339,7 +394,7 @@ def _svi_numpyro(
         if local_sites:
             local_guide(glob, batch, batch_idx)
 
-    optim = numpyro.optim.Adam(opts["learning_rate"])
+    optim = numpyro.optim.Adam(_learning_rate_schedule(opts))
     svi = SVI(model_fn, guide, optim, Trace_ELBO())
     rng = np.random.default_rng(opts["seed"])
     key = jax.random.PRNGKey(opts["seed"])
@@ -379,7 +434,41 @@ def _svi_numpyro(
     if local_sites and opts["person_level"]:
         for k, v in sample_local(params, global_draws, k2, num).items():
             samples[k] = v[None]
+    if marginal and opts["person_level"]:
+        z, u = _conditional_person_draws(spec, global_draws, full, k2, opts["svi_draws"])
+        samples["z"], samples["u"] = z[None], u[None]
     return samples, losses
+
+
+def _conditional_person_draws(
+    spec: BayesSpec, global_draws: dict, batch: dict, key, num_candidates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Person draws ``z (N, P, Kz)``, ``u (N, P, Kg)`` given each of the ``N`` population
+    draws, by sampling-importance-resampling (see
+    :func:`mixlogit.bayes.numpyro_model.conditional_person_draws`)."""
+    import jax
+
+    from mixlogit.bayes import numpyro_model as nm
+
+    params = {k: jax.numpy.asarray(v) for k, v in global_draws.items()}
+    num = next(iter(params.values())).shape[0]
+    keys = jax.random.split(key, num)
+    P, T, J, _ = batch["X"].shape
+    # about 2e7 floats of utilities per chunk of draws
+    chunk = int(max(1, min(num, 2e7 // (P * T * J * num_candidates))))
+
+    kz, kg = len(spec.z_random_names), len(spec.gamma_names)
+
+    def one(args):
+        prm, k = args
+        z, u = nm.conditional_person_draws(spec, prm, batch, k, num_candidates)
+        # lax.map's batching cannot reshape zero-size outputs: return only the present ones
+        return {name: v for name, v, width in (("z", z, kz), ("u", u, kg)) if width}
+
+    out = jax.jit(lambda p, k: jax.lax.map(one, (p, k), batch_size=chunk))(params, keys)
+    z = np.asarray(out["z"]) if kz else np.zeros((num, P, 0))
+    u = np.asarray(out["u"]) if kg else np.zeros((num, P, 0))
+    return z, u
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,10 +489,12 @@ def fit_bayes(
     target_accept: float = 0.85,
     max_tree_depth: int = 10,
     num_steps: int = 5000,
-    learning_rate: float = 0.01,
+    learning_rate: float = 0.05,
+    lr_decay: float = 0.1,
     batch_size: int | None = None,
     positive_guide: str = "lognormal",
-    local_guide: str = "noncentred",
+    local_guide: str = "marginal",
+    svi_draws: int = 512,
     num_posterior_draws: int = 1000,
     quadrature_nodes: int | None = None,
     loglik_draws: int = 256,
@@ -432,15 +523,23 @@ def fit_bayes(
         num_warmup, num_samples, num_chains, chain_method, target_accept, max_tree_depth: NUTS
             settings; ``chain_method="vectorized"`` runs the chains in one vectorised program
             (the fast choice on a CPU with one JAX device).
-        num_steps, learning_rate, batch_size, positive_guide, num_posterior_draws: SVI
-            settings; ``batch_size`` decision-makers per step (default: all), the rest of the
+        num_steps, learning_rate, lr_decay, batch_size, positive_guide, local_guide,
+            svi_draws, num_posterior_draws: SVI settings; Adam's step size decays
+            exponentially from ``learning_rate`` to ``learning_rate * lr_decay`` (1: constant);
+            ``batch_size`` decision-makers per step (default: all), the rest of the
             data stays in host memory and is fed batch by batch; ``positive_guide`` is the
             variational family of the gamma person draws, ``"lognormal"`` or ``"gamma"``
-            (lognormal coefficients are non-centred, so their guide is a LogNormal family);
-            ``local_guide``: ``"noncentred"`` (mean-field on the model's person draws ``z``,
-            ``u``) or ``"centred"`` (NumPyro only: Normal / LogNormal / Gamma guides in
-            coefficient space mapped through the population parameters; slower to converge
-            from a cold start).
+            (lognormal coefficients are non-centred, so their guide is a LogNormal family;
+            unused by ``local_guide="marginal"``, which has no person-level guide);
+            ``local_guide``: ``"marginal"`` (default: the person coefficients are integrated
+            out of the likelihood by simulation with ``svi_draws`` scrambled Sobol draws, as in
+            simulated maximum likelihood, and a full-covariance Gaussian guide covers the
+            population parameters; person-level draws come afterwards from each person's
+            conditional by sampling-importance-resampling over ``svi_draws`` candidates),
+            ``"noncentred"`` (mean-field on the model's person draws ``z``, ``u_std``; shrinks
+            weakly identified population SDs) or ``"centred"`` (NumPyro only: Normal /
+            LogNormal / Gamma guides in coefficient space mapped through the population
+            parameters; slower to converge from a cold start).
         loglik_draws, loglik_nodes: rule for the per-person marginal log-likelihood of a
             sampled hierarchical model (Gauss-Hermite with ``loglik_nodes`` per dimension up
             to two normal-driven coefficients without gamma, else ``loglik_draws`` scrambled
@@ -473,9 +572,11 @@ def fit_bayes(
             max_tree_depth=max_tree_depth,
             num_steps=num_steps,
             learning_rate=learning_rate,
+            lr_decay=lr_decay,
             batch_size=batch_size,
             positive_guide=positive_guide,
             local_guide=local_guide,
+            svi_draws=svi_draws,
             num_posterior_draws=num_posterior_draws,
             quadrature_nodes=quadrature_nodes,
             loglik_draws=loglik_draws,
@@ -504,9 +605,11 @@ def _fit_bayes(
     max_tree_depth: int,
     num_steps: int,
     learning_rate: float,
+    lr_decay: float,
     batch_size: int | None,
     positive_guide: str,
     local_guide: str,
+    svi_draws: int,
     num_posterior_draws: int,
     quadrature_nodes: int | None,
     loglik_draws: int,
@@ -529,8 +632,8 @@ def _fit_bayes(
         raise ValueError(f"integrate must be one of {_INTEGRATE}, got {integrate!r}")
     if positive_guide not in ("lognormal", "gamma"):
         raise ValueError(f"positive_guide must be 'lognormal' or 'gamma', got {positive_guide!r}")
-    if local_guide not in ("noncentred", "centred"):
-        raise ValueError(f"local_guide must be 'noncentred' or 'centred', got {local_guide!r}")
+    if local_guide not in _LOCAL_GUIDES:
+        raise ValueError(f"local_guide must be one of {_LOCAL_GUIDES}, got {local_guide!r}")
     if chain_method not in ("vectorized", "sequential", "parallel"):
         raise ValueError(
             f"chain_method must be 'vectorized', 'sequential' or 'parallel', got {chain_method!r}"
@@ -539,6 +642,8 @@ def _fit_bayes(
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
     if not (np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+    if not (np.isfinite(lr_decay) and 0 < lr_decay <= 1):
+        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay!r}")
     priors = BayesPriors() if priors is None else priors
     if not isinstance(priors, BayesPriors):
         raise TypeError(f"priors must be a BayesPriors, got {type(priors).__name__}")
@@ -566,6 +671,16 @@ def _fit_bayes(
         extra.update(nodes=nodes, log_weights=log_weights, num_nodes=n_nodes)
     if kind == "latent_class":
         extra.update(num_classes=model.num_classes, order_by=spec.names.index(model.order_by))
+    if method == "svi" and kind == "hierarchical" and local_guide == "marginal":
+        from mixlogit.bayes.postprocess import sobol_normals
+
+        # common quasi-random draws of the simulated marginal likelihood (seed + 2: not the
+        # draws of the log-likelihood rule, which would hide simulation error in the LOO)
+        num_draws_svi = _check_positive_int("svi_draws", svi_draws)
+        kz = len(spec.z_random_names)
+        extra["z_draws"] = (
+            sobol_normals(num_draws_svi, kz, seed + 2) if kz else np.zeros((num_draws_svi, 0))
+        )
 
     opts = dict(
         num_warmup=_check_positive_int("num_warmup", num_warmup, 0),
@@ -576,9 +691,11 @@ def _fit_bayes(
         max_tree_depth=_check_positive_int("max_tree_depth", max_tree_depth),
         num_steps=_check_positive_int("num_steps", num_steps),
         learning_rate=float(learning_rate),
+        lr_decay=float(lr_decay),
         batch_size=batch_size,
         positive_guide=positive_guide,
         local_guide=local_guide,
+        svi_draws=_check_positive_int("svi_draws", svi_draws),
         num_posterior_draws=_check_positive_int("num_posterior_draws", num_posterior_draws),
         seed=int(seed),
         progress_bar=bool(progress_bar),
@@ -671,7 +788,7 @@ def _quadrature_error(
     flat = {
         k: jnp.asarray(v.reshape((n, *v.shape[2:]))[pick])
         for k, v in samples.items()
-        if k not in ("z", "u")
+        if k not in ("z", "u", "u_std")
     }
     batch = _device_batch(panel)
     coarse = nm.gauss_hermite_nodes(num_nodes, kz)

@@ -11,7 +11,11 @@ Sites (the names used in the posterior):
 * ``mu (Kr,)``, ``sigma (Kz,)``, ``log_shape (Kg,)``: population parameters of the random
   coefficients (see :mod:`mixlogit.bayes.spec` for their meaning per distribution).
 * ``L_corr (Kc, Kc)``: Cholesky factor of the correlation of the correlated normals.
-* ``z (P, Kz)``, ``u (P, Kg)``: person draws (non-centred), absent when marginalised.
+* ``z (P, Kz)``: standard-normal person draws (non-centred), absent when marginalised.
+* ``u_std (P, Kg)``: standardised log-gamma person draws of the gamma coefficients,
+  ``u_std = (log u - digamma(k)) / sqrt(trigamma(k))`` with ``u ~ Gamma(k, 1)`` (mean 0,
+  variance 1 whatever the shape ``k``: the gamma analogue of non-centring, see
+  :class:`StandardisedLogGamma`); the deterministic site ``u (P, Kg)`` records ``u``.
 * latent class: ``class_share (C,)``, ``beta_class (C, K)`` with the coefficient named by
   ``order_by`` increasing across classes (identifies the labels).
 """
@@ -25,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import logsumexp, ndtr, ndtri
+from jax.scipy.special import digamma, gammaln, logsumexp, ndtr, ndtri, polygamma
 from numpyro.distributions import constraints
 
 from mixlogit.bayes._math import person_coefficients, situation_logp
@@ -33,12 +37,16 @@ from mixlogit.bayes.spec import BayesPriors, BayesSpec
 
 __all__ = [
     "JAX_NS",
+    "StandardisedLogGamma",
     "coefficients_from_params",
+    "gamma_from_standardised",
     "hierarchical_model",
     "latent_class_model",
+    "loggamma_moments",
     "marginal_person_loglik",
     "mnl_or_conditional_person_loglik",
     "quadrature_model",
+    "simulated_model",
 ]
 
 
@@ -59,6 +67,55 @@ JAX_NS = SimpleNamespace(
     take_along_last=_take_along_last,
     inf=jnp.inf,
 )
+
+
+def loggamma_moments(log_shape: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean ``digamma(k)`` and SD ``sqrt(trigamma(k))`` of ``log u``, ``u ~ Gamma(k, 1)``,
+    for ``k = exp(log_shape)`` (any shape)."""
+    k = jnp.exp(log_shape)
+    return digamma(k), jnp.sqrt(polygamma(1, k))
+
+
+def gamma_from_standardised(log_shape: jax.Array, u_std: jax.Array) -> jax.Array:
+    """``u = exp(digamma(k) + sqrt(trigamma(k)) * u_std)``: Gamma(k, 1) draws from the
+    standardised log-gamma draws ``u_std (..., Kg)`` (``log_shape`` broadcasts)."""
+    m, s = loggamma_moments(log_shape)
+    return jnp.exp(m + s * u_std)
+
+
+class StandardisedLogGamma(dist.Distribution):
+    """Law of ``w = (log u - digamma(k)) / sqrt(trigamma(k))`` for ``u ~ Gamma(k, 1)``.
+
+    ``w`` has mean 0 and variance 1 for every shape ``k``; for large ``k`` it tends to a
+    standard normal, so ``log|beta| = log mean + log(u / k)`` becomes ``log mean +
+    w / sqrt(k)`` approximately: the same non-centred geometry as a lognormal coefficient with
+    ``sigma = 1 / sqrt(k)``. Sampling ``u ~ Gamma(k, 1)`` directly instead couples every
+    person's draw to ``k`` (a funnel that NUTS mixes badly). Exact density (change of
+    variables): ``log s + k v - exp(v) - lgamma(k)`` with ``v = digamma(k) + s w``,
+    ``s = sqrt(trigamma(k))``.
+    """
+
+    arg_constraints = {"concentration": constraints.positive}
+    support = constraints.real
+
+    def __init__(self, concentration, *, validate_args=None):
+        self.concentration = jnp.asarray(concentration)
+        super().__init__(batch_shape=jnp.shape(concentration), validate_args=validate_args)
+
+    def _moments(self):
+        return loggamma_moments(jnp.log(self.concentration))
+
+    def sample(self, key, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape
+        log_u = jax.random.loggamma(key, self.concentration, shape)
+        m, s = self._moments()
+        return (log_u - m) / s
+
+    def log_prob(self, value):
+        k = self.concentration
+        m, s = self._moments()
+        v = m + s * value
+        return jnp.log(s) + k * v - jnp.exp(v) - gammaln(k)
 
 
 def _correlate(spec: BayesSpec, z: jax.Array, L_corr: jax.Array | None) -> jax.Array:
@@ -147,7 +204,7 @@ def hierarchical_model(
     spec: BayesSpec,
     priors: BayesPriors,
 ) -> None:
-    """Hierarchical mixed logit with non-centred person draws ``z``/``u`` (sampled)."""
+    """Hierarchical mixed logit with non-centred person draws ``z``/``u_std`` (sampled)."""
     params = _sample_globals(spec, priors)
     B = batch["X"].shape[0]
     kz, kg = len(spec.z_random_names), len(spec.gamma_names)
@@ -159,7 +216,8 @@ def hierarchical_model(
         )
         if kg:
             shape = jnp.exp(params["log_shape"])
-            u = numpyro.sample("u", dist.Gamma(shape, 1.0).to_event(1))
+            u_std = numpyro.sample("u_std", StandardisedLogGamma(shape).to_event(1))
+            u = numpyro.deterministic("u", gamma_from_standardised(params["log_shape"], u_std))
         else:
             u = jnp.zeros((B, 0))
         beta = coefficients_from_params(spec, params, z, u)
@@ -312,3 +370,50 @@ def marginal_person_loglik(
     beta_nodes = coefficients_from_params(spec, params, z_draws, u)
     ll_nodes = _nodes_person_loglik(batch, beta_nodes)
     return logsumexp(ll_nodes, axis=-1) - jnp.log(R)
+
+
+def simulated_model(
+    batch: dict[str, jax.Array],
+    batch_idx: jax.Array | None = None,
+    *,
+    num_panels: int,
+    spec: BayesSpec,
+    priors: BayesPriors,
+    z_draws: jax.Array,
+) -> None:
+    """Mixed logit with every person's random coefficients integrated out by simulation (the
+    integrand of simulated maximum likelihood): the population sites only, for SVI.
+
+    ``z_draws (R, Kz)`` are common quasi-random standard normals; gamma coefficients use ``R``
+    fresh Gamma(k, 1) draws per evaluation (reparameterised, so the ELBO gradient reaches
+    ``k``). The log of a simulated average is biased downwards by about ``Var / (2 R)``, as in
+    simulated maximum likelihood; ``R`` of a few hundred makes it negligible next to the
+    posterior SDs.
+    """
+    params = _sample_globals(spec, priors)
+    B = batch["X"].shape[0]
+    gamma_key = numpyro.prng_key() if spec.gamma_names else None
+    ll = marginal_person_loglik(spec, params, batch, z_draws, gamma_key)
+    with numpyro.plate("person", B), numpyro.handlers.scale(scale=num_panels / B):
+        numpyro.factor("loglik", ll)
+
+
+def conditional_person_draws(
+    spec: BayesSpec,
+    params: dict[str, jax.Array],
+    batch: dict[str, jax.Array],
+    key: jax.Array,
+    num_candidates: int,
+) -> tuple[jax.Array, jax.Array]:
+    """One draw per person of ``(z (P, Kz), u (P, Kg))`` from its conditional posterior given
+    the population ``params`` (one posterior draw), by sampling-importance-resampling over
+    ``num_candidates`` draws from the population distribution (weights = each person's
+    likelihood at the candidate)."""
+    k_z, k_u, k_pick = jax.random.split(key, 3)
+    kz = len(spec.z_random_names)
+    z_cand = jax.random.normal(k_z, (num_candidates, kz))
+    u_cand = sample_gamma_draws(spec, params, k_u, num_candidates)
+    beta_nodes = coefficients_from_params(spec, params, z_cand, u_cand)
+    ll_nodes = _nodes_person_loglik(batch, beta_nodes)
+    pick = jax.random.categorical(k_pick, ll_nodes, axis=-1)
+    return z_cand[pick], u_cand[pick]

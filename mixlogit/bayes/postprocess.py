@@ -178,7 +178,7 @@ def postprocess(
     per_draw = P * T * J * max(q, 1)
     chunk = int(max(1, min(n, 2e7 // max(per_draw, 1))))
     fn = jax.jit(lambda p, k: jax.lax.map(one_draw, (p, k), batch_size=chunk))
-    params_only = {k: v for k, v in flat.items() if k not in ("z", "u") or person_level}
+    params_only = {k: v for k, v in flat.items() if k not in ("z", "u", "u_std") or person_level}
     result = {k: np.asarray(v) for k, v in fn(params_only, keys).items()}
     return PostProcessed(
         log_likelihood=result.get("log_likelihood"),

@@ -20,7 +20,14 @@ from pyro.distributions import constraints
 from mixlogit.bayes._math import person_coefficients, situation_logp
 from mixlogit.bayes.spec import BayesPriors, BayesSpec, PanelArrays
 
-__all__ = ["TORCH_NS", "hierarchical_model", "latent_class_model", "quadrature_model"]
+__all__ = [
+    "TORCH_NS",
+    "StandardisedLogGamma",
+    "hierarchical_model",
+    "latent_class_model",
+    "quadrature_model",
+    "simulated_model",
+]
 
 DTYPE = torch.float64
 
@@ -48,6 +55,52 @@ TORCH_NS = SimpleNamespace(
 
 def _t(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=DTYPE)
+
+
+def loggamma_moments(log_shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``digamma(k)`` and SD ``sqrt(trigamma(k))`` of ``log u``, ``u ~ Gamma(k, 1)``."""
+    k = torch.exp(log_shape)
+    return torch.digamma(k), torch.sqrt(torch.polygamma(1, k))
+
+
+def gamma_from_standardised(log_shape: torch.Tensor, u_std: torch.Tensor) -> torch.Tensor:
+    """``u = exp(digamma(k) + sqrt(trigamma(k)) * u_std)`` (see the NumPyro twin)."""
+    m, s = loggamma_moments(log_shape)
+    return torch.exp(m + s * u_std)
+
+
+class StandardisedLogGamma(dist.TorchDistribution):
+    """``(log u - digamma(k)) / sqrt(trigamma(k))`` for ``u ~ Gamma(k, 1)``: mean 0, variance
+    1 for every shape (the non-centred gamma draw; see
+    :class:`mixlogit.bayes.numpyro_model.StandardisedLogGamma`)."""
+
+    arg_constraints = {"concentration": constraints.positive}
+    support = constraints.real
+    has_rsample = False
+
+    def __init__(self, concentration: torch.Tensor, validate_args=None):
+        self.concentration = torch.as_tensor(concentration, dtype=DTYPE)
+        super().__init__(self.concentration.shape, validate_args=validate_args)
+
+    def _moments(self):
+        return loggamma_moments(torch.log(self.concentration))
+
+    def expand(self, batch_shape, _instance=None):
+        return StandardisedLogGamma(self.concentration.expand(batch_shape))
+
+    def sample(self, sample_shape=()):
+        shape = self._extended_shape(torch.Size(sample_shape))
+        with torch.no_grad():
+            u = torch.distributions.Gamma(self.concentration.expand(shape), 1.0).sample()
+            m, s = self._moments()
+            # Gamma draws of tiny shapes underflow to 0: keep the log finite
+            return (torch.log(u.clamp_min(torch.finfo(DTYPE).tiny)) - m) / s
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        k = self.concentration
+        m, s = self._moments()
+        v = m + s * value
+        return torch.log(s) + k * v - torch.exp(v) - torch.lgamma(k)
 
 
 def _correlate(spec: BayesSpec, z: torch.Tensor, L: torch.Tensor | None) -> torch.Tensor:
@@ -127,7 +180,8 @@ def _plate(batch: dict, batch_idx, num_panels: int):
 
 
 def hierarchical_model(batch, batch_idx=None, *, num_panels, spec, priors) -> None:
-    """Hierarchical mixed logit, non-centred person draws (see the NumPyro twin)."""
+    """Hierarchical mixed logit, non-centred person draws ``z``, ``u_std`` (see the NumPyro
+    twin)."""
     params = _sample_globals(spec, priors)
     B = batch["X"].shape[0]
     kz, kg = len(spec.z_random_names), len(spec.gamma_names)
@@ -139,9 +193,10 @@ def hierarchical_model(batch, batch_idx=None, *, num_panels, spec, priors) -> No
         else:
             z = torch.zeros(B, 0, dtype=DTYPE)
         if kg:
-            u = pyro.sample(
-                "u", dist.Gamma(torch.exp(params["log_shape"]), _t(1.0)).to_event(1)
+            u_std = pyro.sample(
+                "u_std", StandardisedLogGamma(torch.exp(params["log_shape"])).to_event(1)
             ).reshape(B, kg)
+            u = gamma_from_standardised(params["log_shape"], u_std)
         else:
             u = torch.zeros(B, 0, dtype=DTYPE)
         beta = coefficients(spec, params, z, u).expand(B, len(spec.coefficients))
@@ -156,6 +211,24 @@ def quadrature_model(
     nodes_t = _t(nodes)
     beta_nodes = coefficients(spec, params, nodes_t, torch.zeros(len(nodes), 0, dtype=DTYPE))
     ll = torch.logsumexp(_nodes_loglik(batch, beta_nodes) + _t(log_weights), -1)
+    with _plate(batch, batch_idx, num_panels):
+        pyro.factor("loglik", ll)
+
+
+def simulated_model(batch, batch_idx=None, *, num_panels, spec, priors, z_draws) -> None:
+    """Person coefficients integrated out by simulation: ``z_draws (R, Kz)`` common normals,
+    ``R`` fresh reparameterised Gamma(k, 1) draws per gamma coefficient (see the NumPyro
+    twin)."""
+    params = _sample_globals(spec, priors)
+    z_t = _t(z_draws)
+    R = z_t.shape[0]
+    if spec.gamma_names:
+        shape = torch.exp(params["log_shape"])
+        u = torch.distributions.Gamma(shape, torch.ones_like(shape)).rsample((R,))
+    else:
+        u = torch.zeros(R, 0, dtype=DTYPE)
+    beta_nodes = coefficients(spec, params, z_t, u)
+    ll = torch.logsumexp(_nodes_loglik(batch, beta_nodes), -1) - np.log(R)
     with _plate(batch, batch_idx, num_panels):
         pyro.factor("loglik", ll)
 
@@ -203,6 +276,10 @@ def latent_class_model(
 def _model_fn(kind: str, spec: BayesSpec, priors: BayesPriors, P: int, extra: dict):
     from functools import partial
 
+    if kind == "hierarchical" and "z_draws" in extra:
+        return partial(
+            simulated_model, num_panels=P, spec=spec, priors=priors, z_draws=extra["z_draws"]
+        )
     if kind in ("hierarchical", "mnl"):
         return partial(hierarchical_model, num_panels=P, spec=spec, priors=priors)
     if kind == "quadrature":
@@ -241,7 +318,7 @@ def _postprocess_site(name: str, value: np.ndarray, spec: BayesSpec, P: int) -> 
     # z/u come back with the plate dimension; make shapes (..., P, k) like NumPyro.
     if name == "z":
         return value.reshape(*value.shape[: value.ndim - 2], P, len(spec.z_random_names))
-    if name == "u":
+    if name in ("u", "u_std"):
         return value.reshape(*value.shape[: value.ndim - 2], P, len(spec.gamma_names))
     return value
 
@@ -281,9 +358,12 @@ def run_nuts(
         samples = {k: _to_numpy(v) for k, v in mcmc.get_samples().items()}
         if kind == "latent_class":
             samples["beta_class"] = _latent_class_beta(samples, spec, extra["order_by"])
-        per_chain.append(
-            {k: _postprocess_site(k, v, spec, data.num_panels) for k, v in samples.items()}
-        )
+        samples = {k: _postprocess_site(k, v, spec, data.num_panels) for k, v in samples.items()}
+        if "u_std" in samples:  # the Gamma(k, 1) draws used by the shared post-processing
+            log_shape = torch.as_tensor(samples["log_shape"], dtype=DTYPE)[..., None, :]
+            u_std = torch.as_tensor(samples["u_std"], dtype=DTYPE)
+            samples["u"] = _to_numpy(gamma_from_standardised(log_shape, u_std))
+        per_chain.append(samples)
         div = np.zeros(opts["num_samples"], dtype=bool)
         idx = mcmc.diagnostics().get("divergences", {}).get("chain 0", [])
         div[np.asarray(idx, dtype=int)] = True
@@ -310,7 +390,7 @@ def run_svi(
     LogNormal or Gamma (gamma person draws u) guides, persons subsampled by ``batch_size``."""
     from pyro import poutine
     from pyro.infer import SVI, Trace_ELBO
-    from pyro.infer.autoguide import AutoNormal
+    from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
     from pyro.infer.autoguide.initialization import init_to_feasible
 
     P = data.num_panels
@@ -319,13 +399,19 @@ def run_svi(
     pyro.set_rng_seed(opts["seed"])
     pyro.clear_param_store()
     model = _model_fn(kind, spec, priors, P, extra)
-    local_sites = ["z", "u"] if kind == "hierarchical" else []
-    global_guide = AutoNormal(
-        poutine.block(model, hide=local_sites), init_loc_fn=init_to_feasible, init_scale=0.05
-    )
+    marginal = kind == "hierarchical" and "z_draws" in extra
+    if opts["local_guide"] == "centred" and kind == "hierarchical":
+        raise ValueError("local_guide='centred' is only available with backend='numpyro'")
+    local_sites = ["z", "u_std"] if kind == "hierarchical" and not marginal else []
+    if marginal:
+        global_guide = AutoMultivariateNormal(model, init_loc_fn=init_to_feasible, init_scale=0.05)
+    else:
+        global_guide = AutoNormal(
+            poutine.block(model, hide=local_sites), init_loc_fn=init_to_feasible, init_scale=0.05
+        )
     positive = opts["positive_guide"]
 
-    def local_guide(batch, batch_idx=None):
+    def local_guide(batch, batch_idx=None, glob=None):
         with _plate(batch, batch_idx, P) as idx:
             if kz:
                 loc = pyro.param("z_loc", torch.zeros(P, kz, dtype=DTYPE))
@@ -339,7 +425,8 @@ def run_svi(
                     scale = pyro.param(
                         "u_scale", torch.full((P, kg), 0.3, dtype=DTYPE), constraints.positive
                     )
-                    pyro.sample("u", dist.LogNormal(loc[idx], scale[idx]).to_event(1))
+                    m, s = loggamma_moments(glob["log_shape"])
+                    law = dist.Normal((loc[idx] - m) / s, scale[idx] / s)
                 else:
                     conc = pyro.param(
                         "u_concentration",
@@ -349,14 +436,30 @@ def run_svi(
                     rate = pyro.param(
                         "u_rate", torch.full((P, kg), 5.0, dtype=DTYPE), constraints.positive
                     )
-                    pyro.sample("u", dist.Gamma(conc[idx], rate[idx]).to_event(1))
+                    m, s = loggamma_moments(glob["log_shape"])
+                    law = dist.TransformedDistribution(
+                        dist.Gamma(conc[idx], rate[idx]),
+                        [
+                            torch.distributions.transforms.ExpTransform().inv,
+                            torch.distributions.transforms.AffineTransform(-m / s, 1.0 / s),
+                        ],
+                    )
+                # u_loc/u_scale or u_concentration/u_rate describe u; the model's site is
+                # the standardised log u_std
+                pyro.sample("u_std", law.to_event(1))
 
     def guide(batch, batch_idx=None):
-        global_guide(batch, batch_idx)
+        glob = global_guide(batch, batch_idx)
         if local_sites:
-            local_guide(batch, batch_idx)
+            local_guide(batch, batch_idx, glob)
 
-    svi = SVI(model, guide, pyro.optim.Adam({"lr": opts["learning_rate"]}), Trace_ELBO())
+    # Adam with the step size decaying exponentially to lr * lr_decay (as with NumPyro);
+    # ClippedAdam's clipping is switched off
+    per_step = opts["lr_decay"] ** (1.0 / opts["num_steps"])
+    optim = pyro.optim.ClippedAdam(
+        {"lr": opts["learning_rate"], "lrd": per_step, "clip_norm": 1e300}
+    )
+    svi = SVI(model, guide, optim, Trace_ELBO())
     rng = np.random.default_rng(opts["seed"])
     full_batch = _torch_batch(data) if B >= P else None
     losses = np.empty(opts["num_steps"])
@@ -399,6 +502,21 @@ def run_svi(
                 else:
                     g = dist.Gamma(store["u_concentration"], store["u_rate"])
                     samples["u"] = _to_numpy(g.sample((num,)))[None]
+    if marginal and opts["person_level"]:
+        import jax
+
+        from mixlogit.bayes.inference import _conditional_person_draws
+
+        glob = {k: v[0] for k, v in samples.items()}
+        batch_j = {
+            "X": jax.numpy.asarray(data.X),
+            "chosen": jax.numpy.asarray(data.chosen),
+            "available": jax.numpy.asarray(data.available),
+            "weights": jax.numpy.asarray(data.weights),
+        }
+        key = jax.random.PRNGKey(opts["seed"] + 7)
+        z, u = _conditional_person_draws(spec, glob, batch_j, key, opts["svi_draws"])
+        samples["z"], samples["u"] = z[None], u[None]
     return samples, losses
 
 

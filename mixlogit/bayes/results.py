@@ -65,6 +65,7 @@ _DIMS = {
     "L_corr": ["corr_row", "corr_col"],
     "z": ["person", "z_random"],
     "u": ["person", "gamma_random"],
+    "u_std": ["person", "gamma_random"],
     "mean": ["random"],
     "sd": ["random"],
     "class_share": ["class"],
@@ -380,7 +381,9 @@ class BayesianResults:
         else:
             u = np.zeros((n, num, 0))
         with jax.enable_x64(True):
-            params = {k: jnp.asarray(v)[:, None] for k, v in flat.items() if k not in ("z", "u")}
+            params = {
+                k: jnp.asarray(v)[:, None] for k, v in flat.items() if k not in ("z", "u", "u_std")
+            }
             out = nm.coefficients_from_params(
                 self.spec, params, jnp.asarray(z)[None], jnp.asarray(u)
             )

@@ -243,3 +243,74 @@ def test_choice_arrays_column_selection_errors():
     with pytest.raises(TypeError, match="ChoiceData"):
         choice_arrays_from_data({"X": 1}, ["x0"])
     assert isinstance(sub, ChoiceArrays)
+
+
+@pytest.mark.parametrize("shape", [0.3, 1.0, 7.5, 60.0])
+def test_standardised_log_gamma_is_the_gamma_law_standardised(shape):
+    import jax.numpy as jnp
+    import torch
+    from scipy.special import digamma, polygamma
+
+    from mixlogit.bayes import pyro_model as pm
+
+    w = np.linspace(-40.0, 10.0, 50001)
+    m, s = digamma(shape), np.sqrt(polygamma(1, shape))
+    log_u = m + s * w
+    # change of variables from scipy's Gamma(shape) density: du/dw = u * s
+    want = stats.gamma(shape).logpdf(np.exp(log_u)) + log_u + np.log(s)
+    with jax.enable_x64(True):
+        got_jax = np.asarray(nm.StandardisedLogGamma(shape).log_prob(jnp.asarray(w)))
+        u_jax = np.asarray(nm.gamma_from_standardised(jnp.log(shape), jnp.asarray(w)))
+    got_torch = pm.StandardisedLogGamma(torch.tensor(shape, dtype=torch.float64)).log_prob(
+        torch.as_tensor(w)
+    )
+    finite = want > -600
+    np.testing.assert_allclose(got_jax[finite], want[finite], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(got_torch.numpy()[finite], want[finite], rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(u_jax, np.exp(log_u), rtol=1e-12)
+    # standardised: unit mass, mean 0, variance 1 whatever the shape
+    density = np.exp(want)
+    assert integrate.trapezoid(density, w) == pytest.approx(1.0, abs=1e-6)
+    assert integrate.trapezoid(w * density, w) == pytest.approx(0.0, abs=1e-5)
+    assert integrate.trapezoid(w**2 * density, w) == pytest.approx(1.0, abs=1e-5)
+    # draws mapped back through gamma_from_standardised follow Gamma(shape, 1)
+    with jax.enable_x64(True):
+        draws = nm.StandardisedLogGamma(shape).sample(jax.random.PRNGKey(0), (4000,))
+        u = np.asarray(nm.gamma_from_standardised(jnp.log(shape), draws))
+    assert stats.kstest(u, stats.gamma(shape).cdf).pvalue > 1e-3
+    torch.manual_seed(0)
+    u_t = pm.gamma_from_standardised(
+        torch.log(torch.tensor(shape, dtype=torch.float64)),
+        pm.StandardisedLogGamma(torch.tensor(shape, dtype=torch.float64)).sample((4000,)),
+    )
+    assert stats.kstest(u_t.numpy(), stats.gamma(shape).cdf).pvalue > 1e-3
+
+
+def test_simulated_model_loglik_is_the_simulated_marginal():
+    """The SVI marginal model's per-person term is log mean_r L_n(beta(z_r)) (NumPy reference)."""
+    from functools import partial
+
+    from numpyro import handlers
+
+    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal"})
+    panel = panel_arrays(_small_arrays(seed=4))
+    z_draws = np.random.default_rng(1).normal(size=(64, 1))
+    params = {"beta_fixed": np.array([0.4]), "mu": np.array([-0.3]), "sigma": np.array([1.2])}
+    with jax.enable_x64(True):
+        model = partial(
+            nm.simulated_model,
+            num_panels=panel.num_panels,
+            spec=spec,
+            priors=BayesPriors(),
+            z_draws=z_draws,
+        )
+        trace = handlers.trace(handlers.condition(model, params)).get_trace(_batch(panel))
+        got = np.asarray(trace["loglik"]["fn"].log_factor)
+    beta = np.stack([np.full(64, 0.4), -0.3 + 1.2 * z_draws[:, 0]], -1)  # (R, K)
+    V = np.einsum("ptjk,rk->ptrj", panel.X, beta)
+    V = np.where(panel.available[:, :, None, :], V, -np.inf)
+    logp = V - logsumexp(V, axis=-1, keepdims=True)
+    chosen = np.take_along_axis(logp, panel.chosen[:, :, None, None], axis=-1)[..., 0]
+    ll_r = np.einsum("pt,ptr->pr", panel.weights, np.where(panel.weights[..., None] > 0, chosen, 0))
+    want = logsumexp(ll_r, axis=-1) - np.log(64)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
