@@ -210,7 +210,11 @@ def worker_interleaved(rounds: int, out: Path) -> None:
         batches[name] = trainer._prepare_inputs(trainer.data_collator(rows))
     assert torch.equal(batches["ours"]["input_ids"], batches["trl"]["input_ids"])
     times: dict[str, list[float]] = {name: [] for name in trainers}
-    schedule = [(-1, "ours"), (-1, "trl")] + [(r, n) for r in range(rounds) for n in trainers]
+    # alternate which trainer goes first in each round
+    order = list(trainers)
+    schedule = [(-1, "ours"), (-1, "trl")] + [
+        (r, order[(r + i) % len(order)]) for r in range(rounds) for i in range(len(order))
+    ]
     for round_index, name in schedule:
         trainer = trainers[name]
         trainer.model.train()
@@ -281,8 +285,12 @@ def worker_ratio(rounds: int, out: Path) -> None:
     model = trainer.model
     trainer.current_gradient_accumulation_steps = 1  # normally set by Trainer's training loop
     times: dict[str, list[float]] = {name: [] for name in configs}
-    # Warm-up: one DPO step (first-call allocations, lazy kernels), then interleaved timed rounds.
-    schedule = [(-1, "dpo")] + [(r, name) for r in range(rounds) for name in configs]
+    # Warm-up: one DPO step (first-call allocations, lazy kernels), then interleaved timed
+    # rounds; the order rotates from round to round so that no loss always runs first.
+    names = list(configs)
+    schedule = [(-1, "dpo")] + [
+        (r, names[(r + i) % len(names)]) for r in range(rounds) for i in range(len(names))
+    ]
     for round_index, name in schedule:
         loss, strength = configs[name]
         trainer.loss_fn, trainer.strength = loss, strength
