@@ -88,6 +88,26 @@ class _StepTimer:
         self.callback = Callback()
 
 
+def _comparison_args(max_steps: int, **extra) -> dict:
+    """Training arguments shared by our trainer and TRL's in every comparison (one place, so
+    the two always run with the same settings)."""
+    return dict(
+        per_device_train_batch_size=BATCH_PAIRS,
+        max_steps=max_steps,
+        learning_rate=1e-6,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        max_length=MAX_LENGTH,
+        beta=0.1,
+        seed=0,
+        dataloader_pin_memory=False,
+        **extra,
+    )
+
+
 def worker_throughput(which: str, steps: int, out: Path) -> None:
     import torch
 
@@ -98,21 +118,10 @@ def worker_throughput(which: str, steps: int, out: Path) -> None:
     model, ref = load_model(), load_model()
     data = _data(BATCH_PAIRS * (steps + 1))
     timer = _StepTimer()
-    common = dict(
-        output_dir=tempfile.mkdtemp(prefix=f"bench-{which}-"),
-        per_device_train_batch_size=BATCH_PAIRS,
+    common = _comparison_args(
         max_steps=steps + 1,
-        learning_rate=1e-6,
-        report_to="none",
-        save_strategy="no",
+        output_dir=tempfile.mkdtemp(prefix=f"bench-{which}-"),
         logging_steps=1000,
-        disable_tqdm=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        max_length=MAX_LENGTH,
-        beta=0.1,
-        seed=0,
-        dataloader_pin_memory=False,
     )
     if which == "trl":
         import trl
@@ -167,20 +176,7 @@ def worker_interleaved(rounds: int, out: Path) -> None:
     torch.manual_seed(0)
     tokenizer = load_tokenizer()
     data = _data(BATCH_PAIRS)
-    common = dict(
-        per_device_train_batch_size=BATCH_PAIRS,
-        max_steps=1,
-        learning_rate=1e-6,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        max_length=MAX_LENGTH,
-        beta=0.1,
-        seed=0,
-        dataloader_pin_memory=False,
-    )
+    common = _comparison_args(max_steps=1)
     trainers = {
         "ours": MixDPOTrainer(
             load_model(),

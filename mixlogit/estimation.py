@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -134,10 +134,6 @@ def build_problem(
     )
 
 
-class _Params(NamedTuple):
-    params: np.ndarray
-
-
 def mnl_newton(
     arrays: ChoiceArrays, *, max_iterations: int = 50, tol: float = 1e-8
 ) -> np.ndarray | None:
@@ -216,10 +212,9 @@ def _starting_values(model, data: ChoiceData, init, panel: bool, chunk_size, ver
                 .fit(data, hessian=False, panel=panel, chunk_size=chunk_size, verbose=False)
                 .params
             )
-        mnl = _Params(mnl_params)
-        theta[:kf] = mnl.params[:kf]
+        theta[:kf] = mnl_params[:kf]
         for k, mixing in enumerate(model.random.values()):
-            mean = mnl.params[kf + k]
+            mean = mnl_params[kf + k]
             if mixing.distribution == "lognormal":
                 theta[kf + k] = np.log(max(mixing.sign * mean, 1e-2))
             elif mixing.distribution == "gamma":
@@ -232,7 +227,7 @@ def _starting_values(model, data: ChoiceData, init, panel: bool, chunk_size, ver
         for k in layout.independent_index:
             mixing = layout.mixing[k]
             if mixing.distribution == "gamma":
-                mean = mnl.params[kf + k]
+                mean = mnl_params[kf + k]
                 theta[position] = np.log(max(mixing.sign * mean, 1e-2))
             else:
                 theta[position] = 0.1
