@@ -8,82 +8,83 @@ Quick start::
     trainer = MixDPOTrainer("smollm2", args=args, train_dataset=load_default_preferences())
     trainer.train()
     print(trainer.strength.constrained_parameters())
+
+Everything else lives in the sub-modules: :mod:`alignment.datasets` (loaders and generators),
+:mod:`alignment.losses` (the loss registry, heterogeneous-preference baselines),
+:mod:`alignment.callbacks` (fault tolerance, JSONL logging), :mod:`alignment.trainer`
+(strength save/load), :mod:`alignment.data` (tokenisation and collation),
+:mod:`alignment.policy_models` (LLM loading), :mod:`alignment.evaluation`, :mod:`alignment.cli`
+(the ``mixdpo`` command). Names are imported on first use, so ``import alignment`` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mixlogit._lazy import lazy_exports
+from mixlogit._version import __version__
 
-__version__ = "0.1.0"
-
-# Public name -> module; imported on first use so that `import alignment` stays light.
+# Public name -> module.
 _LAZY_ATTRS: dict[str, str] = {
+    # training
     "MixDPOConfig": "alignment.config",
-    "STRENGTH_DEFAULTS": "alignment.config",
     "MixDPOTrainer": "alignment.trainer",
-    "build_strength": "alignment.trainer",
-    "load_strength": "alignment.trainer",
-    "save_strength": "alignment.trainer",
-    "strength_log_values": "alignment.trainer",
-    "PreferenceCollator": "alignment.data",
-    "tokenize_preference_dataset": "alignment.data",
-    "validate_preference_dataset": "alignment.data",
-    "completion_logps": "alignment.logprobs",
-    "preference_margins": "alignment.metrics",
-    "macro_micro_margins": "alignment.metrics",
-    "load_default_preferences": "alignment.semisynthetic",
-    "load_ground_truth": "alignment.semisynthetic",
-    "make_preference_data": "alignment.semisynthetic",
-    # the embedded pairs relabelled by annotator types (arXiv 2502.16320 baselines)
-    "make_type_preference_data": "alignment.semisynthetic_types",
-    "add_estimated_variance": "alignment.semisynthetic_types",
-    "pair_alignment_accuracy": "alignment.semisynthetic_types",
-    "AnnotatorType": "alignment.semisynthetic_types",
-    "default_model_path": "alignment.models",
-    "load_model": "alignment.models",
-    "load_tokenizer": "alignment.models",
-    "build_word_tokenizer": "alignment.models",
-    "tiny_causal_lm": "alignment.models",
-    "available_losses": "alignment.losses",
-    "get_loss": "alignment.losses",
-    "register_loss": "alignment.losses",
-    "dpo_loss": "alignment.losses",
-    "mixdpo_loss": "alignment.losses",
-    "PreferenceLoss": "alignment.losses",
+    # losses
     "PairBatch": "alignment.losses",
-    # real preference datasets (hub default, local files for tests)
-    "load_prism": "alignment.hub_datasets",
-    "load_community_alignment": "alignment.hub_datasets",
-    "load_hh_rlhf": "alignment.hub_datasets",
-    "PreferenceLoad": "alignment.hub_datasets",
-    "clean_preference_rows": "alignment.hub_datasets",
-    "split_by_key": "alignment.hub_datasets",
+    "PreferenceLoss": "alignment.losses",
+    "dpo_loss": "alignment.losses",
+    "get_loss": "alignment.losses",
+    "mixdpo_loss": "alignment.losses",
+    "register_loss": "alignment.losses",
+    # data
+    "load_community_alignment": "alignment.datasets.hub_datasets",
+    "load_default_preferences": "alignment.datasets.shipped",
+    "load_hh_rlhf": "alignment.datasets.hub_datasets",
+    "load_prism": "alignment.datasets.hub_datasets",
+    "make_preference_data": "alignment.datasets.semisynthetic",
+    "make_type_preference_data": "alignment.datasets.semisynthetic_types",
+    # models
+    "build_word_tokenizer": "alignment.policy_models",
+    "load_model": "alignment.policy_models",
+    "load_tokenizer": "alignment.policy_models",
+    "tiny_causal_lm": "alignment.policy_models",
     # evaluation
-    "evaluate_margins": "alignment.evaluation",
-    "summarize_margins": "alignment.evaluation",
     "RewardJudge": "alignment.evaluation",
-    "win_rate": "alignment.evaluation",
-    "length_controlled_win_rate": "alignment.evaluation",
-    "generate_responses": "alignment.evaluation",
     "compare_models": "alignment.evaluation",
-    # fault tolerance
-    "NonFiniteLossGuard": "alignment.callbacks",
-    "NonFiniteLossError": "alignment.callbacks",
-    "CheckpointCompleteMarker": "alignment.callbacks",
-    "last_complete_checkpoint": "alignment.callbacks",
-    "JsonlLogger": "alignment.callbacks",
+    "evaluate_margins": "alignment.evaluation",
+    "preference_margins": "alignment.evaluation",
+    "summarize_margins": "alignment.evaluation",
+    "win_rate": "alignment.evaluation",
 }
 
+# Exported by the 0.1 release; importable from here (with a DeprecationWarning) for one more.
+# (STRENGTH_DEFAULTS is gone: the defaults are mixlogit.families.get_family(name).defaults.)
+_DEPRECATED: dict[str, str] = {
+    "build_strength": "alignment.trainer:build_strength",
+    "load_strength": "alignment.trainer:load_strength",
+    "save_strength": "alignment.trainer:save_strength",
+    "strength_log_values": "alignment.trainer:strength_log_values",
+    "PreferenceCollator": "alignment.data:PreferenceCollator",
+    "tokenize_preference_dataset": "alignment.data:tokenize_preference_dataset",
+    "validate_preference_dataset": "alignment.data:validate_preference_dataset",
+    "completion_logps": "alignment.logprobs:completion_logps",
+    "macro_micro_margins": "alignment.metrics:micro_macro_margins",
+    "available_losses": "alignment.losses:available_losses",
+    "load_ground_truth": "alignment.datasets.shipped:load_ground_truth",
+    "add_estimated_variance": "alignment.datasets.semisynthetic_types:add_estimated_variance",
+    "pair_alignment_accuracy": "alignment.datasets.semisynthetic_types:pair_alignment_accuracy",
+    "AnnotatorType": "alignment.datasets.semisynthetic_types:AnnotatorType",
+    "default_model_path": "alignment.policy_models:default_model_path",
+    "PreferenceLoad": "alignment.datasets.hub_datasets:PreferenceLoad",
+    "clean_preference_rows": "alignment.datasets.hub_datasets:clean_preference_rows",
+    "split_by_key": "alignment.datasets.hub_datasets:split_by_key",
+    "length_controlled_win_rate": "alignment.evaluation:length_controlled_win_rate",
+    "generate_responses": "alignment.evaluation:generate_responses",
+    "NonFiniteLossGuard": "alignment.callbacks:NonFiniteLossGuard",
+    "NonFiniteLossError": "alignment.callbacks:NonFiniteLossError",
+    "CheckpointCompleteMarker": "alignment.callbacks:CheckpointCompleteMarker",
+    "last_complete_checkpoint": "alignment.callbacks:last_complete_checkpoint",
+    "JsonlLogger": "alignment.callbacks:JsonlLogger",
+}
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_ATTRS:
-        return getattr(importlib.import_module(_LAZY_ATTRS[name]), name)
-    raise AttributeError(f"module 'alignment' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY_ATTRS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS, deprecated=_DEPRECATED)
 
 __all__ = ["__version__", *sorted(_LAZY_ATTRS)]

@@ -30,6 +30,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "ddp_find_unused_parameters": False,
     },
     "resume": "auto",
-    "eval": {"checkpoint": None, "subgroup_columns": None, "batch_size": 16, "after_train": True},
+    "eval": {"checkpoint": None, "by": None, "batch_size": 16, "after_train": True},
     "compare": {
         "model_a": None,
         "model_b": None,
@@ -95,12 +96,23 @@ _NOT_SUBGROUPS = {
     "true_strength", "topic",
 }  # fmt: skip
 EXIT_NON_FINITE = 3
+# Config keys of the 0.1 release -> their names now (accepted with a DeprecationWarning).
+_RENAMED_KEYS = {"eval.subgroup_columns": "eval.by"}
 
 
 # ----------------------------------------------------------------------------- config
 def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in update.items():
+        if f"{where}{key}" in _RENAMED_KEYS:
+            new = _RENAMED_KEYS[f"{where}{key}"]
+            warnings.warn(
+                f"config key {where}{key} is deprecated and will be removed in the next "
+                f"release; use {new}",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            key = new.removeprefix(where)
         if isinstance(out.get(key), dict) and isinstance(value, dict) and key != "training":
             out[key] = _merge(out[key], value, f"{where}{key}.")
         elif isinstance(out.get(key), dict) and isinstance(value, dict):
@@ -149,7 +161,7 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
 # ----------------------------------------------------------------------------- data and models
 def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """``(train, test, report)`` for ``config["data"]``; report has sizes and dropped counts."""
-    from alignment import hub_datasets
+    from alignment.datasets import hub_datasets
 
     data = config["data"]
     name = data["name"]
@@ -164,7 +176,7 @@ def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any,
     if name == "default":
         from datasets import Dataset
 
-        from alignment.semisynthetic import load_default_preferences
+        from alignment.datasets.shipped import load_default_preferences
 
         train = load_default_preferences(data["kind"], "train")
         test = load_default_preferences(data["kind"], "test")
@@ -216,15 +228,20 @@ def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any,
     return train, test, report
 
 
-def _subgroup_columns(config: dict[str, Any], dataset: Any) -> list[str]:
-    chosen = config["eval"]["subgroup_columns"]
+def _eval_by(config: dict[str, Any], dataset: Any) -> list[str]:
+    chosen = config["eval"]["by"]
     if chosen is not None:
         return list(chosen)
     return [c for c in dataset.column_names if c not in _NOT_SUBGROUPS]
 
 
 def _build_model(config: dict[str, Any], texts: Sequence[str]) -> tuple[Any, Any]:
-    from alignment.models import build_word_tokenizer, load_model, load_tokenizer, tiny_causal_lm
+    from alignment.policy_models import (
+        build_word_tokenizer,
+        load_model,
+        load_tokenizer,
+        tiny_causal_lm,
+    )
 
     if config["model"] == "tiny":
         tokenizer = build_word_tokenizer(texts)
@@ -303,13 +320,13 @@ def run_train(config: dict[str, Any]) -> dict[str, Any]:
             trainer.model,
             test,
             tokenizer,
-            subgroup_columns=_subgroup_columns(config, test),
+            by=_eval_by(config, test),
             batch_size=config["eval"]["batch_size"],
             max_length=args.max_length,
             max_prompt_length=args.max_prompt_length,
             output_path=run_dir / "margins.csv",
         )
-        metrics["eval"] = summarize_margins(frame, _subgroup_columns(config, test))
+        metrics["eval"] = summarize_margins(frame, _eval_by(config, test))
     from alignment.trainer import strength_log_values
 
     metrics["strength"] = strength_log_values(trainer.strength)
@@ -327,12 +344,12 @@ def run_eval(config: dict[str, Any]) -> dict[str, Any]:
     _, test, _ = build_data(config)
     if len(test) == 0:
         raise ValueError("the test split is empty; raise data.test_fraction")
-    columns = _subgroup_columns(config, test)
+    columns = _eval_by(config, test)
     frame = evaluate_margins(
         model,
         test,
         tokenizer,
-        subgroup_columns=columns,
+        by=columns,
         batch_size=config["eval"]["batch_size"],
         max_length=config["training"].get("max_length", 128),
         max_prompt_length=config["training"].get("max_prompt_length", 64),
@@ -347,7 +364,7 @@ def _judge(spec: str) -> Any:
     from alignment.evaluation import RewardJudge
 
     if spec == "semisynthetic":
-        from alignment.semisynthetic import response_reward
+        from alignment.datasets.semisynthetic import response_reward
 
         return RewardJudge(lambda prompt, response: response_reward(response))
     if spec == "length":

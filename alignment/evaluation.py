@@ -1,9 +1,11 @@
 """Held-out evaluation: per-pair preference margins by subgroup, and judged win rates.
 
-* :func:`evaluate_margins` computes ``log pi(chosen|x) - log pi(rejected|x)`` (nats) for every
-  pair of a held-out set with :func:`alignment.metrics.preference_margins` and returns it with
-  the pair's subgroup columns (optionally saved as ``.csv``/``.jsonl``/``.parquet``);
-  :func:`summarize_margins` gives micro and macro averages per subgroup column.
+* :func:`preference_margins` computes ``log pi(chosen|x) - log pi(rejected|x)`` (nats) for every
+  pair of a preference set, as in the MixDPO paper's evaluation; :func:`evaluate_margins` returns
+  them with the pairs' subgroup columns (optionally saved as ``.csv``/``.jsonl``/``.parquet``);
+  :func:`summarize_margins` gives micro (over pairs) and macro (mean of subgroup means, so small
+  subgroups count as much as large ones) averages per subgroup column, the point estimates of
+  :func:`analysis.subgroup_margins` (both average with :func:`micro_macro_margins`).
 * :func:`win_rate` compares two lists of responses with a pluggable judge; a judge is any
   callable ``judge(prompt, response_a, response_b) -> P(a beats b)`` in ``[0, 1]``
   (:class:`RewardJudge` wraps a local reward function; an API judge is a user's callable). With
@@ -25,7 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignment.metrics import macro_micro_margins, preference_margins
+from alignment.data import TOKENIZED_COLUMNS, PreferenceCollator, tokenize_preference_dataset
+from alignment.logprobs import completion_logps
+from alignment.metrics import micro_macro_margins
+from mixlogit._deprecation import deprecated_keywords
 
 __all__ = [
     "RewardJudge",
@@ -33,6 +38,7 @@ __all__ = [
     "evaluate_margins",
     "generate_responses",
     "length_controlled_win_rate",
+    "preference_margins",
     "summarize_margins",
     "win_rate",
 ]
@@ -41,26 +47,83 @@ Judge = Callable[[str, str, str], float]
 
 
 # ----------------------------------------------------------------------------- margins
+@torch.no_grad()
+def preference_margins(
+    model: torch.nn.Module,
+    dataset: Any,
+    tokenizer: Any,
+    *,
+    batch_size: int = 16,
+    max_length: int | None = 128,
+    max_prompt_length: int | None = 64,
+    progress: str | None = None,
+) -> np.ndarray:
+    """Policy margins ``log pi(chosen) - log pi(rejected)`` per pair, shape ``(len(dataset),)``.
+
+    Args:
+        progress: label of a ``tqdm`` progress bar over the batches (default: no bar).
+    """
+    dataset = tokenize_preference_dataset(
+        dataset,
+        tokenizer,
+        max_length=max_length,
+        max_prompt_length=max_prompt_length,
+        name="dataset",
+    )
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer needs a pad token")
+    collator = PreferenceCollator(pad_token_id=tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    view = dataset.select_columns(list(TOKENIZED_COLUMNS))
+    starts = range(0, len(view), batch_size)
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=progress, leave=False)
+    out = []
+    try:
+        for start in starts:
+            rows = view[start : start + batch_size]
+            examples = [
+                dict(zip(TOKENIZED_COLUMNS, values, strict=True))
+                for values in zip(*(rows[c] for c in TOKENIZED_COLUMNS), strict=True)
+            ]
+            batch = {k: v.to(device) for k, v in collator(examples).items()}
+            logps = completion_logps(
+                model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+            )
+            chosen, rejected = logps.chunk(2)
+            out.append((chosen - rejected).double().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out)
+
+
+@deprecated_keywords(subgroup_columns="by")
 def evaluate_margins(
     model: torch.nn.Module,
     dataset: Any,
     tokenizer: Any,
     *,
-    subgroup_columns: Sequence[str] | None = None,
+    by: Sequence[str] | None = None,
     batch_size: int = 16,
     max_length: int | None = 128,
     max_prompt_length: int | None = 64,
     output_path: str | os.PathLike | None = None,
+    progress: str | None = None,
 ) -> Any:
     """Per-pair policy margins with the pairs' subgroup columns, as a ``pandas.DataFrame``.
 
     Args:
-        subgroup_columns: columns to carry over (default: every column that is not text, token
-            ids or reference log-probs).
+        by: subgroup columns to carry over (default: every column that is not text, token ids
+            or reference log-probs); formerly ``subgroup_columns``.
         output_path: also write the table (``.csv``, ``.jsonl`` or ``.parquet``).
+        progress: label of a progress bar over the batches (default: none).
 
     Returns:
-        One row per pair: ``pair_index``, ``margin`` (nats, float64) and the subgroup columns.
+        One row per pair: ``pair_index``, ``margin`` (nats, float64) and the ``by`` columns.
     """
     import pandas as pd
 
@@ -74,9 +137,9 @@ def evaluate_margins(
         "ref_chosen_logps",
         "ref_rejected_logps",
     }
-    if subgroup_columns is None:
-        subgroup_columns = [c for c in dataset.column_names if c not in skip]
-    missing = [c for c in subgroup_columns if c not in dataset.column_names]
+    if by is None:
+        by = [c for c in dataset.column_names if c not in skip]
+    missing = [c for c in by if c not in dataset.column_names]
     if missing:
         raise ValueError(
             f"subgroup column(s) {missing} are not in the dataset; it has "
@@ -89,9 +152,10 @@ def evaluate_margins(
         batch_size=batch_size,
         max_length=max_length,
         max_prompt_length=max_prompt_length,
+        progress=progress,
     )
     frame = pd.DataFrame({"pair_index": np.arange(len(margins)), "margin": margins})
-    for column in subgroup_columns:
+    for column in by:
         frame[column] = dataset[column]
     if output_path is not None:
         _save_frame(frame, output_path)
@@ -111,12 +175,14 @@ def _save_frame(frame: Any, path: str | os.PathLike) -> None:
         raise ValueError(f"{path}: expected a .csv, .jsonl or .parquet file name")
 
 
-def summarize_margins(frame: Any, subgroup_columns: Sequence[str]) -> dict[str, Any]:
-    """Micro and macro averages of ``frame["margin"]`` for each subgroup column.
+@deprecated_keywords(subgroup_columns="by")
+def summarize_margins(frame: Any, by: Sequence[str]) -> dict[str, Any]:
+    """Micro and macro averages of ``frame["margin"]`` for each subgroup column in ``by``
+    (formerly ``subgroup_columns``).
 
     Returns:
         ``{"micro": mean over pairs, "n_pairs": n, "by_column": {column: {"micro", "macro",
-        "by_group", "counts"}}}`` (see :func:`alignment.metrics.macro_micro_margins`).
+        "by_group", "counts"}}}`` (see :func:`micro_macro_margins`).
     """
     margins = frame["margin"].to_numpy(dtype=float)
     if not np.all(np.isfinite(margins)):
@@ -126,8 +192,8 @@ def summarize_margins(frame: Any, subgroup_columns: Sequence[str]) -> dict[str, 
         "micro": float(margins.mean()),
         "n_pairs": int(margins.size),
         "by_column": {
-            column: macro_micro_margins(margins, frame[column].astype(str).tolist())
-            for column in subgroup_columns
+            column: micro_macro_margins(margins, frame[column].astype(str).tolist())
+            for column in by
         },
     }
 

@@ -1,8 +1,7 @@
-"""Per-pair preference margins and their micro/macro averages over subgroups.
+"""Averages of per-pair preference margins over subgroups (NumPy only, no torch).
 
-The margin of a pair is ``log pi(y_w|x) - log pi(y_l|x)`` under the policy (nats), as in the
-MixDPO paper's evaluation; the macro average first averages within each subgroup, then across
-subgroups, so that small subgroups count as much as large ones.
+The micro average weights every pair alike; the macro average weights every subgroup alike, so a
+small subgroup counts as much as a large one (the subgroup-fairness view of alignment).
 """
 
 from __future__ import annotations
@@ -11,78 +10,51 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
+import pandas as pd
 
-from alignment.data import TOKENIZED_COLUMNS, PreferenceCollator, tokenize_preference_dataset
-from alignment.logprobs import completion_logps
-
-__all__ = ["macro_micro_margins", "preference_margins"]
+__all__ = ["micro_macro_margins"]
 
 
-@torch.no_grad()
-def preference_margins(
-    model: torch.nn.Module,
-    dataset: Any,
-    tokenizer: Any,
+def micro_macro_margins(
+    margins: Sequence[float] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray,
     *,
-    batch_size: int = 16,
-    max_length: int | None = 128,
-    max_prompt_length: int | None = 64,
-) -> np.ndarray:
-    """Policy margins ``log pi(chosen) - log pi(rejected)`` per pair, shape ``(len(dataset),)``."""
-    dataset = tokenize_preference_dataset(
-        dataset,
-        tokenizer,
-        max_length=max_length,
-        max_prompt_length=max_prompt_length,
-        name="dataset",
-    )
-    if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer needs a pad token")
-    collator = PreferenceCollator(pad_token_id=tokenizer.pad_token_id)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    view = dataset.select_columns(list(TOKENIZED_COLUMNS))
-    out = []
-    try:
-        for start in range(0, len(view), batch_size):
-            rows = view[start : start + batch_size]
-            examples = [
-                dict(zip(TOKENIZED_COLUMNS, values, strict=True))
-                for values in zip(*(rows[c] for c in TOKENIZED_COLUMNS), strict=True)
-            ]
-            batch = {k: v.to(device) for k, v in collator(examples).items()}
-            logps = completion_logps(
-                model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-            )
-            chosen, rejected = logps.chunk(2)
-            out.append((chosen - rejected).double().cpu().numpy())
-    finally:
-        model.train(was_training)
-    return np.concatenate(out)
-
-
-def macro_micro_margins(
-    margins: Sequence[float] | np.ndarray, groups: Sequence[Any]
+    levels: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Micro (over pairs) and macro (over subgroups) averages of per-pair margins.
+
+    The one definition: the point estimates of :func:`summarize_margins` and of
+    :func:`analysis.subgroup_margins` (which adds cluster-bootstrap intervals).
+
+    Args:
+        margins: ``(N,)`` per-pair values (nats).
+        groups: ``(N,)`` subgroup label of each pair.
+        levels: subgroups in the order of ``by_group`` and ``counts`` (default: the labels
+            present, sorted as strings); every level needs a pair and every label a level.
 
     Returns:
         ``{"micro": float, "macro": float, "by_group": {group: mean}, "counts": {group: n}}``.
     """
-    margins = np.asarray(margins, dtype=float)
-    groups = np.asarray(list(groups), dtype=object)
-    if margins.shape != groups.shape:
-        raise ValueError(f"margins {margins.shape} and groups {groups.shape} differ in shape")
-    if margins.size == 0:
+    values = np.asarray(margins, dtype=np.float64)
+    labels = np.asarray(list(groups), dtype=object)
+    if values.shape != labels.shape or values.ndim != 1:
+        raise ValueError(f"margins {values.shape} and groups {labels.shape} must both be (N,)")
+    if values.size == 0:
         raise ValueError("no margins to average")
-    names = sorted(set(groups.tolist()), key=str)
-    by_group = {name: float(margins[groups == name].mean()) for name in names}
-    counts = {name: int((groups == name).sum()) for name in names}
+    if levels is None:
+        levels = sorted(set(labels.tolist()), key=str)
+    codes = pd.Categorical(labels, categories=list(levels)).codes.astype(np.int64)
+    if (codes < 0).any():
+        raise ValueError(f"group {labels[np.argmax(codes < 0)]!r} is not one of {list(levels)}")
+    counts = np.bincount(codes, minlength=len(levels))
+    if not counts.all():
+        raise ValueError(
+            f"subgroup(s) {[levels[i] for i in np.flatnonzero(counts == 0)]} have no pair"
+        )
+    means = np.bincount(codes, weights=values, minlength=len(levels)) / counts
     return {
-        "micro": float(margins.mean()),
-        "macro": float(np.mean(list(by_group.values()))),
-        "by_group": by_group,
-        "counts": counts,
+        "micro": float(values.mean()),
+        "macro": float(means.mean()),
+        "by_group": {level: float(m) for level, m in zip(levels, means, strict=True)},
+        "counts": {level: int(n) for level, n in zip(levels, counts, strict=True)},
     }

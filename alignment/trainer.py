@@ -1,9 +1,18 @@
 """MixDPOTrainer: DPO and MixDPO training on any Hugging Face causal LM.
 
-Built on the public hooks of :class:`transformers.Trainer` (``compute_loss``, ``create_optimizer``,
-``prediction_step``, ``log``, ``save_model``, ``_load_from_checkpoint``), so accelerate,
-DDP/FSDP/DeepSpeed, callbacks, logging and checkpoints come from the ecosystem; nothing depends
-on TRL.
+Built on :class:`transformers.Trainer`, so accelerate, DDP/FSDP/DeepSpeed, callbacks, logging and
+checkpoints come from the ecosystem; nothing depends on TRL. Overridden public methods:
+``compute_loss``, ``prediction_step``, ``training_step``, ``evaluate``, ``create_optimizer``,
+``get_train_dataloader`` (annotator level only: batches that keep an annotator's pairs
+together), ``log`` and ``save_model``. Three private ``Trainer`` methods are overridden as well, because
+``Trainer`` offers no public hook for what they do (tested against transformers 4.46 and later;
+a rename upstream would break them):
+
+* ``_set_signature_columns_if_needed``: keep the token, reference and extra columns when
+  ``remove_unused_columns`` drops the dataset columns the model's ``forward`` does not take;
+* ``_load_from_checkpoint``: reload ``strength.pt`` when resuming from a checkpoint;
+* ``_load_best_model``: reload the best checkpoint's ``strength.pt`` with
+  ``load_best_model_at_end``.
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ from alignment.data import (
 )
 from alignment.logprobs import completion_logps, find_causal_lm
 from alignment.losses import PairBatch, PreferenceLoss, get_loss, get_loss_class
-from alignment.models import load_model, load_tokenizer
+from alignment.policy_models import load_model, load_tokenizer
+from mixlogit.conditional import StrengthDesign
+from mixlogit.families import LOG_PREFIX, LOGNORMAL, NUMPY_OPS, get_family
 
 __all__ = [
     "STRENGTH_CONFIG_NAME",
@@ -46,62 +57,190 @@ STRENGTH_WEIGHTS_NAME = "strength.pt"
 STRENGTH_CONFIG_NAME = "strength_config.json"
 
 
-def build_strength(args: MixDPOConfig) -> nn.Module:
-    """The ``mixlogit.torch`` strength module described by ``args``."""
-    from mixlogit.torch import FixedStrength, GammaStrength, LogNormalStrength
+def build_strength(args: MixDPOConfig, design: StrengthDesign | None = None) -> nn.Module:
+    """The ``mixlogit.torch`` strength module described by ``args``.
 
-    params = args.strength_parameters()
-    if args.strength_family == "gamma":
-        return GammaStrength(params["shape"], params["rate"], learnable=args.learn_strength)
-    if args.strength_family == "lognormal":
-        return LogNormalStrength(
-            params["loc"],
-            params["scale"],
-            learnable=args.learn_strength,
+    With ``strength_parameterisation="mean_cv"`` it is a
+    :class:`mixlogit.torch.conditional.ConditionalStrength` on ``design`` (the rater
+    covariates; ``None``: none), else the family's module in its natural parameters.
+    """
+    family = get_family(args.strength_family)
+    options: dict[str, Any] = {}
+    if family is LOGNORMAL:  # the config's lognormal_* fields
+        options.update(
             method=args.lognormal_method,
             num_samples=args.lognormal_num_samples,
             num_points=args.lognormal_num_points,
         )
-    return FixedStrength(params["beta"])
+    if args.conditional_strength:
+        from mixlogit.torch.conditional import ConditionalStrength
+
+        return ConditionalStrength(
+            family,
+            design,
+            init=args.strength_parameters(),
+            learnable=args.learn_strength and family.learnable,
+            tau_mean=args.strength_pooling_scale,
+            tau_cv=args.strength_pooling_scale,
+            **options,
+        )
+    if design is not None and design.columns:
+        raise ValueError("strength covariates need strength_parameterisation='mean_cv'")
+    from mixlogit.torch import make_strength
+
+    return make_strength(
+        family, args.strength_parameters(), learnable=args.learn_strength, **options
+    )
 
 
-def strength_log_values(strength: nn.Module) -> dict[str, float]:
-    """``strength/mean``, ``strength/variance``, ``strength/cv`` and ``strength/<param>``."""
+def strength_log_values(strength: nn.Module, covariates: Any = None) -> dict[str, float]:
+    """The training-log values of a strength module, keyed by its family's ``log_keys()``:
+    ``strength/mean``, ``strength/variance``, ``strength/cv`` and one ``strength/<param>`` per
+    parameter (floats). A conditional strength adds ``strength/<level>/mean`` and
+    ``strength/<level>/cv`` per pooled level; its population moments are those of the mixture
+    over the ``covariates`` rows (the training annotators) when given."""
+    if hasattr(strength, "log_values"):
+        return strength.log_values(covariates)
+    family = get_family(strength.family)
     with torch.no_grad():
-        mean = float(strength.mean)
-        variance = float(strength.variance)
-        values = {
-            "strength/mean": mean,
-            "strength/variance": variance,
-            "strength/cv": (variance**0.5) / mean if mean > 0 else float("nan"),
-        }
-        for name, value in strength.constrained_parameters().items():
-            values[f"strength/{name}"] = float(value)
-    return values
+        params = {k: float(v) for k, v in strength.constrained_parameters().items()}
+    values = {**family.moments(NUMPY_OPS, params), **params}
+    return {LOG_PREFIX + k: float(v) for k, v in values.items()}
 
 
-def save_strength(strength: nn.Module, directory: str | os.PathLike) -> None:
-    """Write ``strength.pt`` (state dict) and ``strength_config.json`` (readable values)."""
+def save_strength(
+    strength: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    covariates: Any = None,
+    annotators: list[str] | None = None,
+) -> None:
+    """Write ``strength.pt`` (state dict) and ``strength_config.json`` (readable values; for a
+    conditional strength also its constructor record with the covariate design and level
+    mapping, and the training ``annotators`` in index order)."""
     os.makedirs(directory, exist_ok=True)
     torch.save(strength.state_dict(), os.path.join(directory, STRENGTH_WEIGHTS_NAME))
+    values = strength_log_values(strength, covariates)
     info = {
         "class": type(strength).__name__,
         "family": getattr(strength, "family", ""),
         "learnable": any(True for _ in strength.parameters()),
-        **{k.removeprefix("strength/"): v for k, v in strength_log_values(strength).items()},
+        **{k.removeprefix(LOG_PREFIX): v for k, v in values.items()},
     }
+    if hasattr(strength, "config"):
+        info["conditional"] = strength.config()
+    if annotators is not None:
+        info["annotators"] = list(annotators)
     with open(os.path.join(directory, STRENGTH_CONFIG_NAME), "w") as handle:
         json.dump(info, handle, indent=1, sort_keys=True)
 
 
 def load_strength(strength: nn.Module, directory: str | os.PathLike) -> nn.Module:
-    """Load ``strength.pt`` from ``directory`` into ``strength`` (in place) and return it."""
+    """Load ``strength.pt`` from ``directory`` into ``strength`` (in place) and return it.
+
+    Raises:
+        FileNotFoundError: no ``strength.pt``.
+        ValueError: the checkpoint's conditional strength has another covariate design (levels,
+            regressors, standardisation) than ``strength``.
+    """
     path = os.path.join(directory, STRENGTH_WEIGHTS_NAME)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no {STRENGTH_WEIGHTS_NAME} in {directory}")
+    info_path = os.path.join(directory, STRENGTH_CONFIG_NAME)
+    if hasattr(strength, "config") and os.path.exists(info_path):
+        with open(info_path) as handle:
+            saved = json.load(handle).get("conditional")
+        if saved is not None and saved.get("design") != strength.config()["design"]:
+            raise ValueError(
+                f"the strength in {directory} was trained with covariate design "
+                f"{saved.get('design')}, not {strength.config()['design']}"
+            )
     state = torch.load(path, map_location="cpu", weights_only=True)
     strength.load_state_dict(state)
     return strength
+
+
+class _StrengthInputs:
+    """Annotator indices and rater covariates for the panel / conditional strength loss.
+
+    Built from the training set: annotators are numbered in sorted order of their ids, the
+    covariate design is fitted on one row per annotator (annotator level) or on the labels
+    (pair level). :meth:`add_columns` writes the loss's batch columns into any dataset.
+    """
+
+    def __init__(self, args: MixDPOConfig, train_dataset: Any, design: StrengthDesign | None):
+        from mixlogit.conditional import group_covariates
+
+        self.annotator_column = (
+            args.annotator_column if args.strength_level == "annotator" else None
+        )
+        self.covariates = list(args.strength_covariates)
+        self._check_columns(train_dataset, "train_dataset")
+        self.annotators: list[str] | None = None
+        table: Any = None
+        if self.annotator_column is not None:
+            ids = [str(v) for v in train_dataset[self.annotator_column]]
+            self.annotators = sorted(set(ids))
+            lookup = {a: k for k, a in enumerate(self.annotators)}
+            if self.covariates:
+                table = group_covariates(
+                    train_dataset, [lookup[a] for a in ids], self.covariates, len(self.annotators)
+                )
+        elif self.covariates:
+            table = {c: list(train_dataset[c]) for c in self.covariates}
+        if design is None:
+            design = (
+                StrengthDesign.infer(table, self.covariates)
+                if self.covariates
+                else StrengthDesign()
+            )
+        missing = sorted(set(design.columns) - set(self.covariates))
+        if missing:
+            raise ValueError(
+                f"the strength's design reads column(s) {missing} that are not in "
+                f"strength_covariates {self.covariates}"
+            )
+        self.design = design
+        # The raters whose mixture is logged as the population strength.
+        self.population = None if table is None else design.encode(table)
+
+    def _check_columns(self, dataset: Any, name: str) -> None:
+        needed = [c for c in [self.annotator_column, *self.covariates] if c is not None]
+        missing = [c for c in needed if c not in dataset.column_names]
+        if missing:
+            what = "annotator_column / strength_covariates"
+            raise ValueError(
+                f"{name} lacks column(s) {missing} ({what}); it has {sorted(dataset.column_names)}"
+            )
+
+    def add_columns(self, dataset: Any, name: str) -> Any:
+        """``dataset`` with the batch columns of :mod:`alignment.losses.panel` (replaced if
+        present): annotator index (unknown annotators numbered after the training ones),
+        pooled-level indices and regressors."""
+        from alignment.losses.panel import FEATURES_COLUMN, GROUP_COLUMN, LEVELS_COLUMN
+
+        self._check_columns(dataset, name)
+        columns: dict[str, list] = {}
+        if self.annotator_column is not None:
+            lookup = {a: k for k, a in enumerate(self.annotators)}
+            group = []
+            for value in dataset[self.annotator_column]:
+                group.append(lookup.setdefault(str(value), len(lookup)))
+            columns[GROUP_COLUMN] = group
+        if self.design.columns:
+            try:
+                encoded = self.design.encode(dataset.select_columns(list(self.design.columns)))
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from None
+            if self.design.levels:
+                columns[LEVELS_COLUMN] = encoded.level_index.tolist()
+            if self.design.num_features:
+                columns[FEATURES_COLUMN] = encoded.features.tolist()
+        for column, values in columns.items():
+            if column in dataset.column_names:
+                dataset = dataset.remove_columns(column)
+            dataset = dataset.add_column(column, values)
+        return dataset
 
 
 def _disable_dropout(model: nn.Module) -> None:
@@ -141,6 +280,20 @@ class MixDPOTrainer(Trainer):
         peft_config: a ``peft`` config; the model is wrapped with ``get_peft_model``.
         strength: a ready ``mixlogit.torch`` strength module overriding ``args.strength_*``.
         loss: a ready :class:`PreferenceLoss` overriding ``args.loss_type``/``loss_kwargs``.
+
+    Annotator level / rater covariates (``MixDPOConfig.strength_level="annotator"``,
+    ``strength_covariates``): the annotators of the training set are numbered in sorted order
+    of their ids; the covariate design (pooled levels, standardised regressors) is fitted on one
+    row per training annotator (per label at the pair level) and every covariate must be
+    constant within an annotator; the strength is a ``ConditionalStrength`` on that design and
+    the loss is ``alignment.losses.panel``'s, fed per pair with the annotator index and the
+    encoded covariates (batch columns ``strength_group``, ``strength_levels``,
+    ``strength_features``). Evaluation sets may hold new annotators (numbered after the
+    training ones) but no covariate level unseen in training. Logs add the population
+    mixture's ``strength/mean``/``strength/cv`` over the training annotators and
+    ``strength/<level>/mean``, ``strength/<level>/cv`` per level; checkpoints store the state
+    dict plus, in ``strength_config.json``, the design (level mapping, standardisation) and the
+    annotator ids in index order, and resuming checks the design is the same.
 
     Attributes:
         strength: the strength module (trained in its own optimiser group, saved as
@@ -194,20 +347,44 @@ class MixDPOTrainer(Trainer):
                 _disable_dropout(ref_model)
 
         # Loss and strength.
+        self._strength_inputs: _StrengthInputs | None = None
+        if args.panel_loss:
+            design = getattr(strength, "design", None) if strength is not None else None
+            if strength is not None and design is None:
+                raise TypeError(
+                    "strength_level='annotator' / strength_covariates need a ConditionalStrength "
+                    f"(mixlogit.torch.conditional), got {type(strength).__name__}"
+                )
+            self._strength_inputs = _StrengthInputs(args, train_dataset, design)
+            if strength is None:
+                strength = build_strength(args, self._strength_inputs.design)
         if loss is None:
             loss_kwargs = dict(args.loss_kwargs or {})
-            loss_cls_params = inspect.signature(get_loss_class(args.loss_type)).parameters
+            loss_type = args.loss_type
+            if args.panel_loss:
+                import alignment.losses.panel  # noqa: F401  (registers "panel_mixdpo")
+
+                design = self._strength_inputs.design
+                loss_type = "panel_mixdpo"
+                loss_kwargs = {
+                    "level": args.strength_level,
+                    "num_train_pairs": len(train_dataset),
+                    "uses_levels": bool(design.levels),
+                    "uses_features": bool(design.num_features),
+                    **loss_kwargs,
+                }
+            loss_cls_params = inspect.signature(get_loss_class(loss_type)).parameters
             if "beta" in loss_cls_params and "beta" not in loss_kwargs:
                 loss_kwargs["beta"] = args.beta
-            loss = get_loss(args.loss_type, **loss_kwargs)
+            loss = get_loss(loss_type, **loss_kwargs)
         self.loss_fn = loss
         if strength is None:
             if loss.uses_strength:
                 strength = build_strength(args)
             else:
-                from mixlogit.torch import FixedStrength
+                from mixlogit.torch import make_strength
 
-                strength = FixedStrength(getattr(loss, "beta", args.beta))
+                strength = make_strength("point_mass", {"beta": getattr(loss, "beta", args.beta)})
         self.strength = strength
         self._extra_columns = tuple(dict.fromkeys([*loss.extra_columns, *args.extra_columns]))
 
@@ -283,6 +460,8 @@ class MixDPOTrainer(Trainer):
             num_proc=args.dataset_num_proc,
             name=name,
         )
+        if self._strength_inputs is not None:
+            dataset = self._strength_inputs.add_columns(dataset, name)
         missing = [c for c in self._extra_columns if c not in dataset.column_names]
         if missing:
             raise ValueError(
@@ -294,6 +473,46 @@ class MixDPOTrainer(Trainer):
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
             self._signature_columns = [*TOKENIZED_COLUMNS, *REFERENCE_COLUMNS, *self._extra_columns]
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        """``Trainer``'s loader, except at the annotator level: batches from
+        :class:`alignment.sampler.AnnotatorBatchSampler` (an annotator's pairs together),
+        dealt to the accelerate ranks by the sampler itself (whole chunks per rank)."""
+        if self.args.strength_level != "annotator":
+            return super().get_train_dataloader()
+        from alignment.losses.panel import GROUP_COLUMN
+        from alignment.sampler import AnnotatorBatchSampler
+
+        self._set_signature_columns_if_needed()
+        dataset = self.train_dataset
+        dataset = dataset.select_columns(
+            [c for c in self._signature_columns if c in dataset.column_names]
+        )
+        sampler = AnnotatorBatchSampler(
+            dataset[GROUP_COLUMN],
+            self.args.per_device_train_batch_size,
+            pairs_per_annotator=self.args.pairs_per_annotator,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            num_replicas=self.accelerator.num_processes,
+            rank=self.accelerator.process_index,
+            drop_last=self.args.dataloader_drop_last,
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers,
+        )
+        loader = self.accelerator.prepare(loader)
+        # The sampler is rank-aware: make accelerate's batch sharding a passthrough (as
+        # Trainer does for its own rank-aware BatchRebalanceSampler).
+        shard = getattr(loader, "batch_sampler", None)
+        if shard is not None and getattr(shard, "batch_sampler", None) is sampler:
+            shard.num_processes = 1
+            shard.process_index = 0
+        return loader
 
     @torch.no_grad()
     def _precompute_ref_logps(self, dataset: Any, name: str) -> Any:
@@ -376,15 +595,26 @@ class MixDPOTrainer(Trainer):
         scale = float(scale) if not isinstance(scale, float) else scale
         chosen = scale * batch.chosen_logratios.detach()
         rejected = scale * batch.rejected_logratios.detach()
-        gather = self.accelerator.gather_for_metrics
-        chosen, rejected = gather(chosen), gather(rejected)
+        values = {
+            "rewards/chosen": chosen,
+            "rewards/rejected": rejected,
+            "rewards/accuracies": (chosen > rejected).float(),
+            "rewards/margins": chosen - rejected,
+            "logps/chosen": batch.chosen_logps.detach(),
+            "logps/rejected": batch.rejected_logps.detach(),
+        }
         metrics = self._metrics[mode]
-        metrics["rewards/chosen"].append(chosen.mean().item())
-        metrics["rewards/rejected"].append(rejected.mean().item())
-        metrics["rewards/accuracies"].append((chosen > rejected).float().mean().item())
-        metrics["rewards/margins"].append((chosen - rejected).mean().item())
-        metrics["logps/chosen"].append(gather(batch.chosen_logps.detach()).mean().item())
-        metrics["logps/rejected"].append(gather(batch.rejected_logps.detach()).mean().item())
+        if mode == "train" and self.args.strength_level == "annotator":
+            # Annotator batches differ in size across ranks, and all_gather needs equal
+            # shapes: gather each rank's sums and pair count instead.
+            count = torch.tensor(float(len(chosen)), device=chosen.device)
+            sums = torch.stack([*(v.float().sum() for v in values.values()), count])
+            sums = self.accelerator.gather(sums[None]).sum(0)
+            for k, key in enumerate(values):
+                metrics[key].append((sums[k] / sums[-1]).item())
+            return
+        for key, value in values.items():
+            metrics[key].append(self.accelerator.gather_for_metrics(value).float().mean().item())
 
     def prediction_step(
         self,
@@ -466,7 +696,7 @@ class MixDPOTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
         averaged = {k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}
-        averaged.update(strength_log_values(self.strength))
+        averaged.update(self.strength_values())
         if mode == "eval":
             averaged = {f"eval_{k}": v for k, v in averaged.items()}
         logs.update(averaged)  # in place: `evaluate` returns this same dict
@@ -478,7 +708,24 @@ class MixDPOTrainer(Trainer):
         """Save the model (as Trainer does) and the strength (``strength.pt`` + JSON)."""
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
-            save_strength(self.strength, output_dir or self.args.output_dir)
+            inputs = self._strength_inputs
+            save_strength(
+                self.strength,
+                output_dir or self.args.output_dir,
+                covariates=self._population_covariates,
+                annotators=None if inputs is None else inputs.annotators,
+            )
+
+    @property
+    def _population_covariates(self) -> Any:
+        """The training raters' encoded covariates (population logs), or ``None``."""
+        inputs = self._strength_inputs
+        return None if inputs is None else inputs.population
+
+    def strength_values(self) -> dict[str, float]:
+        """The strength's current log values (:func:`strength_log_values`; with covariates the
+        population is the mixture over the training annotators)."""
+        return strength_log_values(self.strength, self._population_covariates)
 
     def _load_from_checkpoint(
         self, resume_from_checkpoint: str, model: nn.Module | None = None

@@ -80,27 +80,40 @@ def _check_rewards(rewards: pd.DataFrame) -> np.ndarray:
     return values
 
 
+def _check_distribution(
+    weights: pd.Series | None, keys: pd.Index, name: str, keys_name: str, shown: int | None
+) -> np.ndarray:
+    """``(len(keys),)`` weights in the order of ``keys``: finite, >= 0, summing to 1.
+
+    ``None`` is the uniform distribution. An error about the index lists ``shown`` keys at most
+    (all for ``None``).
+    """
+    if weights is None:
+        return np.full(len(keys), 1.0 / len(keys))
+    missing = [k for k in keys if k not in weights.index]
+    extra = [k for k in weights.index if k not in keys]
+    if missing or extra:
+        raise ValueError(
+            f"{name} must be indexed by {keys_name}; missing {missing[:shown]}, "
+            f"unexpected {extra[:shown]}"
+        )
+    w = weights.reindex(keys).to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        k = keys[int(np.argmax(bad))]
+        raise ValueError(f"{name}[{k!r}] = {weights[k]!r} is not a finite weight >= 0")
+    if abs(w.sum() - 1.0) > 1e-8:
+        raise ValueError(f"{name} must sum to 1, it sums to {w.sum()!r}")
+    return w
+
+
 def _check_type_weights(
     type_weights: pd.Series | Mapping[Hashable, float] | None, types: pd.Index
 ) -> np.ndarray:
-    if type_weights is None:
-        return np.full(len(types), 1.0 / len(types))
-    weights = pd.Series(type_weights, dtype=np.float64)
-    missing = [t for t in types if t not in weights.index]
-    extra = [t for t in weights.index if t not in types]
-    if missing or extra:
-        raise ValueError(
-            f"type_weights must be indexed by the reward columns {list(types)}; "
-            f"missing {missing}, unexpected {extra}"
-        )
-    w = weights.reindex(types).to_numpy()
-    bad = ~np.isfinite(w) | (w < 0)
-    if bad.any():
-        t = types[int(np.argmax(bad))]
-        raise ValueError(f"type_weights[{t!r}] = {weights[t]!r} is not a finite weight >= 0")
-    if abs(w.sum() - 1.0) > 1e-8:
-        raise ValueError(f"type_weights must sum to 1, they sum to {w.sum()!r}")
-    return w
+    weights = None if type_weights is None else pd.Series(type_weights, dtype=np.float64)
+    return _check_distribution(
+        weights, types, "type_weights", f"the reward columns {list(types)}", None
+    )
 
 
 def _check_preferences(preferences: pd.DataFrame) -> np.ndarray:
@@ -137,27 +150,12 @@ def _check_preferences(preferences: pd.DataFrame) -> np.ndarray:
 
 
 def _check_sampling(sampling: pd.Series | None, responses: pd.Index) -> np.ndarray:
-    if sampling is None:
-        return np.full(len(responses), 1.0 / len(responses))
-    if not isinstance(sampling, pd.Series):
-        raise TypeError(f"sampling must be a pandas Series, got {type(sampling).__name__}")
-    if not sampling.index.is_unique:
-        raise ValueError("sampling has duplicated response ids in its index")
-    missing = [y for y in responses if y not in sampling.index]
-    extra = [y for y in sampling.index if y not in responses]
-    if missing or extra:
-        raise ValueError(
-            f"sampling must be indexed by the response ids; missing {missing[:5]}, "
-            f"unexpected {extra[:5]}"
-        )
-    mu = sampling.reindex(responses).to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(mu) | (mu < 0)
-    if bad.any():
-        y = responses[int(np.argmax(bad))]
-        raise ValueError(f"sampling[{y!r}] = {sampling[y]!r} is not a probability >= 0")
-    if abs(mu.sum() - 1.0) > 1e-8:
-        raise ValueError(f"sampling must sum to 1, it sums to {mu.sum()!r}")
-    return mu
+    if sampling is not None:
+        if not isinstance(sampling, pd.Series):
+            raise TypeError(f"sampling must be a pandas Series, got {type(sampling).__name__}")
+        if not sampling.index.is_unique:
+            raise ValueError("sampling has duplicated response ids in its index")
+    return _check_distribution(sampling, responses, "sampling", "the response ids", 5)
 
 
 def preference_matrix(
@@ -261,6 +259,9 @@ def alignment_accuracy(
     Over unordered pairs ``{y, y2}`` whose target rewards differ, the pair scores 1 when
     ``implicit_reward`` orders it the same way, 0 when the opposite way and 1/2 on an implicit tie;
     the score is averaged with weights ``pair_weights`` (symmetrised: ``Q[y, y2] + Q[y2, y]``).
+    This is the population accuracy of a tabular policy over *all* response pairs; for a policy
+    scored on observed (held-out) pairs, where a zero margin counts as wrong, see
+    :func:`alignment.datasets.semisynthetic_types.pair_alignment_accuracy`.
 
     Args:
         implicit_reward: a policy's implicit reward per response, e.g. ``beta * log(pi / pi_ref)``

@@ -1,10 +1,10 @@
 """Training logs of MixDPO runs -> pandas and ArviZ ``InferenceData``.
 
 A training log is one record per logging step with the keys written by the MixDPO trainer:
-``step``, ``loss``, ``strength/mean``, ``strength/variance``, ``strength/cv``, one
-``strength/<parameter>`` per constrained parameter of the strength family (``shape`` and ``rate``
-for Gamma, ``loc`` and ``scale`` for LogNormal, ``beta`` for a fixed strength) and the DPO reward
-statistics ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``, ``rewards/margins``.
+``step``, ``loss``, the strength family's ``log_keys()`` (:mod:`mixlogit.families`:
+``strength/mean``, ``strength/variance``, ``strength/cv`` and one ``strength/<parameter>`` per
+parameter: ``shape`` and ``rate`` for Gamma, ``loc`` and ``scale`` for LogNormal, ``beta`` for a
+point mass) and the DPO reward statistics ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``, ``rewards/margins``.
 Any other numeric key (``learning_rate``, ``grad_norm``, ``epoch``) is kept as well.
 
 In ``InferenceData`` the slash becomes an underscore (``strength/mean`` -> ``strength_mean``)
@@ -19,16 +19,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from analysis._arviz import az
+from mixlogit._deprecation import deprecated_keywords
+from mixlogit.families import FAMILY_NAMES, LOG_PREFIX, NUMPY_OPS, get_family
 
 __all__ = [
-    "STRENGTH_PARAMETERS",
     "TrainingRun",
     "choice_fit_to_inference_data",
     "find_training_log",
@@ -38,25 +39,20 @@ __all__ = [
     "training_runs_to_inference_data",
 ]
 
-StrengthFamily = Literal["gamma", "lognormal", "fixed"]
-
-#: Constrained parameters logged for each strength family, in the order the family takes them.
-STRENGTH_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "gamma": ("shape", "rate"),
-    "lognormal": ("loc", "scale"),
-    "fixed": ("beta",),
-}
-_ALL_PARAMETERS = ("shape", "rate", "loc", "scale", "beta")
-_REQUIRED_KEYS = ("step", "strength/mean", "strength/variance")
+_FAMILIES = tuple(get_family(name) for name in FAMILY_NAMES)
+#: Every family's parameters, in registry order (a union: families may share names).
+_ALL_PARAMETERS = tuple(dict.fromkeys(p for f in _FAMILIES for p in f.parameters))
+_REQUIRED_KEYS = ("step", LOG_PREFIX + "mean", LOG_PREFIX + "variance")
+# What a logged value must be: the moments' ranges, then each parameter's constraint.
 _VALUE_RULES = {
-    "strength/mean": "positive",
-    "strength/variance": "nonnegative",
-    "strength/cv": "nonnegative",
-    "strength/shape": "positive",
-    "strength/rate": "positive",
-    "strength/loc": "finite",
-    "strength/scale": "positive",
-    "strength/beta": "positive",
+    LOG_PREFIX + "mean": "positive",
+    LOG_PREFIX + "variance": "nonnegative",
+    LOG_PREFIX + "cv": "nonnegative",
+    **{
+        LOG_PREFIX + p: {"real": "finite"}.get(c, c)
+        for f in _FAMILIES
+        for p, c in f.constraints.items()
+    },
 }
 
 LogSource = str | PathLike | pd.DataFrame | Iterable[Mapping[str, Any]]
@@ -191,7 +187,7 @@ def read_training_log(source: LogSource, *, name: str | None = None) -> pd.DataF
         raise ValueError(
             f"{label}: missing key(s) {missing}; found {sorted(map(str, frame.columns))}"
         )
-    frame = frame.loc[frame["strength/mean"].notna()].copy()
+    frame = frame.loc[frame[LOG_PREFIX + "mean"].notna()].copy()
     if frame.empty:
         raise ValueError(f"{label}: no record has a value for 'strength/mean'")
 
@@ -226,52 +222,41 @@ def read_training_log(source: LogSource, *, name: str | None = None) -> pd.DataF
     return frame.sort_values("step").reset_index(drop=True)
 
 
-def strength_family(log: pd.DataFrame) -> StrengthFamily:
-    """Strength family of a training log, from which ``strength/<parameter>`` keys it has.
+def strength_family(log: pd.DataFrame) -> str:
+    """Canonical name of the strength family of a training log (``"gamma"``, ``"lognormal"``,
+    ``"point_mass"``), from which ``strength/<parameter>`` keys it has.
 
     Raises:
         ValueError: the log holds the parameters of no family or of several.
     """
     present = [
-        family
-        for family, parameters in STRENGTH_PARAMETERS.items()
-        if all(f"strength/{p}" in log.columns for p in parameters)
+        family.name
+        for family in _FAMILIES
+        if all(LOG_PREFIX + p in log.columns for p in family.parameters)
     ]
     if len(present) != 1:
-        keys = sorted(c for c in log.columns if str(c).startswith("strength/"))
+        keys = sorted(c for c in log.columns if str(c).startswith(LOG_PREFIX))
         raise ValueError(
             f"cannot tell the strength family from keys {keys}: expected exactly one of "
-            + ", ".join(f"{f}: {list(p)}" for f, p in STRENGTH_PARAMETERS.items())
+            + ", ".join(f"{f.name}: {list(f.parameters)}" for f in _FAMILIES)
         )
-    return present[0]  # type: ignore[return-value]
+    return present[0]
 
 
 def strength_distribution(family: str, **parameters: float) -> Any:
-    """Frozen ``scipy.stats`` distribution of a strength family with the logged parameters.
+    """Frozen ``scipy.stats`` distribution of a strength family with the logged parameters
+    (``get_family(family).scipy``; ``None`` for a point mass, which has no density).
 
     Gamma(shape, rate) has density ``rate^shape b^(shape-1) e^(-rate b) / Gamma(shape)``;
-    LogNormal(loc, scale) is ``exp(Normal(loc, scale))``; a fixed strength is a point mass, for
-    which ``None`` is returned (it has no density).
+    LogNormal(loc, scale) is ``exp(Normal(loc, scale))``.
     """
-    from scipy import stats
-
-    expected = STRENGTH_PARAMETERS.get(family)
-    if expected is None:
+    spec = get_family(family)
+    if sorted(parameters) != sorted(spec.parameters):
         raise ValueError(
-            f"unknown strength family {family!r}; expected one of {list(STRENGTH_PARAMETERS)}"
+            f"{spec.name} strength takes parameters {list(spec.parameters)}, "
+            f"got {sorted(parameters)}"
         )
-    if sorted(parameters) != sorted(expected):
-        raise ValueError(
-            f"{family} strength takes parameters {list(expected)}, got {sorted(parameters)}"
-        )
-    for key, value in parameters.items():
-        if not math.isfinite(value) or (key != "loc" and value <= 0):
-            raise ValueError(f"{family} parameter {key}={value!r} must be finite and positive")
-    if family == "gamma":
-        return stats.gamma(a=parameters["shape"], scale=1.0 / parameters["rate"])
-    if family == "lognormal":
-        return stats.lognorm(s=parameters["scale"], scale=math.exp(parameters["loc"]))
-    return None
+    return spec.scipy(spec.check_params(parameters))
 
 
 @dataclass(frozen=True)
@@ -282,7 +267,8 @@ class TrainingRun:
         name: unique run label (``"mixdpo-gamma-prism"``).
         log: a per-step log or anything :func:`read_training_log` reads.
         dataset: the preference data set it was trained on (``"prism"``); ``"unknown"`` if unset.
-        family: ``"gamma"``, ``"lognormal"`` or ``"fixed"``; inferred from the log if unset.
+        family: a :mod:`mixlogit.families` name (``"gamma"``, ``"lognormal"``, ``"point_mass"``
+            or its alias ``"fixed"``); inferred from the log if unset.
     """
 
     name: str
@@ -304,10 +290,11 @@ def _as_runs(
     return runs
 
 
+@deprecated_keywords(num_strength_draws="num_draws")
 def training_runs_to_inference_data(
     runs: TrainingRun | Sequence[TrainingRun] | Mapping[str, LogSource],
     *,
-    num_strength_draws: int = 0,
+    num_draws: int = 0,
     seed: int = 0,
 ) -> Any:
     """Strength trajectories of one or several training runs as ArviZ ``InferenceData``.
@@ -321,14 +308,15 @@ def training_runs_to_inference_data(
     * ``strength``: the fitted strength distribution, i.e. the last logged step of each run:
       ``mean``, ``variance``, ``cv`` and the family's parameters, dims ``(run,)``; parameters
       of other families are NaN.
-    * ``strength_draws`` (only when ``num_strength_draws > 0``): ``num_strength_draws`` exact
+    * ``strength_draws`` (only when ``num_draws > 0``): ``num_draws`` exact
       draws from each run's fitted distribution, dims ``(chain, draw, run)`` with one chain, so
       that ``az.summary(idata, group="strength_draws")`` and ArviZ density plots work. These are
       draws of the population distribution of strength, not a Bayesian posterior.
 
     Args:
         runs: a :class:`TrainingRun`, a sequence of them, or a mapping ``{run name: log}``.
-        num_strength_draws: draws per run for the ``strength_draws`` group (0 = no group).
+        num_draws: draws per run for the ``strength_draws`` group (0 = no group); formerly
+            ``num_strength_draws``.
         seed: seed of those draws.
     """
     run_list = _as_runs(runs)
@@ -340,7 +328,7 @@ def training_runs_to_inference_data(
     for run in run_list:
         log = read_training_log(run.log, name=run.name)
         inferred = strength_family(log)
-        if run.family is not None and run.family != inferred:
+        if run.family is not None and get_family(run.family).name != inferred:
             raise ValueError(
                 f"run {run.name!r} is labelled family {run.family!r} but its log has the "
                 f"parameters of {inferred!r}"
@@ -371,10 +359,10 @@ def training_runs_to_inference_data(
     for quantity in ("mean", "variance", "cv", *_ALL_PARAMETERS):
         values = np.full(len(logs), np.nan)
         for row, log in enumerate(logs):
-            key = f"strength/{quantity}"
+            key = LOG_PREFIX + quantity
             if quantity == "cv" and key not in log:
                 last = log.iloc[-1]
-                values[row] = math.sqrt(last["strength/variance"]) / last["strength/mean"]
+                values[row] = math.sqrt(last[LOG_PREFIX + "variance"]) / last[LOG_PREFIX + "mean"]
             elif key in log:
                 values[row] = log[key].iloc[-1]
         if quantity in ("mean", "variance", "cv") or np.isfinite(values).any():
@@ -382,31 +370,32 @@ def training_runs_to_inference_data(
     final["final_step"] = (("run",), np.array([log["step"].iloc[-1] for log in logs]))
     groups = {"trajectory": trajectory_ds, "strength": xr.Dataset(final, coords=run_coords)}
 
-    if num_strength_draws > 0:
+    if num_draws > 0:
         rng = np.random.default_rng(seed)
-        draws = np.empty((1, num_strength_draws, len(logs)))
+        draws = np.empty((1, num_draws, len(logs)))
         for row, (log, family) in enumerate(zip(logs, families, strict=True)):
             parameters = {
-                p: float(log[f"strength/{p}"].iloc[-1]) for p in STRENGTH_PARAMETERS[family]
+                p: float(log[LOG_PREFIX + p].iloc[-1]) for p in get_family(family).parameters
             }
             distribution = strength_distribution(family, **parameters)
-            if distribution is None:
-                draws[0, :, row] = parameters["beta"]
+            if distribution is None:  # a point mass
+                draws[0, :, row] = get_family(family).mean(NUMPY_OPS, parameters)
             else:
-                draws[0, :, row] = distribution.rvs(size=num_strength_draws, random_state=rng)
+                draws[0, :, row] = distribution.rvs(size=num_draws, random_state=rng)
         groups["strength_draws"] = xr.Dataset(
             {"strength": (("chain", "draw", "run"), draws)},
-            coords={**run_coords, "chain": [0], "draw": np.arange(num_strength_draws)},
+            coords={**run_coords, "chain": [0], "draw": np.arange(num_draws)},
         )
     return az.InferenceData(**groups)
 
 
+@deprecated_keywords(population_draws="num_population_draws")
 def choice_fit_to_inference_data(
     fit: Any,
     *,
     num_draws: int = 4000,
     robust: bool = False,
-    population_draws: int = 0,
+    num_population_draws: int = 0,
     seed: int = 0,
 ) -> Any:
     """A ``mixlogit`` choice-model fit as ArviZ ``InferenceData``.
@@ -422,7 +411,8 @@ def choice_fit_to_inference_data(
       distribution ``N(params, cov)`` (``robust_cov`` with ``robust=True``), dims ``(chain,
       draw, parameter)`` with one chain, so ``az.summary(idata, group="asymptotic_draws")`` and
       ArviZ plots apply. This is the sampling distribution of the estimator, not a posterior.
-    * ``population`` (when ``population_draws > 0`` and the model has random coefficients):
+    * ``population`` (when ``num_population_draws > 0`` (formerly ``population_draws``) and the
+      model has random coefficients):
       draws of every coefficient over the population at the estimates, one variable per
       coefficient, dims ``(chain, draw)``.
     """
@@ -474,10 +464,10 @@ def choice_fit_to_inference_data(
             attrs={"covariance": "robust" if robust else "classical"},
         ),
     }
-    if population_draws > 0 and getattr(getattr(fit, "model", None), "random", None):
-        population = fit.population_coefficients(num_draws=population_draws, seed=seed)
+    if num_population_draws > 0 and getattr(getattr(fit, "model", None), "random", None):
+        population = fit.population_coefficients(num_draws=num_population_draws, seed=seed)
         groups["population"] = xr.Dataset(
             {str(c): (("chain", "draw"), population[c].to_numpy()[None]) for c in population},
-            coords={"chain": [0], "draw": np.arange(population_draws)},
+            coords={"chain": [0], "draw": np.arange(num_population_draws)},
         )
     return az.InferenceData(**groups)

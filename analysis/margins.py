@@ -29,11 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from alignment.metrics import micro_macro_margins
+from mixlogit._deprecation import deprecated_keywords, renamed_attribute
+
 __all__ = [
     "SubgroupGains",
     "SubgroupMargins",
     "bootstrap_group_means",
     "cluster_bootstrap_group_means",
+    "micro_macro_margins",
     "subgroup_gains",
     "subgroup_margins",
 ]
@@ -93,10 +97,8 @@ def bootstrap_group_means(
     return replicates
 
 
-def _percentile_interval(
-    replicates: np.ndarray, confidence: float
-) -> tuple[np.ndarray, np.ndarray]:
-    alpha = 1.0 - confidence
+def _percentile_interval(replicates: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
+    alpha = 1.0 - interval
     low, high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2], axis=0)
     return low, high
 
@@ -107,7 +109,7 @@ def _check_common(
     value: str,
     columns: Sequence[str | None],
     num_boot: int,
-    confidence: float,
+    interval: float,
     min_count: int,
 ) -> list[str]:
     if not isinstance(evaluation, pd.DataFrame):
@@ -129,8 +131,8 @@ def _check_common(
             f"column {value!r} has non-finite or non-numeric value "
             f"{_label(evaluation[value].iloc[row])!r} at row {_label(evaluation.index[row])!r}"
         )
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval}")
     if num_boot < 100:
         raise ValueError(f"num_boot={num_boot} is too few replicates for an interval (use >= 100)")
     if min_count < 1:
@@ -218,6 +220,7 @@ class _AttributeReplicates:
     stds: np.ndarray  # (G,)
     group_replicates: np.ndarray  # (B, G)
     micro: float
+    macro: float
     micro_replicates: np.ndarray  # (B,)
     num_missing: int
 
@@ -239,10 +242,10 @@ def _attribute_replicates(
         absent = [levels[i] for i in np.flatnonzero(~present)]
         raise ValueError(f"subgroup(s) {absent} of {attribute!r} have no pair for this method")
     values = kept[value].to_numpy(dtype=np.float64)
-    grouped = pd.Series(values).groupby(codes)
-    counts = grouped.size().to_numpy()
-    means = grouped.mean().to_numpy()
-    stds = grouped.std(ddof=1).fillna(0.0).to_numpy()
+    point = micro_macro_margins(values, kept[attribute], levels=levels)
+    counts = np.array(list(point["counts"].values()))
+    means = np.array(list(point["by_group"].values()))
+    stds = pd.Series(values).groupby(codes).std(ddof=1).fillna(0.0).to_numpy()
     if cluster is None:
         group_replicates = bootstrap_group_means(
             values, np.ones_like(values), codes, len(levels), num_boot, rng
@@ -261,7 +264,8 @@ def _attribute_replicates(
         means=means,
         stds=stds,
         group_replicates=group_replicates,
-        micro=float(values.mean()),
+        micro=point["micro"],
+        macro=point["macro"],
         micro_replicates=micro_replicates,
         num_missing=int((~known).sum()),
     )
@@ -280,7 +284,7 @@ class SubgroupMargins:
             ``method``, ``attribute``, ``kind``, ``n`` (pairs with a known attribute),
             ``num_subgroups``, ``n_missing``, ``mean``, ``ci_low``, ``ci_high``.
         value: the margin column summarised.
-        confidence: interval level (0.95 = 95 %).
+        interval: interval level (0.95 = 95 %; formerly ``confidence``).
         num_boot: bootstrap replicates.
         min_count: subgroups with fewer pairs are flagged ``small``.
     """
@@ -288,9 +292,11 @@ class SubgroupMargins:
     subgroups: pd.DataFrame
     overall: pd.DataFrame
     value: str
-    confidence: float
+    interval: float
     num_boot: int
     min_count: int
+
+    confidence = renamed_attribute("interval")
 
 
 def _method_frames(evaluation: pd.DataFrame, method: str | None) -> list[tuple[str, pd.DataFrame]]:
@@ -304,6 +310,7 @@ def _method_frames(evaluation: pd.DataFrame, method: str | None) -> list[tuple[s
     return [(str(name), frame) for name, frame in evaluation.groupby(method, sort=True)]
 
 
+@deprecated_keywords(confidence="interval")
 def subgroup_margins(
     evaluation: pd.DataFrame,
     by: str | Sequence[str],
@@ -312,7 +319,7 @@ def subgroup_margins(
     method: str | None = "method",
     cluster: str | None = None,
     num_boot: int = 2000,
-    confidence: float = 0.95,
+    interval: float = 0.95,
     min_count: int = 30,
     seed: int | np.random.Generator | None = 0,
 ) -> SubgroupMargins:
@@ -325,7 +332,7 @@ def subgroup_margins(
         method: column naming the evaluated policy; ``None`` or absent = one method ``"all"``.
         cluster: column whose clusters (annotators) are resampled as wholes; None = pairs.
         num_boot: bootstrap replicates.
-        confidence: interval level.
+        interval: interval level (formerly ``confidence``).
         min_count: subgroups with fewer pairs are flagged ``small``.
         seed: seed or generator of the bootstrap.
 
@@ -335,7 +342,7 @@ def subgroup_margins(
     if method is not None and method not in evaluation.columns:
         method = None
     attributes = _check_common(
-        evaluation, by, value, [method, cluster], num_boot, confidence, min_count
+        evaluation, by, value, [method, cluster], num_boot, interval, min_count
     )
     rng = np.random.default_rng(seed)
     subgroup_rows, overall_rows = [], []
@@ -345,7 +352,7 @@ def subgroup_margins(
             if not levels:
                 raise ValueError(f"column {attribute!r} has no known subgroup for {method_name!r}")
             rep = _attribute_replicates(frame, value, attribute, levels, cluster, num_boot, rng)
-            low, high = _percentile_interval(rep.group_replicates, confidence)
+            low, high = _percentile_interval(rep.group_replicates, interval)
             for i, level in enumerate(levels):
                 subgroup_rows.append(
                     {
@@ -363,9 +370,9 @@ def subgroup_margins(
             macro_replicates = rep.group_replicates.mean(axis=1)
             for kind, estimate, replicates in (
                 ("micro", rep.micro, rep.micro_replicates),
-                ("macro", float(rep.means.mean()), macro_replicates),
+                ("macro", rep.macro, macro_replicates),
             ):
-                kind_low, kind_high = _percentile_interval(replicates, confidence)
+                kind_low, kind_high = _percentile_interval(replicates, interval)
                 overall_rows.append(
                     {
                         "method": method_name,
@@ -383,7 +390,7 @@ def subgroup_margins(
         subgroups=pd.DataFrame(subgroup_rows),
         overall=pd.DataFrame(overall_rows),
         value=value,
-        confidence=confidence,
+        interval=interval,
         num_boot=num_boot,
         min_count=min_count,
     )
@@ -401,15 +408,17 @@ class SubgroupGains:
         overall: one row per (method, attribute, kind) with kind ``"micro"``/``"macro"``:
             the same columns with ``n`` and ``n_baseline`` summed over subgroups.
         paired: whether the gains were computed on matched pairs (``pair_id`` given).
-        confidence, num_boot, min_count: as in :class:`SubgroupMargins`.
+        interval, num_boot, min_count: as in :class:`SubgroupMargins`.
     """
 
     subgroups: pd.DataFrame
     overall: pd.DataFrame
     paired: bool
-    confidence: float
+    interval: float
     num_boot: int
     min_count: int
+
+    confidence = renamed_attribute("interval")
 
 
 def _paired_differences(
@@ -437,6 +446,7 @@ def _paired_differences(
     return differences.reset_index()
 
 
+@deprecated_keywords(confidence="interval")
 def subgroup_gains(
     evaluation: pd.DataFrame,
     by: str | Sequence[str],
@@ -448,7 +458,7 @@ def subgroup_gains(
     pair_id: str | None = None,
     cluster: str | None = None,
     num_boot: int = 2000,
-    confidence: float = 0.95,
+    interval: float = 0.95,
     min_count: int = 30,
     seed: int | np.random.Generator | None = 0,
 ) -> SubgroupGains:
@@ -464,7 +474,7 @@ def subgroup_gains(
         by: subgroup column(s); a context such as ``conversation_type`` is one more column.
         baseline: name of the reference method (``"dpo"``).
         methods: methods compared to the baseline (default: every other method).
-        value, cluster, num_boot, confidence, min_count, seed: as in :func:`subgroup_margins`.
+        value, cluster, num_boot, interval, min_count, seed: as in :func:`subgroup_margins`.
         method: column naming the method.
         pair_id: column identifying a held-out pair across methods, for paired gains.
 
@@ -472,7 +482,7 @@ def subgroup_gains(
         :class:`SubgroupGains`.
     """
     attributes = _check_common(
-        evaluation, by, value, [method, pair_id, cluster], num_boot, confidence, min_count
+        evaluation, by, value, [method, pair_id, cluster], num_boot, interval, min_count
     )
     names = sorted(evaluation[method].dropna().astype(str).unique())
     if baseline not in names:
@@ -512,7 +522,7 @@ def subgroup_gains(
                 micro = treated.micro - base.micro
                 micro_replicates = treated.micro_replicates - base.micro_replicates
                 counts, counts_base = treated.counts, base.counts
-            low, high = _percentile_interval(replicates, confidence)
+            low, high = _percentile_interval(replicates, interval)
             for i, level in enumerate(levels):
                 subgroup_rows.append(
                     {
@@ -533,7 +543,7 @@ def subgroup_gains(
                 ("micro", micro, micro_replicates),
                 ("macro", float(estimates.mean()), replicates.mean(axis=1)),
             ):
-                kind_low, kind_high = _percentile_interval(kind_replicates, confidence)
+                kind_low, kind_high = _percentile_interval(kind_replicates, interval)
                 overall_rows.append(
                     {
                         "method": other,
@@ -552,7 +562,7 @@ def subgroup_gains(
         subgroups=pd.DataFrame(subgroup_rows),
         overall=pd.DataFrame(overall_rows),
         paired=pair_id is not None,
-        confidence=confidence,
+        interval=interval,
         num_boot=num_boot,
         min_count=min_count,
     )

@@ -19,12 +19,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.converters import (
-    STRENGTH_PARAMETERS,
     TrainingRun,
     strength_distribution,
     training_runs_to_inference_data,
 )
 from analysis.margins import SubgroupGains, SubgroupMargins
+from mixlogit._deprecation import deprecated_keywords
+from mixlogit.families import NUMPY_OPS, get_family
 
 __all__ = [
     "plot_individual_coefficients",
@@ -74,6 +75,88 @@ def _size_handles(counts: np.ndarray, largest: float) -> list[Line2D]:
     ]
 
 
+def _hollow_handle(colour: Any, label: str) -> Line2D:
+    """Legend entry of a hollow marker (small subgroups, intervals that include 0)."""
+    return Line2D(
+        [], [], color=colour, marker="o", markerfacecolor="white", linestyle="", label=label
+    )
+
+
+def _method_handles(
+    colours: Mapping[str, Any], methods: Sequence[str], micro: str, macro: str
+) -> list[Line2D]:
+    """Legend entries: one marker per method, then the solid micro and dashed macro lines."""
+    return [
+        *(Line2D([], [], color=colours[m], marker="o", linestyle="", label=m) for m in methods),
+        Line2D([], [], color="0.3", linestyle="-", label=micro),
+        Line2D([], [], color="0.3", linestyle="--", label=macro),
+    ]
+
+
+def _dodge(
+    rows: pd.DataFrame, methods: Sequence[str], spread: float
+) -> tuple[list[Any], list[tuple[str, pd.DataFrame, np.ndarray]]]:
+    """Where each method's subgroup markers go on the subgroup axis of one panel.
+
+    Returns the subgroups of ``rows`` in order of first appearance (subgroup ``i`` at ``i``) and
+    per method ``(method, its rows, their positions)``, the methods side by side within
+    ``spread``.
+    """
+    levels = list(dict.fromkeys(rows["subgroup"]))
+    position = {level: i for i, level in enumerate(levels)}
+    spacing = spread / max(len(methods), 1)
+    parts = []
+    for k, method in enumerate(methods):
+        part = rows[rows["method"] == method]
+        offset = (k - (len(methods) - 1) / 2) * spacing
+        parts.append((method, part, np.array([position[s] for s in part["subgroup"]]) + offset))
+    return levels, parts
+
+
+def _interval_bars(
+    ax: Any,
+    position: np.ndarray,
+    part: pd.DataFrame,
+    value: str,
+    colour: Any,
+    *,
+    vertical: bool,
+    **style: Any,
+) -> None:
+    """Bars from ``part["ci_low"]`` to ``part["ci_high"]`` through ``part[value]``, at
+    ``position`` on the subgroup axis (``x`` when ``vertical``)."""
+    centre = part[value]
+    spans = [centre - part["ci_low"], part["ci_high"] - centre]
+    if vertical:
+        ax.errorbar(position, centre, yerr=spans, fmt="none", ecolor=colour, capsize=2, **style)
+    else:
+        ax.errorbar(centre, position, xerr=spans, fmt="none", ecolor=colour, capsize=2, **style)
+
+
+def _filled_and_hollow(
+    ax: Any, x: Any, y: Any, hollow: np.ndarray, colour: Any, sizes: Any, **filled: Any
+) -> None:
+    """Scatter ``(x, y)`` in ``colour``, hollow where ``hollow``; ``sizes`` scalar or per point."""
+    per_point = np.ndim(sizes) > 0
+    ax.scatter(
+        x[~hollow],
+        y[~hollow],
+        s=sizes[~hollow] if per_point else sizes,
+        color=colour,
+        zorder=3,
+        **filled,
+    )
+    ax.scatter(
+        x[hollow],
+        y[hollow],
+        s=sizes[hollow] if per_point else sizes,
+        facecolor="white",
+        edgecolor=colour,
+        linewidth=1.4,
+        zorder=3,
+    )
+
+
 def _wrap(label: object, width: int) -> str:
     """Tick label broken into lines of at most ``width`` characters (long subgroup names)."""
     lines = textwrap.wrap(str(label), width, break_long_words=False, break_on_hyphens=False)
@@ -91,20 +174,22 @@ def _new_figure(num_panels: int, *, panel_width: float, height: float, sharey: b
     return figure, axes
 
 
-def _attributes(table: pd.DataFrame, attributes: str | Sequence[str] | None) -> list[str]:
+def _panels(table: pd.DataFrame, by: str | Sequence[str] | None) -> list[str]:
+    """The subgroup columns to draw, one panel each (the tables' ``attribute`` column)."""
     present = list(dict.fromkeys(table["attribute"]))
-    if attributes is None:
+    if by is None:
         return present
-    wanted = [attributes] if isinstance(attributes, str) else list(attributes)
+    wanted = [by] if isinstance(by, str) else list(by)
     unknown = [a for a in wanted if a not in present]
     if unknown:
-        raise ValueError(f"attribute(s) {unknown} not in the table; it has {present}")
+        raise ValueError(f"subgroup column(s) {unknown} not in the table; it has {present}")
     return wanted
 
 
+@deprecated_keywords(attributes="by")
 def plot_subgroup_margins(
     margins: SubgroupMargins,
-    attributes: str | Sequence[str] | None = None,
+    by: str | Sequence[str] | None = None,
     *,
     methods: Sequence[str] | None = None,
     title: str | None = None,
@@ -117,12 +202,13 @@ def plot_subgroup_margins(
 
     Args:
         margins: output of :func:`analysis.subgroup_margins`.
-        attributes: attribute(s) to draw (default: all).
+        by: subgroup column(s) to draw, one panel each (default: all; formerly
+            ``attributes``).
         methods: methods to draw, in legend order (default: all).
         title: figure title.
     """
     table, overall = margins.subgroups, margins.overall
-    panels = _attributes(table, attributes)
+    panels = _panels(table, by)
     method_names = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
     unknown_methods = [m for m in method_names if m not in set(table["method"])]
     if unknown_methods:
@@ -143,46 +229,21 @@ def plot_subgroup_margins(
         axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
         for ax, attribute in zip(axes, panels, strict=True):
             rows = shown[shown["attribute"] == attribute]
-            levels = list(dict.fromkeys(rows["subgroup"]))
-            position = {level: i for i, level in enumerate(levels)}
-            width_per_method = 0.6 / max(len(method_names), 1)
-            for k, method in enumerate(method_names):
-                part = rows[rows["method"] == method]
+            levels, parts = _dodge(rows, method_names, 0.6)
+            for method, part, x in parts:
                 if part.empty:
                     continue
                 colour = colours[method]
-                x = np.array([position[s] for s in part["subgroup"]]) + (
-                    (k - (len(method_names) - 1) / 2) * width_per_method
-                )
-                ax.errorbar(
+                _interval_bars(ax, x, part, "mean", colour, vertical=True, elinewidth=1.2, zorder=2)
+                _filled_and_hollow(
+                    ax,
                     x,
                     part["mean"],
-                    yerr=[part["mean"] - part["ci_low"], part["ci_high"] - part["mean"]],
-                    fmt="none",
-                    ecolor=colour,
-                    elinewidth=1.2,
-                    capsize=2,
-                    zorder=2,
-                )
-                small = part["small"].to_numpy(bool)
-                sizes = _marker_sizes(part["n"].to_numpy(float), 220.0, most=most)
-                ax.scatter(
-                    x[~small],
-                    part["mean"][~small],
-                    s=sizes[~small],
-                    color=colour,
-                    zorder=3,
+                    part["small"].to_numpy(bool),
+                    colour,
+                    _marker_sizes(part["n"].to_numpy(float), 220.0, most=most),
                     edgecolor="white",
                     linewidth=0.6,
-                )
-                ax.scatter(
-                    x[small],
-                    part["mean"][small],
-                    s=sizes[small],
-                    facecolor="white",
-                    edgecolor=colour,
-                    linewidth=1.4,
-                    zorder=3,
                 )
                 summary = overall[
                     (overall["attribute"] == attribute) & (overall["method"] == method)
@@ -201,21 +262,10 @@ def plot_subgroup_margins(
             ax.set_xlim(-0.6, len(levels) - 0.4)
         axes[0].set_ylabel(f"mean {margins.value} (nats)")
         handles = [
-            Line2D([], [], color=colours[m], marker="o", linestyle="", label=m)
-            for m in method_names
-        ]
-        handles += [
-            Line2D([], [], color="0.3", linestyle="-", label="micro (all pairs)"),
-            Line2D([], [], color="0.3", linestyle="--", label="macro (mean of\nsubgroup means)"),
-            Line2D(
-                [],
-                [],
-                color="0.3",
-                marker="o",
-                markerfacecolor="white",
-                linestyle="",
-                label=f"small: n < {margins.min_count}",
+            *_method_handles(
+                colours, method_names, "micro (all pairs)", "macro (mean of\nsubgroup means)"
             ),
+            _hollow_handle("0.3", f"small: n < {margins.min_count}"),
             *_size_handles(counts, 220.0),
         ]
         figure.legend(
@@ -228,16 +278,17 @@ def plot_subgroup_margins(
         _title(
             figure,
             title
-            or f"Subgroup margins ({margins.confidence:.0%} bootstrap intervals; "
+            or f"Subgroup margins ({margins.interval:.0%} bootstrap intervals; "
             "shaded: micro interval; marker area ∝ pairs)",
             width,
         )
     return figure
 
 
+@deprecated_keywords(attributes="by")
 def plot_subgroup_gains(
     gains: SubgroupGains,
-    attributes: str | Sequence[str] | None = None,
+    by: str | Sequence[str] | None = None,
     *,
     title: str | None = None,
 ) -> Figure:
@@ -246,10 +297,11 @@ def plot_subgroup_gains(
     Horizontal intervals are bootstrap CIs; filled markers exclude 0, hollow markers do not;
     ``n`` is printed beside each subgroup; the solid and dashed vertical lines are the micro and
     macro gains. Pass a context column (``conversation_type``) as one of ``by`` when computing
-    the gains to get a per-context panel.
+    the gains to get a per-context panel. ``by`` selects the subgroup columns drawn (default:
+    all; formerly ``attributes``).
     """
     table, overall = gains.subgroups, gains.overall
-    panels = _attributes(table, attributes)
+    panels = _panels(table, by)
     method_names = list(dict.fromkeys(table["method"]))
     baseline = str(table["baseline"].iloc[0])
     # same colour per method as in plot_subgroup_margins (palette over all sorted names)
@@ -265,34 +317,12 @@ def plot_subgroup_gains(
         )
         for ax, attribute in zip(axes, panels, strict=True):
             rows = table[table["attribute"] == attribute]
-            levels = list(dict.fromkeys(rows["subgroup"]))
-            position = {level: i for i, level in enumerate(levels)}
-            offset = 0.5 / max(len(method_names), 1)
-            for k, method in enumerate(method_names):
-                part = rows[rows["method"] == method]
+            levels, parts = _dodge(rows, method_names, 0.5)
+            for method, part, y in parts:
                 colour = colours[method]
-                y = np.array([position[s] for s in part["subgroup"]]) + (
-                    (k - (len(method_names) - 1) / 2) * offset
-                )
-                ax.errorbar(
-                    part["gain"],
-                    y,
-                    xerr=[part["gain"] - part["ci_low"], part["ci_high"] - part["gain"]],
-                    fmt="none",
-                    ecolor=colour,
-                    elinewidth=1.4,
-                    capsize=2,
-                )
-                significant = part["significant"].to_numpy(bool)
-                ax.scatter(part["gain"][significant], y[significant], color=colour, s=36, zorder=3)
-                ax.scatter(
-                    part["gain"][~significant],
-                    y[~significant],
-                    facecolor="white",
-                    edgecolor=colour,
-                    linewidth=1.4,
-                    s=36,
-                    zorder=3,
+                _interval_bars(ax, y, part, "gain", colour, vertical=False, elinewidth=1.4)
+                _filled_and_hollow(
+                    ax, part["gain"], y, ~part["significant"].to_numpy(bool), colour, 36
                 )
                 summary = overall[
                     (overall["attribute"] == attribute) & (overall["method"] == method)
@@ -306,14 +336,14 @@ def plot_subgroup_gains(
                         alpha=0.8,
                     )
             ax.axvline(0.0, color="black", linewidth=0.8)
-            for level in levels:
+            for position, level in enumerate(levels):
                 at = rows[rows["subgroup"] == level]
                 counts = "/".join(str(n) for n in dict.fromkeys(at["n"]))
                 if not gains.paired:
                     counts += f" vs {'/'.join(str(n) for n in dict.fromkeys(at['n_baseline']))}"
                 ax.annotate(
                     f"n={counts}" + (" (small)" if at["small"].any() else ""),
-                    (1.0, position[level]),
+                    (1.0, position),
                     xycoords=("axes fraction", "data"),
                     xytext=(3, 0),
                     textcoords="offset points",
@@ -326,21 +356,10 @@ def plot_subgroup_gains(
             ax.set_xlabel(f"margin gain over {baseline} (nats)")
             ax.set_title(attribute, fontsize="medium")
         handles = [
-            Line2D([], [], color=colours[m], marker="o", linestyle="", label=m)
-            for m in method_names
-        ]
-        handles += [
-            Line2D([], [], color="0.3", linestyle="-", label="micro gain (all pairs)"),
-            Line2D([], [], color="0.3", linestyle="--", label="macro gain (mean of subgroups)"),
-            Line2D(
-                [],
-                [],
-                color="0.3",
-                marker="o",
-                markerfacecolor="white",
-                linestyle="",
-                label="CI includes 0",
+            *_method_handles(
+                colours, method_names, "micro gain (all pairs)", "macro gain (mean of subgroups)"
             ),
+            _hollow_handle("0.3", "CI includes 0"),
         ]
         # as many legend columns as fit the figure width (~2 inches per entry), in rows below
         columns = max(1, min(len(handles), int(width // 2.0)))
@@ -354,7 +373,7 @@ def plot_subgroup_gains(
         _title(
             figure,
             title
-            or f"Margin gains over {baseline} ({gains.confidence:.0%} bootstrap intervals"
+            or f"Margin gains over {baseline} ({gains.interval:.0%} bootstrap intervals"
             + (", paired" if gains.paired else "")
             + "; n = pairs per subgroup)",
             width,
@@ -460,7 +479,8 @@ def _strength_specs(strengths: Any) -> list[tuple[str, str, dict[str, float]]]:
         group = strengths.strength
         specs = []
         for run, family in zip(group["run"].values, group["family"].values, strict=True):
-            params = {p: float(group[p].sel(run=run)) for p in STRENGTH_PARAMETERS[str(family)]}
+            parameters = get_family(str(family)).parameters
+            params = {p: float(group[p].sel(run=run)) for p in parameters}
             specs.append((str(run), str(family), params))
         return specs
     if isinstance(strengths, Mapping):
@@ -524,13 +544,13 @@ def plot_strength_densities(
                     label=f"{label}: fixed β={params['beta']:.3g}",
                 )
                 continue
-            mean, variance = (float(v) for v in distribution.stats("mv"))
+            moments = get_family(family).moments(NUMPY_OPS, params)
             ax.plot(
                 grid,
                 distribution.pdf(grid),
                 color=colours[label],
                 linewidth=1.8,
-                label=f"{label}: {family}, mean {mean:.3g}, CV {np.sqrt(variance) / mean:.2f}",
+                label=f"{label}: {family}, mean {moments['mean']:.3g}, CV {moments['cv']:.2f}",
             )
             ax.fill_between(grid, distribution.pdf(grid), color=colours[label], alpha=0.12)
         ax.set_xlim(0, upper)
@@ -563,7 +583,7 @@ def plot_subgroup_forest(
     "cv": {...}}`` keyed by subgroup) adds red crosses, for simulated data.
     """
     summary = posterior.summary()
-    quantities = ["mean_strength"] + (["cv"] if posterior.family != "fixed" else [])
+    quantities = [q for q in ("mean_strength", "cv") if q in summary.columns]
     labels = {
         "mean_strength": "mean strength β of the subgroup",
         "cv": "coefficient of variation of β (SD / mean)",
@@ -584,16 +604,7 @@ def plot_subgroup_forest(
                 color="C0",
                 linewidth=2.0,
             )
-            ax.scatter(centre[~small], y[~small], s=sizes[~small], color="C0", zorder=3)
-            ax.scatter(
-                centre[small],
-                y[small],
-                s=sizes[small],
-                facecolor="white",
-                edgecolor="C0",
-                linewidth=1.4,
-                zorder=3,
-            )
+            _filled_and_hollow(ax, centre, y, small, "C0", sizes)
             if quantity == "mean_strength":
                 pooled = float(np.exp(posterior.idata.posterior["mu_log_mean"].median()))
                 ax.axvline(pooled, color="0.4", linestyle=":", label=f"pooled median {pooled:.3g}")
@@ -612,19 +623,11 @@ def plot_subgroup_forest(
             y, [f"{s} (n={n})" for s, n in zip(summary["subgroup"], summary["n"], strict=True)]
         )
         axes[0].set_ylim(len(summary) - 0.5, -0.5)
-        axes[0].set_ylabel(posterior.attribute)
+        axes[0].set_ylabel(posterior.by)
         # one legend below the panels, so that it never covers an interval
         handles = [
-            Line2D([], [], color="C0", linewidth=2.0, label=f"{posterior.hdi_prob:.0%} HDI"),
-            Line2D(
-                [],
-                [],
-                color="C0",
-                marker="o",
-                markerfacecolor="white",
-                linestyle="",
-                label=f"small: n < {posterior.min_count}",
-            ),
+            Line2D([], [], color="C0", linewidth=2.0, label=f"{posterior.interval:.0%} HDI"),
+            _hollow_handle("C0", f"small: n < {posterior.min_count}"),
         ]
         seen = set()
         for ax in axes:
@@ -642,7 +645,7 @@ def plot_subgroup_forest(
         )
         figure.suptitle(
             title
-            or f"Subgroup strength posteriors ({posterior.family}, {posterior.hdi_prob:.0%} HDI)",
+            or f"Subgroup strength posteriors ({posterior.family}, {posterior.interval:.0%} HDI)",
             fontsize="medium",
         )
     return figure

@@ -148,19 +148,16 @@ def _margins_section(
     *,
     baseline: str | None,
     pair_id: str | None,
-    cluster: str | None,
-    num_boot: int,
-    min_count: int,
-    seed: int,
+    bootstrap: Mapping[str, Any],
 ) -> list[str]:
-    margins = subgroup_margins(
-        evaluation, by, cluster=cluster, num_boot=num_boot, min_count=min_count, seed=seed
-    )
+    """``bootstrap``: ``cluster``, ``num_boot``, ``min_count``, ``seed`` of both tables."""
+    margins = subgroup_margins(evaluation, by, **bootstrap)
+    cluster, min_count = bootstrap["cluster"], bootstrap["min_count"]
     parts = [
         "<h2>Subgroup margins</h2>",
         f'<p class="note">Margin = policy log-probability of the chosen minus the rejected '
         f"completion (nats). Micro = mean over pairs; macro = mean of subgroup means. "
-        f"{margins.confidence:.0%} bootstrap intervals ({margins.num_boot} replicates"
+        f"{margins.interval:.0%} bootstrap intervals ({margins.num_boot} replicates"
         + (f", resampling whole {html.escape(cluster)} clusters" if cluster else "")
         + f"); subgroups with fewer than {min_count} pairs are flagged small.</p>",
     ]
@@ -182,16 +179,7 @@ def _margins_section(
     parts.append(_table_html(margins.subgroups))
     methods = sorted(margins.subgroups["method"].unique())
     if baseline is not None and len(methods) > 1:
-        gains = subgroup_gains(
-            evaluation,
-            by,
-            baseline=baseline,
-            pair_id=pair_id,
-            cluster=cluster,
-            num_boot=num_boot,
-            min_count=min_count,
-            seed=seed,
-        )
+        gains = subgroup_gains(evaluation, by, baseline=baseline, pair_id=pair_id, **bootstrap)
         table = gains.subgroups
         best = table.loc[table["gain"].idxmax()]
         worst = table.loc[table["gain"].idxmin()]
@@ -227,12 +215,12 @@ def _posterior_section(posteriors: Sequence[Any]) -> list[str]:
         top = summary.loc[summary["mean_strength"].idxmax()]
         low = summary.loc[summary["mean_strength"].idxmin()]
         parts.append(
-            f"<h3>{html.escape(posterior.attribute)} ({html.escape(posterior.family)})</h3>"
+            f"<h3>{html.escape(posterior.by)} ({html.escape(posterior.family)})</h3>"
             f'<p class="key">Strongest: {html.escape(str(top["subgroup"]))} mean strength '
             f"{top['mean_strength']:.3g} [{top['mean_strength_low']:.3g}, "
             f"{top['mean_strength_high']:.3g}]; weakest: {html.escape(str(low['subgroup']))} "
             f"{low['mean_strength']:.3g} [{low['mean_strength_low']:.3g}, "
-            f"{low['mean_strength_high']:.3g}] ({posterior.hdi_prob:.0%} HDI). Max r_hat "
+            f"{low['mean_strength_high']:.3g}] ({posterior.interval:.0%} HDI). Max r_hat "
             f"{diagnostics['max_r_hat']:.3f}, min bulk ESS {diagnostics['min_ess_bulk']:.0f}, "
             f"{diagnostics['num_divergences']} divergences.</p>"
         )
@@ -249,9 +237,9 @@ def _choice_fit_draws(fit: Any, num_draws: int, seed: int) -> tuple[pd.DataFrame
         random = [c for c in individual.columns if f"sd.{c}" in individual.columns]
         return individual[random], population
     if hasattr(fit, "population_draws") and hasattr(fit, "spec"):  # Bayesian BayesianResults
-        names = [str(name) for name in fit.spec.names]
+        names = [str(name) for name in fit.spec.variables]
         per_posterior_draw = max(1, num_draws // 1000)
-        draws = np.asarray(fit.population_draws(num=per_posterior_draw, seed=seed))
+        draws = np.asarray(fit.population_draws(num_draws=per_posterior_draw, seed=seed))
         population = pd.DataFrame(draws.reshape(-1, len(names)), columns=names)
         tidy = fit.individual_coefficients()
         individual = tidy.pivot(index="person", columns="coefficient", values="mean")
@@ -355,7 +343,7 @@ def report(
         output: HTML file to write (parent directories are created).
         runs: training runs (see :func:`analysis.training_runs_to_inference_data`).
         run_dirs: run directories, each one run named after the directory (its log found by
-            :func:`analysis.find_training_log`; ``dataset`` read from ``config.json`` if any).
+            :func:`analysis.converters.find_training_log`; ``dataset`` read from ``config.json`` if any).
         evaluation: per-pair evaluation table (DataFrame, CSV, JSONL or Parquet path) with
             ``margin`` and subgroup columns, optionally ``method``.
         by: subgroup columns (default: those of :data:`DEFAULT_SUBGROUP_COLUMNS` present).
@@ -405,15 +393,9 @@ def report(
                 f"no subgroup column found in the evaluation table {list(evaluation.columns)}; "
                 "pass by=[...]"
             )
+        bootstrap = {"cluster": cluster, "num_boot": num_boot, "min_count": min_count, "seed": seed}
         sections += _margins_section(
-            evaluation,
-            columns,
-            baseline=baseline,
-            pair_id=pair_id,
-            cluster=cluster,
-            num_boot=num_boot,
-            min_count=min_count,
-            seed=seed,
+            evaluation, columns, baseline=baseline, pair_id=pair_id, bootstrap=bootstrap
         )
     if posteriors:
         sections += _posterior_section(list(posteriors))

@@ -5,9 +5,9 @@ completion, nats) on held-out pairs labelled by subgroup, the strength ``beta`` 
 subgroup's annotators follow the policy's margin is a random variable with subgroup mean ``m_g``
 and coefficient of variation ``c_g``. The choice ``y`` of each pair (1 = the annotator chose the
 "chosen" completion, the default when no outcome column is given) has the exact marginal
-likelihood ``P(y = 1 | d) = E_beta[sigmoid(beta d)]`` from :mod:`mixlogit.jax`
-(:func:`~mixlogit.jax.gamma_logit_marginal` / :func:`~mixlogit.jax.lognormal_logit_marginal`,
-the same functions that ``GammaLogitBernoulli`` / ``LogNormalLogitBernoulli`` score).
+likelihood ``P(y = 1 | d) = E_beta[sigmoid(beta d)]``: the family's ``log_marginal`` from
+:mod:`mixlogit.families` on JAX arrays (the function that :mod:`mixlogit.jax`'s
+``GammaLogitBernoulli`` / ``LogNormalLogitBernoulli`` score).
 
 Partial pooling (log mean centred, log CV non-centred)::
 
@@ -17,8 +17,10 @@ Partial pooling (log mean centred, log CV non-centred)::
     tau_c ~ HalfNormal(prior.log_cv_pooling)
     log m_g ~ Normal(mu_m, tau_m),   log c_g = mu_c + tau_c w_g,   w_g ~ Normal(0, 1)
 
-Gamma: ``shape = 1 / c^2, rate = shape / m``. LogNormal: ``scale^2 = log(1 + c^2)``,
-``loc = log m - scale^2 / 2``. A ``"fixed"`` family has no ``c`` (plain logit ``sigmoid(m d)``).
+The family's parameters follow from ``(m_g, c_g)`` by its moment matching ``from_mean_cv``
+(Gamma: ``shape = 1 / c^2, rate = shape / m``; LogNormal: ``scale^2 = log(1 + c^2)``,
+``loc = log m - scale^2 / 2``). A point mass (``"point_mass"``, alias ``"fixed"``) has no ``c``
+(plain logit ``sigmoid(m d)``).
 
 With one choice per pair the mean strength is well identified; the coefficient of variation is
 identified only through the shape of ``P(y | d)`` across margins and its posterior stays close
@@ -30,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +43,10 @@ import pandas as pd
 from numpyro.infer import MCMC, NUTS
 
 from analysis._arviz import az
+from analysis.margins import _label
+from mixlogit._deprecation import deprecated_keywords, renamed_attribute
+from mixlogit.families import POINT_MASS, StrengthFamily, get_family
+from mixlogit.jax._ops import OPS as JAX_OPS
 
 __all__ = [
     "SubgroupPosterior",
@@ -49,7 +55,15 @@ __all__ = [
     "subgroup_strength_model",
 ]
 
-Family = Literal["gamma", "lognormal", "fixed"]
+
+def _has_cv(family: StrengthFamily) -> bool:
+    """Whether subgroups get a CV: every family but the point mass has a spread."""
+    return family is not POINT_MASS
+
+
+def _quantities(family: StrengthFamily) -> list[str]:
+    """The reported per-subgroup quantities."""
+    return ["mean_strength", "cv"] if _has_cv(family) else ["mean_strength"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,7 @@ def subgroup_strength_model(
     num_groups: int,
     y: jax.Array | None = None,
     *,
-    family: Family = "gamma",
+    family: str = "gamma",
     prior: SubgroupStrengthPrior = SubgroupStrengthPrior(),
     log_mean_loc: float = 0.0,
     num_points: int = 16,
@@ -95,7 +109,7 @@ def subgroup_strength_model(
         group: ``(N,)`` int subgroup codes in ``[0, num_groups)``.
         num_groups: ``G``.
         y: ``(N,)`` 0/1 choices (1 = chosen preferred), or None to sample them.
-        family: strength family of the likelihood.
+        family: strength family of the likelihood (a :mod:`mixlogit.families` name).
         prior: hyperpriors; ``prior.log_mean_loc`` overrides ``log_mean_loc`` when set.
         log_mean_loc: centre of the log-mean hyperprior when ``prior.log_mean_loc`` is None.
         num_points: Gauss-Hermite nodes of the LogNormal marginal.
@@ -106,14 +120,15 @@ def subgroup_strength_model(
 
     Sample sites: ``mu_log_mean``, ``tau_log_mean``, ``log_mean`` (G,) (``z_log_mean`` when
     ``centered_mean=False``: ``log_mean = mu + tau z``), deterministic
-    ``mean_strength`` (G,); for Gamma/LogNormal also ``mu_log_cv``, ``tau_log_cv``,
-    ``z_log_cv`` (G,), deterministic ``cv`` (G,) and the family's parameters (G,); observed
-    ``y`` (N,).
+    ``mean_strength`` (G,); for a family with a spread (not the point mass) also ``mu_log_cv``,
+    ``tau_log_cv``, ``z_log_cv`` (G,), deterministic ``cv`` (G,) and the family's parameters
+    (G,); observed ``y`` (N,).
     """
+    spec = get_family(family)
     centre = prior.log_mean_loc if prior.log_mean_loc is not None else log_mean_loc
     mu_m = numpyro.sample("mu_log_mean", dist.Normal(centre, prior.log_mean_scale))
     tau_m = numpyro.sample("tau_log_mean", dist.HalfNormal(prior.log_mean_pooling))
-    if family != "fixed":
+    if _has_cv(spec):
         mu_c = numpyro.sample("mu_log_cv", dist.Normal(prior.log_cv_loc, prior.log_cv_scale))
         tau_c = numpyro.sample("tau_log_cv", dist.HalfNormal(prior.log_cv_pooling))
     with numpyro.plate("subgroup", num_groups):
@@ -121,25 +136,23 @@ def subgroup_strength_model(
             log_mean = numpyro.sample("log_mean", dist.Normal(mu_m, tau_m))
         else:
             log_mean = mu_m + tau_m * numpyro.sample("z_log_mean", dist.Normal(0.0, 1.0))
-        if family != "fixed":
+        if _has_cv(spec):
             z_c = numpyro.sample("z_log_cv", dist.Normal(0.0, 1.0))
     mean = numpyro.deterministic("mean_strength", jnp.exp(log_mean))
-    if family == "fixed":
+    if not _has_cv(spec):
         with numpyro.plate("pair", d.shape[0]):
             numpyro.sample("y", dist.Bernoulli(logits=mean[group] * d), obs=y)
         return
-    log_cv = mu_c + tau_c * z_c
-    cv = numpyro.deterministic("cv", jnp.exp(log_cv))
-    if family == "gamma":
-        shape = numpyro.deterministic("shape", jnp.exp(-2.0 * log_cv))
-        rate = numpyro.deterministic("rate", shape / mean)
-        likelihood = _gamma_likelihood(d, shape[group], rate[group], num_terms)
-    elif family == "lognormal":
-        scale = numpyro.deterministic("scale", jnp.sqrt(jnp.log1p(cv**2)))
-        loc = numpyro.deterministic("loc", log_mean - 0.5 * scale**2)
-        likelihood = _lognormal_likelihood(d, loc[group], scale[group], num_points)
-    else:
-        raise ValueError(f"family must be 'gamma', 'lognormal' or 'fixed', got {family!r}")
+    cv = numpyro.deterministic("cv", jnp.exp(mu_c + tau_c * z_c))
+    params = {
+        name: numpyro.deterministic(name, value)
+        for name, value in spec.from_mean_cv(JAX_OPS, mean, cv).items()
+    }
+    options = {"num_terms": num_terms, "method": "quadrature", "num_points": num_points}
+    per_pair = {name: value[group] for name, value in params.items()}
+    likelihood = _ExactMarginalChoice(
+        lambda signed: spec.log_marginal(JAX_OPS, signed, per_pair, **options), d
+    )
     with numpyro.plate("pair", d.shape[0]):
         numpyro.sample("y", likelihood, obs=y)
 
@@ -169,25 +182,6 @@ class _ExactMarginalChoice(dist.Distribution):
         return jax.random.bernoulli(key, probability, tuple(sample_shape) + self.batch_shape)
 
 
-def _gamma_likelihood(d, shape, rate, num_terms):
-    from mixlogit.jax import gamma_logit_marginal
-
-    return _ExactMarginalChoice(
-        lambda signed: gamma_logit_marginal(signed, shape, rate, num_terms=num_terms), d
-    )
-
-
-def _lognormal_likelihood(d, loc, scale, num_points):
-    from mixlogit.jax import lognormal_logit_marginal
-
-    return _ExactMarginalChoice(
-        lambda signed: lognormal_logit_marginal(
-            signed, loc, scale, method="quadrature", num_points=num_points
-        ),
-        d,
-    )
-
-
 @dataclass
 class SubgroupPosterior:
     """Result of :func:`fit_subgroup_strengths`.
@@ -195,32 +189,36 @@ class SubgroupPosterior:
     Attributes:
         idata: ArviZ ``InferenceData`` (``posterior``, ``sample_stats``, ``observed_data``;
             ``log_likelihood`` when requested) with dim ``subgroup`` on per-subgroup sites.
-        attribute: the subgroup column.
-        family: strength family of the likelihood.
+        by: the subgroup column (formerly ``attribute``).
+        family: canonical name of the strength family of the likelihood.
         subgroups: subgroup labels in model order.
         counts: pairs per subgroup.
         min_count: subgroups with fewer pairs are flagged ``small``.
-        hdi_prob: probability mass of the reported highest-density intervals.
+        interval: probability mass of the reported highest-density intervals (formerly
+            ``hdi_prob``).
     """
 
     idata: Any
-    attribute: str
+    by: str
     family: str
     subgroups: list
     counts: np.ndarray
     min_count: int
-    hdi_prob: float = 0.9
+    interval: float = 0.9
     _summary: pd.DataFrame | None = field(default=None, repr=False)
+
+    attribute = renamed_attribute("by")
+    hdi_prob = renamed_attribute("interval")
 
     def summary(self) -> pd.DataFrame:
         """One row per subgroup: ``subgroup``, ``n``, ``small``, and for ``mean_strength`` and
-        (Gamma/LogNormal) ``cv``: posterior mean, ``*_low``/``*_high`` HDI bounds, ``*_r_hat``
-        and ``*_ess_bulk``."""
+        (all families but the point mass) ``cv``: posterior mean, ``*_low``/``*_high`` HDI bounds,
+        ``*_r_hat`` and ``*_ess_bulk``."""
         if self._summary is not None:
             return self._summary
-        quantities = ["mean_strength"] + (["cv"] if self.family != "fixed" else [])
+        quantities = _quantities(get_family(self.family))
         stats = az.summary(
-            self.idata, var_names=quantities, hdi_prob=self.hdi_prob, kind="all", round_to="none"
+            self.idata, var_names=quantities, hdi_prob=self.interval, kind="all", round_to="none"
         )
         low_col = next(c for c in stats.columns if c.startswith("hdi_") and c != "hdi_")
         high_col = [c for c in stats.columns if c.startswith("hdi_")][-1]
@@ -246,7 +244,8 @@ class SubgroupPosterior:
         ``mean_strength`` and ``cv``; ``num_divergences`` after warmup."""
         posterior = self.idata.posterior
         # the family parameters are deterministic transforms of mean_strength and cv
-        sampled = [v for v in posterior.data_vars if v not in ("shape", "rate", "loc", "scale")]
+        derived = get_family(self.family).parameters
+        sampled = [v for v in posterior.data_vars if v not in derived]
         r_hat = az.rhat(posterior[sampled])
         ess = az.ess(posterior[sampled], method="bulk")
         return {
@@ -256,9 +255,54 @@ class SubgroupPosterior:
         }
 
 
-def _label(value: Any) -> Any:
-    """Python scalar of a NumPy scalar, for readable error messages."""
-    return value.item() if isinstance(value, np.generic) else value
+def _finite_values(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """``frame[column]`` as float64; ``ValueError`` naming the first non-finite value's row."""
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"column {column!r} has non-finite value {_label(frame[column].iloc[row])!r} at row "
+            f"{_label(frame.index[row])!r}"
+        )
+    return values
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, list]:
+    """Integer codes and their levels (category order for categoricals, else sorted)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        present = set(column.unique())
+        levels = [c for c in column.cat.categories if c in present]
+    else:
+        levels = sorted(column.unique(), key=str)
+    return pd.Categorical(column, categories=levels).codes.astype(np.int32), levels
+
+
+def _run_nuts(
+    model: Any,
+    args: tuple,
+    model_kwargs: dict[str, Any],
+    *,
+    num_warmup: int,
+    num_samples: int,
+    num_chains: int,
+    seed: int,
+    target_accept: float,
+    progress: bool,
+    extra_fields: tuple[str, ...],
+    dense_mass: bool = False,
+) -> MCMC:
+    """NumPyro NUTS on ``model(*args, **model_kwargs)``, chains vectorised (run it under x64)."""
+    mcmc = MCMC(
+        NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass),
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        chain_method="vectorized",
+        progress_bar=progress,
+    )
+    mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=extra_fields, **model_kwargs)
+    return mcmc
 
 
 def _outcomes(evaluation: pd.DataFrame, outcome: str | None) -> np.ndarray:
@@ -277,11 +321,18 @@ def _outcomes(evaluation: pd.DataFrame, outcome: str | None) -> np.ndarray:
     return raw.astype(np.int32)
 
 
+# the dataclass __init__ accepts the 0.1 keyword names for one release
+SubgroupPosterior.__init__ = deprecated_keywords(attribute="by", hdi_prob="interval")(  # type: ignore[method-assign]
+    SubgroupPosterior.__init__
+)
+
+
+@deprecated_keywords(hdi_prob="interval", progress_bar="progress")
 def fit_subgroup_strengths(
     evaluation: pd.DataFrame,
     by: str,
     *,
-    family: Family = "gamma",
+    family: str = "gamma",
     value: str = "margin",
     outcome: str | None = None,
     prior: SubgroupStrengthPrior | None = None,
@@ -293,11 +344,11 @@ def fit_subgroup_strengths(
     centered_mean: bool = True,
     target_accept: float = 0.9,
     min_count: int = 30,
-    hdi_prob: float = 0.9,
+    interval: float = 0.9,
     num_points: int = 16,
     num_terms: int = 12,
     log_likelihood: bool = False,
-    progress_bar: bool = False,
+    progress: bool = False,
 ) -> SubgroupPosterior:
     """Posterior of each subgroup's mean strength and CV by NUTS (float64, chains vectorised).
 
@@ -305,8 +356,9 @@ def fit_subgroup_strengths(
         evaluation: per-pair table of one policy (filter by method first) with ``value`` and
             ``by``; rows whose subgroup is missing are left out.
         by: subgroup column.
-        family: ``"gamma"`` (exact series marginal), ``"lognormal"`` (Gauss-Hermite with
-            ``num_points`` nodes) or ``"fixed"`` (no heterogeneity within a subgroup).
+        family: a :mod:`mixlogit.families` name: ``"gamma"`` (exact series marginal),
+            ``"lognormal"`` (Gauss-Hermite with ``num_points`` nodes) or ``"point_mass"`` (alias
+            ``"fixed"``: no heterogeneity within a subgroup).
         value: margin column (nats).
         outcome: 0/1 choice column (1 = chosen preferred); None = every pair's chosen
             completion was preferred, as in a preference data set.
@@ -320,18 +372,20 @@ def fit_subgroup_strengths(
         target_accept: NUTS target acceptance probability.
         min_count: subgroups with fewer pairs are flagged ``small`` (they borrow most from the
             pooled estimate).
-        hdi_prob: mass of the HDIs in :meth:`SubgroupPosterior.summary`.
+        interval: mass of the HDIs in :meth:`SubgroupPosterior.summary` (formerly
+            ``hdi_prob``).
         num_points: LogNormal quadrature nodes.
         num_terms: Gamma series terms (see :func:`subgroup_strength_model`).
         log_likelihood: also store the pointwise log-likelihood (for ``az.loo``/``az.compare``
             across families); costs ``chains * draws * N`` floats.
-        progress_bar: show NumPyro's progress bar.
+        progress: show NumPyro's progress bar (formerly ``progress_bar``).
 
     Returns:
         :class:`SubgroupPosterior`.
     """
-    if family not in ("gamma", "lognormal", "fixed"):
-        raise ValueError(f"family must be 'gamma', 'lognormal' or 'fixed', got {family!r}")
+    spec = get_family(family)
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1), got {interval}")
     for column in (value, by):
         if column not in evaluation.columns:
             raise ValueError(f"column {column!r} not in {list(evaluation.columns)}")
@@ -343,21 +397,9 @@ def fit_subgroup_strengths(
     frame = evaluation.loc[evaluation[by].notna()]
     if frame.empty:
         raise ValueError(f"column {by!r} has no known subgroup")
-    d = pd.to_numeric(frame[value], errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(d)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"column {value!r} has non-finite value {_label(frame[value].iloc[row])!r} at row "
-            f"{_label(frame.index[row])!r}"
-        )
+    d = _finite_values(frame, value)
     y = _outcomes(frame, outcome)
-    if isinstance(frame[by].dtype, pd.CategoricalDtype):
-        present = set(frame[by].unique())
-        levels = [c for c in frame[by].cat.categories if c in present]
-    else:
-        levels = sorted(frame[by].unique(), key=str)
-    codes = pd.Categorical(frame[by], categories=levels).codes.astype(np.int32)
+    codes, levels = _codes(frame[by])
     counts = np.bincount(codes, minlength=len(levels))
     prior = prior or SubgroupStrengthPrior()
     spread = float(np.std(d))
@@ -365,37 +407,29 @@ def fit_subgroup_strengths(
         raise ValueError(f"column {value!r} is constant: strength is not identified")
 
     with jax.enable_x64(True):
-        kernel = NUTS(
-            subgroup_strength_model, target_accept_prob=target_accept, dense_mass=dense_mass
-        )
-        mcmc = MCMC(
-            kernel,
+        mcmc = _run_nuts(
+            subgroup_strength_model,
+            (jnp.asarray(d), jnp.asarray(codes), len(levels), jnp.asarray(y)),
+            {
+                "family": spec.name,
+                "prior": prior,
+                "log_mean_loc": -math.log(spread),
+                "num_points": num_points,
+                "num_terms": num_terms,
+                "centered_mean": centered_mean,
+            },
             num_warmup=num_warmup,
             num_samples=num_samples,
             num_chains=num_chains,
-            chain_method="vectorized",
-            progress_bar=progress_bar,
-        )
-        model_kwargs = {
-            "family": family,
-            "prior": prior,
-            "log_mean_loc": -math.log(spread),
-            "num_points": num_points,
-            "num_terms": num_terms,
-            "centered_mean": centered_mean,
-        }
-        mcmc.run(
-            jax.random.PRNGKey(seed),
-            jnp.asarray(d),
-            jnp.asarray(codes),
-            len(levels),
-            jnp.asarray(y),
+            seed=seed,
+            target_accept=target_accept,
+            dense_mass=dense_mass,
+            progress=progress,
             extra_fields=("diverging", "num_steps", "energy", "accept_prob"),
-            **model_kwargs,
         )
         per_group = ["log_mean" if centered_mean else "z_log_mean", "mean_strength"]
-        if family != "fixed":
-            per_group += ["z_log_cv", "cv", *_family_sites(family)]
+        if _has_cv(spec):
+            per_group += ["z_log_cv", "cv", *spec.parameters]
         idata = az.from_numpyro(
             mcmc,
             coords={"subgroup": [str(s) for s in levels], "pair": np.arange(d.size)},
@@ -404,14 +438,10 @@ def fit_subgroup_strengths(
         )
     return SubgroupPosterior(
         idata=idata,
-        attribute=by,
-        family=family,
+        by=by,
+        family=spec.name,
         subgroups=[str(s) for s in levels],
         counts=counts,
         min_count=min_count,
-        hdi_prob=hdi_prob,
+        interval=interval,
     )
-
-
-def _family_sites(family: str) -> list[str]:
-    return {"gamma": ["shape", "rate"], "lognormal": ["scale", "loc"]}[family]

@@ -17,22 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._timing import best_time
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _best_of(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench_margins(num_pairs: int, num_boot: int = 2000) -> list[dict]:
@@ -52,9 +44,10 @@ def bench_margins(num_pairs: int, num_boot: int = 2000) -> list[dict]:
     by = ["age", "gender", "education", "region"]
     rows = []
     for cluster in (None, "annotator_id"):
-        seconds = _best_of(
+        seconds = best_time(
             lambda cluster=cluster: subgroup_margins(frame, by, num_boot=num_boot, cluster=cluster),
             repeats=2,
+            warm_up=False,  # a call takes seconds; the first of the two absorbs the caches
         )
         # each replicate resamples every pair twice per attribute (subgroups + micro)
         resampled = 2 * len(by) * len(frame) * num_boot
@@ -98,8 +91,8 @@ def bench_likelihood(num_pairs: int = 100_000) -> list[dict]:
         }
         for name, function in variants.items():
             step = jax.jit(jax.value_and_grad(function))
-            step(params)[0].block_until_ready()
-            seconds = _best_of(lambda step=step: step(params)[0].block_until_ready(), repeats=5)
+            # the warm-up call compiles
+            seconds = best_time(lambda step=step: step(params)[0].block_until_ready(), repeats=5)
             rows.append(
                 {
                     "benchmark": "likelihood value+grad",

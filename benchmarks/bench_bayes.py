@@ -31,10 +31,9 @@ def _peak_rss_mib() -> float:
 
 
 def electricity(args: argparse.Namespace) -> dict:
+    from mixlogit import ChoiceData, MixedLogit
     from mixlogit.bayes import fit_bayes
-    from mixlogit.data import ChoiceData
     from mixlogit.datasets import load_electricity
-    from mixlogit.models import MixedLogit
 
     data = ChoiceData(
         load_electricity(), choice="choice", alternative="alt", situation="chid", panel="id"
@@ -114,10 +113,10 @@ def _svi_part(args, model, data, ml, ml_seconds, nuts, rows) -> dict:
         data,
         method="svi",
         local_guide=args.svi_guide,
-        svi_draws=args.svi_draws,
+        num_draws=args.svi_draws,
         num_steps=args.svi_steps,
         learning_rate=args.svi_lr,
-        num_posterior_draws=1000,
+        num_samples=1000,
         seed=0,
         diagnose=False,
         log_likelihood=False,
@@ -162,15 +161,16 @@ _GUIDES = {
 
 
 def subsampling(args: argparse.Namespace) -> dict:
-    from mixlogit.bayes import BayesSpec, fit_bayes
-    from mixlogit.bayes.simulate import draw_person_coefficients, simulate_choice_arrays
+    from mixlogit import ModelSpec
+    from mixlogit.bayes import fit_bayes
+    from mixlogit.simulate import draw_person_coefficients, simulate_choice_arrays
 
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("lognormal", -1)})
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal", "price": "-lognormal"})
     P, T, J = args.big_people, 10, 4
     beta = draw_person_coefficients(
         spec, P, {"x0": 1.0}, {"x1": (0.5, 0.8), "price": (0.0, 0.5)}, seed=1
     )
-    arr = simulate_choice_arrays(beta, T, J, spec.names, seed=2)
+    arr = simulate_choice_arrays(beta, T, J, spec.variables, seed=2)
     data_mib = (arr.X.nbytes + arr.available.nbytes + arr.chosen.nbytes) / 2**20
     rss_before = _peak_rss_mib()
     res = fit_bayes(
@@ -180,9 +180,9 @@ def subsampling(args: argparse.Namespace) -> dict:
         batch_size=args.batch,
         num_steps=args.big_steps,
         local_guide=args.svi_guide,
-        svi_draws=args.svi_draws,
+        num_draws=args.svi_draws,
         learning_rate=args.svi_lr,
-        num_posterior_draws=200,
+        num_samples=200,
         log_likelihood=False,
         person_level=False,
         diagnose=False,

@@ -61,11 +61,10 @@ def _mixlogit_loglik_at(num_draws: int, params: list[float]) -> None:
     """Print mixlogit's simulated log-likelihood at given parameters (same Halton draws)."""
     import jax.numpy as jnp
 
-    from mixlogit.data import ChoiceData
+    from mixlogit import ChoiceData, MixedLogit
     from mixlogit.datasets import load_electricity
     from mixlogit.estimation import build_problem
     from mixlogit.likelihood import x64
-    from mixlogit.models import MixedLogit
 
     data = ChoiceData(
         load_electricity(), choice="choice", alternative="alt", situation="chid", panel="id"
@@ -94,9 +93,8 @@ def _mixlogit_worker(num_draws: int, replicate: int, hessian: bool, cache_dir: s
 
     jax.monitoring.register_event_duration_secs_listener(on_duration)
 
-    from mixlogit.data import ChoiceData
+    from mixlogit import ChoiceData, MixedLogit
     from mixlogit.datasets import load_electricity
-    from mixlogit.models import MixedLogit
 
     frame = load_electricity()
     if replicate > 1:

@@ -8,12 +8,13 @@ alignment accuracy of the learned policy against the user-weighted average rewar
 * population optima (exact; no sampling noise): where each loss's tabular policy peaks;
 * finite samples: ``--seeds`` independent data sets of ``--pairs`` comparisons each, mean and
   95% t-interval over seeds, and wall time per fit;
-* semi-synthetic LLM (:mod:`alignment.semisynthetic_types`): the embedded advice pairs relabelled
+* semi-synthetic LLM (:mod:`alignment.datasets.semisynthetic_types`): the embedded advice pairs relabelled
   by three annotator types with known linear rewards over measurable response features; a tiny
   Llama-architecture model (:func:`alignment.tiny_causal_lm`, word tokenizer) trained with
   :class:`alignment.MixDPOTrainer` and each loss by name, ``--llm-seeds`` seeds (data labels,
   model initialisation and batch order all change with the seed). Reported on the 120 held-out
-  pairs: alignment accuracy of the implicit reward margin against the average-reward gap, micro
+  pairs: pair alignment accuracy of the implicit reward margin against the average-reward gap
+  (:func:`~alignment.datasets.semisynthetic_types.pair_alignment_accuracy`), micro
   and macro (over annotator types) implicit-reward margins of the held-out labels, wall time.
 
 Run from the repository root::
@@ -33,6 +34,7 @@ import json
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +42,16 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from alignment.synthetic_types import (
+from analysis.borda import alignment_accuracy, nbc_ranking_sensitivity, preference_matrix
+from benchmarks.synthetic_types import (
     METHODS,
+    MIXDPO_FAMILIES,
     default_environment,
     fit_population,
     fit_sample,
     sample_preferences,
+    unit_mean_strength,
 )
-from analysis.borda import alignment_accuracy, nbc_ranking_sensitivity, preference_matrix
 
 RESULTS = Path(__file__).parent / "results"
 LABELS = {
@@ -199,42 +203,54 @@ LLM_QUICK = {"seeds": 2, "steps": 30}
 LLM_BETA = 1.0
 LLM_LEARNING_RATE = 1e-2
 LLM_BATCH_PAIRS = 8
+LLM_MAX_LENGTH, LLM_MAX_PROMPT_LENGTH = 96, 32
+#: ``MixDPOConfig`` fields shared by every LLM run.
+LLM_TRAINING = {
+    "report_to": "none",
+    "per_device_train_batch_size": LLM_BATCH_PAIRS,
+    "learning_rate": LLM_LEARNING_RATE,
+    "strength_learning_rate": 0.05,
+    "lr_scheduler_type": "constant",
+    "disable_tqdm": True,
+    "save_strategy": "no",
+    "dataloader_pin_memory": False,
+    "beta": LLM_BETA,
+    "max_length": LLM_MAX_LENGTH,
+    "max_prompt_length": LLM_MAX_PROMPT_LENGTH,
+    # full fine-tuning: the reference is the initial model, scored once before training
+    "precompute_ref_log_probs": True,
+}
 
 
 def _llm_training_settings(method: str, small_alpha: float = 0.25) -> dict:
     """``MixDPOConfig`` fields that select ``method``'s loss (all at mean strength 1)."""
-    if method == "dpo":
-        return {"loss_type": "dpo", "strength_family": "fixed"}
-    if method == "mixdpo_gamma":
+    if method in MIXDPO_FAMILIES:
+        family = MIXDPO_FAMILIES[method]
         return {
             "loss_type": "mixdpo",
-            "strength_family": "gamma",
-            "strength_init": {"shape": 2.0, "rate": 2.0},
-        }
-    if method == "mixdpo_lognormal":
-        return {
-            "loss_type": "mixdpo",
-            "strength_family": "lognormal",
-            "strength_init": {"loc": -0.18, "scale": 0.6},
+            "strength_family": family,
+            "strength_init": unit_mean_strength(family),
+            # the exact quadrature marginal, as in the tabular fits (no Monte Carlo noise)
             "lognormal_method": "quadrature",
         }
-    if method == "corrected":
-        return {"loss_type": "variance_corrected_dpo", "strength_family": "fixed"}
-    if method == "corrected_alpha":
-        return {
-            "loss_type": "variance_corrected_dpo",
-            "strength_family": "fixed",
-            "loss_kwargs": {"alpha": small_alpha},
-        }
-    if method == "corrected_estimated":
-        return {
-            "loss_type": "variance_corrected_dpo",
-            "strength_family": "fixed",
-            "loss_kwargs": {"variance_column": "estimated_reward_variance"},
-        }
-    if method == "agreement":
-        return {"loss_type": "agreement_dpo", "strength_family": "fixed"}
-    raise ValueError(f"method must be one of {list(LLM_METHODS)}, got {method!r}")
+    losses = {
+        "dpo": ("dpo", {}),
+        "corrected": ("variance_corrected_dpo", {}),
+        "corrected_alpha": ("variance_corrected_dpo", {"alpha": small_alpha}),
+        "corrected_estimated": (
+            "variance_corrected_dpo",
+            {"variance_column": "estimated_reward_variance"},
+        ),
+        "agreement": ("agreement_dpo", {}),
+    }
+    if method not in losses:
+        raise ValueError(f"method must be one of {list(LLM_METHODS)}, got {method!r}")
+    loss_type, loss_kwargs = losses[method]
+    return {
+        "loss_type": loss_type,
+        "strength_family": "point_mass",
+        **({"loss_kwargs": loss_kwargs} if loss_kwargs else {}),
+    }
 
 
 def train_llm_policy(
@@ -252,22 +268,10 @@ def train_llm_policy(
 
     args = MixDPOConfig(
         output_dir=output_dir,
-        report_to="none",
-        per_device_train_batch_size=LLM_BATCH_PAIRS,
-        learning_rate=LLM_LEARNING_RATE,
-        strength_learning_rate=0.05,
-        lr_scheduler_type="constant",
-        logging_steps=max(1, steps),
-        disable_tqdm=True,
-        save_strategy="no",
         seed=seed,
-        dataloader_pin_memory=False,
         max_steps=steps,
-        beta=LLM_BETA,
-        max_length=96,
-        max_prompt_length=32,
-        # full fine-tuning: the reference is the initial model, scored once before training
-        precompute_ref_log_probs=True,
+        logging_steps=max(1, steps),
+        **LLM_TRAINING,
         **_llm_training_settings(method, small_alpha),
     )
     model = tiny_causal_lm(len(tokenizer), seed=seed)
@@ -281,15 +285,17 @@ def run_llm(seeds: int, steps: int, pairs_per_annotator: int, small_alpha: float
     import datasets
 
     from alignment import tiny_causal_lm
-    from alignment.metrics import macro_micro_margins, preference_margins
-    from alignment.models import build_word_tokenizer
-    from alignment.semisynthetic_types import (
+    from alignment.datasets.semisynthetic_types import (
         add_estimated_variance,
         make_type_preference_data,
         pair_alignment_accuracy,
     )
+    from alignment.evaluation import preference_margins
+    from alignment.policy_models import build_word_tokenizer
+    from analysis.margins import micro_macro_margins
 
     datasets.disable_progress_bars()
+    margin_lengths = {"max_length": LLM_MAX_LENGTH, "max_prompt_length": LLM_MAX_PROMPT_LENGTH}
     per_seed: dict[str, list[dict]] = {m: [] for m in LLM_METHODS}
     ground_truth = None
     for seed in range(seeds):
@@ -305,7 +311,7 @@ def run_llm(seeds: int, steps: int, pairs_per_annotator: int, small_alpha: float
         estimate_seconds = time.perf_counter() - start
         reference = tiny_causal_lm(len(tokenizer), seed=seed)
         ref_margins = preference_margins(
-            reference, test, tokenizer, batch_size=64, max_length=96, max_prompt_length=32
+            reference, test, tokenizer, batch_size=64, **margin_lengths
         )
         gaps = np.asarray(test["average_reward_gap"])
         true_v = np.asarray(train["reward_variance"])
@@ -326,10 +332,10 @@ def run_llm(seeds: int, steps: int, pairs_per_annotator: int, small_alpha: float
             if method == "corrected_estimated":
                 seconds += estimate_seconds
             policy_margins = preference_margins(
-                trainer.model, test, tokenizer, batch_size=64, max_length=96, max_prompt_length=32
+                trainer.model, test, tokenizer, batch_size=64, **margin_lengths
             )
             implicit = policy_margins - ref_margins  # log-ratio margin; times beta = 1
-            margins = macro_micro_margins(implicit, test["type_name"])
+            margins = micro_macro_margins(implicit, test["type_name"])
             row = {
                 "seed": seed,
                 "accuracy": pair_alignment_accuracy(implicit, gaps),
@@ -404,6 +410,21 @@ def _format_strength(strength: dict[str, float]) -> str:
     return ", ".join(f"{k} = {v:.4g}" for k, v in strength.items())
 
 
+def _ranked_table(
+    samples: dict[str, dict],
+    columns: tuple[str, ...],
+    label: Callable[[str], str],
+    cells: Callable[[dict], list[str]],
+) -> list[str]:
+    """A markdown table of the methods ranked by mean accuracy: ``rank | method | columns``."""
+    header = ("rank", "method", *columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    ranked = sorted(samples.items(), key=lambda kv: -kv[1]["accuracy_mean"])
+    for rank, (method, row) in enumerate(ranked, start=1):
+        lines.append(f"| {rank} | {label(method)} | " + " | ".join(cells(row)) + " |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     env, cfg = result["environment"], result["config"]
     lines = [
@@ -444,20 +465,29 @@ def markdown(result: dict) -> str:
         f"## Finite samples ({cfg['seeds']} seeds x {cfg['pairs']} pairs, "
         f"{cfg['pairs_per_annotator']} pairs per annotator; mean and 95% t-interval)",
         "",
-        "| rank | method | alignment accuracy | median peak | avg-reward regret | kept share | "
-        "wall time per fit (s) |",
-        "|---|---|---|---|---|---|---|",
     ]
-    ranked = sorted(result["samples"].items(), key=lambda kv: -kv[1]["accuracy_mean"])
-    for rank, (method, row) in enumerate(ranked, start=1):
-        lines.append(
-            f"| {rank} | {_label(method, cfg['small_alpha'])} | {row['accuracy_mean']:.4f} ± "
-            f"{row['accuracy_ci95']:.4f} | {row['peak_median']:.1f} | {row['regret_mean']:.4f} | "
-            f"{row['kept_share_mean']:.3f} | {row['seconds_mean']:.2f} |"
-        )
+    lines += _ranked_table(
+        result["samples"],
+        (
+            "alignment accuracy",
+            "median peak",
+            "avg-reward regret",
+            "kept share",
+            "wall time per fit (s)",
+        ),
+        lambda method: _label(method, cfg["small_alpha"]),
+        lambda row: [
+            f"{row['accuracy_mean']:.4f} ± {row['accuracy_ci95']:.4f}",
+            f"{row['peak_median']:.1f}",
+            f"{row['regret_mean']:.4f}",
+            f"{row['kept_share_mean']:.3f}",
+            f"{row['seconds_mean']:.2f}",
+        ],
+    )
     lines += [
         "",
-        "Alignment accuracy: share of the 780 response pairs ordered like the average reward. "
+        "Alignment accuracy (`analysis.alignment_accuracy`): share of the 780 response pairs "
+        "ordered like the average reward (an implicit-reward tie scores 1/2). "
         "Wall time: one tabular fit on 1 CPU thread (the estimated-V row includes the "
         "latent-type mixture fit with BIC selection). The agreement-only loss sees one label "
         "from each of the 3 types per pair (3x the labels of the other rows) and keeps only "
@@ -496,30 +526,34 @@ def llm_markdown(llm: dict) -> list[str]:
         f"accuracy); following the pooled majority label would give accuracy "
         f"{llm['test_majority_accuracy']:.4f}.",
         "",
-        "| rank | method | alignment accuracy | micro margin | macro margin | "
-        "wall time per run (s) |",
-        "|---|---|---|---|---|---|",
     ]
-    ranked = sorted(llm["samples"].items(), key=lambda kv: -kv[1]["accuracy_mean"])
-    for rank, (method, row) in enumerate(ranked, start=1):
-        cells = [
-            f"{row[f'{key}_mean']:.{digits}f} ± {row[f'{key}_ci95']:.{digits}f}"
+
+    def interval(row: dict, key: str, digits: int) -> str:
+        return f"{row[f'{key}_mean']:.{digits}f} ± {row[f'{key}_ci95']:.{digits}f}"
+
+    lines += _ranked_table(
+        llm["samples"],
+        ("pair alignment accuracy", "micro margin", "macro margin", "wall time per run (s)"),
+        lambda method: labels[method].format(alpha=cfg.get("small_alpha", 0.25)),
+        lambda row: [
+            interval(row, key, digits)
             for key, digits in (
                 ("accuracy", 4),
                 ("margin_micro", 3),
                 ("margin_macro", 3),
                 ("seconds", 1),
             )
-        ]
-        label = labels[method].format(alpha=cfg.get("small_alpha", 0.25))
-        lines.append(f"| {rank} | {label} | " + " | ".join(cells) + " |")
+        ],
+    )
     kept = llm["samples"].get("agreement", {}).get("kept_share_mean")
     estimated = llm["per_seed"].get("corrected_estimated", [])
     lines += [
         "",
-        "Alignment accuracy: share of held-out pairs whose log-ratio margin (policy minus "
-        "reference, chosen minus rejected; the implicit reward at beta = 1) has the sign of the "
-        "average-reward gap. Micro / macro margin: that log-ratio margin (nats) of the held-out "
+        "Pair alignment accuracy (`pair_alignment_accuracy`): share of held-out pairs whose "
+        "log-ratio margin (policy minus reference, chosen minus rejected; the implicit reward at "
+        "beta = 1) has the sign of the average-reward gap, a zero margin counting as wrong (unlike "
+        "the synthetic tables' alignment accuracy over all response pairs, where a tie scores "
+        "1/2). Micro / macro margin: that log-ratio margin (nats) of the held-out "
         "label averaged over pairs / first within each labelling annotator's type, then over "
         "types; MixDPO's learned strength rescales rewards, so its margins are not in reward "
         "units (a lower learned mean strength gives larger margins). "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import jax
@@ -29,19 +28,10 @@ jax.config.update("jax_enable_x64", True)
 
 import mixlogit.jax as mj  # noqa: E402
 import mixlogit.torch as mt  # noqa: E402
+from benchmarks._timing import best_time  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 REFERENCE = Path(__file__).parents[1] / "tests" / "mixlogit" / "data" / "gamma_reference.json"
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up (and JIT compilation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def torch_case(name, dtype, n, rng):

@@ -64,7 +64,7 @@ def _reset_peak_rss() -> bool:
 
 
 def _data(n: int):
-    from alignment.semisynthetic import load_default_preferences
+    from alignment.datasets.shipped import load_default_preferences
 
     train = load_default_preferences("heterogeneous", "train")
     return train.select(range(n)).select_columns(["prompt", "chosen", "rejected"])
@@ -111,7 +111,7 @@ def _comparison_args(max_steps: int, **extra) -> dict:
 def worker_throughput(which: str, steps: int, out: Path) -> None:
     import torch
 
-    from alignment.models import load_model, load_tokenizer
+    from alignment.policy_models import load_model, load_tokenizer
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer()
@@ -171,7 +171,7 @@ def worker_interleaved(rounds: int, out: Path) -> None:
     import trl
 
     from alignment import MixDPOConfig, MixDPOTrainer
-    from alignment.models import load_model, load_tokenizer
+    from alignment.policy_models import load_model, load_tokenizer
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer()
@@ -238,7 +238,7 @@ def worker_ratio(rounds: int, out: Path) -> None:
 
     from alignment import MixDPOConfig, MixDPOTrainer
     from alignment.losses import PairBatch, get_loss
-    from alignment.models import load_model, load_tokenizer
+    from alignment.policy_models import load_model, load_tokenizer
     from mixlogit.torch import FixedStrength, GammaStrength, LogNormalStrength
 
     torch.manual_seed(0)
@@ -261,12 +261,13 @@ def worker_ratio(rounds: int, out: Path) -> None:
     trainer = MixDPOTrainer(
         model, ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer
     )
+    # MixDPO's default initial strengths (the mixlogit.families defaults)
     configs = {
         "dpo": (get_loss("dpo", beta=0.1), FixedStrength(0.1)),
-        "mixdpo_gamma": (get_loss("mixdpo"), GammaStrength(2.0, 16.7)),
+        "mixdpo_gamma": (get_loss("mixdpo"), GammaStrength()),
         "mixdpo_lognormal_k16": (
             get_loss("mixdpo"),
-            LogNormalStrength(-2.3, 0.6, method="mc", num_samples=16),
+            LogNormalStrength(method="mc", num_samples=16),
         ),
     }
     trainer.create_optimizer()
@@ -351,9 +352,10 @@ def worker_adaptive(
     import torch
 
     from alignment import MixDPOConfig, MixDPOTrainer
-    from alignment.metrics import macro_micro_margins, preference_margins
-    from alignment.models import load_model, load_tokenizer
-    from alignment.semisynthetic import load_default_preferences
+    from alignment.datasets.shipped import load_default_preferences
+    from alignment.evaluation import preference_margins
+    from alignment.policy_models import load_model, load_tokenizer
+    from analysis.margins import micro_macro_margins
 
     tokenizer = load_tokenizer()
     runs = {
@@ -406,7 +408,7 @@ def worker_adaptive(
             preference_margins(trainer.model, test, tokenizer, **margin_settings)
             - reference_margins[kind]
         )
-        summary = macro_micro_margins(margins, test["subgroup"])
+        summary = micro_macro_margins(margins, test["subgroup"])
         with torch.no_grad():
             strength = {k: float(v) for k, v in trainer.strength.constrained_parameters().items()}
             strength_mean = float(trainer.strength.mean)
@@ -527,7 +529,7 @@ def main() -> None:
             worker_throughput(options.worker, options.steps, out)
         return
 
-    from alignment.models import default_model_path
+    from alignment.policy_models import default_model_path
 
     default_model_path()  # convert the GGUF once, outside the timed workers
     started = time.perf_counter()

@@ -1,5 +1,12 @@
 """mixlogit: logit models with random coefficients, above all a random preference strength.
 
+Choice models (NumPy/JAX): :class:`ChoiceData` (validated long-format data), the
+specification :class:`ModelSpec`, the estimators :class:`MultinomialLogit` and
+:class:`MixedLogit` (maximum simulated likelihood or converged quadrature; ``method="nuts"``
+or ``"svi"`` for the Bayesian fit :func:`fit_bayes`), :class:`LatentClassLogit`, their results
+(:class:`EstimationResults`, :class:`BayesianResults`), :func:`simulate_choices` and the
+bundled data sets (``load_*``).
+
 The exact strength marginals ``log E_beta[sigmoid(beta * d)]`` live in two backends with the
 same names and semantics:
 
@@ -9,28 +16,25 @@ same names and semantics:
 * :mod:`mixlogit.jax` (JAX / NumPyro): the same functions, pytree strength objects and NumPyro
   distributions, models and guides.
 
-The backends are imported lazily so that ``import mixlogit`` needs neither torch nor JAX.
+Every export is imported lazily, so ``import mixlogit`` needs neither torch nor JAX.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mixlogit._lazy import lazy_exports
+from mixlogit._version import __version__
 
-__version__ = "0.1.0"
+_LAZY_SUBMODULES = ("torch", "jax")
 
-_LAZY_SUBMODULES = {"torch", "jax"}
-
-# Classical choice-model API (ChoiceData, MultinomialLogit, MixedLogit, datasets) is added to
-# _LAZY_ATTRS as {public name: "module path"} so that importing mixlogit stays cheap.
 _LAZY_ATTRS: dict[str, str] = {
     "ChoiceArrays": "mixlogit.arrays",
-    "RandomCoefficient": "mixlogit.arrays",
     "ChoiceData": "mixlogit.data",
     "ChoiceDataError": "mixlogit.data",
-    "MultinomialLogit": "mixlogit.models",
-    "MixedLogit": "mixlogit.models",
-    "ConvergenceWarning": "mixlogit.models",
+    "ModelSpec": "mixlogit.spec",
+    "RandomCoefficient": "mixlogit.spec",
+    "MultinomialLogit": "mixlogit.estimators",
+    "MixedLogit": "mixlogit.estimators",
+    "ConvergenceWarning": "mixlogit.estimation.optimize",
     "EstimationResults": "mixlogit.results",
     "simulate_choices": "mixlogit.simulate",
     "make_draws": "mixlogit.draws",
@@ -39,25 +43,17 @@ _LAZY_ATTRS: dict[str, str] = {
     "load_car": "mixlogit.datasets",
     "load_modecanada": "mixlogit.datasets",
     "load_heating": "mixlogit.datasets",
-    "fit_bayes": "mixlogit.bayes",
-    "BayesianResults": "mixlogit.bayes",
-    "LatentClassLogit": "mixlogit.bayes",
-    "BayesSpec": "mixlogit.bayes",
-    "BayesPriors": "mixlogit.bayes",
+    "fit_bayes": "mixlogit.bayes.fit",
+    "BayesianResults": "mixlogit.bayes.results",
+    "LatentClassLogit": "mixlogit.bayes.latent_class",
+    "BayesPriors": "mixlogit.bayes.priors",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _LAZY_ATTRS:
-        module = importlib.import_module(_LAZY_ATTRS[name])
-        return getattr(module, name)
-    raise AttributeError(f"module 'mixlogit' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY_SUBMODULES, *_LAZY_ATTRS])
-
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    _LAZY_ATTRS,
+    submodules=_LAZY_SUBMODULES,
+    deprecated={"BayesSpec": "mixlogit.spec:ModelSpec"},
+)
 
 __all__ = ["__version__", *sorted(_LAZY_SUBMODULES), *sorted(_LAZY_ATTRS)]

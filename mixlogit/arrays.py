@@ -15,23 +15,9 @@ Variable names understood by ``to_arrays`` (and by the model specifications):
 * ``"price@<alt>"``: alternative-specific variable, the column in the slot of ``<alt>`` and 0
   elsewhere (its coefficient applies to alternative ``<alt>`` only).
 
-Model specification (``mixlogit.models.MixedLogit`` / ``MultinomialLogit``) exposes:
-
-* ``model.variables: tuple[str, ...]``: every coefficient's variable, fixed ones first (in the
-  order given) then random ones (in the order given); this is the ``variables`` argument the
-  model passes to ``to_arrays``, so column ``k`` of ``X`` is coefficient ``k``.
-* ``model.fixed: tuple[str, ...]`` and ``model.random: dict[str, RandomCoefficient]``.
-* ``model.coefficients: tuple[RandomCoefficient | None, ...]`` aligned with ``model.variables``
-  (``None`` for fixed).
-* ``RandomCoefficient.distribution`` in ``{"normal", "lognormal", "gamma", "triangular",
-  "uniform", "truncnormal"}`` and ``RandomCoefficient.sign`` in ``{+1, -1}``: the coefficient
-  is ``sign * g(draw)`` with ``g`` the positive-support transform (``sign`` only matters for
-  lognormal / gamma / truncated normal, which are positive before the sign is applied).
-* ``model.correlated: tuple[str, ...]``: the random normal coefficients that share a full
-  covariance (Cholesky factor, lower triangular, in this order); empty when independent.
-
-``model.fit(data, method="nuts" | "svi", **kwargs)`` calls
-``mixlogit.bayes.fit_bayes(model, data, method=method, **kwargs)`` (imported lazily).
+The specification of a model (which column is a fixed or a random coefficient) is a
+:class:`mixlogit.spec.ModelSpec`; ``model.spec.variables`` is the ``variables`` argument the
+estimators pass to ``to_arrays``, so column ``k`` of ``X`` is coefficient ``k``.
 """
 
 from __future__ import annotations
@@ -39,6 +25,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from mixlogit.spec import RandomCoefficient
 
 __all__ = ["ChoiceArrays", "RandomCoefficient"]
 
@@ -66,16 +54,3 @@ class ChoiceArrays(NamedTuple):
     variable_names: tuple[str, ...]
     alternatives: tuple
     num_panels: int
-
-
-class RandomCoefficient(NamedTuple):
-    """Mixing distribution of one random coefficient.
-
-    Attributes:
-        distribution: one of ``"normal"``, ``"lognormal"``, ``"gamma"``, ``"triangular"``,
-            ``"uniform"``, ``"truncnormal"``.
-        sign: ``+1`` or ``-1``; the coefficient is ``sign * g(draw)``.
-    """
-
-    distribution: str
-    sign: int = 1

@@ -100,11 +100,6 @@ class ChoiceData:
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def from_long(cls, data: pd.DataFrame, **kwargs) -> ChoiceData:
-        """Same as the constructor (long format: one row per situation x alternative)."""
-        return cls(data, **kwargs)
-
-    @classmethod
     def from_wide(
         cls,
         data: pd.DataFrame,

@@ -15,6 +15,10 @@ dimensions, strictly inside (0, 1) so that inverse-CDF transforms stay finite.
 * ``"sobol"``: scrambled Sobol' points (scipy), consecutive blocks per unit.
 * ``"mlhs"``: modified Latin hypercube sampling (Hess, Train and Polak 2006).
 * ``"random"``: pseudo-random uniforms.
+
+:func:`standardised_draws` maps them through each random coefficient's standardisation
+(:func:`mixlogit.mixing.standardise_uniform`) for the simulated likelihood;
+:func:`sobol_normals` gives the scrambled Sobol standard normals of the Bayesian route.
 """
 
 from __future__ import annotations
@@ -22,9 +26,19 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import qmc
+from scipy.stats import norm, qmc
 
-__all__ = ["DRAW_TYPES", "first_primes", "halton_sequence", "make_draws"]
+from mixlogit._choice_ops import choice_ops
+from mixlogit.mixing import standardise_uniform
+
+__all__ = [
+    "DRAW_TYPES",
+    "first_primes",
+    "halton_sequence",
+    "make_draws",
+    "sobol_normals",
+    "standardised_draws",
+]
 
 DRAW_TYPES = ("halton", "halton-scrambled", "halton-shuffled", "sobol", "mlhs", "random")
 
@@ -126,3 +140,30 @@ def make_draws(
     else:
         u = rng.random((total, dim))
     return np.clip(u.reshape(num_units, num_draws, dim), _EPS, 1 - _EPS)
+
+
+def standardised_draws(
+    spec, num_units: int, num_draws: int, kind: str, seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised draws ``(U, R, Kr)`` of the random coefficients of ``spec`` (a
+    :class:`~mixlogit.spec.ModelSpec` or an estimator) and their log weights ``(R,)``
+    (``-log R``); ``(1, 1, 0)`` and ``(0,)`` for a model without random coefficients."""
+    mixing = list(spec.random.values())
+    if not mixing:
+        return np.zeros((1, 1, 0)), np.zeros(1)
+    uniforms = make_draws(num_units, num_draws, len(mixing), kind, seed=seed)
+    ops = choice_ops("numpy")
+    standard = np.stack(
+        [standardise_uniform(ops, uniforms[..., k], m.distribution) for k, m in enumerate(mixing)],
+        axis=-1,
+    )
+    return standard, np.full(num_draws, -np.log(num_draws))
+
+
+def sobol_normals(num: int, dim: int, seed: int) -> np.ndarray:
+    """``(num, dim)`` scrambled Sobol points (seeded with ``seed``) mapped to standard normals."""
+    with warnings.catch_warnings():
+        # balance properties need a power of 2 (the defaults are); other counts still work
+        warnings.simplefilter("ignore", UserWarning)
+        sobol = qmc.Sobol(d=dim, scramble=True, seed=seed).random(num)
+    return norm.ppf(np.clip(sobol, 1e-12, 1 - 1e-12))

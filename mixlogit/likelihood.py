@@ -24,8 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from mixlogit.arrays import ChoiceArrays, RandomCoefficient
-from mixlogit.mixing import coefficient_from_standard, parameter_names
+from mixlogit._choice_ops import choice_ops
+from mixlogit.arrays import ChoiceArrays
+from mixlogit.mixing import coefficient_from_standard
+from mixlogit.spec import CoefficientSpec, ModelSpec, RandomCoefficient
 
 __all__ = [
     "Likelihood",
@@ -54,20 +56,23 @@ class ParameterLayout:
     names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        names = list(self.fixed)
-        names += [
-            parameter_names(n, m.distribution)[0]
+        coefficients = [CoefficientSpec(n) for n in self.fixed] + [
+            CoefficientSpec(n, m.distribution, m.sign)
             for n, m in zip(self.random, self.mixing, strict=True)
         ]
-        names += [
-            parameter_names(n, m.distribution)[1]
-            for n, m in zip(self.random, self.mixing, strict=True)
-            if n not in self.correlated
-        ]
-        for i, row in enumerate(self.correlated):
-            for col in self.correlated[: i + 1]:
-                names.append(f"chol.{row}.{col}")
-        object.__setattr__(self, "names", tuple(names))
+        spec = ModelSpec(tuple(coefficients), self.correlated)
+        object.__setattr__(self, "names", spec.parameter_names)
+
+    @classmethod
+    def from_spec(cls, spec) -> ParameterLayout:
+        """Layout of a :class:`~mixlogit.spec.ModelSpec` (or anything with ``fixed``,
+        ``random`` and ``correlated``)."""
+        return cls(
+            fixed=tuple(spec.fixed),
+            random=tuple(spec.random),
+            mixing=tuple(spec.random.values()),
+            correlated=tuple(spec.correlated),
+        )
 
     @property
     def num_fixed(self) -> int:
@@ -98,6 +103,7 @@ class ParameterLayout:
 
     def random_coefficients(self, theta: jax.Array, standard: jax.Array) -> jax.Array:
         """Coefficients ``(..., Kr)`` from standardised draws ``standard`` ``(..., Kr)``."""
+        ops = choice_ops("jax")
         kf, kr = self.num_fixed, self.num_random
         first = theta[kf : kf + kr]
         independent = self.independent_index
@@ -106,7 +112,7 @@ class ParameterLayout:
         for pos, k in enumerate(independent):
             mixing = self.mixing[k]
             columns[k] = coefficient_from_standard(
-                mixing.distribution, first[k], second[pos], standard[..., k], mixing.sign
+                ops, mixing.distribution, first[k], second[pos], standard[..., k], mixing.sign
             )
         if len(self.correlated):
             idx = self.correlated_index

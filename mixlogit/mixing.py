@@ -1,7 +1,8 @@
-"""Mixing distributions of random coefficients (JAX, differentiable in their parameters).
+"""Mixing distributions of random coefficients, written once for NumPy, JAX and PyTorch.
 
-Each random coefficient has two parameters ``(a, b)`` and a standardised draw ``e`` computed
-once from the uniform draw ``u`` (so the inverse-CDF work is not redone at every iteration):
+Each random coefficient has two parameters ``(a, b)`` and a *standardised draw* ``e``
+computed once from a uniform ``u`` (so the inverse-CDF work is not redone at every
+evaluation of the likelihood):
 
 ==============  ===========================  =================================================
 distribution    standardised draw ``e``      coefficient ``beta`` (before ``sign``)
@@ -15,118 +16,188 @@ truncnormal     ``u``                        ``a + |b| Phi^-1(Phi(-a/|b|) + u Ph
 gamma           ``u``                        ``exp(b) G^-1(u; exp(a))`` (log shape, log scale)
 ==============  ===========================  =================================================
 
-The coefficient is ``sign * beta`` with ``sign`` in {+1, -1}: lognormal, truncnormal and gamma
-are positive before the sign, so ``sign=-1`` gives a strictly negative price coefficient.
+The coefficient is ``sign * beta``. The classical likelihood draws ``u`` by quasi-Monte Carlo
+(:mod:`mixlogit.draws`) or takes quadrature nodes. The Bayesian model has a standard-normal
+person draw ``z`` and uses ``u = Phi(z)`` (:func:`standardise_normal`) with its own gamma
+parameterisation: :func:`hierarchical_coefficients` and :func:`hierarchical_moments`.
+
+Every function takes an ``ops`` object from :func:`mixlogit._choice_ops.choice_ops` first.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
-from jax import lax
-from jax.scipy.special import gammainc, gammaln, ndtr, ndtri
+from scipy.stats import norm
+
+from mixlogit._choice_ops import choice_ops
+from mixlogit.families import GAMMA, LOGNORMAL, NUMPY_OPS
+from mixlogit.spec import DISTRIBUTIONS, NORMAL_BASED, POSITIVE_DISTRIBUTIONS, ModelSpec
 
 __all__ = [
-    "DISTRIBUTIONS",
-    "POSITIVE_DISTRIBUTIONS",
     "coefficient_from_standard",
     "gamma_inverse_cdf",
-    "parameter_names",
+    "hierarchical_coefficients",
+    "hierarchical_moments",
+    "standardise_normal",
     "standardise_uniform",
 ]
 
-DISTRIBUTIONS = ("normal", "lognormal", "triangular", "uniform", "truncnormal", "gamma")
-POSITIVE_DISTRIBUTIONS = ("lognormal", "truncnormal", "gamma")
-#: distributions whose standardised draw is a standard normal (Gauss-Hermite nodes apply)
-NORMAL_BASED = ("normal", "lognormal")
+Array = Any
 
 
-def parameter_names(name: str, distribution: str) -> tuple[str, str]:
-    """Names of the two parameters of a random coefficient, e.g. ``("pf", "sd.pf")``."""
-    if distribution == "gamma":
-        return f"ln_shape.{name}", f"ln_scale.{name}"
-    if distribution in ("triangular", "uniform"):
-        return name, f"spread.{name}"
-    return name, f"sd.{name}"
+def _unknown(distribution: str) -> ValueError:
+    return ValueError(
+        f"unknown mixing distribution {distribution!r}; choose one of {DISTRIBUTIONS}"
+    )
 
 
-def standardise_uniform(u: np.ndarray, distribution: str) -> np.ndarray:
-    """Standardised draw ``e`` of the table above from uniforms ``u`` in (0, 1) (numpy)."""
-    from scipy.special import ndtri as np_ndtri
-
+def standardise_uniform(ops: Any, u: Array, distribution: str) -> Array:
+    """Standardised draw ``e`` of the table above from uniforms ``u`` in (0, 1)."""
     if distribution in NORMAL_BASED:
-        return np_ndtri(u)
+        return ops.ndtri(u)
     if distribution == "triangular":
-        return np.where(u < 0.5, np.sqrt(2.0 * u) - 1.0, 1.0 - np.sqrt(2.0 * (1.0 - u)))
+        # inverse CDF of the symmetric triangular law on [-1, 1]; the clips keep the branch
+        # that ``where`` discards finite
+        return ops.where(
+            u < 0.5,
+            ops.sqrt(2.0 * ops.clip(u, 0.0, 1.0)) - 1.0,
+            1.0 - ops.sqrt(2.0 * ops.clip(1.0 - u, 0.0, 1.0)),
+        )
     if distribution == "uniform":
         return 2.0 * u - 1.0
     if distribution in ("truncnormal", "gamma"):
-        return np.asarray(u, dtype=np.float64)
-    raise ValueError(f"unknown mixing distribution {distribution!r}; choose one of {DISTRIBUTIONS}")
+        return u
+    raise _unknown(distribution)
 
 
-def _gamma_inverse_cdf_newton(u: jax.Array, shape: jax.Array) -> jax.Array:
-    # Newton iterations on t = log x for P(shape, x) = u (regularised lower gamma).
-    z = ndtri(u)
-    c = 1.0 / (9.0 * shape)
-    wilson_hilferty = shape * jnp.maximum(1.0 - c + z * jnp.sqrt(c), 1e-3) ** 3
-    small = jnp.exp((jnp.log(u) + gammaln(shape + 1.0)) / shape)
-    x0 = jnp.where((shape < 1.0) | (wilson_hilferty < 1e-2 * shape), small, wilson_hilferty)
-    t0 = jnp.log(jnp.maximum(x0, 1e-300))
-
-    def newton(_, t):
-        x = jnp.exp(t)
-        residual = gammainc(shape, x) - u
-        # dP/dt = x * density(x) = exp(shape * t - x - lgamma(shape))
-        slope = jnp.exp(shape * t - x - gammaln(shape))
-        step = jnp.clip(residual / jnp.maximum(slope, 1e-300), -2.0, 2.0)
-        return t - step
-
-    return jnp.exp(lax.fori_loop(0, 60, newton, t0))
-
-
-@jax.custom_jvp
-def gamma_inverse_cdf(u: jax.Array, shape: jax.Array) -> jax.Array:
-    """Quantile ``x`` with ``P(shape, x) = u`` of the unit-scale gamma; differentiable in shape.
-
-    The derivative in ``shape`` uses the implicit function theorem:
-    ``dx/dshape = -(dP/dshape) / density(x)``.
-    """
-    return _gamma_inverse_cdf_newton(u, shape)
-
-
-@gamma_inverse_cdf.defjvp
-def _gamma_inverse_cdf_jvp(primals, tangents):
-    u, shape = primals
-    du, dshape = tangents
-    x = _gamma_inverse_cdf_newton(u, shape)
-    density = jnp.exp((shape - 1.0) * jnp.log(x) - x - gammaln(shape))
-    dp_dshape = lax.igamma_grad_a(shape * jnp.ones_like(x), x)
-    dx = (du - dp_dshape * dshape) / density
-    return x, dx
+def standardise_normal(ops: Any, z: Array, distribution: str) -> Array:
+    """Standardised draw ``e`` from a standard-normal draw ``z`` (``u = Phi(z)``)."""
+    if distribution in NORMAL_BASED:
+        return z
+    return standardise_uniform(ops, ops.ndtr(z), distribution)
 
 
 def coefficient_from_standard(
-    distribution: str, a: jax.Array, b: jax.Array, e: jax.Array, sign: int = 1
-) -> jax.Array:
+    ops: Any, distribution: str, a: Array, b: Array, e: Array, sign: int = 1
+) -> Array:
     """Coefficient values ``sign * beta(a, b, e)`` (see the module table); broadcasts."""
     if distribution in ("normal", "triangular", "uniform"):
         beta = a + b * e
     elif distribution == "lognormal":
-        beta = jnp.exp(a + b * e)
+        beta = ops.exp(a + b * e)
     elif distribution == "truncnormal":
-        scale = jnp.abs(b)
-        lower = -a / scale
-        # z = Phi^-1(Phi(lower) + u (1 - Phi(lower))), written through the upper tail so that
+        scale = ops.abs(b)
+        # z = Phi^-1(Phi(-a/s) + u (1 - Phi(-a/s))), written through the upper tail so that
         # it stays accurate when the truncation point is far in the right tail.
-        upper_tail = (1.0 - e) * ndtr(-lower)
-        z = -ndtri(jnp.clip(upper_tail, 1e-300, 1.0))
-        beta = jnp.maximum(a + scale * z, 0.0)
+        upper_tail = (1.0 - e) * ops.ndtr(a / scale)
+        z = -ops.ndtri(ops.clip(upper_tail, 1e-300, 1.0))
+        beta = ops.clip(a + scale * z, 0.0, None)
     elif distribution == "gamma":
-        beta = jnp.exp(b) * gamma_inverse_cdf(e, jnp.exp(a) * jnp.ones_like(e))
+        beta = ops.exp(b) * ops.gamma_inverse_cdf(e, ops.exp(a) + 0.0 * e)
     else:
-        raise ValueError(
-            f"unknown mixing distribution {distribution!r}; choose one of {DISTRIBUTIONS}"
-        )
+        raise _unknown(distribution)
     return beta if sign == 1 else -beta
+
+
+def gamma_inverse_cdf(u: Array, shape: Array) -> Array:
+    """Quantile ``x`` with ``P(shape, x) = u`` of the unit-scale gamma (JAX), differentiable
+    in ``shape``."""
+    return choice_ops("jax").gamma_inverse_cdf(u, shape)
+
+
+# --------------------------------------------------------------------------------------------
+# The hierarchical (Bayesian) parameterisation
+# --------------------------------------------------------------------------------------------
+def hierarchical_coefficients(
+    ops: Any, spec: ModelSpec, params: Mapping[str, Array], z: Array, u: Array
+) -> Array:
+    """Coefficients ``(..., K)`` (column order) from population parameters and person draws.
+
+    The parameterisation of :mod:`mixlogit.bayes.model`: random coefficient ``r`` with location
+    ``mu_r`` and scale ``sigma_r`` is ``coefficient_from_standard(mu_r, sigma_r, e)`` with
+    ``e = standardise_normal(z)`` (the sign applies to the positive distributions only); a
+    gamma coefficient is ``sign * exp(mu_r) * u / k``, ``u ~ Gamma(k, 1)``, ``k = exp(log_shape)``
+    (so ``mu_r`` is its log mean).
+
+    Args:
+        params: ``beta_fixed (..., Kf)``, ``mu (..., Kr)``, ``sigma (..., Kz)``,
+            ``log_shape (..., Kg)`` and, with correlated coefficients, ``L_corr (..., Kc, Kc)``
+            (lower Cholesky factor of their correlation); absent entries are not needed.
+        z: ``(..., Kz)`` independent standard-normal person draws (correlated here through
+            ``L_corr``).
+        u: ``(..., Kg)`` Gamma(k, 1) person draws.
+    The leading ``...`` of every argument must broadcast together.
+    """
+    columns: list[Any] = [None] * len(spec.coefficients)
+    for pos, i in enumerate(spec.fixed_index):
+        columns[i] = params["beta_fixed"][..., pos]
+    z_random, gamma_random = spec.z_random, spec.gamma_random
+    z_columns = [z[..., q] for q in range(len(z_random))]
+    if spec.correlated:
+        L = params["L_corr"]
+        index = [z_random.index(n) for n in spec.correlated]
+        independent = [z_columns[q] for q in index]
+        for row, q in enumerate(index):
+            z_columns[q] = sum(L[..., row, col] * independent[col] for col in range(row + 1))
+    for r, i in enumerate(spec.random_index):
+        c = spec.coefficients[i]
+        location = params["mu"][..., r]
+        if c.distribution == "gamma":
+            g = gamma_random.index(c.name)
+            value = c.sign * ops.exp(location - params["log_shape"][..., g]) * u[..., g]
+        else:
+            q = z_random.index(c.name)
+            sign = c.sign if c.distribution in POSITIVE_DISTRIBUTIONS else 1
+            value = coefficient_from_standard(
+                ops,
+                c.distribution,
+                location,
+                params["sigma"][..., q],
+                standardise_normal(ops, z_columns[q], c.distribution),
+                sign,
+            )
+        columns[i] = value
+    return ops.stack(columns, -1)
+
+
+def hierarchical_moments(
+    spec: ModelSpec, params: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Mean and SD of each random coefficient's population distribution (natural scale, NumPy).
+
+    ``params`` as for :func:`hierarchical_coefficients` with any leading sample dims ``...``;
+    returns ``{"mean": (..., Kr), "sd": (..., Kr)}``. Lognormal and gamma moments come from the
+    strength families (:mod:`mixlogit.families`).
+    """
+    ops = NUMPY_OPS
+    means, sds = [], []
+    for r, c in enumerate(spec.random_coefficients):
+        m = np.asarray(params["mu"])[..., r]
+        if c.distribution == "gamma":
+            shape = np.exp(np.asarray(params["log_shape"])[..., spec.gamma_random.index(c.name)])
+            family, natural = GAMMA, {"shape": shape, "rate": shape / np.exp(m)}
+        else:
+            s = np.asarray(params["sigma"])[..., spec.z_random.index(c.name)]
+            if c.distribution == "lognormal":
+                family, natural = LOGNORMAL, {"loc": m, "scale": s}
+            elif c.distribution == "normal":
+                means.append(m)
+                sds.append(s)
+                continue
+            elif c.distribution in ("uniform", "triangular"):
+                # variance of the standardised law on [-1, 1]: 1/3 (uniform), 1/6 (triangular)
+                means.append(m)
+                sds.append(s / np.sqrt(3.0 if c.distribution == "uniform" else 6.0))
+                continue
+            else:  # truncnormal: N(m, s^2) truncated below at 0, lam = phi(m/s) / Phi(m/s)
+                a = m / s
+                lam = np.exp(norm.logpdf(a) - norm.logcdf(a))
+                means.append(c.sign * (m + s * lam))
+                sds.append(s * np.sqrt(np.maximum(1.0 - a * lam - lam**2, 0.0)))
+                continue
+        means.append(c.sign * family.mean(ops, natural))
+        sds.append(np.sqrt(family.variance(ops, natural)))
+    return {"mean": np.stack(means, -1), "sd": np.stack(sds, -1)}

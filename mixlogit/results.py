@@ -1,8 +1,15 @@
-"""Estimation results: parameter table, fit statistics, prediction, individual coefficients, WTP.
+"""Classical estimation results: parameter table, fit statistics, prediction, individual
+coefficients, WTP.
+
+The results contract shared with :class:`mixlogit.bayes.BayesianResults`: ``summary()``
+returns a DataFrame (``interval=`` sets the interval columns), ``str(results)`` and
+``summary_text()`` the printable report, ``wtp(attribute, cost)``,
+``individual_coefficients()`` and ``spec`` (the fitted :class:`~mixlogit.spec.ModelSpec`).
 
 ``EstimationResults.save(path)`` writes a JSON file (parameters, covariances, model
-specification, fit statistics); :meth:`EstimationResults.load` restores it. Prediction and
-individual-level coefficients need the data, passed explicitly after loading.
+specification, fit statistics); :meth:`EstimationResults.load` restores it with the
+specification as ``model``. Prediction and individual-level coefficients need the data,
+passed explicitly after loading.
 """
 
 from __future__ import annotations
@@ -19,16 +26,31 @@ import pandas as pd
 from scipy import stats
 
 from mixlogit.data import ChoiceData
-from mixlogit.likelihood import x64
+from mixlogit.draws import standardised_draws
+from mixlogit.estimation.problem import build_problem
+from mixlogit.likelihood import ParameterLayout, x64
+from mixlogit.quadrature import quadrature_rule
+from mixlogit.spec import ModelSpec, as_model_spec
 
-__all__ = ["EstimationResults"]
+__all__ = ["EstimationResults", "interval_labels"]
+
+
+def interval_labels(interval: float) -> tuple[float, float, str, str]:
+    """Lower and upper probabilities of a central ``interval`` and their column labels,
+    e.g. ``0.94 -> (0.03, 0.97, "q3%", "q97%")`` (shared by both results classes)."""
+    if not 0.0 < interval < 1.0:
+        raise ValueError(f"interval must be in (0, 1), got {interval!r}")
+    lower, upper = (1.0 - interval) / 2.0, (1.0 + interval) / 2.0
+    return lower, upper, f"q{round(100 * lower, 6):g}%", f"q{round(100 * upper, 6):g}%"
 
 
 @dataclass
 class EstimationResults:
-    """Outcome of :meth:`mixlogit.models.MixedLogit.fit` (simulation or quadrature).
+    """Outcome of :meth:`mixlogit.estimators.MixedLogit.fit` (simulation or quadrature).
 
     Attributes:
+        model: the estimator that was fitted (the :class:`~mixlogit.spec.ModelSpec` after
+            :meth:`load`).
         params: estimates, aligned with ``names``.
         cov, robust_cov: classical (inverse negative Hessian) and sandwich covariance, the
             latter clustered by decision maker (panel) when the data have one.
@@ -90,6 +112,15 @@ class EstimationResults:
     def bic(self) -> float:
         return self.num_params * np.log(self.num_situations) - 2.0 * self.loglik
 
+    @property
+    def spec(self) -> ModelSpec:
+        """The fitted model's :class:`~mixlogit.spec.ModelSpec`."""
+        return as_model_spec(self.model)
+
+    @property
+    def layout(self) -> ParameterLayout:
+        return ParameterLayout.from_spec(self.spec)
+
     def __getitem__(self, name: str) -> float:
         return float(self.params[self.names.index(name)])
 
@@ -108,8 +139,17 @@ class EstimationResults:
             index=pd.Index(self.names, name="parameter"),
         )
 
-    def summary(self) -> str:
-        """Human-readable estimation report."""
+    def summary(self, interval: float = 0.95) -> pd.DataFrame:
+        """:meth:`table` with the bounds of the Wald ``interval`` (``estimate +- z SE``,
+        classical SE), columns ``q2.5%`` and ``q97.5%`` for the default 0.95."""
+        lower, upper, lower_label, upper_label = interval_labels(interval)
+        table = self.table()
+        table[lower_label] = self.params + stats.norm.ppf(lower) * self.std_errors
+        table[upper_label] = self.params + stats.norm.ppf(upper) * self.std_errors
+        return table
+
+    def summary_text(self) -> str:
+        """Human-readable estimation report (also ``str(results)``)."""
         lines = [
             f"{self.model!r}",
             f"Method: {self.method}"
@@ -133,13 +173,10 @@ class EstimationResults:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        return self.summary()
+        return self.summary_text()
 
     # ------------------------------------------------------------------ problem rebuilding
     def _problem_for(self, data: ChoiceData | None, *, num_draws: int | None = None):
-        from mixlogit.estimation import build_problem
-        from mixlogit.quadrature import quadrature_rule
-
         if data is None:
             if self.problem is not None and num_draws is None:
                 return self.problem
@@ -147,7 +184,7 @@ class EstimationResults:
         if data is None:
             raise ValueError("pass the ChoiceData (results loaded from disk keep no data)")
         if self.quadrature and num_draws is None:
-            standard, log_w = quadrature_rule(self.model, self.quadrature["nodes_per_dim"])
+            standard, log_w = quadrature_rule(self.spec, self.quadrature["nodes_per_dim"])
             return build_problem(
                 self.model,
                 data,
@@ -225,7 +262,7 @@ class EstimationResults:
             ``sd.<var>`` (conditional SD) for each random coefficient; fixed coefficients are
             the same for everybody and are not repeated.
         """
-        if not self.model.random:
+        if not self.spec.random:
             raise ValueError("the model has no random coefficients")
         problem = self._problem_for(data, num_draws=num_draws)
         with x64():
@@ -240,7 +277,7 @@ class EstimationResults:
         second = np.einsum("ur,urk->uk", weights, betas**2)
         sd = np.sqrt(np.maximum(second - mean**2, 0.0))
         source = data if data is not None else self.data
-        names = list(self.model.random)
+        names = list(self.spec.random)
         ids = source.panel_ids if (self.panel and source.has_panel) else source.situation_ids
         frame = pd.DataFrame(mean, columns=names, index=pd.Index(ids, name="unit"))
         for k, name in enumerate(names):
@@ -249,14 +286,12 @@ class EstimationResults:
 
     def population_coefficients(self, num_draws: int = 100_000, seed: int = 1) -> pd.DataFrame:
         """Simulated population distribution of every coefficient, ``(num_draws, K)``."""
-        from mixlogit.models import prepare_draws
-
-        layout = self.model.layout
+        layout = self.layout
         columns = {}
         for k, name in enumerate(layout.fixed):
             columns[name] = np.full(num_draws, self.params[k])
         if layout.num_random:
-            standard, _ = prepare_draws(self.model, 1, num_draws, "random", seed)
+            standard, _ = standardised_draws(self.spec, 1, num_draws, "random", seed)
             with x64():
                 betas = np.asarray(
                     jax.jit(layout.random_coefficients)(
@@ -277,7 +312,7 @@ class EstimationResults:
         Returns:
             ``pd.Series`` with the summary statistics.
         """
-        layout = self.model.layout
+        layout = self.layout
         for name in (attribute, cost):
             if name not in layout.fixed and name not in layout.random:
                 raise ValueError(f"{name!r} is not a coefficient of the model")
@@ -345,9 +380,10 @@ class EstimationResults:
 
     @classmethod
     def load(cls, path: str | Path, data: ChoiceData | None = None) -> EstimationResults:
-        """Read results written by :meth:`save`; pass ``data`` to predict on it later."""
-        from mixlogit.models import MixedLogit
+        """Read results written by :meth:`save`; pass ``data`` to predict on it later.
 
+        The model comes back as its :class:`~mixlogit.spec.ModelSpec`.
+        """
         content = json.loads(Path(path).read_text())
         if content.get("format") != "mixlogit.EstimationResults/1":
             raise ValueError(f"{path} is not a mixlogit results file")
@@ -356,4 +392,4 @@ class EstimationResults:
             for k in ("params", "cov", "robust_cov", "hessian", "gradient")
         }
         fields = {k: v for k, v in content.items() if k not in ("format", "model", *arrays)}
-        return cls(model=MixedLogit.from_dict(content["model"]), **arrays, **fields, data=data)
+        return cls(model=ModelSpec.from_dict(content["model"]), **arrays, **fields, data=data)

@@ -44,7 +44,7 @@ bayes = True  # fit the same model by NUTS (mixlogit.bayes)
 bayes_warmup = 300
 bayes_samples = 300
 bayes_chains = 2
-bayes_loglik_draws = 256  # draws per household for its marginal likelihood (LOO)
+bayes_loglik_num_draws = 256  # draws per household for its marginal likelihood (LOO)
 seed = 0
 figure_dir = "figures/choice_heterogeneity"
 """),
@@ -71,7 +71,7 @@ model = MixedLogit(random=dict.fromkeys(random, "normal"), fixed=["pf"])
     _markdown("## Maximum simulated likelihood"),
     _code("""
 msl = model.fit(data, num_draws=num_draws, verbose=0)
-print(msl.summary())
+print(msl.summary_text())
 """),
     _markdown("""
 ## Individual coefficients
@@ -120,7 +120,7 @@ to skip it (it takes minutes with the default settings on a laptop CPU). With ve
 if bayes:
     posterior = model.fit(data, method="nuts", num_warmup=bayes_warmup,
                           num_samples=bayes_samples, num_chains=bayes_chains,
-                          loglik_draws=bayes_loglik_draws, seed=seed)
+                          loglik_num_draws=bayes_loglik_num_draws, seed=seed)
     print(posterior.diagnostics)
     summary = posterior.population()
     means = summary[summary["statistic"] == "mean"].set_index("coefficient")
@@ -129,8 +129,8 @@ if bayes:
                                "posterior SD": means["posterior_sd"]})
     person = posterior.individual_coefficients().pivot(
         index="person", columns="coefficient", values="mean")
-    draws = posterior.population_draws(num=16, seed=seed).reshape(-1, len(posterior.spec.names))
-    bayes_population = pd.DataFrame(draws, columns=[str(n) for n in posterior.spec.names])
+    draws = posterior.population_draws(num_draws=16, seed=seed).reshape(-1, len(posterior.spec.variables))
+    bayes_population = pd.DataFrame(draws, columns=[str(n) for n in posterior.spec.variables])
     for name in random:
         figure = analysis.plot_individual_coefficients(
             person[name].to_numpy(), bayes_population[name].to_numpy(), name=name,
@@ -193,9 +193,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import analysis
-from alignment import MixDPOConfig, MixDPOTrainer, load_default_preferences
-from alignment.metrics import preference_margins
-from alignment.models import build_word_tokenizer, load_model, load_tokenizer, tiny_causal_lm
+from alignment import (MixDPOConfig, MixDPOTrainer, build_word_tokenizer, load_default_preferences,
+                       load_model, load_tokenizer, preference_margins, tiny_causal_lm)
 
 datasets.disable_progress_bars()
 figures = Path(figure_dir)
@@ -282,7 +281,7 @@ for kind, table in by_dataset.items():
     result = analysis.subgroup_margins(table, ["subgroup"], cluster="annotator_id",
                                        num_boot=num_boot, min_count=min_count, seed=seed)
     figure = analysis.plot_subgroup_margins(
-        result, "subgroup", title=f"{kind} set: subgroup margins ({result.confidence:.0%} "
+        result, "subgroup", title=f"{kind} set: subgroup margins ({result.interval:.0%} "
         "cluster-bootstrap intervals; marker area ∝ pairs)")
     figure.savefig(figures / f"subgroup_margins_{kind}.png", dpi=110)
     display(result.overall)

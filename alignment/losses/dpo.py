@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from alignment.losses import PairBatch, PreferenceLoss, register_loss
+from alignment.losses.base import PairBatch, PreferenceLoss, register_loss
 
 __all__ = ["DPOLoss", "MixDPOLoss", "dpo_loss", "mixdpo_loss", "reward_margin"]
 

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from alignment.losses import PairBatch, PreferenceLoss, register_loss
+from alignment.losses.base import PairBatch, PreferenceLoss, register_loss
 from alignment.losses.dpo import reward_margin
+from mixlogit._deprecation import deprecated_keywords
 
 __all__ = [
     "AgreementOnlyDPOLoss",
@@ -156,7 +157,7 @@ class VarianceCorrectedDPOLoss(PreferenceLoss):
         eps: bound of the correction (see :func:`variance_corrected_log_likelihood`).
         variance_column: the batch column holding ``V`` (``(B,)``, squared units of ``h``);
             e.g. ``"estimated_reward_variance"`` for ``V`` estimated from same-annotator pairs
-            (:func:`alignment.semisynthetic_types.add_estimated_variance`). The trainer reads
+            (:func:`alignment.datasets.semisynthetic_types.add_estimated_variance`). The trainer reads
             the instance's ``extra_columns``, so the dataset must have this column.
     """
 
@@ -372,6 +373,7 @@ def _weighted_logistic_newton(
     return theta
 
 
+@deprecated_keywords(max_iter="max_iterations", tol="tolerance")
 def estimate_pair_variance(
     chosen_features: torch.Tensor,
     rejected_features: torch.Tensor,
@@ -381,8 +383,8 @@ def estimate_pair_variance(
     select_num_types: bool = True,
     ridge: float = 1.0,
     num_restarts: int = 3,
-    max_iter: int = 200,
-    tol: float = 1e-6,
+    max_iterations: int = 200,
+    tolerance: float = 1e-6,
     seed: int = 0,
 ) -> PairVarianceEstimate:
     """Estimate ``V`` per pair with a latent-type Bradley-Terry mixture fitted by joint likelihood.
@@ -413,8 +415,9 @@ def estimate_pair_variance(
         ridge: L2 penalty ``ridge/2 |theta_k|^2`` on each type's coefficients (needed when
             features are collinear, e.g. one-hot rewards are defined up to a constant).
         num_restarts: EM restarts from random responsibilities.
-        max_iter: EM iterations per restart.
-        tol: stop when the penalised log-likelihood improves by less than ``tol`` (relative).
+        max_iterations: EM iterations per restart (formerly ``max_iter``).
+        tolerance: stop when the penalised log-likelihood improves by less than ``tolerance``
+            (relative; formerly ``tol``).
         seed: seed of the restarts.
 
     Returns:
@@ -451,7 +454,15 @@ def estimate_pair_variance(
     with single_thread():
         for k in candidates:
             fits[k] = _fit_type_mixture(
-                x, annotator, n_annotators, k, ridge, num_restarts, max_iter, tol, generator
+                x,
+                annotator,
+                n_annotators,
+                k,
+                ridge,
+                num_restarts,
+                max_iterations,
+                tolerance,
+                generator,
             )
             num_parameters = k * x.shape[1] + (k - 1)
             bic[k] = -2.0 * fits[k][2] + num_parameters * math.log(n_pairs)
@@ -470,8 +481,8 @@ def _fit_type_mixture(
     num_types: int,
     ridge: float,
     num_restarts: int,
-    max_iter: int,
-    tol: float,
+    max_iterations: int,
+    tolerance: float,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, float, int]:
     """EM for the latent-type Bradley-Terry mixture; returns (theta, weights, loglik, iters)."""
@@ -493,7 +504,7 @@ def _fit_type_mixture(
         theta = torch.zeros(num_types, dim, dtype=torch.float64)
         previous = -math.inf
         iterations = 0
-        for _ in range(max_iter):
+        for _ in range(max_iterations):
             iterations += 1
             # M-step: type shares, then one weighted ridge-logistic regression per type
             log_w = torch.log(resp.mean(dim=0).clamp_min(1e-300))
@@ -509,7 +520,7 @@ def _fit_type_mixture(
             total = torch.logsumexp(joint, dim=1)
             resp = torch.exp(joint - total[:, None])
             objective = float(total.sum()) - 0.5 * ridge * float((theta**2).sum())
-            converged = objective - previous < tol * max(1.0, abs(objective))
+            converged = objective - previous < tolerance * max(1.0, abs(objective))
             previous = objective
             if converged:
                 break

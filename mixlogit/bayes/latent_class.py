@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mixlogit.bayes.spec import BayesSpec, CoefficientSpec
+from mixlogit.spec import CoefficientSpec, ModelSpec
 
 __all__ = ["LatentClassLogit"]
 
@@ -17,7 +17,7 @@ class LatentClassLogit:
     ``sum_c pi_c prod_t P(y_nt | beta_c)``: the class indicator is enumerated (summed out in
     closed form), never sampled. Class labels are identified by ordering the coefficient
     ``order_by`` increasingly across classes. Priors: ``pi ~ Dirichlet(2, ..., 2)`` and each
-    class coefficient ``~ Normal(0, 10)`` (see :class:`~mixlogit.bayes.spec.BayesPriors`).
+    class coefficient ``~ Normal(0, 10)`` (see :class:`~mixlogit.bayes.priors.BayesPriors`).
 
     Args:
         variables: names of the variables (columns of the choice arrays / ``ChoiceData``
@@ -43,17 +43,17 @@ class LatentClassLogit:
         order_by = variables[0] if order_by is None else str(order_by)
         if order_by not in variables:
             raise ValueError(f"order_by {order_by!r} is not one of the variables {variables}")
-        self.spec = BayesSpec(tuple(CoefficientSpec(v) for v in variables))
+        self.spec = ModelSpec(tuple(CoefficientSpec(v) for v in variables))
         self.num_classes = num_classes
         self.order_by = order_by
 
     @property
     def variables(self) -> tuple[str, ...]:
-        return self.spec.names
+        return self.spec.variables
 
     def fit(self, data: Any, method: str = "nuts", **kwargs: Any):
         """Fit by NUTS or SVI; keyword arguments as :func:`mixlogit.bayes.fit_bayes`."""
-        from mixlogit.bayes.inference import fit_bayes
+        from mixlogit.bayes.fit import fit_bayes
 
         return fit_bayes(self, data, method=method, **kwargs)
 

@@ -8,19 +8,29 @@ the posterior class probabilities of each person.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.stats import norm, qmc
 
-from mixlogit.bayes import numpyro_model as nm
-from mixlogit.bayes.spec import BayesSpec, PanelArrays
+from mixlogit.bayes.model import (
+    latent_class_person_loglik,
+    nodes_person_loglik,
+    person_loglik,
+    quadrature_person_loglik,
+)
+from mixlogit.bayes.numpyro_model import BACKEND
+from mixlogit.bayes.panel import PanelArrays
+from mixlogit.bayes.resampling import gamma_draws
+from mixlogit.draws import sobol_normals
+from mixlogit.mixing import hierarchical_coefficients
+from mixlogit.quadrature import standard_normal_rule
+from mixlogit.spec import ModelSpec
 
-__all__ = ["PostProcessed", "loglik_rule", "postprocess", "sobol_normals"]
+__all__ = ["PostProcessed", "loglik_rule", "postprocess"]
+
+OPS = BACKEND.ops
 
 
 @dataclass
@@ -43,38 +53,26 @@ class PostProcessed:
 
 
 def loglik_rule(
-    spec: BayesSpec, loglik_draws: int, loglik_nodes: int | None, seed: int
+    spec: ModelSpec, num_draws: int, num_nodes: int | None, seed: int
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Integration rule for the marginal per-person likelihood of a hierarchical fit.
 
-    Gauss-Hermite tensor rule (``loglik_nodes`` per dimension) with at most two z-driven
-    random coefficients and no gamma; otherwise ``loglik_draws`` scrambled Sobol points mapped
-    to normals (equal weights).
+    Gauss-Hermite tensor rule (``num_nodes`` per dimension, default 40 for one dimension and
+    20 for two) with at most two normal-driven random coefficients and no gamma; otherwise
+    ``num_draws`` scrambled Sobol points mapped to normals (equal weights). Returns nodes
+    ``(Q, Kz)``, log-weights ``(Q,)`` and a description.
     """
-    kz = len(spec.z_random_names)
-    if kz <= 2 and not spec.gamma_names:
+    kz = len(spec.z_random)
+    if kz <= 2 and not spec.gamma_random:
         if kz == 0:
             return np.zeros((1, 0)), np.zeros(1), "exact"
-        loglik_nodes = loglik_nodes or (40 if kz == 1 else 20)
-        nodes, logw = nm.gauss_hermite_nodes(loglik_nodes, kz)
-        return nodes, logw, f"gauss-hermite {loglik_nodes}^{kz}"
+        num_nodes = num_nodes or (40 if kz == 1 else 20)
+        nodes, log_weights = standard_normal_rule(num_nodes, kz)
+        return nodes, log_weights, f"gauss-hermite {num_nodes}^{kz}"
+    log_weights = np.full(num_draws, -np.log(num_draws))
     if kz == 0:
-        return (
-            np.zeros((loglik_draws, 0)),
-            np.full(loglik_draws, -np.log(loglik_draws)),
-            (f"monte-carlo {loglik_draws}"),
-        )
-    nodes = sobol_normals(loglik_draws, kz, seed)
-    return nodes, np.full(loglik_draws, -np.log(loglik_draws)), f"sobol {loglik_draws}"
-
-
-def sobol_normals(num: int, dim: int, seed: int) -> np.ndarray:
-    """``(num, dim)`` scrambled Sobol points mapped to standard normals."""
-    with warnings.catch_warnings():
-        # balance properties need a power of 2 (the defaults are); other counts still work
-        warnings.simplefilter("ignore", UserWarning)
-        sobol = qmc.Sobol(d=dim, scramble=True, seed=seed).random(num)
-    return norm.ppf(np.clip(sobol, 1e-12, 1 - 1e-12))
+        return np.zeros((num_draws, 0)), log_weights, f"monte-carlo {num_draws}"
+    return sobol_normals(num_draws, kz, seed), log_weights, f"sobol {num_draws}"
 
 
 def _flat(samples: dict[str, np.ndarray], n: int) -> dict[str, jax.Array]:
@@ -83,7 +81,7 @@ def _flat(samples: dict[str, np.ndarray], n: int) -> dict[str, jax.Array]:
 
 def postprocess(
     kind: str,
-    spec: BayesSpec,
+    spec: ModelSpec,
     samples: dict[str, np.ndarray],
     data: PanelArrays,
     *,
@@ -107,15 +105,10 @@ def postprocess(
     first = next(iter(samples.values()))
     n = int(first.shape[0] * first.shape[1])
     flat = _flat(samples, n)
-    batch = {
-        "X": jnp.asarray(data.X),
-        "chosen": jnp.asarray(data.chosen),
-        "available": jnp.asarray(data.available),
-        "weights": jnp.asarray(data.weights),
-    }
+    batch = BACKEND.batch(data)
     P, T, J, K = data.X.shape
-    has_z = "z" in flat or not spec.z_random_names
-    has_u = "u" in flat or not spec.gamma_names
+    has_z = "z" in flat or not spec.z_random
+    has_u = "u" in flat or not spec.gamma_random
     person_level = person_level and (kind != "hierarchical" or (has_z and has_u))
     jnodes = None if nodes is None else jnp.asarray(nodes)
     jlogw = None if log_weights is None else jnp.asarray(log_weights)
@@ -128,34 +121,33 @@ def postprocess(
         k_sel, k_rep = jax.random.split(key)
         beta = None
         if kind == "latent_class":
-            ll, joint = nm.latent_class_person_loglik(params, batch)
+            ll, joint = latent_class_person_loglik(OPS, params, batch)
             out["class_probability"] = jax.nn.softmax(joint, axis=-1)
             if person_level:
                 cls = jax.random.categorical(k_sel, joint, axis=-1)
                 beta = params["beta_class"][cls]
         elif kind == "quadrature":
-            ll, ll_nodes = nm.quadrature_person_loglik(spec, params, batch, jnodes, jlogw)
+            ll, ll_nodes = quadrature_person_loglik(OPS, spec, params, batch, jnodes, jlogw)
             if person_level:
                 q = jax.random.categorical(k_sel, ll_nodes + jlogw, axis=-1)
-                beta_nodes = nm.coefficients_from_params(
-                    spec, params, jnodes, jnp.zeros((jnodes.shape[0], 0))
+                beta_nodes = hierarchical_coefficients(
+                    OPS, spec, params, jnodes, jnp.zeros((jnodes.shape[0], 0))
                 )
                 beta = beta_nodes[q]
         else:
             if person_level and kind != "mnl":
                 z = params.get("z", jnp.zeros((P, 0)))
                 u = params.get("u", jnp.zeros((P, 0)))
-                beta = nm.coefficients_from_params(spec, params, z, u)
+                beta = hierarchical_coefficients(OPS, spec, params, z, u)
             if kind == "mnl":
-                b = nm.coefficients_from_params(spec, params, jnp.zeros((1, 0)), jnp.zeros((1, 0)))
-                ll = nm._situation_logp_person(batch, jnp.broadcast_to(b, (P, K)))
+                b = hierarchical_coefficients(
+                    OPS, spec, params, jnp.zeros((1, 0)), jnp.zeros((1, 0))
+                )
+                ll = person_loglik(OPS, batch, jnp.broadcast_to(b, (P, K)))
             elif loglik:
-                if spec.gamma_names:
-                    u_draws = nm.sample_gamma_draws(spec, params, gamma_key, jnodes.shape[0])
-                else:
-                    u_draws = jnp.zeros((jnodes.shape[0], 0))
-                beta_nodes = nm.coefficients_from_params(spec, params, jnodes, u_draws)
-                ll_nodes = nm._nodes_person_loglik(batch, beta_nodes)
+                u_draws = gamma_draws(spec, params, gamma_key, jnodes.shape[0])
+                beta_nodes = hierarchical_coefficients(OPS, spec, params, jnodes, u_draws)
+                ll_nodes = nodes_person_loglik(OPS, batch, beta_nodes)
                 ll = jax.scipy.special.logsumexp(ll_nodes + jlogw, axis=-1)
             else:
                 ll = jnp.zeros(P)
@@ -163,7 +155,9 @@ def postprocess(
             out["log_likelihood"] = ll
         if person_level:
             if beta is None:  # mnl
-                b = nm.coefficients_from_params(spec, params, jnp.zeros((1, 0)), jnp.zeros((1, 0)))
+                b = hierarchical_coefficients(
+                    OPS, spec, params, jnp.zeros((1, 0)), jnp.zeros((1, 0))
+                )
                 beta = jnp.broadcast_to(b, (P, K))
             out["beta_person"] = beta
             V = jnp.einsum("ptjk,pk->ptj", batch["X"], beta)
@@ -187,16 +181,3 @@ def postprocess(
         class_probability=result.get("class_probability"),
         loglik_method="",
     )
-
-
-def summarise_draws(values: np.ndarray, axis: int = 0) -> dict[str, Any]:
-    """Mean, SD and 3%/50%/97% quantiles along ``axis``."""
-    return {
-        "mean": values.mean(axis),
-        "sd": values.std(axis, ddof=1)
-        if values.shape[axis] > 1
-        else np.zeros_like(values.mean(axis)),
-        "q3%": np.quantile(values, 0.03, axis=axis),
-        "median": np.quantile(values, 0.5, axis=axis),
-        "q97%": np.quantile(values, 0.97, axis=axis),
-    }

@@ -1,4 +1,10 @@
-"""Results of a Bayesian fit: ArviZ InferenceData, tidy tables, diagnostics."""
+"""Results of a Bayesian fit: ArviZ InferenceData, tidy tables, diagnostics.
+
+The results contract shared with :class:`mixlogit.results.EstimationResults`: ``summary()``
+returns a DataFrame (``interval=`` sets the interval columns), ``str(results)`` and
+``summary_text()`` the printable report, ``wtp(attribute, cost)``,
+``individual_coefficients()`` and ``spec`` (the fitted :class:`~mixlogit.spec.ModelSpec`).
+"""
 
 from __future__ import annotations
 
@@ -8,53 +14,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
-from scipy.stats import norm
 
+from mixlogit._choice_ops import choice_ops
+from mixlogit._deprecation import renamed_keywords
 from mixlogit.arrays import ChoiceArrays
-from mixlogit.bayes.postprocess import PostProcessed, sobol_normals
-from mixlogit.bayes.spec import BayesPriors, BayesSpec, PanelArrays
+from mixlogit.bayes.panel import PanelArrays
+from mixlogit.bayes.postprocess import PostProcessed
+from mixlogit.bayes.priors import BayesPriors
+from mixlogit.draws import sobol_normals
+from mixlogit.mixing import hierarchical_coefficients, hierarchical_moments
+from mixlogit.results import interval_labels
+from mixlogit.spec import ModelSpec
 
-__all__ = ["BayesDiagnosticWarning", "BayesianResults", "population_moments"]
+__all__ = ["BayesDiagnosticWarning", "BayesianResults"]
+
+#: The interval of the tidy tables by default (ArviZ's default HDI mass).
+DEFAULT_INTERVAL = 0.94
 
 
 class BayesDiagnosticWarning(UserWarning):
     """Divergences, r_hat > 1.01, low ESS, Pareto k > 0.7 or an unconverged ELBO."""
-
-
-def population_moments(spec: BayesSpec, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Mean and SD of each random coefficient's population distribution (natural scale).
-
-    Returns ``{"mean": (..., Kr), "sd": (..., Kr)}`` for leading sample dims ``...``.
-    """
-    means, sds = [], []
-    for r, c in enumerate(spec.random_coefficients):
-        m = samples["mu"][..., r]
-        if c.distribution == "gamma":
-            g = spec.gamma_names.index(c.name)
-            shape = np.exp(samples["log_shape"][..., g])
-            mean = c.sign * np.exp(m)
-            sd = np.exp(m) / np.sqrt(shape)
-        else:
-            s = samples["sigma"][..., spec.z_random_names.index(c.name)]
-            if c.distribution == "normal":
-                mean, sd = m, s
-            elif c.distribution == "lognormal":
-                mean = c.sign * np.exp(m + s**2 / 2)
-                sd = np.sqrt(np.expm1(s**2)) * np.exp(m + s**2 / 2)
-            elif c.distribution == "uniform":
-                mean, sd = m, s / np.sqrt(3.0)
-            elif c.distribution == "triangular":
-                mean, sd = m, s / np.sqrt(6.0)
-            else:  # truncnormal on (0, inf)
-                a = m / s
-                lam = norm.pdf(a) / np.maximum(ndtr(a), 1e-300)
-                mean = c.sign * (m + s * lam)
-                # N(m, s^2) truncated below at 0, lam = phi(m/s) / Phi(m/s)
-                sd = s * np.sqrt(np.maximum(1.0 - a * lam - lam**2, 0.0))
-        means.append(mean)
-        sds.append(sd)
-    return {"mean": np.stack(means, -1), "sd": np.stack(sds, -1)}
 
 
 _DIMS = {
@@ -87,7 +66,7 @@ class BayesianResults:
             ``posterior_predictive`` (``choice``: replicated chosen slot per situation).
         kind: ``"hierarchical"``, ``"quadrature"``, ``"latent_class"`` or ``"mnl"``.
         method, backend: how it was fitted.
-        spec: the :class:`~mixlogit.bayes.spec.BayesSpec`.
+        spec: the :class:`~mixlogit.spec.ModelSpec`.
         elbo: ``(num_steps,)`` ELBO trace of an SVI fit (None for NUTS).
         fit_seconds: wall time of sampling / optimisation (JIT compilation included).
         postprocess_seconds: wall time of the log-likelihood / predictive computations.
@@ -111,7 +90,7 @@ class BayesianResults:
         kind: str,
         method: str,
         backend: str,
-        spec: BayesSpec,
+        spec: ModelSpec,
         arrays: ChoiceArrays,
         panel: PanelArrays,
         samples: dict[str, np.ndarray],
@@ -134,17 +113,17 @@ class BayesianResults:
             if k not in ("beta_ordered", "beta_rest", "beta_ordered_prior")
         }
         if spec.random_index and kind != "latent_class":
-            posterior.update(population_moments(spec, posterior))
+            posterior.update(hierarchical_moments(spec, posterior))
         P = panel.num_panels
         S = panel.num_situations
         coords = {
-            "fixed": list(spec.fixed_names),
-            "random": list(spec.random_names),
-            "z_random": list(spec.z_random_names),
-            "gamma_random": list(spec.gamma_names),
+            "fixed": list(spec.fixed),
+            "random": list(spec.random),
+            "z_random": list(spec.z_random),
+            "gamma_random": list(spec.gamma_random),
             "corr_row": list(spec.correlated),
             "corr_col": list(spec.correlated),
-            "coefficient": list(spec.names),
+            "coefficient": list(spec.variables),
             "person": np.arange(P),
             "situation": np.arange(S),
         }
@@ -227,41 +206,58 @@ class BayesianResults:
         names = _CLASS_VARS if self.kind == "latent_class" else _POPULATION_VARS
         return [v for v in names if v in self.idata.posterior]
 
-    def summary(self, var_names: Sequence[str] | None = None, **kwargs: Any) -> pd.DataFrame:
-        """``arviz.summary`` of the population parameters (or ``var_names``)."""
+    def summary(
+        self,
+        var_names: Sequence[str] | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """``arviz.summary`` of the population parameters (or ``var_names``) with HDIs of
+        mass ``interval`` (old name ``hdi_prob``, deprecated); ``kwargs`` go to ArviZ."""
         import arviz as az
 
+        kwargs = renamed_keywords("BayesianResults.summary", kwargs, {"hdi_prob": "interval"})
+        interval = kwargs.pop("interval", interval)
         var_names = list(var_names) if var_names is not None else self.population_vars
         if self.idata.posterior.sizes["chain"] == 1 and self.method != "nuts":
             kwargs.setdefault("kind", "stats")  # SVI draws are independent: no r_hat / ESS
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # constant L_corr[0, 0] entries
-            return az.summary(self.idata, var_names=var_names, **kwargs)
+            return az.summary(self.idata, var_names=var_names, hdi_prob=interval, **kwargs)
 
-    def population(self) -> pd.DataFrame:
+    def summary_text(self) -> str:
+        """Human-readable report (also ``str(results)``): the fit, the population table and
+        the diagnostics."""
+        table = self.population().to_string(index=False, float_format=lambda v: f"{v:.6g}")
+        lines = [
+            repr(self),
+            f"Specification: {self.spec.describe()}",
+            f"Log-likelihood integration: {self.loglik_method}",
+            "",
+            table,
+        ]
+        problems = self.diagnostics.get("problems")
+        if self.diagnostics:
+            lines += ["", "Diagnostics: " + ("; ".join(problems) if problems else "no problem")]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary_text()
+
+    def population(self, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
         """Tidy table of every coefficient's population mean and SD (natural scale).
 
         Columns: ``coefficient, distribution, statistic ("mean"/"sd"), posterior_mean,
-        posterior_sd, q3%, median, q97%``; latent class: one ``mean`` row per class and
-        ``share`` rows.
+        posterior_sd`` and the central ``interval`` (``q3%, median, q97%`` by default);
+        latent class: one ``mean`` row per class and ``share`` rows.
         """
         post = self.idata.posterior
         rows = []
 
         def add(coef: str, dist: str, stat: str, draws: np.ndarray, **extra: Any) -> None:
-            d = np.asarray(draws).ravel()
+            summary = _draw_summary(np.asarray(draws).ravel(), interval, prefix="posterior_")
             rows.append(
-                {
-                    "coefficient": coef,
-                    "distribution": dist,
-                    "statistic": stat,
-                    **extra,
-                    "posterior_mean": d.mean(),
-                    "posterior_sd": d.std(ddof=1) if d.size > 1 else 0.0,
-                    "q3%": np.quantile(d, 0.03),
-                    "median": np.quantile(d, 0.5),
-                    "q97%": np.quantile(d, 0.97),
-                }
+                {"coefficient": coef, "distribution": dist, "statistic": stat, **extra, **summary}
             )
 
         if self.kind == "latent_class":
@@ -269,7 +265,7 @@ class BayesianResults:
             share = post["class_share"].values
             for c in range(share.shape[-1]):
                 add("class_share", "latent class", "share", share[..., c], **{"class": c})
-                for k, name in enumerate(self.spec.names):
+                for k, name in enumerate(self.spec.variables):
                     add(name, "latent class", "mean", beta[..., c, k], **{"class": c})
             return pd.DataFrame(rows)
         for i, c in enumerate(self.spec.coefficients):
@@ -282,39 +278,65 @@ class BayesianResults:
                 add(c.name, c.distribution, "sd", post["sd"].values[..., r])
         return pd.DataFrame(rows)
 
-    def individual_coefficients(self) -> pd.DataFrame:
+    def individual_coefficients(self, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
         """Each person's coefficients given their choices (conditional posterior).
 
-        Columns: ``person, coefficient, mean, sd, q3%, median, q97%``, one row per person and
-        coefficient. Summaries are over posterior draws of the person's coefficients (for
-        quadrature and latent-class fits: a draw from the person's conditional distribution per
-        population draw).
+        Columns: ``person, coefficient, mean, sd`` and the central ``interval`` (``q3%,
+        median, q97%`` by default), one row per person and coefficient. Summaries are over
+        posterior draws of the person's coefficients (for quadrature and latent-class fits: a
+        draw from the person's conditional distribution per population draw).
         """
         beta = self._require_person_level()
-        return self._tidy_person(beta, list(self.spec.names), "coefficient")
+        return self._tidy_person(beta, list(self.spec.variables), "coefficient", interval)
 
     def wtp(
         self,
-        cost: str,
-        attributes: Sequence[str] | None = None,
+        attribute: str | Sequence[str] | None = None,
+        cost: str | None = None,
+        *,
         level: str = "individual",
-        num_population_draws: int = 512,
+        num_draws: int = 512,
         seed: int = 0,
+        interval: float = DEFAULT_INTERVAL,
+        **deprecated: Any,
     ) -> pd.DataFrame:
         """Willingness to pay ``-beta_attribute / beta_cost`` (units of the cost variable per
-        unit of the attribute).
+        unit of the attribute), as :meth:`mixlogit.results.EstimationResults.wtp`.
 
         Args:
+            attribute: coefficient(s) to value (default: all but ``cost``).
             cost: name of the cost coefficient.
-            attributes: coefficients to value (default: all others).
-            level: ``"individual"`` (each person's WTP, tidy: ``person, attribute, mean, sd,
-                q3%, median, q97%``) or ``"population"`` (posterior of the mean and median of the
-                WTP distribution across people: ``attribute, statistic, posterior_mean, ...``).
+            level: ``"individual"`` (each person's WTP, tidy: ``person, attribute, mean, sd``
+                and the ``interval`` columns) or ``"population"`` (posterior of the mean and
+                median of the WTP distribution across people: ``attribute, statistic,
+                posterior_mean, ...``).
+            num_draws: draws of new people per posterior draw for ``level="population"``
+                (old name ``num_population_draws``, deprecated).
+
+        The old order ``wtp(cost, attributes=None)`` still works for one release, with a
+        ``DeprecationWarning``: a call without ``cost``, or with ``attributes=``.
         """
-        names = list(self.spec.names)
+        deprecated = renamed_keywords(
+            "BayesianResults.wtp", deprecated, {"num_population_draws": "num_draws"}
+        )
+        num_draws = deprecated.pop("num_draws", num_draws)
+        if "attributes" in deprecated or cost is None:
+            warnings.warn(
+                "BayesianResults.wtp(cost, attributes) is deprecated; call "
+                "wtp(attribute, cost) (attribute None: all but the cost)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            attribute, cost = deprecated.pop("attributes", None), attribute
+        if deprecated:
+            raise TypeError(f"wtp: unexpected keyword arguments {sorted(deprecated)}")
+        names = list(self.spec.variables)
         if cost not in names:
             raise ValueError(f"cost coefficient {cost!r} is not in the model {names}")
-        attributes = [a for a in names if a != cost] if attributes is None else list(attributes)
+        if attribute is None:
+            attributes = [a for a in names if a != cost]
+        else:
+            attributes = [attribute] if isinstance(attribute, str) else list(attribute)
         bad = [a for a in attributes if a not in names]
         if bad:
             raise ValueError(f"attributes {bad} are not coefficients of the model {names}")
@@ -324,10 +346,10 @@ class BayesianResults:
             beta = self._require_person_level()
             self._warn_cost_sign(beta[..., kc])
             ratio = -beta[..., ka] / beta[..., kc : kc + 1]
-            return self._tidy_person(ratio, attributes, "attribute")
+            return self._tidy_person(ratio, attributes, "attribute", interval)
         if level != "population":
             raise ValueError(f"level must be 'individual' or 'population', got {level!r}")
-        draws = self.population_draws(num_population_draws, seed)  # (N, R, K)
+        draws = self.population_draws(num_draws, seed)  # (N, R, K)
         self._warn_cost_sign(draws[..., kc])
         ratio = -draws[..., ka] / draws[..., kc : kc + 1]
         rows = []
@@ -336,28 +358,26 @@ class BayesianResults:
                 ("mean", ratio[..., j].mean(1)),
                 ("median", np.median(ratio[..., j], 1)),
             ):
-                rows.append(
-                    {
-                        "attribute": a,
-                        "statistic": stat,
-                        "posterior_mean": values.mean(),
-                        "posterior_sd": values.std(ddof=1) if values.size > 1 else 0.0,
-                        "q3%": np.quantile(values, 0.03),
-                        "median": np.quantile(values, 0.5),
-                        "q97%": np.quantile(values, 0.97),
-                    }
-                )
+                summary = _draw_summary(values, interval, prefix="posterior_")
+                rows.append({"attribute": a, "statistic": stat, **summary})
         return pd.DataFrame(rows)
 
-    def population_draws(self, num: int = 512, seed: int = 0) -> np.ndarray:
-        """``(N, num, K)`` draws of coefficients of new people, for each of the ``N``
-        posterior draws (scrambled Sobol normals; gamma and latent classes sampled)."""
+    def population_draws(self, num_draws: int = 512, seed: int = 0, **deprecated) -> np.ndarray:
+        """``(N, num_draws, K)`` draws of coefficients of new people, for each of the ``N``
+        posterior draws (scrambled Sobol normals; gamma and latent classes sampled); old
+        keyword ``num``, deprecated."""
+        deprecated = renamed_keywords(
+            "BayesianResults.population_draws", deprecated, {"num": "num_draws"}
+        )
+        num = deprecated.pop("num_draws", num_draws)
+        if deprecated:
+            raise TypeError(f"population_draws: unexpected keyword arguments {sorted(deprecated)}")
         samples = self._samples
         first = next(iter(samples.values()))
         n = first.shape[0] * first.shape[1]
         flat = {k: v.reshape((n, *v.shape[2:])) for k, v in samples.items()}
         rng = np.random.default_rng(seed)
-        K = len(self.spec.names)
+        K = len(self.spec.variables)
         if self.kind == "latent_class":
             share = flat["class_share"]
             beta = flat["beta_class"]
@@ -365,29 +385,16 @@ class BayesianResults:
             cls = (rng.random((n, num, 1)) > cum[:, None, :]).sum(-1)
             cls = np.minimum(cls, share.shape[-1] - 1)
             return np.take_along_axis(beta, cls[..., None], axis=1)
-        import jax
-        import jax.numpy as jnp
-
-        from mixlogit.bayes import numpyro_model as nm
-
-        kz, kg = len(self.spec.z_random_names), len(self.spec.gamma_names)
-        if kz:
-            z = sobol_normals(num, kz, seed)
-        else:
-            z = np.zeros((num, 0))
+        kz, kg = len(self.spec.z_random), len(self.spec.gamma_random)
+        z = sobol_normals(num, kz, seed) if kz else np.zeros((num, 0))
         if kg:
             shape = np.exp(flat["log_shape"])[:, None, :]
             u = rng.gamma(shape, 1.0, size=(n, num, kg))
         else:
             u = np.zeros((n, num, 0))
-        with jax.enable_x64(True):
-            params = {
-                k: jnp.asarray(v)[:, None] for k, v in flat.items() if k not in ("z", "u", "u_std")
-            }
-            out = nm.coefficients_from_params(
-                self.spec, params, jnp.asarray(z)[None], jnp.asarray(u)
-            )
-            return np.asarray(jnp.broadcast_to(out, (n, num, K)))
+        params = {k: v[:, None] for k, v in flat.items() if k not in ("z", "u", "u_std")}
+        out = hierarchical_coefficients(choice_ops("numpy"), self.spec, params, z[None], u)
+        return np.broadcast_to(out, (n, num, K)).copy()
 
     def class_membership(self) -> pd.DataFrame:
         """Posterior class probabilities per person (latent class only).
@@ -479,7 +486,7 @@ class BayesianResults:
             if self.quadrature_error > 0.1:
                 problems.append(
                     f"quadrature error {self.quadrature_error:.3g} log-likelihood units > 0.1; "
-                    "raise quadrature_nodes"
+                    "raise num_nodes"
                 )
         diag["problems"] = problems
         self.diagnostics = diag
@@ -512,24 +519,18 @@ class BayesianResults:
             )
 
     @staticmethod
-    def _tidy_person(values: np.ndarray, names: list[str], label: str) -> pd.DataFrame:
+    def _tidy_person(
+        values: np.ndarray, names: list[str], label: str, interval: float
+    ) -> pd.DataFrame:
         C, D, P, K = values.shape
-        flat = values.reshape(C * D, P, K)
-        stats = {
-            "mean": flat.mean(0),
-            "sd": flat.std(0, ddof=1) if C * D > 1 else np.zeros((P, K)),
-            "q3%": np.quantile(flat, 0.03, axis=0),
-            "median": np.quantile(flat, 0.5, axis=0),
-            "q97%": np.quantile(flat, 0.97, axis=0),
-        }
-        df = pd.DataFrame(
+        summary = _draw_summary(values.reshape(C * D, P, K), interval, axis=0)
+        return pd.DataFrame(
             {
                 "person": np.repeat(np.arange(P), K),
                 label: np.tile(np.asarray(names, dtype=object), P),
-                **{k: v.ravel() for k, v in stats.items()},
+                **{k: v.ravel() for k, v in summary.items()},
             }
         )
-        return df
 
     def __repr__(self) -> str:
         return (
@@ -537,3 +538,20 @@ class BayesianResults:
             f"backend={self.backend!r}, draws={dict(self.idata.posterior.sizes)}, "
             f"fit_seconds={self.fit_seconds:.1f})"
         )
+
+
+def _draw_summary(
+    draws: np.ndarray, interval: float, *, axis: int | None = None, prefix: str = ""
+) -> dict[str, Any]:
+    """``{prefix}mean``, ``{prefix}sd`` (0 for one draw), the ``interval`` bounds and the
+    median of ``draws`` along ``axis`` (all of them when None), in table column order."""
+    lower, upper, lower_label, upper_label = interval_labels(interval)
+    count = draws.size if axis is None else draws.shape[axis]
+    mean = draws.mean(axis)
+    return {
+        f"{prefix}mean": mean,
+        f"{prefix}sd": draws.std(axis, ddof=1) if count > 1 else np.zeros_like(mean),
+        lower_label: np.quantile(draws, lower, axis=axis),
+        "median": np.quantile(draws, 0.5, axis=axis),
+        upper_label: np.quantile(draws, upper, axis=axis),
+    }

@@ -1,40 +1,19 @@
 """JAX / NumPyro backend of the preference-strength marginals.
 
-Same names and semantics as :mod:`mixlogit.torch`: :func:`gamma_logit_marginal`,
-:func:`lognormal_logit_marginal`, :func:`point_mass_logit_marginal`; pytree strengths
-:class:`GammaStrength`, :class:`LogNormalStrength`, :class:`FixedStrength`; NumPyro
-:class:`GammaLogitBernoulli`, :class:`LogNormalLogitBernoulli`, models and guides; and
+Same names and semantics as :mod:`mixlogit.torch`: :func:`logit_marginal`,
+:func:`gamma_logit_marginal`, :func:`lognormal_logit_marginal`,
+:func:`point_mass_logit_marginal`; pytree strengths :class:`Strength`, :class:`GammaStrength`,
+:class:`LogNormalStrength`, :class:`FixedStrength` and :func:`make_strength`; NumPyro
+:func:`MarginalLogitBernoulli`, :class:`GammaLogitBernoulli`, :class:`LogNormalLogitBernoulli`,
+models and guides (PPL primitives: :data:`mixlogit.jax._ppl.PPL`); and
 :func:`fit_strength_mle`. Float64 results need ``jax_enable_x64`` (or ``jax.enable_x64(True)``).
 """
 
-from mixlogit.jax.distributions import GammaLogitBernoulli, LogNormalLogitBernoulli
-from mixlogit.jax.fit import StrengthMLE, fit_strength_mle
-from mixlogit.jax.marginals import (
-    gamma_logit_marginal,
-    lognormal_logit_marginal,
-    point_mass_logit_marginal,
-)
-from mixlogit.jax.models import (
-    gamma_strength_guide,
-    latent_strength_model,
-    lognormal_strength_guide,
-    marginal_strength_model,
-)
-from mixlogit.jax.strength import FixedStrength, GammaStrength, LogNormalStrength
+from mixlogit._frontend import PUBLIC_NAMES
+from mixlogit.jax.distributions import *  # noqa: F403
+from mixlogit.jax.fit import *  # noqa: F403
+from mixlogit.jax.marginals import *  # noqa: F403
+from mixlogit.jax.models import *  # noqa: F403
+from mixlogit.jax.strength import *  # noqa: F403
 
-__all__ = [
-    "FixedStrength",
-    "GammaLogitBernoulli",
-    "GammaStrength",
-    "LogNormalLogitBernoulli",
-    "LogNormalStrength",
-    "StrengthMLE",
-    "fit_strength_mle",
-    "gamma_logit_marginal",
-    "gamma_strength_guide",
-    "latent_strength_model",
-    "lognormal_logit_marginal",
-    "lognormal_strength_guide",
-    "marginal_strength_model",
-    "point_mass_logit_marginal",
-]
+__all__ = list(PUBLIC_NAMES)

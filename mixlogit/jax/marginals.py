@@ -1,7 +1,8 @@
 """Preference-strength marginals ``log E_beta[sigmoid(beta * d)]`` in JAX.
 
-Same names and semantics as :mod:`mixlogit.torch.marginals`: arguments broadcast, the result
-has the promoted floating dtype (float64 only when ``jax_enable_x64`` is on), and every
+Same names and semantics as :mod:`mixlogit.torch.marginals` (the functions are written once,
+:mod:`mixlogit._frontend`; :data:`FRONT_END` is JAX's plumbing): arguments broadcast, the
+result has the promoted floating dtype (float64 only when ``jax_enable_x64`` is on), and every
 function is differentiable (``jax.grad``) and traceable (``jax.jit``, ``jax.vmap``).
 """
 
@@ -10,81 +11,46 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mixlogit import _kernels
-from mixlogit._series import default_num_terms
-from mixlogit.jax._ops import OPS, as_arrays, float_bits
+from mixlogit._frontend import FrontEnd, MarginalFunctions
+from mixlogit.jax._ops import OPS
 
-__all__ = [
-    "gamma_logit_marginal",
-    "lognormal_logit_marginal",
-    "point_mass_logit_marginal",
-]
+__all__ = list(MarginalFunctions._fields)
 
 
-def gamma_logit_marginal(d, shape, rate, *, num_terms: int | None = None) -> jax.Array:
-    """``log E[sigmoid(beta d)]`` for ``beta ~ Gamma(shape, rate)`` (rate = 1 / scale).
+class JaxFrontEnd(FrontEnd):
+    ops = OPS
+    array_type = "jax.Array"
 
-    Exact to the working precision for all ``d`` (``d = 0`` and the far negative tail
-    included) by a CRVZ-accelerated alternating series with ``num_terms`` terms (default 24
-    in float64, 12 in float32); relative error below ``2 / 5.83^num_terms``.
+    def broadcast(self, *values):
+        # Weak-typed Python numbers follow the arrays.
+        dtype = jnp.result_type(*values)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+        work = jnp.float32 if dtype in (jnp.float16, jnp.bfloat16) else dtype
+        arrays = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=work) for v in values))
+        return tuple(arrays), lambda x: x.astype(dtype)
 
-    Args:
-        d: utility difference, any shape.
-        shape: Gamma shape ``> 0``, broadcastable with ``d``.
-        rate: Gamma rate ``> 0`` (mean ``shape / rate``), broadcastable with ``d``.
-        num_terms: series length.
+    ppl_module = "mixlogit.jax._ppl"
+    rng_keyword = "key"
+    rng_doc = "``jax.random`` key used to draw ``noise`` when it is omitted (required then)"
 
-    Returns:
-        ``log P`` with the broadcast shape, ``<= 0``.
-    """
-    (d_, shape_, rate_), dtype = as_arrays(d, shape, rate)
-    n = num_terms if num_terms is not None else default_num_terms(float_bits(d_.dtype))
-    return _kernels.gamma_log_marginal(OPS, d_, shape_, rate_, n).astype(dtype)
+    def normal_noise(self, noise, d, num_samples, rng):
+        if noise is None:
+            if rng is None:
+                raise ValueError("method='mc' needs either `noise` or a `key` to draw it")
+            return jax.random.normal(rng, (num_samples, *d.shape), dtype=d.dtype)
+        noise = jnp.asarray(noise, dtype=d.dtype)
+        return noise.reshape(-1, *([1] * d.ndim)) if noise.ndim == 1 else noise
 
-
-def lognormal_logit_marginal(
-    d,
-    loc,
-    scale,
-    *,
-    method: str = "quadrature",
-    num_points: int = 16,
-    num_samples: int = 16,
-    noise: jax.Array | None = None,
-    key: jax.Array | None = None,
-) -> jax.Array:
-    """``log E[sigmoid(beta d)]`` for ``beta = exp(loc + scale * eps)``, ``eps ~ N(0, 1)``.
-
-    Args:
-        d, loc, scale: broadcastable arrays or numbers (``scale >= 0``).
-        method: ``"quadrature"`` (Gauss-Hermite, ``num_points`` nodes) or ``"mc"``
-            (reparameterised estimator ``log mean_k sigmoid(beta_k d)``).
-        num_samples: ``K`` for ``"mc"`` when ``noise`` is not given.
-        noise: standard-normal draws of shape ``(K, *batch)`` or ``(K,)``.
-        key: ``jax.random`` key used to draw ``noise`` when it is omitted (required then).
-
-    Returns:
-        ``log P`` of the broadcast batch shape.
-    """
-    (d_, loc_, scale_), dtype = as_arrays(d, loc, scale)
-    if method == "quadrature":
-        return _kernels.lognormal_log_marginal_quadrature(OPS, d_, loc_, scale_, num_points).astype(
-            dtype
-        )
-    if method != "mc":
-        raise ValueError(f"method must be 'quadrature' or 'mc', got {method!r}")
-    if noise is None:
-        if key is None:
-            raise ValueError("method='mc' needs either `noise` or a `key` to draw it")
-        noise = jax.random.normal(key, (num_samples, *d_.shape), dtype=d_.dtype)
-    else:
-        noise = jnp.asarray(noise, dtype=d_.dtype)
-        if noise.ndim == 1:
-            noise = noise.reshape(-1, *([1] * d_.ndim))
-    return _kernels.lognormal_log_marginal_mc(OPS, d_, loc_, scale_, noise).astype(dtype)
+    def signed_margin(self, d, y):
+        d = jnp.asarray(d)
+        return jnp.where(jnp.asarray(y) > 0.5, d, -d)
 
 
-def point_mass_logit_marginal(d, beta) -> jax.Array:
-    """``log sigmoid(beta d)``: the strength fixed at ``beta`` (plain DPO / plain logit)."""
-    (d_, beta_), dtype = as_arrays(d, beta)
-    return _kernels.point_mass_log_marginal(OPS, d_, beta_).astype(dtype)
+#: JAX's plumbing under the shared front ends.
+FRONT_END = JaxFrontEnd()
+
+logit_marginal = FRONT_END.functions.logit_marginal
+gamma_logit_marginal = FRONT_END.functions.gamma_logit_marginal
+lognormal_logit_marginal = FRONT_END.functions.lognormal_logit_marginal
+point_mass_logit_marginal = FRONT_END.functions.point_mass_logit_marginal

@@ -1,260 +1,109 @@
 """Preference-strength distributions as JAX pytrees.
 
-Same names and semantics as :mod:`mixlogit.torch.strength`. Each object's leaves are its
-*unconstrained* parameters (``raw_*``, positive values through softplus), so an optimiser
-(optax, ``jax.grad``) acts on them directly; construct with the natural parameters:
-``GammaStrength(shape=2.0, rate=16.7)``. ``learnable=False`` keeps the parameters out of the
-leaves (they become static auxiliary data, invisible to gradients).
+Same names and semantics as :mod:`mixlogit.torch.strength`: one class, :class:`Strength`,
+drives every family of :mod:`mixlogit.families` through JAX ops (the shared behaviour is
+:mod:`mixlogit._strength_classes`); this file holds only the pytree plumbing and the RNG. The
+leaves are the *stored* parameters (``raw_<name>`` for a positive one, mapped back by
+softplus; ``loc`` as is), so an optimiser (optax, ``jax.grad``) acts on them directly;
+construct with the natural parameters: ``GammaStrength(shape=2.0, rate=16.7)``.
+``learnable=False`` keeps the parameters out of the leaves (they become static auxiliary data,
+invisible to gradients); a point mass always is.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-from mixlogit import _kernels
-from mixlogit._series import default_num_terms
-from mixlogit.jax._ops import OPS, as_arrays, float_bits
-from mixlogit.jax.marginals import (
-    gamma_logit_marginal,
-    lognormal_logit_marginal,
-    point_mass_logit_marginal,
+from mixlogit import _strength_classes
+from mixlogit._frontend import bind
+from mixlogit.families import (
+    get_family,
+    inverse_softplus,  # noqa: F401  (re-exported)
 )
+from mixlogit.jax.marginals import FRONT_END
 
-__all__ = ["FixedStrength", "GammaStrength", "LogNormalStrength", "inverse_softplus"]
-
-
-def inverse_softplus(x: float) -> float:
-    """``y`` with ``softplus(y) = x`` for ``x > 0``."""
-    if not x > 0 or not math.isfinite(x):
-        raise ValueError(f"expected a positive finite value, got {x!r}")
-    return x + math.log(-math.expm1(-x))
+__all__ = list(_strength_classes.STRENGTH_NAMES)
 
 
-def _check_positive(name: str, value) -> float:
-    v = float(value)
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
+@jax.tree_util.register_pytree_node_class
+class Strength(_strength_classes.StrengthMixin):
+    """A distribution of the preference strength ``beta > 0`` of any family (a pytree).
 
+    Args:
+        family: a family name (``"gamma"``, ``"lognormal"``, ``"point_mass"`` / ``"fixed"``) or
+            a :class:`~mixlogit.families.StrengthFamily`.
+        params: natural parameters; missing ones take ``family.defaults``.
+        learnable: parameters are leaves (``False``: static data; a point mass never is).
+        options: the family's options, kept as attributes of the same names.
 
-def _signed(d, y):
-    d = jnp.asarray(d)
-    return jnp.where(jnp.asarray(y) > 0.5, d, -d)
+    Attributes:
+        family: the canonical family name (``"point_mass"`` for a fixed strength).
+        strength_family: the :class:`~mixlogit.families.StrengthFamily`.
+        learnable: whether the parameters are leaves.
+    """
 
+    front_end = FRONT_END
 
-class _Strength:
-    """Pytree plumbing shared by the strength classes: ``_raw`` leaves, ``_static`` aux data."""
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_node_class(cls)
 
-    _raw_names: tuple[str, ...] = ()
-    _static_names: tuple[str, ...] = ()
-    family = ""
+    def _store(self, name: str, value: float) -> None:
+        setattr(self, name, jnp.asarray(value))
+
+    def _stored_names(self) -> tuple[str, ...]:
+        return tuple(self.strength_family.stored_name(p) for p in self.strength_family.parameters)
 
     def tree_flatten(self):
+        # Aux data must be hashable for jit's cache: names, options, and frozen values as floats.
+        aux = (self.family, self.learnable, tuple(self.options.values()))
+        stored = tuple(getattr(self, n) for n in self._stored_names())
         if self.learnable:
-            leaves = tuple(getattr(self, n) for n in self._raw_names)
-            aux = (True, tuple(getattr(self, n) for n in self._static_names))
-            return leaves, aux
-        aux = (
-            False,
-            tuple(getattr(self, n) for n in self._static_names),
-            # floats, not arrays: aux data must be hashable for jit's cache
-            tuple(float(getattr(self, n)) for n in self._raw_names),
-        )
-        return (), aux
+            return stored, aux
+        return (), (*aux, tuple(float(v) for v in stored))
 
     @classmethod
     def tree_unflatten(cls, aux, leaves):
         obj = object.__new__(cls)
-        obj.learnable = aux[0]
-        for name, value in zip(cls._static_names, aux[1], strict=True):
-            setattr(obj, name, value)
-        raw = leaves if aux[0] else tuple(jnp.asarray(v) for v in aux[2])
-        for name, value in zip(cls._raw_names, raw, strict=True):
+        family = get_family(aux[0])
+        obj._set_family(family, aux[1], dict(zip(family.options, aux[2], strict=True)))
+        stored = leaves if aux[1] else tuple(jnp.asarray(v) for v in aux[3])
+        for name, value in zip(obj._stored_names(), stored, strict=True):
             setattr(obj, name, value)
         return obj
 
-    @property
-    def coefficient_of_variation(self):
-        return jnp.sqrt(self.variance) / self.mean
+    def log_marginal(self, d, *, noise=None, key=None):
+        """``log E[sigmoid(beta d)]`` elementwise; ``noise`` switches a family with a
+        ``method`` option to Monte Carlo; otherwise ``"mc"`` draws ``num_samples`` normals
+        per element with ``key``."""
+        return self._log_marginal(d, noise, key)
+
+    def sample(self, key, sample_shape=()):
+        """Draws of ``beta`` with shape ``sample_shape`` (reparameterised)."""
+        return self.distribution().sample(key, tuple(sample_shape))
 
     def __repr__(self) -> str:
         try:
-            params = ", ".join(
-                f"{k}={float(v):.6g}" for k, v in self.constrained_parameters().items()
-            )
+            params = self._parameter_text()
         except TypeError:  # traced values
             params = "traced"
         return f"{type(self).__name__}({params})"
 
 
-@jax.tree_util.register_pytree_node_class
-class GammaStrength(_Strength):
+class GammaStrength(_strength_classes.GammaStrengthMixin, Strength):
     """``beta ~ Gamma(shape, rate)`` with the exact logit marginal."""
 
-    _raw_names = ("raw_shape", "raw_rate")
-    _static_names = ("num_terms",)
-    family = "gamma"
 
-    def __init__(
-        self,
-        shape: float = 2.0,
-        rate: float = 16.7,
-        *,
-        learnable: bool = True,
-        num_terms: int | None = None,
-    ) -> None:
-        self.raw_shape = jnp.asarray(inverse_softplus(_check_positive("shape", shape)))
-        self.raw_rate = jnp.asarray(inverse_softplus(_check_positive("rate", rate)))
-        self.learnable = learnable
-        self.num_terms = num_terms
-
-    @property
-    def shape(self):
-        return jax.nn.softplus(self.raw_shape)
-
-    @property
-    def rate(self):
-        return jax.nn.softplus(self.raw_rate)
-
-    @property
-    def mean(self):
-        return self.shape / self.rate
-
-    @property
-    def variance(self):
-        return self.shape / self.rate**2
-
-    @property
-    def coefficient_of_variation(self):
-        return jax.lax.rsqrt(self.shape)
-
-    def constrained_parameters(self) -> dict[str, Any]:
-        return {"shape": self.shape, "rate": self.rate}
-
-    def log_marginal(self, d, *, noise=None, key=None):
-        """``log E[sigmoid(beta d)]`` elementwise (exact)."""
-        return gamma_logit_marginal(d, self.shape, self.rate, num_terms=self.num_terms)
-
-    def sample(self, key, sample_shape=()):
-        """Draws of ``beta`` with shape ``sample_shape`` (reparameterised through ``jax.random.gamma``)."""
-        return jax.random.gamma(key, self.shape, shape=tuple(sample_shape)) / self.rate
-
-    def conditional_moments(self, d, y):
-        """Posterior mean and variance of ``beta`` given choice ``y`` at margin ``d`` (exact)."""
-        (signed, shape, rate), dtype = as_arrays(_signed(d, y), self.shape, self.rate)
-        n = self.num_terms or default_num_terms(float_bits(signed.dtype))
-        mean, var = _kernels.gamma_conditional_moments(OPS, signed, shape, rate, n)
-        return mean.astype(dtype), var.astype(dtype)
-
-
-@jax.tree_util.register_pytree_node_class
-class LogNormalStrength(_Strength):
+class LogNormalStrength(_strength_classes.LogNormalStrengthMixin, Strength):
     """``beta = exp(loc + scale * eps)``; ``method`` ``"mc"`` (needs ``key``) or ``"quadrature"``."""
 
-    _raw_names = ("loc", "raw_scale")
-    _static_names = ("method", "num_samples", "num_points")
-    family = "lognormal"
 
-    def __init__(
-        self,
-        loc: float = -2.3,
-        scale: float = 0.6,
-        *,
-        learnable: bool = True,
-        method: str = "mc",
-        num_samples: int = 16,
-        num_points: int = 16,
-    ) -> None:
-        if method not in ("mc", "quadrature"):
-            raise ValueError(f"method must be 'mc' or 'quadrature', got {method!r}")
-        if not math.isfinite(float(loc)):
-            raise ValueError(f"loc must be finite, got {loc!r}")
-        self.loc = jnp.asarray(float(loc))
-        self.raw_scale = jnp.asarray(inverse_softplus(_check_positive("scale", scale)))
-        self.learnable = learnable
-        self.method = method
-        self.num_samples = num_samples
-        self.num_points = num_points
+class FixedStrength(_strength_classes.FixedStrengthMixin, Strength):
+    """A point mass at ``beta`` (plain DPO / plain logit); never learnable.
 
-    @property
-    def scale(self):
-        return jax.nn.softplus(self.raw_scale)
-
-    @property
-    def mean(self):
-        return jnp.exp(self.loc + 0.5 * self.scale**2)
-
-    @property
-    def variance(self):
-        s2 = self.scale**2
-        return jnp.expm1(s2) * jnp.exp(2.0 * self.loc + s2)
-
-    @property
-    def coefficient_of_variation(self):
-        return jnp.sqrt(jnp.expm1(self.scale**2))
-
-    def constrained_parameters(self) -> dict[str, Any]:
-        return {"loc": self.loc, "scale": self.scale}
-
-    def log_marginal(self, d, *, noise=None, key=None):
-        """``log E[sigmoid(beta d)]``; ``"mc"`` draws ``num_samples`` normals per element with ``key``."""
-        return lognormal_logit_marginal(
-            d,
-            self.loc,
-            self.scale,
-            method=self.method if noise is None else "mc",
-            num_points=self.num_points,
-            num_samples=self.num_samples,
-            noise=noise,
-            key=key,
-        )
-
-    def sample(self, key, sample_shape=()):
-        return jnp.exp(self.loc + self.scale * jax.random.normal(key, tuple(sample_shape)))
-
-    def conditional_moments(self, d, y):
-        (signed, loc, scale), dtype = as_arrays(_signed(d, y), self.loc, self.scale)
-        mean, var = _kernels.lognormal_conditional_moments(OPS, signed, loc, scale, self.num_points)
-        return mean.astype(dtype), var.astype(dtype)
+    ``family`` is ``"point_mass"`` (``get_family("fixed")`` names the same family).
+    """
 
 
-@jax.tree_util.register_pytree_node_class
-class FixedStrength(_Strength):
-    """A point mass at ``beta`` (plain DPO / plain logit); never learnable."""
-
-    _raw_names = ("beta",)
-    _static_names = ()
-    family = "fixed"
-
-    def __init__(self, beta: float = 0.1) -> None:
-        self.beta = jnp.asarray(_check_positive("beta", beta))
-        self.learnable = False
-
-    @property
-    def mean(self):
-        return self.beta
-
-    @property
-    def variance(self):
-        return jnp.zeros_like(self.beta)
-
-    @property
-    def coefficient_of_variation(self):
-        return jnp.zeros_like(self.beta)
-
-    def constrained_parameters(self) -> dict[str, Any]:
-        return {"beta": self.beta}
-
-    def log_marginal(self, d, *, noise=None, key=None):
-        return point_mass_logit_marginal(d, self.beta)
-
-    def sample(self, key, sample_shape=()):
-        return jnp.broadcast_to(self.beta, tuple(sample_shape))
-
-    def conditional_moments(self, d, y):
-        d = jnp.asarray(d)
-        return jnp.broadcast_to(self.beta, d.shape).astype(d.dtype), jnp.zeros_like(d)
+make_strength = bind(Strength, _strength_classes.make_strength)

@@ -1,38 +1,27 @@
 """PyTorch / Pyro backend of the preference-strength marginals.
 
-Functions (``log E_beta[sigmoid(beta * d)]``): :func:`gamma_logit_marginal`,
+Functions (``log E_beta[sigmoid(beta * d)]``, shape of the broadcast inputs):
+:func:`logit_marginal` (any family of :mod:`mixlogit.families`), :func:`gamma_logit_marginal`,
 :func:`lognormal_logit_marginal`, :func:`point_mass_logit_marginal`. Strength modules:
-:class:`GammaStrength`, :class:`LogNormalStrength`, :class:`FixedStrength`. Pyro:
-:class:`GammaLogitBernoulli`, :class:`LogNormalLogitBernoulli`, models and guides in
-:mod:`mixlogit.torch.models`. The JAX twin is :mod:`mixlogit.jax` (same names).
+:class:`Strength` (any family), :class:`GammaStrength`, :class:`LogNormalStrength`,
+:class:`FixedStrength`, built from a family name by :func:`make_strength`. Maximum likelihood:
+:func:`fit_strength_mle` -> :class:`StrengthMLE`. Pyro: :func:`MarginalLogitBernoulli`,
+:class:`GammaLogitBernoulli`, :class:`LogNormalLogitBernoulli`, models and guides of
+:mod:`mixlogit.torch.models`, and the PPL primitives :data:`mixlogit.torch._ppl.PPL`.
+The JAX twin is :mod:`mixlogit.jax` (same names).
 """
 
-from mixlogit.torch.marginals import (
-    gamma_logit_marginal,
-    lognormal_logit_marginal,
-    point_mass_logit_marginal,
-)
-from mixlogit.torch.strength import FixedStrength, GammaStrength, LogNormalStrength, Strength
+from mixlogit._frontend import PUBLIC_NAMES
+from mixlogit.torch.fit import *  # noqa: F403
+from mixlogit.torch.marginals import *  # noqa: F403
+from mixlogit.torch.strength import *  # noqa: F403
 
-__all__ = [
-    "FixedStrength",
-    "GammaLogitBernoulli",
-    "GammaStrength",
-    "LogNormalLogitBernoulli",
-    "LogNormalStrength",
-    "Strength",
-    "gamma_logit_marginal",
-    "gamma_strength_guide",
-    "latent_strength_model",
-    "lognormal_logit_marginal",
-    "lognormal_strength_guide",
-    "marginal_strength_model",
-    "point_mass_logit_marginal",
-]
+__all__ = list(PUBLIC_NAMES)
 
 _PYRO_NAMES = {
     "GammaLogitBernoulli": "mixlogit.torch.distributions",
     "LogNormalLogitBernoulli": "mixlogit.torch.distributions",
+    "MarginalLogitBernoulli": "mixlogit.torch.distributions",
     "gamma_strength_guide": "mixlogit.torch.models",
     "latent_strength_model": "mixlogit.torch.models",
     "lognormal_strength_guide": "mixlogit.torch.models",

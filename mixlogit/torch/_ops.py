@@ -2,74 +2,36 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-_HALF = (torch.float16, torch.bfloat16)
+from mixlogit._array_ops import NamespaceOps
 
 
-class TorchOps:
+class TorchOps(NamespaceOps):
+    xp = torch
+    special = torch.special
+    log_sigmoid = staticmethod(F.logsigmoid)
+    softplus = staticmethod(F.softplus)
+    stop_gradient = staticmethod(lambda x: x.detach())
+    sigmoid = staticmethod(torch.sigmoid)
+    tanh = staticmethod(torch.tanh)
+
+    def fori_loop(self, num_iterations, body, carry):
+        for _ in range(num_iterations):
+            carry = body(carry)
+        return carry
+
     def const(self, value, like: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(np.array(value), dtype=like.dtype, device=like.device)
 
-    exp = staticmethod(torch.exp)
-    log = staticmethod(torch.log)
-    log1p = staticmethod(torch.log1p)
-    log_sigmoid = staticmethod(F.logsigmoid)
-    sqrt = staticmethod(torch.sqrt)
-    stop_gradient = staticmethod(lambda x: x.detach())
-    erfc = staticmethod(torch.special.erfc)
-    log_ndtr = staticmethod(torch.special.log_ndtr)
-    isinf = staticmethod(torch.isinf)
+    def segment_sum(self, x, segment_ids, num_segments):
+        return x.new_zeros((num_segments, *x.shape[1:])).index_add(0, segment_ids, x)
 
-    def where(self, cond, x, y):
-        return torch.where(cond, x, y)
-
-    def minimum(self, x, bound):
-        return torch.clamp(x, max=bound)
-
-    def clip(self, x, lower, upper):
-        return torch.clamp(x, min=lower, max=upper)
-
-    def sum(self, x, axis):
-        return x.sum(dim=axis)
-
-    def logsumexp(self, x, axis):
-        return torch.logsumexp(x, dim=axis)
-
-    def finfo_max(self, like):
-        return float(torch.finfo(like.dtype).max)
+    def segment_max(self, x, segment_ids, num_segments):
+        out = x.new_full((num_segments,), -float("inf"))
+        return out.scatter_reduce(0, segment_ids, x, reduce="amax")
 
 
 OPS = TorchOps()
-
-
-def as_tensors(*values) -> tuple[tuple[torch.Tensor, ...], torch.dtype]:
-    """Broadcast ``values`` to one floating dtype and shape; returns them and the output dtype.
-
-    Python numbers adopt the dtype of the tensors (as in torch's type promotion); half
-    precision inputs are computed in float32 and the caller casts the result back.
-    """
-    tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    dtype = None
-    for t in tensors:
-        if t.is_floating_point():
-            dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    if dtype is None:
-        dtype = torch.get_default_dtype()
-    device = tensors[0].device if tensors else None
-    work = torch.float32 if dtype in _HALF else dtype
-    converted = []
-    for v in values:
-        if isinstance(v, numbers.Number) or not isinstance(v, torch.Tensor):
-            converted.append(torch.as_tensor(v, dtype=work, device=device))
-        else:
-            converted.append(v.to(work))
-    return tuple(torch.broadcast_tensors(*converted)), dtype
-
-
-def float_bits(dtype: torch.dtype) -> int:
-    return torch.finfo(dtype).bits

@@ -2,7 +2,9 @@
 
 ``pyro.sample("y", GammaLogitBernoulli(d, shape, rate), obs=y)`` scores
 ``P(y | d) = E_beta[sigmoid(beta d)]^y (1 - E_beta[sigmoid(beta d)])^(1-y)`` with the exact
-marginal, so no latent ``beta`` per observation needs sampling.
+marginal, so no latent ``beta`` per observation needs sampling. :func:`MarginalLogitBernoulli`
+builds the same for any family; the shared logic is
+:class:`mixlogit._strength_models.MarginalLogitBernoulliMixin`.
 """
 
 from __future__ import annotations
@@ -11,39 +13,59 @@ import torch
 from pyro.distributions import Bernoulli, TorchDistribution, constraints
 from torch.distributions.utils import broadcast_all
 
-from mixlogit.torch.marginals import gamma_logit_marginal, lognormal_logit_marginal
+from mixlogit._strength_models import MarginalLogitBernoulliMixin
+from mixlogit.families import GAMMA, LOGNORMAL, StrengthFamily
+from mixlogit.torch._ops import OPS
+from mixlogit.torch._ppl import PPL
+from mixlogit.torch.marginals import logit_marginal
 
-__all__ = ["GammaLogitBernoulli", "LogNormalLogitBernoulli"]
+__all__ = ["GammaLogitBernoulli", "LogNormalLogitBernoulli", "MarginalLogitBernoulli"]
 
 
-class _MarginalLogitBernoulli(TorchDistribution):
+class _MarginalLogitBernoulli(MarginalLogitBernoulliMixin, TorchDistribution):
+    """Pyro plumbing; a subclass per family sets ``strength_family`` (``arg_constraints`` follow)."""
+
     support = constraints.boolean
     has_rsample = False
+    ops = OPS
+    strength_family: StrengthFamily
 
-    def _log_marginal(self, d: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.arg_constraints = cls.family_arg_constraints(PPL)
 
-    @property
-    def probs(self) -> torch.Tensor:
-        """``P(y = 1) = E[sigmoid(beta d)]``."""
-        return self._log_marginal(self.d).exp()
+    def _setup(self, d, params, options, validate_args):
+        family = self.strength_family
+        values = broadcast_all(d, *(params[p] for p in family.parameters))
+        self.d = values[0]
+        for name, value in zip(family.parameters, values[1:], strict=True):
+            setattr(self, self.attribute(name), value)
+        for key, value in self.check_options(family, options).items():
+            setattr(self, key, value)
+        TorchDistribution.__init__(self, self.d.shape, validate_args=validate_args)
 
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.probs
+    def _log_marginal_of(self, d, params, options):
+        return logit_marginal(self.strength_family, d, params, **options)
 
-    @property
-    def variance(self) -> torch.Tensor:
-        p = self.probs
-        return p * (1 - p)
+    @staticmethod
+    def _both_signs(d):
+        return torch.stack([d, -d])
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        for name in self.arg_constraints:
+            setattr(new, name, getattr(self, name).expand(batch_shape))
+        for key, value in self.options.items():
+            setattr(new, key, value)
+        TorchDistribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        value = torch.as_tensor(value, dtype=self.d.dtype, device=self.d.device)
-        # y = 0 is the choice with margin -d: one kernel call on both signs.
-        both = self._log_marginal(torch.stack(torch.broadcast_tensors(self.d, -self.d)))
-        return torch.where(value > 0.5, both[0], both[1])
+        return self._log_prob(torch.as_tensor(value, dtype=self.d.dtype, device=self.d.device))
 
     def sample(self, sample_shape=()) -> torch.Tensor:
         with torch.no_grad():
@@ -56,32 +78,14 @@ class GammaLogitBernoulli(_MarginalLogitBernoulli):
     Args:
         d: utility difference of the option coded ``y = 1``; batch shape is the broadcast of
             ``d``, ``shape`` and ``rate``.
-        shape, rate: Gamma parameters (positive).
+        shape, rate: Gamma parameters (positive); the shape is stored as ``concentration``.
+        num_terms: series length (default: full precision of the dtype).
     """
 
-    arg_constraints = {
-        "d": constraints.real,
-        "concentration": constraints.positive,
-        "rate": constraints.positive,
-    }
+    strength_family = GAMMA
 
-    def __init__(self, d, shape, rate, validate_args=None):
-        # `shape` is a method of Distribution, so the Gamma shape is stored as `concentration`.
-        self.d, self.concentration, self.rate = broadcast_all(d, shape, rate)
-        super().__init__(self.d.shape, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(GammaLogitBernoulli, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.d = self.d.expand(batch_shape)
-        new.concentration = self.concentration.expand(batch_shape)
-        new.rate = self.rate.expand(batch_shape)
-        super(GammaLogitBernoulli, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    def _log_marginal(self, d):
-        return gamma_logit_marginal(d, self.concentration, self.rate)
+    def __init__(self, d, shape, rate, validate_args=None, *, num_terms=None):
+        self._setup(d, {"shape": shape, "rate": rate}, {"num_terms": num_terms}, validate_args)
 
 
 class LogNormalLogitBernoulli(_MarginalLogitBernoulli):
@@ -91,29 +95,12 @@ class LogNormalLogitBernoulli(_MarginalLogitBernoulli):
     ``log_prob`` is a smooth objective for NUTS and SVI).
     """
 
-    arg_constraints = {
-        "d": constraints.real,
-        "loc": constraints.real,
-        "scale": constraints.positive,
-    }
+    strength_family = LOGNORMAL
 
     def __init__(self, d, loc, scale, num_points: int = 16, validate_args=None):
-        self.d, self.loc, self.scale = broadcast_all(d, loc, scale)
-        self.num_points = num_points
-        super().__init__(self.d.shape, validate_args=validate_args)
+        self._setup(d, {"loc": loc, "scale": scale}, {"num_points": num_points}, validate_args)
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(LogNormalLogitBernoulli, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.d = self.d.expand(batch_shape)
-        new.loc = self.loc.expand(batch_shape)
-        new.scale = self.scale.expand(batch_shape)
-        new.num_points = self.num_points
-        super(LogNormalLogitBernoulli, new).__init__(batch_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
-    def _log_marginal(self, d):
-        return lognormal_logit_marginal(
-            d, self.loc, self.scale, method="quadrature", num_points=self.num_points
-        )
+#: ``MarginalLogitBernoulli(family, d, params, *, validate_args=None, **options)``: the
+#: distribution for any family (its named class when it has one).
+MarginalLogitBernoulli = _MarginalLogitBernoulli.of_family

@@ -3,101 +3,75 @@
 All functions broadcast their arguments, return a tensor of the broadcast shape in the
 promoted floating dtype (half precision is computed in float32), and are differentiable in
 every argument by ordinary autograd. ``d`` is a utility difference (DPO: the implicit reward
-margin before scaling), in the same units as ``1 / beta``.
+margin before scaling), in the same units as ``1 / beta``. :func:`logit_marginal` takes any
+family of :mod:`mixlogit.families`; the other three are its named forms. The functions are
+written once for both backends (:mod:`mixlogit._frontend`); this module holds torch's
+plumbing, :data:`FRONT_END`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from mixlogit import _kernels
-from mixlogit._series import default_num_terms
-from mixlogit.torch._ops import OPS, as_tensors, float_bits
+from mixlogit._frontend import FrontEnd, MarginalFunctions
+from mixlogit.torch._ops import OPS
 
-Number = float | int
-TensorLike = torch.Tensor | Number
-
-__all__ = [
-    "gamma_logit_marginal",
-    "lognormal_logit_marginal",
-    "point_mass_logit_marginal",
-]
+__all__ = list(MarginalFunctions._fields)
 
 
-def gamma_logit_marginal(
-    d: TensorLike, shape: TensorLike, rate: TensorLike, *, num_terms: int | None = None
-) -> torch.Tensor:
-    """``log E[sigmoid(beta d)]`` for ``beta ~ Gamma(shape, rate)`` (rate = 1 / scale).
+class TorchFrontEnd(FrontEnd):
+    ops = OPS
+    array_type = "torch.Tensor"
 
-    Exact to the working precision for all ``d`` (including ``d = 0`` and the far negative
-    tail, where the value is returned in log space far below float underflow), by a
-    CRVZ-accelerated alternating series with ``num_terms`` terms (default: 24 in float64,
-    12 in float32).
+    def broadcast(self, *values):
+        # Python numbers adopt the dtype of the tensors (as in torch's type promotion).
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        dtype = None
+        for t in tensors:
+            if t.is_floating_point():
+                dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+        if dtype is None:
+            dtype = torch.get_default_dtype()
+        device = tensors[0].device if tensors else None
+        work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        converted = [
+            v.to(work)
+            if isinstance(v, torch.Tensor)
+            else torch.as_tensor(v, dtype=work, device=device)
+            for v in values
+        ]
+        return torch.broadcast_tensors(*converted), lambda x: x.to(dtype)
 
-    Args:
-        d: utility difference, any shape.
-        shape: Gamma shape ``k > 0``, broadcastable with ``d``.
-        rate: Gamma rate ``> 0`` (mean ``shape / rate``), broadcastable with ``d``.
-        num_terms: series length; the relative error is below ``2 / 5.83^num_terms``.
+    ppl_module = "mixlogit.torch._ppl"
+    rng_keyword = "generator"
+    rng_doc = "``torch.Generator`` for the draws"
 
-    Returns:
-        ``log P`` with the broadcast shape of the inputs, ``<= 0``.
-    """
-    (d_, shape_, rate_), dtype = as_tensors(d, shape, rate)
-    n = num_terms if num_terms is not None else default_num_terms(float_bits(d_.dtype))
-    return _kernels.gamma_log_marginal(OPS, d_, shape_, rate_, n).to(dtype)
-
-
-def lognormal_logit_marginal(
-    d: TensorLike,
-    loc: TensorLike,
-    scale: TensorLike,
-    *,
-    method: str = "quadrature",
-    num_points: int = 16,
-    num_samples: int = 16,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """``log E[sigmoid(beta d)]`` for ``beta = exp(loc + scale * eps)``, ``eps ~ N(0, 1)``.
-
-    Args:
-        d, loc, scale: broadcastable tensors or numbers (``scale >= 0``).
-        method: ``"quadrature"`` (Gauss-Hermite with ``num_points`` nodes, deterministic) or
-            ``"mc"`` (MixDPO's reparameterised estimator, ``log mean_k sigmoid(beta_k d)``).
-        num_samples: ``K`` for ``"mc"`` when ``noise`` is not given.
-        noise: standard-normal draws of shape ``(K, *batch)`` or ``(K,)`` (shared across the
-            batch); drawn with ``generator`` when omitted.
-        generator: ``torch.Generator`` for the draws.
-
-    Returns:
-        ``log P`` of the broadcast batch shape.
-    """
-    (d_, loc_, scale_), dtype = as_tensors(d, loc, scale)
-    if method == "quadrature":
-        return _kernels.lognormal_log_marginal_quadrature(OPS, d_, loc_, scale_, num_points).to(
-            dtype
-        )
-    if method != "mc":
-        raise ValueError(f"method must be 'quadrature' or 'mc', got {method!r}")
-    if noise is None:
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        noise = torch.randn(
-            (num_samples, *d_.shape), generator=generator, dtype=d_.dtype, device=d_.device
-        )
-    else:
-        noise = noise.to(d_.dtype)
-        if noise.dim() == 1:
-            noise = noise.reshape(-1, *([1] * d_.dim()))
-        if torch.broadcast_shapes(noise.shape[1:], d_.shape) != d_.shape:
-            raise ValueError(
-                f"noise of shape {tuple(noise.shape)} does not broadcast to (K, *{tuple(d_.shape)})"
+    def normal_noise(self, noise, d, num_samples, rng):
+        if noise is None:
+            if num_samples < 1:
+                raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+            return torch.randn(
+                (num_samples, *d.shape), generator=rng, dtype=d.dtype, device=d.device
             )
-    return _kernels.lognormal_log_marginal_mc(OPS, d_, loc_, scale_, noise).to(dtype)
+        noise = noise.to(d.dtype)
+        if noise.dim() == 1:
+            noise = noise.reshape(-1, *([1] * d.dim()))
+        if torch.broadcast_shapes(noise.shape[1:], d.shape) != d.shape:
+            raise ValueError(
+                f"noise of shape {tuple(noise.shape)} does not broadcast to (K, *{tuple(d.shape)})"
+            )
+        return noise
+
+    def signed_margin(self, d, y):
+        d = torch.as_tensor(d)
+        y = torch.as_tensor(y, device=d.device)
+        return torch.where(y.bool() if y.dtype == torch.bool else y > 0.5, d, -d)
 
 
-def point_mass_logit_marginal(d: TensorLike, beta: TensorLike) -> torch.Tensor:
-    """``log sigmoid(beta d)``: the strength fixed at ``beta`` (plain DPO / plain logit)."""
-    (d_, beta_), dtype = as_tensors(d, beta)
-    return _kernels.point_mass_log_marginal(OPS, d_, beta_).to(dtype)
+#: Torch's plumbing under the shared front ends.
+FRONT_END = TorchFrontEnd()
+
+logit_marginal = FRONT_END.functions.logit_marginal
+gamma_logit_marginal = FRONT_END.functions.gamma_logit_marginal
+lognormal_logit_marginal = FRONT_END.functions.lognormal_logit_marginal
+point_mass_logit_marginal = FRONT_END.functions.point_mass_logit_marginal

@@ -1,58 +1,57 @@
 """Preference-strength distributions as ``torch.nn.Module`` objects.
 
-Each module holds unconstrained parameters (``raw_*``, mapped to positive values by softplus)
-so it can be trained with any optimiser, saved in a ``state_dict`` and logged through
-:meth:`Strength.constrained_parameters`. With ``learnable=False`` the values are buffers:
-saved and moved with the module but never trained (MixDPO's fixed-distribution baseline).
+One module class, :class:`Strength`, serves every family of :mod:`mixlogit.families`: the
+moments, marginals and posterior moments are the family's functions evaluated with torch ops
+(written once for both backends in :mod:`mixlogit._strength_classes`), so this file holds only
+the torch plumbing. A positive parameter is stored unconstrained (``raw_<name>``, mapped back
+by softplus) so any optimiser can train it; a real one (``loc``) is stored as is;
+``learnable=False`` makes them buffers (saved and moved with the module, never trained:
+MixDPO's fixed-distribution baseline), and a point mass is always a buffer ``beta``.
+:class:`GammaStrength`, :class:`LogNormalStrength` and :class:`FixedStrength` are the named
+forms; :func:`make_strength` builds the right one from a family name.
 """
 
 from __future__ import annotations
 
-import math
-from abc import ABC, abstractmethod
-
 import torch
 from torch import nn
 
-from mixlogit import _kernels
-from mixlogit._series import default_num_terms
-from mixlogit.torch._ops import OPS, as_tensors, float_bits
-from mixlogit.torch.marginals import (
-    gamma_logit_marginal,
-    lognormal_logit_marginal,
-    point_mass_logit_marginal,
+from mixlogit import _strength_classes
+from mixlogit._frontend import bind
+from mixlogit.families import (
+    inverse_softplus,  # noqa: F401  (re-exported)
 )
+from mixlogit.torch.marginals import FRONT_END
 
-__all__ = ["FixedStrength", "GammaStrength", "LogNormalStrength", "Strength", "inverse_softplus"]
-
-
-def inverse_softplus(x: float) -> float:
-    """``y`` with ``softplus(y) = x`` for ``x > 0``, stable for large and small ``x``."""
-    if not x > 0 or not math.isfinite(x):
-        raise ValueError(f"expected a positive finite value, got {x!r}")
-    return x + math.log(-math.expm1(-x))
+__all__ = list(_strength_classes.STRENGTH_NAMES)
 
 
-def _check_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return value
+class Strength(_strength_classes.StrengthMixin, nn.Module):
+    """A distribution of the preference strength ``beta > 0`` of any family, with exact
+    (or quadrature / Monte Carlo) logit marginals.
 
+    Args:
+        family: a family name (``"gamma"``, ``"lognormal"``, ``"point_mass"`` / ``"fixed"``) or
+            a :class:`~mixlogit.families.StrengthFamily`.
+        params: natural parameters; missing ones take ``family.defaults``.
+        learnable: train the parameters (ignored for a point mass, which never is).
+        options: the family's options (``num_terms``; ``method``, ``num_samples``,
+            ``num_points``), kept as attributes of the same names.
 
-class Strength(nn.Module, ABC):
-    """A distribution of the preference strength ``beta > 0`` with exact logit marginals."""
+    Attributes:
+        family: the canonical family name (``"point_mass"`` for a fixed strength).
+        strength_family: the :class:`~mixlogit.families.StrengthFamily`.
+    """
 
-    family: str = ""
+    front_end = FRONT_END
 
-    def _register(self, name: str, value: float, learnable: bool) -> None:
+    def _store(self, name: str, value: float) -> None:
         tensor = torch.tensor(value, dtype=torch.get_default_dtype())
-        if learnable:
+        if self.learnable:
             self.register_parameter(name, nn.Parameter(tensor))
         else:
             self.register_buffer(name, tensor)
 
-    @abstractmethod
     def log_marginal(
         self,
         d: torch.Tensor,
@@ -60,33 +59,15 @@ class Strength(nn.Module, ABC):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """``log E[sigmoid(beta d)]`` elementwise; same shape as ``d``."""
+        """``log E[sigmoid(beta d)]`` elementwise; same shape as ``d``.
+
+        ``noise`` (standard normal, ``(K, *d.shape)`` or ``(K,)``) switches a family with a
+        ``method`` option to Monte Carlo; otherwise ``"mc"`` draws with ``generator``.
+        """
+        return self._log_marginal(d, noise, generator)
 
     def forward(self, d: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.log_marginal(d, **kwargs)
-
-    @property
-    @abstractmethod
-    def mean(self) -> torch.Tensor:
-        """``E[beta]`` (0-dim tensor, differentiable)."""
-
-    @property
-    @abstractmethod
-    def variance(self) -> torch.Tensor:
-        """``Var[beta]`` (0-dim tensor, differentiable)."""
-
-    @property
-    def coefficient_of_variation(self) -> torch.Tensor:
-        """``sd / mean``: heterogeneity free of the reward scale."""
-        return self.variance.sqrt() / self.mean
-
-    @abstractmethod
-    def constrained_parameters(self) -> dict[str, torch.Tensor]:
-        """The distribution's natural (positive) parameters by name."""
-
-    @abstractmethod
-    def distribution(self) -> torch.distributions.Distribution:
-        """The strength as a ``torch.distributions`` object (point mass: ``Delta``-like)."""
 
     def sample(
         self, sample_shape: tuple[int, ...] | torch.Size = (), generator=None
@@ -99,82 +80,19 @@ class Strength(nn.Module, ABC):
             )
         return self.distribution().rsample(torch.Size(sample_shape))
 
-    @abstractmethod
-    def conditional_moments(
-        self, d: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and variance of ``beta`` given choice ``y`` (1 or 0) at margin ``d``."""
-
     def extra_repr(self) -> str:
-        params = ", ".join(f"{k}={v.item():.6g}" for k, v in self.constrained_parameters().items())
-        return f"{params}, mean={self.mean.item():.6g}, variance={self.variance.item():.6g}"
+        moments = f"mean={self.mean.item():.6g}, variance={self.variance.item():.6g}"
+        return f"{self._parameter_text()}, {moments}"
 
 
-def _signed(d: torch.Tensor, y) -> torch.Tensor:
-    y = torch.as_tensor(y, device=d.device)
-    return torch.where(y.bool() if y.dtype == torch.bool else y > 0.5, d, -d)
-
-
-class GammaStrength(Strength):
+class GammaStrength(_strength_classes.GammaStrengthMixin, Strength):
     """``beta ~ Gamma(shape, rate)``; the logit marginal is exact (alternating-series form).
 
     MixDPO's initialisation is ``shape=2.0, rate=16.7`` (mean 0.12, DPO's beta scale).
     """
 
-    family = "gamma"
 
-    def __init__(
-        self,
-        shape: float = 2.0,
-        rate: float = 16.7,
-        *,
-        learnable: bool = True,
-        num_terms: int | None = None,
-    ) -> None:
-        super().__init__()
-        self._register("raw_shape", inverse_softplus(_check_positive("shape", shape)), learnable)
-        self._register("raw_rate", inverse_softplus(_check_positive("rate", rate)), learnable)
-        self.num_terms = num_terms
-
-    @property
-    def shape(self) -> torch.Tensor:
-        return nn.functional.softplus(self.raw_shape)
-
-    @property
-    def rate(self) -> torch.Tensor:
-        return nn.functional.softplus(self.raw_rate)
-
-    def log_marginal(self, d, *, noise=None, generator=None):
-        return gamma_logit_marginal(d, self.shape, self.rate, num_terms=self.num_terms)
-
-    @property
-    def mean(self):
-        return self.shape / self.rate
-
-    @property
-    def variance(self):
-        return self.shape / self.rate**2
-
-    @property
-    def coefficient_of_variation(self):
-        return self.shape.rsqrt()
-
-    def constrained_parameters(self):
-        return {"shape": self.shape, "rate": self.rate}
-
-    def distribution(self):
-        return torch.distributions.Gamma(self.shape, self.rate)
-
-    def conditional_moments(self, d, y):
-        (signed, shape, rate), dtype = as_tensors(
-            _signed(torch.as_tensor(d), y), self.shape, self.rate
-        )
-        n = self.num_terms or default_num_terms(float_bits(signed.dtype))
-        mean, var = _kernels.gamma_conditional_moments(OPS, signed, shape, rate, n)
-        return mean.to(dtype), var.to(dtype)
-
-
-class LogNormalStrength(Strength):
+class LogNormalStrength(_strength_classes.LogNormalStrengthMixin, Strength):
     """``beta = exp(loc + scale * eps)``, ``eps ~ N(0, 1)``.
 
     ``method="mc"`` is MixDPO's reparameterised estimator with ``num_samples`` draws per
@@ -182,105 +100,16 @@ class LogNormalStrength(Strength):
     MixDPO's initialisation is ``loc=-2.3, scale=0.6`` (mean 0.12).
     """
 
-    family = "lognormal"
 
-    def __init__(
-        self,
-        loc: float = -2.3,
-        scale: float = 0.6,
-        *,
-        learnable: bool = True,
-        method: str = "mc",
-        num_samples: int = 16,
-        num_points: int = 16,
-    ) -> None:
-        super().__init__()
-        if method not in ("mc", "quadrature"):
-            raise ValueError(f"method must be 'mc' or 'quadrature', got {method!r}")
-        if not math.isfinite(float(loc)):
-            raise ValueError(f"loc must be finite, got {loc!r}")
-        self._register("loc", float(loc), learnable)
-        self._register("raw_scale", inverse_softplus(_check_positive("scale", scale)), learnable)
-        self.method = method
-        self.num_samples = num_samples
-        self.num_points = num_points
+class FixedStrength(_strength_classes.FixedStrengthMixin, Strength):
+    """A point mass at ``beta``: plain DPO (``beta = 0.1``) or a plain logit (``beta = 1``).
 
-    @property
-    def scale(self) -> torch.Tensor:
-        return nn.functional.softplus(self.raw_scale)
-
-    def log_marginal(self, d, *, noise=None, generator=None):
-        return lognormal_logit_marginal(
-            d,
-            self.loc,
-            self.scale,
-            method=self.method if noise is None else "mc",
-            num_points=self.num_points,
-            num_samples=self.num_samples,
-            noise=noise,
-            generator=generator,
-        )
-
-    @property
-    def mean(self):
-        return torch.exp(self.loc + 0.5 * self.scale**2)
-
-    @property
-    def variance(self):
-        s2 = self.scale**2
-        return torch.expm1(s2) * torch.exp(2.0 * self.loc + s2)
-
-    @property
-    def coefficient_of_variation(self):
-        return torch.expm1(self.scale**2).sqrt()
-
-    def constrained_parameters(self):
-        return {"loc": self.loc, "scale": self.scale}
-
-    def distribution(self):
-        return torch.distributions.LogNormal(self.loc, self.scale)
-
-    def conditional_moments(self, d, y):
-        (signed, loc, scale), dtype = as_tensors(
-            _signed(torch.as_tensor(d), y), self.loc, self.scale
-        )
-        mean, var = _kernels.lognormal_conditional_moments(OPS, signed, loc, scale, self.num_points)
-        return mean.to(dtype), var.to(dtype)
-
-
-class FixedStrength(Strength):
-    """A point mass at ``beta``: plain DPO (``beta = 0.1``) or a plain logit (``beta = 1``)."""
-
-    family = "fixed"
-
-    def __init__(self, beta: float = 0.1) -> None:
-        super().__init__()
-        self.register_buffer(
-            "beta", torch.tensor(_check_positive("beta", beta), dtype=torch.get_default_dtype())
-        )
-
-    def log_marginal(self, d, *, noise=None, generator=None):
-        return point_mass_logit_marginal(d, self.beta)
-
-    @property
-    def mean(self):
-        return self.beta
-
-    @property
-    def variance(self):
-        return torch.zeros_like(self.beta)
-
-    def constrained_parameters(self):
-        return {"beta": self.beta}
-
-    def distribution(self):
-        import pyro.distributions as pdist  # the point mass lives in Pyro, not torch
-
-        return pdist.Delta(self.beta)
+    ``family`` is ``"point_mass"`` (``get_family("fixed")`` names the same family).
+    """
 
     def sample(self, sample_shape=(), generator=None):
+        # No randomness, so any generator is as good as none.
         return self.beta.expand(torch.Size(sample_shape)).clone()
 
-    def conditional_moments(self, d, y):
-        d = torch.as_tensor(d)
-        return self.beta.expand(d.shape).to(d.dtype), torch.zeros_like(d)
+
+make_strength = bind(Strength, _strength_classes.make_strength)

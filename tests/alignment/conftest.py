@@ -7,14 +7,57 @@ import pytest
 
 @pytest.fixture(scope="session")
 def hetero_train():
-    from alignment.semisynthetic import load_default_preferences
+    from alignment.datasets.shipped import load_default_preferences
 
     return load_default_preferences("heterogeneous", "train")
 
 
 @pytest.fixture(scope="session")
 def word_tokenizer(hetero_train):
-    from alignment.models import build_word_tokenizer
+    from alignment.policy_models import build_word_tokenizer
 
     texts = [*hetero_train["prompt"], *hetero_train["chosen"], *hetero_train["rejected"]]
     return build_word_tokenizer(texts)
+
+
+#: Trainer settings shared by the tests that train the tiny model (one place for all of them).
+TINY_TRAINING = dict(
+    report_to="none",
+    per_device_train_batch_size=8,
+    per_device_eval_batch_size=8,
+    learning_rate=1e-2,
+    lr_scheduler_type="constant",
+    logging_steps=1,
+    disable_tqdm=True,
+    save_strategy="no",
+    seed=0,
+    dataloader_pin_memory=False,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_args():
+    """``tiny_args(output_dir, **overrides)``: a MixDPOConfig with :data:`TINY_TRAINING`."""
+    from alignment import MixDPOConfig
+
+    def make(output_dir, **overrides):
+        return MixDPOConfig(output_dir=str(output_dir), **{**TINY_TRAINING, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_trainer(tiny_args):
+    """``tiny_trainer(output_dir, tokenizer, data, **overrides)``: a MixDPOTrainer of a fresh
+    tiny Llama (seed 0) on ``data``."""
+    from alignment import MixDPOTrainer, tiny_causal_lm
+
+    def make(output_dir, tokenizer, data, **overrides):
+        return MixDPOTrainer(
+            tiny_causal_lm(len(tokenizer), seed=0),
+            args=tiny_args(output_dir, **overrides),
+            train_dataset=data,
+            processing_class=tokenizer,
+        )
+
+    return make

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +16,20 @@ from alignment.data import (
     tokenize_preference_example,
     validate_preference_dataset,
 )
-from alignment.semisynthetic import (
-    load_default_preferences,
-    load_ground_truth,
+from alignment.datasets import semisynthetic
+from alignment.datasets.annotator_panels import load_panel_ground_truth, load_panel_preferences
+from alignment.datasets.semisynthetic import (
+    draw_response_pair,
+    largest_remainder_counts,
     make_preference_data,
     response_features,
     response_reward,
+    write_default_preferences,
+)
+from alignment.datasets.shipped import (
+    PREFERENCE_KINDS,
+    load_default_preferences,
+    load_ground_truth,
 )
 
 
@@ -118,6 +127,65 @@ def test_shipped_data_is_what_the_generator_makes():
         assert load_ground_truth(kind) == json.loads(json.dumps(made["ground_truth"]))
 
 
+def test_regenerating_reproduces_shipped_files(tmp_path):
+    written = write_default_preferences(tmp_path)
+    assert len(written) == 6
+    shipped = Path(semisynthetic.__file__).parent / "data_files"
+    for path in written:
+        assert path.read_bytes() == (shipped / path.name).read_bytes(), path.name
+
+
+def test_default_loaders_serve_the_panel_sets():
+    assert PREFERENCE_KINDS == (
+        "heterogeneous",
+        "homogeneous",
+        "panel_heterogeneous",
+        "panel_homogeneous",
+    )
+    for kind in ("heterogeneous", "homogeneous"):
+        served = load_default_preferences(f"panel_{kind}", "test")
+        assert served.column_names == load_panel_preferences(kind, "test").column_names
+        assert served.to_list() == load_panel_preferences(kind, "test").to_list()
+        assert load_ground_truth(f"panel_{kind}") == load_panel_ground_truth(kind)
+    assert len(load_default_preferences("panel_heterogeneous", "train")) == 1080
+    with pytest.raises(ValueError, match=r"kind must be one of .*'panel_homogeneous'.*'mixed'"):
+        load_default_preferences("mixed")
+    with pytest.raises(ValueError, match=r"kind must be one of .*'panel'"):
+        load_ground_truth("panel")
+    for kind in ("homogeneous", "panel_homogeneous"):
+        with pytest.raises(ValueError, match=r"split must be one of .*'validation'"):
+            load_default_preferences(kind, "validation")
+
+
+@pytest.mark.parametrize(
+    ("shares", "total", "expected"),
+    [
+        # floors 3, 2, 1; remainders .5, .1, .4: the one left goes to the first
+        ((0.5, 0.3, 0.2), 7, (4, 2, 1)),
+        # equal remainders go to the lower indices
+        ((0.25, 0.25, 0.25, 0.25), 6, (2, 2, 1, 1)),
+        ((2 / 3, 1 / 3), 7, (5, 2)),
+        ((0.1, 0.9), 0, (0, 0)),
+    ],
+)
+def test_largest_remainder_counts_by_hand(shares, total, expected):
+    counts = largest_remainder_counts(np.array(shares), total)
+    assert tuple(counts.tolist()) == expected
+
+
+def test_response_pairs_differ_as_asked():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        pair = draw_response_pair(rng, distinct="reward")
+        assert pair["reward_a"] != pair["reward_b"]
+        assert pair["prompt"].endswith("\n") and pair["topic"] in pair["prompt"]
+        assert response_reward(pair["text_a"]) == pair["reward_a"]
+        pair = draw_response_pair(rng, distinct="features")
+        assert response_features(pair["text_a"]) != response_features(pair["text_b"])
+    with pytest.raises(ValueError, match="distinct must be 'features' or 'reward', got 'text'"):
+        draw_response_pair(rng, distinct="text")
+
+
 def test_ground_truth_is_measurable_and_consistent():
     het = load_default_preferences("heterogeneous", "train")
     hom = load_default_preferences("homogeneous", "train")
@@ -191,7 +259,7 @@ def test_collator_dtype_comes_from_every_row_and_ragged_rows_fail():
 
 
 def test_type_columns_survive_tokenisation_and_collation(word_tokenizer):
-    from alignment.semisynthetic_types import make_type_preference_data
+    from alignment.datasets.semisynthetic_types import make_type_preference_data
 
     data = make_type_preference_data(seed=3)["train"].select(range(5))
     tokenized = tokenize_preference_dataset(data, word_tokenizer)

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
+from alignment.datasets.shipped import load_default_preferences
 from alignment.losses import PairBatch, get_loss
-from alignment.semisynthetic import load_default_preferences
 from mixlogit.torch import GammaStrength
 
 
@@ -69,9 +69,9 @@ CV_HETEROGENEOUS_MIN = 0.88
 CV_GAP_MIN = 0.1
 
 
-def _train_three_runs(tmp_path, word_tokenizer) -> dict:
-    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
-    from alignment.metrics import macro_micro_margins, preference_margins
+def _train_three_runs(tiny_trainer, tmp_path, word_tokenizer) -> dict:
+    from alignment.evaluation import preference_margins
+    from analysis.margins import micro_macro_margins
 
     results = {}
     for kind, loss_type in (
@@ -81,27 +81,16 @@ def _train_three_runs(tmp_path, word_tokenizer) -> dict:
     ):
         train = load_default_preferences(kind, "train")
         test = load_default_preferences(kind, "test")
-        args = MixDPOConfig(
-            output_dir=str(tmp_path / f"{kind}-{loss_type}"),
-            report_to="none",
+        trainer = tiny_trainer(
+            tmp_path / f"{kind}-{loss_type}",
+            word_tokenizer,
+            train,
             per_device_train_batch_size=4,
             num_train_epochs=1,  # one pass: no pair is seen twice (see the module docstring)
-            learning_rate=1e-2,
             strength_learning_rate=0.1,
-            lr_scheduler_type="constant",
             logging_steps=1000,
-            disable_tqdm=True,
-            save_strategy="no",
-            seed=0,
-            dataloader_pin_memory=False,
             strength_family="gamma",
             loss_type=loss_type,
-        )
-        trainer = MixDPOTrainer(
-            tiny_causal_lm(len(word_tokenizer), seed=0),
-            args=args,
-            train_dataset=train,
-            processing_class=word_tokenizer,
         )
         trainer.train()
         assert trainer.state.global_step == len(train) // 4
@@ -114,18 +103,18 @@ def _train_three_runs(tmp_path, word_tokenizer) -> dict:
             "cv": trainer.strength.coefficient_of_variation.item()
             if loss_type == "mixdpo"
             else 0.0,
-            "macro": macro_micro_margins(gain, test["subgroup"])["macro"],
+            "macro": micro_macro_margins(gain, test["subgroup"])["macro"],
         }
     return results
 
 
 @pytest.mark.slow
-def test_tiny_model_learns_higher_cv_on_heterogeneous_data(tmp_path, word_tokenizer):
+def test_tiny_model_learns_higher_cv_on_heterogeneous_data(tiny_trainer, tmp_path, word_tokenizer):
     # Tiny matrices: one thread avoids the threading overhead (about 2x faster on 2 cores).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results = _train_three_runs(tmp_path, word_tokenizer)
+        results = _train_three_runs(tiny_trainer, tmp_path, word_tokenizer)
     finally:
         torch.set_num_threads(threads)
     cv_het = results["heterogeneous", "mixdpo"]["cv"]

@@ -11,26 +11,22 @@ from transformers import TrainerCallback
 
 from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
 from alignment.losses import PairBatch, PreferenceLoss, register_loss
-from alignment.trainer import STRENGTH_WEIGHTS_NAME
+from alignment.trainer import STRENGTH_WEIGHTS_NAME, build_strength, strength_log_values
 
 
-def _args(tmp_path, **overrides):
-    settings = dict(
-        output_dir=str(tmp_path),
-        report_to="none",
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=8,
-        learning_rate=1e-2,
-        strength_learning_rate=0.05,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        disable_tqdm=True,
-        save_strategy="no",
-        seed=0,
-        dataloader_pin_memory=False,
+@pytest.fixture
+def make_args(tiny_args):
+    """The shared tiny-model settings with this module's strength learning rate."""
+    return lambda output_dir, **overrides: tiny_args(
+        output_dir, **{"strength_learning_rate": 0.05, **overrides}
     )
-    settings.update(overrides)
-    return MixDPOConfig(**settings)
+
+
+@pytest.fixture
+def make_trainer(tiny_trainer):
+    return lambda output_dir, tokenizer, data, **overrides: tiny_trainer(
+        output_dir, tokenizer, data, **{"strength_learning_rate": 0.05, **overrides}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +34,12 @@ def small_train(hetero_train):
     return hetero_train.select(range(32))
 
 
-def _trainer(tmp_path, tokenizer, data, **overrides):
-    model = tiny_causal_lm(len(tokenizer), seed=0)
-    return MixDPOTrainer(
-        model, args=_args(tmp_path, **overrides), train_dataset=data, processing_class=tokenizer
+def test_strength_group_logging_and_learned_rewards(
+    make_trainer, tmp_path, word_tokenizer, small_train
+):
+    trainer = make_trainer(
+        tmp_path, word_tokenizer, small_train, strength_family="gamma", max_steps=2
     )
-
-
-def test_strength_group_logging_and_learned_rewards(tmp_path, word_tokenizer, small_train):
-    trainer = _trainer(tmp_path, word_tokenizer, small_train, strength_family="gamma", max_steps=2)
     trainer.train()
     evaluation = trainer.evaluate(small_train.select(range(8)))
     assert {"eval_loss", "eval_rewards/margins", "eval_strength/cv"} <= set(evaluation)
@@ -98,9 +91,9 @@ def test_strength_group_logging_and_learned_rewards(tmp_path, word_tokenizer, sm
     ],
 )
 def test_frozen_or_fixed_strength_is_not_trained(
-    tmp_path, word_tokenizer, small_train, family, names
+    make_trainer, tmp_path, word_tokenizer, small_train, family, names
 ):
-    trainer = _trainer(
+    trainer = make_trainer(
         tmp_path,
         word_tokenizer,
         small_train.select(range(8)),
@@ -137,10 +130,10 @@ class _SnapshotStrengthAtTrainBegin(TrainerCallback):
 
 
 def test_checkpoint_resume_restores_strength_and_its_optimiser_state(
-    tmp_path, word_tokenizer, small_train
+    make_trainer, tmp_path, word_tokenizer, small_train
 ):
     common = dict(strength_family="gamma", max_steps=4, save_strategy="steps", save_steps=2)
-    full = _trainer(tmp_path / "full", word_tokenizer, small_train, **common)
+    full = make_trainer(tmp_path / "full", word_tokenizer, small_train, **common)
     full.train()
     checkpoint = tmp_path / "full" / "checkpoint-2"
     assert (checkpoint / STRENGTH_WEIGHTS_NAME).exists()
@@ -158,7 +151,7 @@ def test_checkpoint_resume_restores_strength_and_its_optimiser_state(
     assert float(torch.nn.functional.softplus(saved_strength["raw_shape"])) != pytest.approx(2.0)
 
     snapshot = _SnapshotStrengthAtTrainBegin()
-    resumed = _trainer(tmp_path / "resumed", word_tokenizer, small_train, **common)
+    resumed = make_trainer(tmp_path / "resumed", word_tokenizer, small_train, **common)
     resumed.add_callback(snapshot)
     snapshot.trainer = resumed
     resumed.train(resume_from_checkpoint=str(checkpoint))
@@ -191,7 +184,9 @@ def test_checkpoint_resume_restores_strength_and_its_optimiser_state(
     assert os.path.exists(tmp_path / "final" / STRENGTH_WEIGHTS_NAME)
 
 
-def test_precomputed_reference_gives_the_same_loss(tmp_path, word_tokenizer, small_train):
+def test_precomputed_reference_gives_the_same_loss(
+    make_args, tmp_path, word_tokenizer, small_train
+):
     data = small_train.select(range(8))
     reference = tiny_causal_lm(len(word_tokenizer), seed=7)
     losses = []
@@ -199,7 +194,7 @@ def test_precomputed_reference_gives_the_same_loss(tmp_path, word_tokenizer, sma
         trainer = MixDPOTrainer(
             tiny_causal_lm(len(word_tokenizer), seed=0),
             ref_model=reference,
-            args=_args(
+            args=make_args(
                 tmp_path / str(precompute),
                 precompute_ref_log_probs=precompute,
                 strength_family="gamma",
@@ -216,12 +211,12 @@ def test_precomputed_reference_gives_the_same_loss(tmp_path, word_tokenizer, sma
     assert abs(losses[0] - math.log(2)) > 1e-3
 
 
-def test_peft_adapter_disabled_is_the_reference(tmp_path, word_tokenizer, small_train):
+def test_peft_adapter_disabled_is_the_reference(make_args, tmp_path, word_tokenizer, small_train):
     peft = pytest.importorskip("peft")
     config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     trainer = MixDPOTrainer(
         tiny_causal_lm(len(word_tokenizer), seed=0),
-        args=_args(tmp_path, max_steps=2),
+        args=make_args(tmp_path, max_steps=2),
         train_dataset=small_train.select(range(16)),
         processing_class=word_tokenizer,
         peft_config=config,
@@ -233,7 +228,7 @@ def test_peft_adapter_disabled_is_the_reference(tmp_path, word_tokenizer, small_
     assert trainer.state.log_history[1]["loss"] != pytest.approx(math.log(2), abs=1e-6)
 
 
-def test_extra_columns_reach_a_registered_loss(tmp_path, word_tokenizer, small_train):
+def test_extra_columns_reach_a_registered_loss(make_trainer, tmp_path, word_tokenizer, small_train):
     seen = []
 
     @register_loss("test_records_gap", overwrite=True)
@@ -249,14 +244,59 @@ def test_extra_columns_reach_a_registered_loss(tmp_path, word_tokenizer, small_t
             return 1.0
 
     data = small_train.select(range(8))
-    trainer = _trainer(tmp_path, word_tokenizer, data, loss_type="test_records_gap", max_steps=1)
+    trainer = make_trainer(
+        tmp_path, word_tokenizer, data, loss_type="test_records_gap", max_steps=1
+    )
     assert "reward_gap" in trainer.train_dataset.column_names
     trainer.train()
     assert sorted(seen[0].tolist()) == sorted(float(g) for g in data["reward_gap"])
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['reward_gap'\]"):
-        _trainer(
+        make_trainer(
             tmp_path,
             word_tokenizer,
             data.remove_columns("reward_gap"),
             loss_type="test_records_gap",
         )
+
+
+def test_config_strength_family_defaults_and_point_mass_alias(tmp_path):
+    from mixlogit.families import get_family
+
+    gamma = MixDPOConfig(output_dir=str(tmp_path), strength_family="gamma")
+    assert gamma.strength_parameters() == dict(get_family("gamma").defaults)
+    moved = MixDPOConfig(
+        output_dir=str(tmp_path), strength_family="lognormal", strength_init={"scale": 0.2}
+    )
+    assert moved.strength_parameters() == {"loc": -2.3, "scale": 0.2}
+    # "fixed" is the point mass's old name: stored canonically, its beta is DPO's beta
+    fixed = MixDPOConfig(output_dir=str(tmp_path), strength_family="fixed", beta=0.3)
+    assert fixed.strength_family == "point_mass"
+    assert fixed.strength_parameters() == {"beta": 0.3}
+    assert build_strength(fixed).family == "point_mass"
+    with pytest.raises(ValueError, match="strength_family must be one of"):
+        MixDPOConfig(output_dir=str(tmp_path), strength_family="weibull")
+    with pytest.raises(ValueError, match=r"strength_init keys \['loc'\] do not belong"):
+        MixDPOConfig(output_dir=str(tmp_path), strength_family="gamma", strength_init={"loc": 0})
+    with pytest.raises(ValueError, match="rate must be a positive"):
+        MixDPOConfig(output_dir=str(tmp_path), strength_family="gamma", strength_init={"rate": -1})
+
+
+def test_strength_log_values_are_the_family_moments():
+    from mixlogit.torch import make_strength
+
+    values = strength_log_values(make_strength("gamma", {"shape": 4.0, "rate": 8.0}))
+    assert list(values) == [
+        "strength/mean",
+        "strength/variance",
+        "strength/cv",
+        "strength/shape",
+        "strength/rate",
+    ]
+    # Gamma(4, 8): mean 4/8, variance 4/64, CV 1/sqrt(4)
+    assert values["strength/mean"] == pytest.approx(0.5, rel=1e-6)
+    assert values["strength/variance"] == pytest.approx(1 / 16, rel=1e-6)
+    assert values["strength/cv"] == pytest.approx(0.5, rel=1e-6)
+    point = strength_log_values(make_strength("point_mass", {"beta": 0.1}))
+    assert point == pytest.approx(
+        {"strength/mean": 0.1, "strength/variance": 0.0, "strength/cv": 0.0, "strength/beta": 0.1}
+    )

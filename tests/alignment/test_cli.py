@@ -24,7 +24,7 @@ def test_config_file_and_overrides(tmp_path):
             "training.max_steps=3",
             "training.learn_strength=false",
             "data.name=prism",
-            "eval.subgroup_columns=[age, gender]",
+            "eval.by=[age, gender]",
             "data.max_eval_pairs=null",
         ],
     )
@@ -34,7 +34,10 @@ def test_config_file_and_overrides(tmp_path):
     assert config["training"]["learn_strength"] is False
     assert config["training"]["logging_steps"] == DEFAULT_CONFIG["training"]["logging_steps"]
     assert config["data"]["name"] == "prism" and config["data"]["split_by"] == "annotator"
-    assert config["eval"]["subgroup_columns"] == ["age", "gender"]
+    assert config["eval"]["by"] == ["age", "gender"]
+    with pytest.warns(DeprecationWarning, match="eval.subgroup_columns is deprecated"):
+        renamed = load_config(None, ["eval.subgroup_columns=[age]"])
+    assert renamed["eval"]["by"] == ["age"] and "subgroup_columns" not in renamed["eval"]
     with pytest.raises(ValueError, match="unknown config key 'modle'"):
         load_config(None, ["modle=tiny"])
     with pytest.raises(ValueError, match=r"unknown config key data.'nmae'"):

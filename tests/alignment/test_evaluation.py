@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
+from alignment.datasets.semisynthetic import response_reward
 from alignment.evaluation import (
     RewardJudge,
     compare_models,
@@ -16,8 +17,7 @@ from alignment.evaluation import (
     summarize_margins,
     win_rate,
 )
-from alignment.models import tiny_causal_lm
-from alignment.semisynthetic import response_reward
+from alignment.policy_models import tiny_causal_lm
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_margins_table_and_summary(tmp_path, word_tokenizer, held_out):
         model,
         held_out,
         word_tokenizer,
-        subgroup_columns=["subgroup", "annotator_id"],
+        by=["subgroup", "annotator_id"],
         batch_size=5,
         max_length=None,
         max_prompt_length=None,
@@ -67,7 +67,9 @@ def test_margins_table_and_summary(tmp_path, word_tokenizer, held_out):
     assert summary["by_column"]["subgroup"]["macro"] == pytest.approx(means.mean())
     assert summary["by_column"]["subgroup"]["counts"] == frame["subgroup"].value_counts().to_dict()
     with pytest.raises(ValueError, match=r"subgroup column\(s\) \['age'\]"):
-        evaluate_margins(model, held_out, word_tokenizer, subgroup_columns=["age"])
+        evaluate_margins(model, held_out, word_tokenizer, by=["age"])
+    with pytest.warns(DeprecationWarning, match="subgroup_columns= is deprecated"):
+        assert summarize_margins(frame, subgroup_columns=["subgroup"]) == summary
 
 
 def test_reward_judge_win_rate_matches_reward_gaps(hetero_train):

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from datasets import concatenate_datasets
 
-from alignment.hub_datasets import (
+from alignment.datasets.hub_datasets import (
     clean_preference_rows,
     load_community_alignment,
     load_hh_rlhf,
     load_prism,
     split_by_key,
 )
-from alignment.models import build_word_tokenizer
+from alignment.policy_models import build_word_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -9,14 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from alignment.semisynthetic import FEATURE_NAMES, load_default_preferences, response_features
-from alignment.semisynthetic_types import (
+from alignment.datasets.semisynthetic import (
+    FEATURE_NAMES,
+    response_features,
+)
+from alignment.datasets.semisynthetic_types import (
     DEFAULT_TYPES,
     AnnotatorType,
     add_estimated_variance,
     make_type_preference_data,
     pair_alignment_accuracy,
 )
+from alignment.datasets.shipped import load_default_preferences
 
 
 @pytest.fixture(scope="module")
@@ -172,30 +176,11 @@ def test_estimated_variance_tracks_the_true_variance(typed):
 # --------------------------------------------------------------------------------------------
 
 
-def _trainer(tmp_path, tokenizer, data, **overrides):
-    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
-
-    settings = dict(
-        output_dir=str(tmp_path),
-        report_to="none",
-        per_device_train_batch_size=8,
-        per_device_eval_batch_size=8,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        logging_steps=1,
-        disable_tqdm=True,
-        save_strategy="no",
-        seed=0,
-        dataloader_pin_memory=False,
-        beta=1.0,
-        max_steps=3,
-    )
-    settings.update(overrides)
-    return MixDPOTrainer(
-        tiny_causal_lm(len(tokenizer), seed=0),
-        args=MixDPOConfig(**settings),
-        train_dataset=data,
-        processing_class=tokenizer,
+@pytest.fixture
+def make_trainer(tiny_trainer):
+    """The tiny trainer at ``beta = 1`` (V is in reward units), 3 steps."""
+    return lambda output_dir, tokenizer, data, **overrides: tiny_trainer(
+        output_dir, tokenizer, data, **{"beta": 1.0, "max_steps": 3, **overrides}
     )
 
 
@@ -210,13 +195,13 @@ def typed_small(typed):
     [({}, "reward_variance"), ({"variance_column": "estimated_reward_variance"}, None)],
 )
 def test_variance_corrected_trains_by_name_and_reads_its_column(
-    tmp_path, word_tokenizer, typed_small, loss_kwargs, column
+    make_trainer, tmp_path, word_tokenizer, typed_small, loss_kwargs, column
 ):
+    from alignment.evaluation import preference_margins
     from alignment.losses.heterogeneous import variance_corrected_log_likelihood
-    from alignment.metrics import preference_margins
 
     column = column or loss_kwargs["variance_column"]
-    trainer = _trainer(
+    trainer = make_trainer(
         tmp_path,
         word_tokenizer,
         typed_small,
@@ -245,8 +230,10 @@ def test_variance_corrected_trains_by_name_and_reads_its_column(
     assert abs(float(plain) - float(expected)) > 1e-4
 
 
-def test_agreement_only_trains_by_name_on_type_labels(tmp_path, word_tokenizer, typed_small):
-    trainer = _trainer(tmp_path, word_tokenizer, typed_small, loss_type="agreement_dpo")
+def test_agreement_only_trains_by_name_on_type_labels(
+    make_trainer, tmp_path, word_tokenizer, typed_small
+):
+    trainer = make_trainer(tmp_path, word_tokenizer, typed_small, loss_type="agreement_dpo")
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     # step 1 sees all 8 pairs at h = 0: each unanimous pair costs log 2, the others 0

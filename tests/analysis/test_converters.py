@@ -117,9 +117,23 @@ def test_strength_distribution_matches_logged_moments():
     lognormal = strength_distribution("lognormal", loc=-2.3, scale=0.6)
     assert lognormal.mean() == pytest.approx(math.exp(-2.3 + 0.18), rel=1e-14)
     assert lognormal.var() == pytest.approx(math.expm1(0.36) * math.exp(-4.6 + 0.36), rel=1e-13)
-    assert strength_distribution("fixed", beta=0.1) is None
+    assert strength_distribution("fixed", beta=0.1) is None  # the point mass's old name
+    assert strength_distribution("point_mass", beta=0.1) is None
     with pytest.raises(ValueError, match="takes parameters"):
         strength_distribution("gamma", loc=1.0, scale=2.0)
+    with pytest.raises(ValueError, match="gamma parameter shape must be a positive"):
+        strength_distribution("gamma", shape=-1.0, rate=2.0)
+
+
+def test_point_mass_log_is_named_canonically():
+    log = pd.DataFrame(
+        {"step": [0, 5], "strength/mean": [0.1, 0.1], "strength/variance": [0.0, 0.0],
+         "strength/beta": [0.1, 0.1]}
+    )  # fmt: skip
+    assert strength_family(log) == "point_mass"
+    idata = training_runs_to_inference_data([TrainingRun("dpo", log, family="fixed")], num_draws=3)
+    assert idata.strength["family"].values.tolist() == ["point_mass"]
+    assert idata.strength_draws["strength"].values.ravel().tolist() == [0.1, 0.1, 0.1]
 
 
 def test_runs_to_inference_data_dims_coords_and_values():
@@ -129,7 +143,10 @@ def test_runs_to_inference_data_dims_coords_and_values():
         ),
         TrainingRun("ln-homo", lognormal_log([0, 10], [-2.3, -2.2], [0.6, 0.3]), dataset="homo"),
     ]
-    idata = training_runs_to_inference_data(runs, num_strength_draws=20_000, seed=1)
+    idata = training_runs_to_inference_data(runs, num_draws=20_000, seed=1)
+    with pytest.warns(DeprecationWarning, match="num_strength_draws= is deprecated"):
+        renamed = training_runs_to_inference_data(runs, num_strength_draws=10, seed=1)
+    assert renamed.strength_draws["strength"].shape == (1, 10, 2)
     trajectory = idata.trajectory
     assert trajectory["strength_mean"].dims == ("run", "step")
     assert trajectory["step"].values.tolist() == [0, 10, 20]
@@ -202,9 +219,9 @@ def test_classical_fit_to_inference_data_draws_have_the_fit_covariance():
 
 @pytest.mark.slow
 def test_mixed_logit_fit_to_inference_data():
+    from mixlogit import MixedLogit
     from mixlogit.data import ChoiceData
     from mixlogit.datasets import load_electricity
-    from mixlogit.models import MixedLogit
 
     frame = load_electricity()
     frame = frame[frame["id"].isin(frame["id"].unique()[:40])]
@@ -212,7 +229,7 @@ def test_mixed_logit_fit_to_inference_data():
     fit = MixedLogit(fixed=["pf", "cl", "loc", "wk"], random={"tod": "normal"}).fit(
         data, num_draws=50
     )
-    idata = choice_fit_to_inference_data(fit, population_draws=20_000)
+    idata = choice_fit_to_inference_data(fit, num_population_draws=20_000)
     np.testing.assert_allclose(idata.estimates["estimate"], fit.params, rtol=0)
     np.testing.assert_allclose(idata.estimates["std_err"], fit.std_errors, rtol=0)
     tod = idata.population["tod"].values.ravel()

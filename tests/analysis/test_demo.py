@@ -1,4 +1,4 @@
-"""``python -m benchmarks.demo --quick`` (the smoke mode of ``make demo``) end to end."""
+"""``python -m analysis.demo --quick`` (the smoke mode of ``make demo``) end to end."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 @pytest.mark.slow
 def test_quick_demo_writes_a_report_with_every_section(tmp_path, capsys):
     from alignment import load_default_preferences
-    from alignment.metrics import preference_margins
-    from benchmarks.demo import KINDS, METHODS, QUICK, load_policy, main
+    from alignment.evaluation import preference_margins
+    from analysis.demo import KINDS, METHODS, QUICK, demo, load_policy
 
     output = tmp_path / "demo.html"
-    result = main(
+    result = demo(
         [
             "--quick",
             "--steps",
@@ -73,7 +73,7 @@ def test_quick_demo_writes_a_report_with_every_section(tmp_path, capsys):
 
 
 def test_demo_rejects_bad_options():
-    from benchmarks.demo import parse_args
+    from analysis.demo import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--steps", "0"])

@@ -16,17 +16,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
 
+from analysis import plots
 from analysis.converters import TrainingRun, training_runs_to_inference_data
 from analysis.margins import subgroup_gains, subgroup_margins
-from analysis.plots import (
-    plot_individual_coefficients,
-    plot_strength_densities,
-    plot_strength_trajectories,
-    plot_subgroup_forest,
-    plot_subgroup_gains,
-    plot_subgroup_margins,
-    plot_willingness_to_pay,
-)
 
 matplotlib.use("Agg")
 
@@ -88,7 +80,7 @@ def evaluation_table(seed: int = 0) -> pd.DataFrame:
 
 def test_subgroup_margin_plot_draws_the_computed_micro_and_macro(tmp_path):
     margins = subgroup_margins(evaluation_table(), ["education", "conversation_type"], num_boot=300)
-    figure = plot_subgroup_margins(margins)
+    figure = plots.plot_subgroup_margins(margins)
     assert isinstance(figure, Figure)
     axes = figure.axes
     assert len(axes) == 2
@@ -121,7 +113,7 @@ def test_gain_plot_per_subgroup_and_context(tmp_path):
         pair_id="pair",
         num_boot=300,
     )
-    figure = plot_subgroup_gains(gains)
+    figure = plots.plot_subgroup_gains(gains)
     assert len(figure.axes) == 2
     assert figure.axes[1].get_title() == "conversation_type"
     # one interval per (method, subgroup): 2 methods x 4 education levels
@@ -173,7 +165,7 @@ def _runs() -> list[TrainingRun]:
 
 def test_trajectory_and_density_plots(tmp_path):
     idata = training_runs_to_inference_data(_runs())
-    figure = plot_strength_trajectories(idata, ["strength/mean", "strength/cv"])
+    figure = plots.plot_strength_trajectories(idata, ["strength/mean", "strength/cv"])
     assert len(figure.axes) == 2
     # three runs -> three lines in each panel, the cv panel ends at the logged final cvs
     cv_lines = [line for line in figure.axes[1].get_lines() if len(line.get_xdata()) == 11]
@@ -181,10 +173,10 @@ def test_trajectory_and_density_plots(tmp_path):
         round(float(v), 12) for v in idata.strength["cv"].values
     )
     with pytest.raises(ValueError, match="not logged"):
-        plot_strength_trajectories(idata, ["strength/entropy"])
+        plots.plot_strength_trajectories(idata, ["strength/entropy"])
     figure.savefig(tmp_path / "trajectories.png", dpi=60)
 
-    densities = plot_strength_densities(idata)
+    densities = plots.plot_strength_densities(idata)
     ax = densities.axes[0]
     curves = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
     assert len(curves) == 2  # two Gamma runs, the fixed run is a vertical line
@@ -204,12 +196,12 @@ def test_individual_coefficients_and_wtp(tmp_path):
     rng = np.random.default_rng(3)
     population = stats.norm(loc=-0.6, scale=0.3)
     individual = population.rvs(size=400, random_state=rng) * 0.8 - 0.12  # shrunk towards mean
-    figure = plot_individual_coefficients(individual, population, name="price")
+    figure = plots.plot_individual_coefficients(individual, population, name="price")
     line = next(line for line in figure.axes[0].get_lines() if len(line.get_xdata()) > 2)
     np.testing.assert_allclose(line.get_ydata(), population.pdf(line.get_xdata()), rtol=1e-12)
     figure.savefig(tmp_path / "individual.png", dpi=60)
     # population given as draws (a mixed logit's population_coefficients column): a KDE
-    from_draws = plot_individual_coefficients(
+    from_draws = plots.plot_individual_coefficients(
         individual, population.rvs(size=20_000, random_state=rng), name="price"
     )
     kde = next(line for line in from_draws.axes[0].get_lines() if len(line.get_xdata()) > 2)
@@ -218,7 +210,7 @@ def test_individual_coefficients_and_wtp(tmp_path):
 
     price = -np.exp(rng.normal(-0.5, 0.2, size=5000))
     draws = {"renewable": rng.normal(1.5, 0.4, size=5000), "local": rng.normal(1.0, 0.2, 5000)}
-    wtp_figure = plot_willingness_to_pay(draws, price)
+    wtp_figure = plots.plot_willingness_to_pay(draws, price)
     assert len(wtp_figure.axes) == 2
     median_line = wtp_figure.axes[0].get_lines()[0]
     assert float(median_line.get_xdata()[0]) == pytest.approx(
@@ -226,7 +218,7 @@ def test_individual_coefficients_and_wtp(tmp_path):
     )
     assert any(isinstance(c, PolyCollection) or c.get_label() for c in wtp_figure.axes[0].patches)
     with pytest.raises(ValueError, match="nonzero"):
-        plot_willingness_to_pay(draws, np.zeros(5000))
+        plots.plot_willingness_to_pay(draws, np.zeros(5000))
     wtp_figure.savefig(tmp_path / "wtp.png", dpi=60)
 
 
@@ -244,7 +236,7 @@ def _same_colour(first, second) -> bool:
 
 def test_margin_plot_draws_means_whiskers_lines_and_sizes_of_the_table():
     margins = subgroup_margins(evaluation_table(), ["education", "conversation_type"], num_boot=200)
-    figure = plot_subgroup_margins(margins)
+    figure = plots.plot_subgroup_margins(margins)
     table, overall = margins.subgroups, margins.overall
     colours = _method_colours(table["method"].unique())
     largest_n = table["n"].max()
@@ -321,18 +313,18 @@ def _one_attribute_margins(names: list[str]):
 def test_margin_and_gain_plots_keep_title_legend_and_labels_readable():
     evaluation = _one_attribute_margins(["consistent", "noisy", "polarised"])
     margins = subgroup_margins(evaluation, "group", num_boot=100)
-    figure = plot_subgroup_margins(margins, "group")
+    figure = plots.plot_subgroup_margins(margins, "group")
     _layout(figure)
     assert _inside_figure(figure, figure._suptitle)  # one narrow panel used to clip the title
     assert _inside_figure(figure, figure.legends[0])
     assert not _overlaps(figure.legends[0], figure.axes[0])
     assert not _overlaps(figure.legends[0], figure._suptitle)
     with pytest.raises(ValueError, match=r"method\(s\) \['ppo'\] not in the table"):
-        plot_subgroup_margins(margins, methods=["dpo", "ppo"])
+        plots.plot_subgroup_margins(margins, methods=["dpo", "ppo"])
 
     evaluation["pair"] = evaluation.groupby("method").cumcount()
     gains = subgroup_gains(evaluation, "group", baseline="dpo", pair_id="pair", num_boot=100)
-    figure = plot_subgroup_gains(gains)
+    figure = plots.plot_subgroup_gains(gains)
     _layout(figure)
     assert _inside_figure(figure, figure.legends[0])  # the one-panel legend used to be clipped
     assert _inside_figure(figure, figure._suptitle)
@@ -341,7 +333,7 @@ def test_margin_and_gain_plots_keep_title_legend_and_labels_readable():
     long = subgroup_margins(
         _one_attribute_margins(LONG_EDUCATION), "group", num_boot=100, min_count=1
     )
-    figure = plot_subgroup_margins(long)
+    figure = plots.plot_subgroup_margins(long)
     _layout(figure)
     labels = figure.axes[0].get_xticklabels()
     texts = [t.get_text() for t in labels]
@@ -355,7 +347,7 @@ def test_gain_plot_draws_intervals_micro_macro_and_significance():
     gains = subgroup_gains(
         evaluation_table(), ["education"], baseline="dpo", pair_id="pair", num_boot=200
     )
-    figure = plot_subgroup_gains(gains)
+    figure = plots.plot_subgroup_gains(gains)
     ax = figure.axes[0]
     colours = _method_colours(["dpo", *gains.subgroups["method"].unique()])
     assert [t.get_text() for t in ax.get_yticklabels()] == EDUCATION
@@ -419,8 +411,8 @@ def _fake_posterior():
     return SimpleNamespace(
         summary=lambda: summary,
         family="gamma",
-        attribute="annotator group",
-        hdi_prob=0.9,
+        by="annotator group",
+        interval=0.9,
         min_count=30,
         idata=SimpleNamespace(posterior={"mu_log_mean": mu_log_mean}),
     )
@@ -430,7 +422,7 @@ def test_forest_plot_draws_hdis_means_sizes_in_table_order():
     posterior = _fake_posterior()
     summary = posterior.summary()
     truth = {"mean_strength": {"consistent": 2.0, "noisy": 0.5, "polarised": 1.0}}
-    figure = plot_subgroup_forest(posterior, truth=truth)
+    figure = plots.plot_subgroup_forest(posterior, truth=truth)
     assert len(figure.axes) == 2
     ticks = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert ticks == ["consistent (n=250)", "noisy (n=20)", "polarised (n=150)"]
@@ -459,7 +451,7 @@ def test_individual_histogram_and_wtp_panels_draw_the_data():
     rng = np.random.default_rng(4)
     individual = rng.normal(-0.2, 0.25, size=361)
     population = stats.norm(loc=-0.2, scale=0.3)
-    figure = plot_individual_coefficients(individual, population, name="cl", units="per year")
+    figure = plots.plot_individual_coefficients(individual, population, name="cl", units="per year")
     ax = figure.axes[0]
     heights, edges = np.histogram(individual, bins="auto", density=True)
     np.testing.assert_allclose([bar.get_height() for bar in ax.patches], heights, rtol=1e-12)
@@ -473,7 +465,7 @@ def test_individual_histogram_and_wtp_panels_draw_the_data():
     price = -np.exp(rng.normal(-0.2, 0.1, size=4000))
     names = ["cl", "loc", "wk", "tod", "seas"]
     draws = {name: rng.normal(k - 2, 0.5, size=4000) for k, name in enumerate(names)}
-    figure = plot_willingness_to_pay(draws, price, price_name="pf", price_units="cents/kWh")
+    figure = plots.plot_willingness_to_pay(draws, price, price_name="pf", price_units="cents/kWh")
     visible = [ax for ax in figure.axes if ax.get_visible()]
     assert len(figure.axes) == 6 and len(visible) == 5  # 2 rows of at most 3 panels
     for ax, name in zip(visible, names, strict=True):
@@ -490,4 +482,4 @@ def test_individual_histogram_and_wtp_panels_draw_the_data():
         assert f"median {np.median(wtp):.3g}" in ax.get_title()
         assert ax.get_xlabel() == f"WTP for {name} (cents/kWh per unit)"
     with pytest.raises(ValueError, match="coefficient_draws is empty"):
-        plot_willingness_to_pay({}, price)
+        plots.plot_willingness_to_pay({}, price)

@@ -91,7 +91,7 @@ def test_choice_heterogeneity_notebook(tmp_path):
             "bayes_warmup": 30,
             "bayes_samples": 20,
             "bayes_chains": 1,
-            "bayes_loglik_draws": 16,
+            "bayes_loglik_num_draws": 16,
             "figure_dir": "figs",
         },
         tmp_path,

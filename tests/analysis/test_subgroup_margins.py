@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.margins import bootstrap_group_means, subgroup_gains, subgroup_margins
+from analysis.margins import (
+    bootstrap_group_means,
+    micro_macro_margins,
+    subgroup_gains,
+    subgroup_margins,
+)
 
 
 def _toy() -> pd.DataFrame:
@@ -49,6 +54,23 @@ def test_micro_macro_match_hand_computed_values():
         assert np.isfinite(table.select_dtypes("number").to_numpy(float)).all()
 
 
+def test_micro_macro_core_by_hand():
+    # young [1, 2, 3], old [10]: micro 16 / 4, macro (2 + 10) / 2
+    result = micro_macro_margins([1.0, 10.0, 2.0, 3.0], ["young", "old", "young", "young"])
+    assert result == {
+        "micro": 4.0,
+        "macro": 6.0,
+        "by_group": {"old": 10.0, "young": 2.0},
+        "counts": {"old": 1, "young": 3},
+    }
+    ordered = micro_macro_margins([1.0, 10.0], ["a", "b"], levels=["b", "a"])
+    assert list(ordered["by_group"]) == ["b", "a"]
+    with pytest.raises(ValueError, match=r"subgroup\(s\) \['c'\] have no pair"):
+        micro_macro_margins([1.0, 10.0], ["a", "b"], levels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="must both be"):
+        micro_macro_margins([1.0, 2.0], ["a"])
+
+
 def test_categorical_order_is_kept_and_seed_reproducible():
     frame = _toy().dropna()
     frame["age"] = pd.Categorical(frame["age"], categories=["young", "old"], ordered=True)
@@ -81,13 +103,13 @@ def test_bootstrap_intervals_cover_truth_at_nominal_rate():
     truth = {"g0": -1.0, "g1": 0.5, "g2": 2.0}
     truth["micro"] = float(probabilities @ means)
     truth["macro"] = float(means.mean())
-    num_datasets, size, confidence = 500, 240, 0.9
+    num_datasets, size, interval = 500, 240, 0.9
     covered = {key: 0 for key in truth}
     for _ in range(num_datasets):
         labels = rng.choice(3, size=size, p=probabilities)
         margin = rng.normal(means[labels], sds[labels])
         frame = pd.DataFrame({"margin": margin, "group": [f"g{i}" for i in labels]})
-        result = subgroup_margins(frame, "group", num_boot=400, confidence=confidence, seed=rng)
+        result = subgroup_margins(frame, "group", num_boot=400, interval=interval, seed=rng)
         rows = [
             *result.subgroups.set_index("subgroup")[["ci_low", "ci_high"]].iterrows(),
             *result.overall.set_index("kind")[["ci_low", "ci_high"]].iterrows(),
@@ -146,9 +168,9 @@ def test_cluster_bootstrap_covers_truth_when_pairs_are_correlated():
     for _ in range(num_datasets):
         margin = rng.normal(scale=1.0, size=30)[annotators] + rng.normal(size=240)
         frame = pd.DataFrame({"margin": margin, "g": "all", "annotator_id": annotators})
-        pairs = subgroup_margins(frame, "g", num_boot=400, confidence=0.9, seed=rng)
+        pairs = subgroup_margins(frame, "g", num_boot=400, interval=0.9, seed=rng)
         clusters = subgroup_margins(
-            frame, "g", num_boot=400, confidence=0.9, seed=rng, cluster="annotator_id"
+            frame, "g", num_boot=400, interval=0.9, seed=rng, cluster="annotator_id"
         )
         covered_pairs += bool(pairs.subgroups.ci_low[0] <= 0 <= pairs.subgroups.ci_high[0])
         covered_clusters += bool(clusters.subgroups.ci_low[0] <= 0 <= clusters.subgroups.ci_high[0])
@@ -201,7 +223,7 @@ def test_gain_intervals_cover_truth():
             }
         )
         gains = subgroup_gains(
-            frame, "group", baseline="dpo", pair_id="pair", num_boot=400, confidence=0.9, seed=rng
+            frame, "group", baseline="dpo", pair_id="pair", num_boot=400, interval=0.9, seed=rng
         )
         covered += int(((gains.subgroups.ci_low <= 0.3) & (0.3 <= gains.subgroups.ci_high)).sum())
     rate = covered / (2 * num_datasets)
@@ -223,5 +245,10 @@ def test_bad_input_names_the_problem():
     )
     with pytest.raises(ValueError, match="only one of"):
         subgroup_gains(unmatched, "g", baseline="a", pair_id="pair")
-    with pytest.raises(ValueError, match="confidence"):
-        subgroup_margins(frame, "age", confidence=95)
+    with pytest.raises(ValueError, match=r"interval must be in \(0, 1\), got 95"):
+        subgroup_margins(frame, "age", interval=95)
+    with pytest.warns(DeprecationWarning, match="confidence= is deprecated"):
+        renamed = subgroup_margins(frame, "age", confidence=0.8, num_boot=100)
+    assert renamed.interval == 0.8
+    with pytest.warns(DeprecationWarning, match="SubgroupMargins.confidence is deprecated"):
+        assert renamed.confidence == 0.8

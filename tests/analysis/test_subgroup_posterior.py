@@ -14,7 +14,11 @@ from scipy import integrate, special, stats
 
 from analysis.plots import plot_subgroup_forest
 from analysis.reporting import report
-from analysis.subgroup_posterior import fit_subgroup_strengths, subgroup_strength_model
+from analysis.subgroup_posterior import (
+    SubgroupPosterior,
+    fit_subgroup_strengths,
+    subgroup_strength_model,
+)
 
 
 def _quad_log_marginal(distribution, d: float) -> float:
@@ -87,21 +91,25 @@ def _simulated_choices(seed: int) -> tuple[pd.DataFrame, dict[str, float], float
     return frame, means, cv
 
 
+def _fit_choices(frame, family, num_warmup, num_samples, **options):
+    """Two NUTS chains on the simulated choices (``chosen``) by ``group``."""
+    return fit_subgroup_strengths(
+        frame,
+        "group",
+        outcome="chosen",
+        family=family,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=2,
+        **options,
+    )
+
+
 @pytest.mark.slow
 def test_recovers_known_subgroup_strengths_with_converged_chains():
     """Gamma strengths of means 0.5, 1, 2 (CV 0.5), 250 choices each, NUTS 2 x (300 + 600)."""
     frame, means, cv = _simulated_choices(seed=5)
-    posterior = fit_subgroup_strengths(
-        frame,
-        "group",
-        outcome="chosen",
-        family="gamma",
-        num_warmup=300,
-        num_samples=600,
-        num_chains=2,
-        seed=1,
-        hdi_prob=0.95,
-    )
+    posterior = _fit_choices(frame, "gamma", 300, 600, seed=1, interval=0.95)
     summary = posterior.summary().set_index("subgroup")
     assert summary.index.tolist() == ["low", "mid", "high"]
     for name, mean in means.items():
@@ -127,16 +135,7 @@ def small_posterior():
     frame, _, _ = _simulated_choices(seed=0)
     frame = frame.iloc[np.r_[0:60, 250:270, 500:560]].copy()
     # the plain-logit family keeps this structural run cheap; Gamma runs in the slow test
-    posterior = fit_subgroup_strengths(
-        frame,
-        "group",
-        outcome="chosen",
-        family="fixed",
-        num_warmup=30,
-        num_samples=30,
-        num_chains=2,
-        min_count=30,
-    )
+    posterior = _fit_choices(frame, "fixed", 30, 30, min_count=30)
     return frame, posterior
 
 
@@ -151,6 +150,19 @@ def test_small_run_structure_flags_and_errors(small_posterior):
     draws = posterior.idata.posterior["mean_strength"].sel(subgroup="mid").values
     assert summary.loc[1, "mean_strength"] == pytest.approx(draws.mean(), rel=1e-12)
     assert "cv" not in summary and posterior.diagnostics()["max_r_hat"] > 0
+    # "fixed" is the point mass's old name; the result carries the canonical one
+    assert posterior.family == "point_mass" and posterior.by == "group"
+    with pytest.warns(DeprecationWarning, match="SubgroupPosterior.attribute is deprecated"):
+        assert posterior.attribute == "group"
+    with (
+        pytest.warns(DeprecationWarning, match="attribute= is deprecated"),
+        pytest.warns(DeprecationWarning, match="hdi_prob= is deprecated"),
+    ):
+        renamed = SubgroupPosterior(
+            posterior.idata, attribute="group", family="point_mass", subgroups=[],
+            counts=np.array([]), min_count=1, hdi_prob=0.5,
+        )  # fmt: skip
+    assert (renamed.by, renamed.interval) == ("group", 0.5)
     broken = frame.copy()
     broken.loc[3, "chosen"] = 2
     with pytest.raises(ValueError, match="'chosen' must hold 0 or 1; row 3 has 2"):

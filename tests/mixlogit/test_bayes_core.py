@@ -8,21 +8,21 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import logsumexp, softmax
 
+from mixlogit._choice_ops import choice_ops
 from mixlogit.arrays import ChoiceArrays
-from mixlogit.bayes import BayesPriors, BayesSpec, CoefficientSpec, panel_arrays, population_moments
+from mixlogit.bayes import BayesPriors, panel_arrays
+from mixlogit.bayes import model as bm
 from mixlogit.bayes import numpyro_model as nm
-from mixlogit.bayes.simulate import simulate_choice_arrays
+from mixlogit.mixing import hierarchical_coefficients, hierarchical_moments
+from mixlogit.quadrature import standard_normal_rule
+from mixlogit.simulate import simulate_choice_arrays
+from mixlogit.spec import CoefficientSpec, ModelSpec
+
+OPS = choice_ops("jax")
 
 
 def _batch(panel):
-    import jax.numpy as jnp
-
-    return {
-        "X": jnp.asarray(panel.X),
-        "chosen": jnp.asarray(panel.chosen),
-        "available": jnp.asarray(panel.available),
-        "weights": jnp.asarray(panel.weights),
-    }
+    return nm.BACKEND.batch(panel)
 
 
 def _small_arrays(seed=0, P=7, T=3, J=3, K=2, unbalanced=True):
@@ -50,17 +50,17 @@ def _small_arrays(seed=0, P=7, T=3, J=3, K=2, unbalanced=True):
 
 def test_spec_validation_names_the_problem():
     with pytest.raises(ValueError, match=r"'price'.*unknown mixing distribution 'logn'"):
-        BayesSpec.build(random={"price": "logn"})
+        ModelSpec.build(random={"price": "logn"})
     with pytest.raises(ValueError, match="correlated coefficient 'b' has distribution 'gamma'"):
-        BayesSpec.build(random={"a": "normal", "b": "gamma"}, correlated=["a", "b"])
+        ModelSpec.build(random={"a": "normal", "b": "gamma"}, correlated=["a", "b"])
     with pytest.raises(ValueError, match="duplicate"):
-        BayesSpec((CoefficientSpec("a"), CoefficientSpec("a")))
+        ModelSpec((CoefficientSpec("a"), CoefficientSpec("a")))
     with pytest.raises(ValueError, match="sign must be"):
-        BayesSpec.build(random={"a": ("lognormal", 2)})
+        ModelSpec.build(random={"a": ("lognormal", 2)})
     with pytest.raises(ValueError, match="fixed_scale"):
         BayesPriors(fixed_scale=-1.0)
     with pytest.raises(ValueError, match="unknown coefficients"):
-        BayesPriors(location={"zz": 1.0}).location_scale(BayesSpec.build(fixed=["a"]), "fixed")
+        BayesPriors(location={"zz": 1.0}).location_scale(ModelSpec.build(fixed=["a"]), "fixed")
 
 
 def test_panel_arrays_regroup_every_situation():
@@ -97,7 +97,7 @@ def test_person_loglik_matches_numpy_and_padding_is_neutral():
     rng = np.random.default_rng(3)
     beta = rng.normal(size=(arr.num_panels, 2))
     with jax.enable_x64(True):
-        got = np.asarray(nm._situation_logp_person(_batch(panel), jax.numpy.asarray(beta)))
+        got = np.asarray(bm.person_loglik(OPS, _batch(panel), jax.numpy.asarray(beta)))
     V = np.einsum("sjk,sk->sj", arr.X, beta[arr.panel])
     V[~arr.available] = -np.inf
     lp = np.log(softmax(V, axis=1)[np.arange(len(V)), arr.chosen])
@@ -105,8 +105,10 @@ def test_person_loglik_matches_numpy_and_padding_is_neutral():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_coefficient_transforms_match_scipy_quantiles():
-    spec = BayesSpec.build(
+@pytest.mark.parametrize("backend", ["numpy", "jax", "torch"])
+def test_coefficient_transforms_match_scipy_quantiles(backend):
+    """The hierarchical transforms, written once over ``ops``, in every backend."""
+    spec = ModelSpec.build(
         fixed=["f"],
         random={
             "n": "normal",
@@ -123,18 +125,18 @@ def test_coefficient_transforms_match_scipy_quantiles():
     sigma = np.array([0.8, 0.6, 2.0, 1.5, 1.3])
     log_shape = np.array([0.4])
     u = np.array([0.3, 1.0, 2.0, 0.5, 4.0])
+    params = {"beta_fixed": np.array([1.5]), "mu": mu, "sigma": sigma, "log_shape": log_shape}
+    zz, uu = np.repeat(z[:, None], 5, 1), u[:, None]
+    if backend == "torch":
+        import torch
+
+        convert = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    else:
+        convert = jax.numpy.asarray if backend == "jax" else np.asarray
     with jax.enable_x64(True):
-        params = {
-            "beta_fixed": np.array([1.5]),
-            "mu": mu,
-            "sigma": sigma,
-            "log_shape": log_shape,
-        }
-        params = {k: jax.numpy.asarray(v) for k, v in params.items()}
-        zz = jax.numpy.asarray(np.repeat(z[:, None], 5, 1))
-        got = np.asarray(
-            nm.coefficients_from_params(spec, params, zz, jax.numpy.asarray(u[:, None]))
-        )
+        params = {k: convert(v) for k, v in params.items()}
+        got = hierarchical_coefficients(choice_ops(backend), spec, params, convert(zz), convert(uu))
+        got = np.asarray(got)
     np.testing.assert_allclose(got[:, 0], 1.5)
     np.testing.assert_allclose(got[:, 1], stats.norm(0.3, 0.8).ppf(p), rtol=1e-12)
     np.testing.assert_allclose(
@@ -149,7 +151,7 @@ def test_coefficient_transforms_match_scipy_quantiles():
 
 
 def test_population_moments_match_scipy():
-    spec = BayesSpec.build(
+    spec = ModelSpec.build(
         random={"ln": ("lognormal", -1), "tn": "truncnormal", "g": "gamma", "t": "triangular"}
     )
     samples = {
@@ -157,7 +159,7 @@ def test_population_moments_match_scipy():
         "sigma": np.array([0.7, 0.9, 0.4]),
         "log_shape": np.array([1.1]),
     }
-    m = population_moments(spec, samples)
+    m = hierarchical_moments(spec, samples)
     ln = stats.lognorm(0.7, scale=np.exp(0.2))
     tn = stats.truncnorm(0.3 / 0.9, np.inf, loc=-0.3, scale=0.9)
     g = stats.gamma(np.exp(1.1), scale=np.exp(0.5) / np.exp(1.1))
@@ -169,16 +171,16 @@ def test_population_moments_match_scipy():
 def test_quadrature_loglik_matches_adaptive_integration():
     arr = _small_arrays(P=4, T=3, K=2, unbalanced=False)
     panel = panel_arrays(arr)
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": ("lognormal", -1)})
-    nodes, logw = nm.gauss_hermite_nodes(120, 1)
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": ("lognormal", -1)})
+    nodes, logw = standard_normal_rule(120, 1)
     with jax.enable_x64(True):
         params = {
             "beta_fixed": jax.numpy.asarray([0.7]),
             "mu": jax.numpy.asarray([0.1]),
             "sigma": jax.numpy.asarray([0.8]),
         }
-        got, _ = nm.quadrature_person_loglik(
-            spec, params, _batch(panel), jax.numpy.asarray(nodes), jax.numpy.asarray(logw)
+        got, _ = bm.quadrature_person_loglik(
+            OPS, spec, params, _batch(panel), jax.numpy.asarray(nodes), jax.numpy.asarray(logw)
         )
         got = np.asarray(got)
 
@@ -209,7 +211,7 @@ def test_latent_class_loglik_is_the_exact_mixture():
             "beta_class": jax.numpy.asarray(beta_class),
             "class_share": jax.numpy.asarray(share),
         }
-        got, _joint = nm.latent_class_person_loglik(params, _batch(panel))
+        got, _joint = bm.latent_class_person_loglik(OPS, params, _batch(panel))
         got = np.asarray(got)
     want = []
     for n in range(5):
@@ -224,7 +226,7 @@ def test_latent_class_loglik_is_the_exact_mixture():
 
 
 def test_gauss_hermite_rule_integrates_normal_moments():
-    nodes, logw = nm.gauss_hermite_nodes(10, 2)
+    nodes, logw = standard_normal_rule(10, 2)
     w = np.exp(logw)
     assert nodes.shape == (100, 2)
     np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-14)
@@ -233,7 +235,7 @@ def test_gauss_hermite_rule_integrates_normal_moments():
 
 
 def test_choice_arrays_column_selection_errors():
-    from mixlogit.bayes.spec import choice_arrays_from_data
+    from mixlogit.bayes.panel import choice_arrays_from_data
 
     arr = _small_arrays(unbalanced=False)
     sub = choice_arrays_from_data(arr, ["x1"])
@@ -260,7 +262,7 @@ def test_standardised_log_gamma_is_the_gamma_law_standardised(shape):
     want = stats.gamma(shape).logpdf(np.exp(log_u)) + log_u + np.log(s)
     with jax.enable_x64(True):
         got_jax = np.asarray(nm.StandardisedLogGamma(shape).log_prob(jnp.asarray(w)))
-        u_jax = np.asarray(nm.gamma_from_standardised(jnp.log(shape), jnp.asarray(w)))
+        u_jax = np.asarray(bm.gamma_from_standardised(OPS, jnp.log(shape), jnp.asarray(w)))
     got_torch = pm.StandardisedLogGamma(torch.tensor(shape, dtype=torch.float64)).log_prob(
         torch.as_tensor(w)
     )
@@ -276,10 +278,11 @@ def test_standardised_log_gamma_is_the_gamma_law_standardised(shape):
     # draws mapped back through gamma_from_standardised follow Gamma(shape, 1)
     with jax.enable_x64(True):
         draws = nm.StandardisedLogGamma(shape).sample(jax.random.PRNGKey(0), (4000,))
-        u = np.asarray(nm.gamma_from_standardised(jnp.log(shape), draws))
+        u = np.asarray(bm.gamma_from_standardised(OPS, jnp.log(shape), draws))
     assert stats.kstest(u, stats.gamma(shape).cdf).pvalue > 1e-3
     torch.manual_seed(0)
-    u_t = pm.gamma_from_standardised(
+    u_t = bm.gamma_from_standardised(
+        pm.OPS,
         torch.log(torch.tensor(shape, dtype=torch.float64)),
         pm.StandardisedLogGamma(torch.tensor(shape, dtype=torch.float64)).sample((4000,)),
     )
@@ -292,7 +295,7 @@ def test_simulated_model_loglik_is_the_simulated_marginal():
 
     from numpyro import handlers
 
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal"})
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal"})
     panel = panel_arrays(_small_arrays(seed=4))
     z_draws = np.random.default_rng(1).normal(size=(64, 1))
     params = {"beta_fixed": np.array([0.4]), "mu": np.array([-0.3]), "sigma": np.array([1.2])}

@@ -13,8 +13,9 @@ import pytest
 from scipy import optimize
 from scipy.special import log_softmax
 
-from mixlogit.bayes import BayesPriors, BayesSpec, LatentClassLogit, fit_bayes, panel_arrays
-from mixlogit.bayes.simulate import draw_person_coefficients, simulate_choice_arrays
+from mixlogit.bayes import BayesPriors, LatentClassLogit, fit_bayes, panel_arrays
+from mixlogit.simulate import draw_person_coefficients, simulate_choice_arrays
+from mixlogit.spec import ModelSpec
 
 
 def _mle(arr):
@@ -33,7 +34,7 @@ def mnl_fit():
     rng = np.random.default_rng(11)
     beta = np.tile([1.0, -0.7], (300, 1))
     arr = simulate_choice_arrays(beta, 1, 3, ("x0", "x1"), seed=int(rng.integers(1000)))
-    spec = BayesSpec.build(fixed=["x0", "x1"])
+    spec = ModelSpec.build(fixed=["x0", "x1"])
     res = fit_bayes(spec, arr, num_warmup=300, num_samples=300, num_chains=2, seed=1)
     return arr, res
 
@@ -80,15 +81,59 @@ def test_inference_data_groups_and_pointwise_loglik(mnl_fit):
     assert np.isfinite(loo.elpd_loo)
 
 
+def test_results_contract_and_deprecated_wtp_order(mnl_fit):
+    """wtp(attribute, cost) as in EstimationResults; the old (cost, attributes) order warns."""
+    _, res = mnl_fit
+    new = res.wtp("x0", "x1", level="population", num_draws=32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = res.wtp("x1", attributes=["x0"], level="population", num_population_draws=32)
+    messages = [str(w.message) for w in caught if w.category is DeprecationWarning]
+    assert any("wtp(cost, attributes) is deprecated" in m for m in messages)
+    assert any("num_population_draws= is deprecated" in m for m in messages)
+    pd.testing.assert_frame_equal(new, old)
+    draws = res.idata.posterior["beta_fixed"].values.reshape(-1, 2)
+    individual = res.wtp("x0", "x1")  # MNL: every person has the population coefficients
+    np.testing.assert_allclose(individual["mean"], np.mean(-draws[:, 0] / draws[:, 1]))
+    # interval columns follow the interval; summary() is a DataFrame, str() the report
+    table = res.population(interval=0.9)
+    assert list(table.columns[-3:]) == ["q5%", "median", "q95%"]
+    assert table["q5%"].iloc[0] == pytest.approx(np.quantile(draws[:, 0], 0.05))
+    assert isinstance(res.summary(), pd.DataFrame) and "hdi_5%" in res.summary(interval=0.9)
+    text = str(res)
+    assert text == res.summary_text() and "Specification: fixed=['x0', 'x1']" in text
+
+
+def test_deprecated_keywords_of_fit_bayes():
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal"})
+    arr = simulate_choice_arrays(np.ones((10, 2)), 2, 2, spec.variables)
+    common = dict(method="svi", num_steps=20, log_likelihood=False, diagnose=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = fit_bayes(spec, arr, svi_draws=8, num_posterior_draws=5, loglik_draws=4, **common)
+    assert {str(w.message) for w in caught if w.category is DeprecationWarning} == {
+        "fit_bayes: svi_draws= is deprecated, use num_draws=8",
+        "fit_bayes: num_posterior_draws= is deprecated, use num_samples=5",
+        "fit_bayes: loglik_draws= is deprecated, use num_loglik_draws=4",
+    }
+    new = fit_bayes(spec, arr, num_draws=8, num_samples=5, num_loglik_draws=4, **common)
+    assert old.settings == new.settings and new.settings["num_draws"] == 8
+    np.testing.assert_array_equal(old.elbo, new.elbo)
+    with pytest.raises(TypeError, match=r"pass num_draws= only"):
+        fit_bayes(spec, arr, svi_draws=8, num_draws=9, **common)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['svi_draw'\]"):
+        fit_bayes(spec, arr, svi_draw=8, **common)
+
+
 def test_subsampled_objective_is_unbiased():
     """Average of the scaled batch log-densities over a partition = full log-density."""
     from numpyro.infer.util import log_density
 
     from mixlogit.bayes import numpyro_model as nm
 
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("gamma", -1)})
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("gamma", -1)})
     beta = draw_person_coefficients(spec, 12, {"x0": 1.0}, {"x1": (0.5, 0.8), "price": (0.0, 1.0)})
-    panel = panel_arrays(simulate_choice_arrays(beta, 3, 3, spec.names, seed=4))
+    panel = panel_arrays(simulate_choice_arrays(beta, 3, 3, spec.variables, seed=4))
     rng = np.random.default_rng(0)
     with jax.enable_x64(True):
         params = {
@@ -126,13 +171,13 @@ def test_pyro_and_numpyro_models_have_the_same_log_density():
     from mixlogit.bayes import numpyro_model as nm
     from mixlogit.bayes import pyro_model as pm
 
-    spec = BayesSpec.build(
+    spec = ModelSpec.build(
         fixed=["x0"],
         random={"x1": "normal", "x2": "normal", "price": ("gamma", -1), "t": "triangular"},
         correlated=["x1", "x2"],
     )
     rng = np.random.default_rng(5)
-    arr = simulate_choice_arrays(rng.normal(size=(6, 5)), 3, 3, spec.names, seed=5)
+    arr = simulate_choice_arrays(rng.normal(size=(6, 5)), 3, 3, spec.variables, seed=5)
     panel = panel_arrays(arr)
     L = np.linalg.cholesky(np.array([[1.0, 0.4], [0.4, 1.0]]))
     params = {
@@ -149,7 +194,7 @@ def test_pyro_and_numpyro_models_have_the_same_log_density():
     with jax.enable_x64(True):
         model = partial(nm.hierarchical_model, num_panels=6, spec=spec, priors=priors)
         want = float(log_density(model, (batch_np,), {}, params)[0])
-    batch_t = pm._torch_batch(panel)
+    batch_t = pm.BACKEND.batch(panel)
     tparams = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in params.items()}
     pmodel = partial(pm.hierarchical_model, num_panels=6, spec=spec, priors=priors)
     trace = pyro.poutine.trace(pyro.poutine.condition(pmodel, data=tparams)).get_trace(batch_t)
@@ -184,11 +229,11 @@ def test_pyro_and_numpyro_models_have_the_same_log_density():
 
 
 def test_svi_subsampled_hierarchical_outputs():
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("lognormal", -1)})
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("lognormal", -1)})
     beta = draw_person_coefficients(
         spec, 60, {"x0": 1.0}, {"x1": (0.5, 0.8), "price": (0.0, 0.4)}, seed=3
     )
-    arr = simulate_choice_arrays(beta, 6, 3, spec.names, seed=3)
+    arr = simulate_choice_arrays(beta, 6, 3, spec.variables, seed=3)
     res = fit_bayes(
         spec,
         arr,
@@ -197,8 +242,8 @@ def test_svi_subsampled_hierarchical_outputs():
         num_steps=400,
         learning_rate=0.03,
         local_guide="noncentred",  # per-person guides on subsampled plates
-        num_posterior_draws=100,
-        loglik_draws=64,
+        num_samples=100,
+        num_loglik_draws=64,
         diagnose=False,
     )
     assert res.elbo.shape == (400,)
@@ -211,17 +256,17 @@ def test_svi_subsampled_hierarchical_outputs():
     assert (ind[ind.coefficient == "price"]["q97%"] < 0).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        wtp = res.wtp("price", level="individual")
-        pop_wtp = res.wtp("price", level="population", num_population_draws=256)
+        wtp = res.wtp(cost="price", level="individual")
+        pop_wtp = res.wtp(cost="price", level="population", num_draws=256)
     assert set(wtp.attribute) == {"x0", "x1"}
     assert set(pop_wtp.statistic) == {"mean", "median"}
     # the fixed-coefficient WTP of x0 is 1 / mean(-price)... sign: positive
     assert pop_wtp.query("attribute == 'x0'").posterior_mean.gt(0).all()
     with pytest.raises(ValueError, match="cost coefficient 'cost' is not in the model"):
-        res.wtp("cost")
+        res.wtp("x1", "cost")
 
 
-def _svi_recovers_truth(num_people, situations, num_steps, svi_draws, spread_range, gamma):
+def _svi_recovers_truth(num_people, situations, num_steps, num_draws, spread_range, gamma):
     """Default SVI (person coefficients integrated by simulation, full-covariance Gaussian on
     the population parameters) on x1, x2 normal random (and price gamma, mean -1, shape e):
     every population mean and SD within 3 posterior SDs of the truth, posterior SDs not
@@ -240,18 +285,18 @@ def _svi_recovers_truth(num_people, situations, num_steps, svi_draws, spread_ran
         truth[1]["price"] = (0.0, 1.0)
         expected[("price", "mean")] = -1.0
         expected[("price", "sd")] = np.exp(-0.5)  # gamma shape e: sd = mean / sqrt(shape)
-    spec = BayesSpec.build(fixed=["x0"], random=random)
+    spec = ModelSpec.build(fixed=["x0"], random=random)
     beta = draw_person_coefficients(spec, num_people, *truth, seed=21)
-    arr = simulate_choice_arrays(beta, situations, 3, spec.names, seed=22)
+    arr = simulate_choice_arrays(beta, situations, 3, spec.variables, seed=22)
     res = fit_bayes(
         spec,
         arr,
         method="svi",
         num_steps=num_steps,
         learning_rate=0.03,
-        svi_draws=svi_draws,
-        num_posterior_draws=200,
-        loglik_draws=32,
+        num_draws=num_draws,
+        num_samples=200,
+        num_loglik_draws=32,
         diagnose=False,
     )
     assert res.settings["local_guide"] == "marginal"
@@ -275,13 +320,13 @@ def _svi_recovers_truth(num_people, situations, num_steps, svi_draws, spread_ran
 
 
 def test_svi_marginal_guide_recovers_means_and_sds():
-    _svi_recovers_truth(120, 8, 800, svi_draws=64, spread_range=(0.2, 1.0), gamma=False)
+    _svi_recovers_truth(120, 8, 800, num_draws=64, spread_range=(0.2, 1.0), gamma=False)
 
 
 @pytest.mark.slow
 def test_svi_marginal_guide_recovers_means_and_sds_with_gamma():
     # compiling the reparameterised Gamma sampler's gradient dominates the run time
-    _svi_recovers_truth(300, 10, 1500, svi_draws=128, spread_range=(0.3, 1.0), gamma=True)
+    _svi_recovers_truth(300, 10, 1500, num_draws=128, spread_range=(0.3, 1.0), gamma=True)
 
 
 @pytest.mark.parametrize(
@@ -290,9 +335,9 @@ def test_svi_marginal_guide_recovers_means_and_sds_with_gamma():
 def test_person_guides_drive_the_standardised_gamma_site(local_guide, positive_guide):
     """The per-person guides (LogNormal or Gamma on u) reach the model's ``u_std`` site: the
     ELBO improves and the person draws ``u`` are positive."""
-    spec = BayesSpec.build(fixed=["x0"], random={"price": ("gamma", -1)})
+    spec = ModelSpec.build(fixed=["x0"], random={"price": ("gamma", -1)})
     beta = draw_person_coefficients(spec, 40, {"x0": 1.0}, {"price": (0.0, 1.0)}, seed=5)
-    arr = simulate_choice_arrays(beta, 5, 3, spec.names, seed=6)
+    arr = simulate_choice_arrays(beta, 5, 3, spec.variables, seed=6)
     res = fit_bayes(
         spec,
         arr,
@@ -301,8 +346,8 @@ def test_person_guides_drive_the_standardised_gamma_site(local_guide, positive_g
         positive_guide=positive_guide,
         num_steps=300,
         learning_rate=0.03,
-        num_posterior_draws=50,
-        loglik_draws=32,
+        num_samples=50,
+        num_loglik_draws=32,
         diagnose=False,
     )
     assert np.isfinite(res.elbo).all()
@@ -312,8 +357,8 @@ def test_person_guides_drive_the_standardised_gamma_site(local_guide, positive_g
 
 
 def test_fit_bayes_rejects_bad_arguments():
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "x2": "normal", "x3": "normal"})
-    arr = simulate_choice_arrays(np.ones((4, 4)), 2, 2, spec.names)
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal", "x2": "normal", "x3": "normal"})
+    arr = simulate_choice_arrays(np.ones((4, 4)), 2, 2, spec.variables)
     with pytest.raises(ValueError, match="method must be one of"):
         fit_bayes(spec, arr, method="mcmc")
     with pytest.raises(ValueError, match="local_guide must be one of"):
@@ -333,12 +378,11 @@ def test_fit_bayes_rejects_bad_arguments():
 
 
 def test_mixedlogit_dispatches_to_bayes():
-    from mixlogit.data import ChoiceData
-    from mixlogit.models import MixedLogit
+    from mixlogit import ChoiceData, MixedLogit
 
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal"})
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal"})
     beta = draw_person_coefficients(spec, 30, {"x0": 1.0}, {"x1": (0.5, 0.5)}, seed=2)
-    arr = simulate_choice_arrays(beta, 4, 3, spec.names, seed=2)
+    arr = simulate_choice_arrays(beta, 4, 3, spec.variables, seed=2)
     S, J, _ = arr.X.shape
     frame = pd.DataFrame(
         {
@@ -352,7 +396,7 @@ def test_mixedlogit_dispatches_to_bayes():
     )
     data = ChoiceData(frame, choice="chosen", alternative="alt", situation="sit", panel="person")
     model = MixedLogit(fixed=["x0"], random={"x1": "normal"})
-    res = model.fit(data, method="svi", num_steps=200, num_posterior_draws=50, diagnose=False)
+    res = model.fit(data, method="svi", num_steps=200, num_samples=50, diagnose=False)
     assert res.spec == spec
     assert res.idata.log_likelihood["choice"].shape == (1, 50, 30)
     assert res.idata.observed_data["choice"].shape == (120,)
@@ -363,10 +407,10 @@ def test_mixedlogit_dispatches_to_bayes():
 # ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_gamma_coefficient_posterior_covers_truth():
-    spec = BayesSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("gamma", -1)})
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal", "price": ("gamma", -1)})
     truth = {"x0": 1.0}, {"x1": (0.5, 0.8), "price": (0.0, 1.0)}
     beta = draw_person_coefficients(spec, 200, *truth, seed=7)
-    arr = simulate_choice_arrays(beta, 8, 3, spec.names, seed=8)
+    arr = simulate_choice_arrays(beta, 8, 3, spec.variables, seed=8)
     res = fit_bayes(spec, arr, num_warmup=400, num_samples=400, num_chains=2, seed=3)
     pop = res.population().set_index(["coefficient", "statistic"])
     expected = {
@@ -401,13 +445,13 @@ def test_latent_class_recovers_membership_and_compare():
     share = pop[pop.statistic == "share"]
     assert share.iloc[0]["q3%"] <= 0.4 <= share.iloc[0]["q97%"]
     mnl = fit_bayes(
-        BayesSpec.build(fixed=["a", "b", "c"]), arr, num_warmup=200, num_samples=250, num_chains=2
+        ModelSpec.build(fixed=["a", "b", "c"]), arr, num_warmup=200, num_samples=250, num_chains=2
     )
     mixed = fit_bayes(
-        BayesSpec.build(fixed=["c"], random={"a": "normal", "b": "normal"}),
+        ModelSpec.build(fixed=["c"], random={"a": "normal", "b": "normal"}),
         arr,
         integrate="quadrature",
-        quadrature_nodes=16,
+        num_nodes=16,
         num_warmup=250,
         num_samples=250,
         num_chains=2,
@@ -425,12 +469,12 @@ def test_latent_class_recovers_membership_and_compare():
 
 @pytest.mark.slow
 def test_pyro_and_numpyro_posteriors_agree():
-    spec = BayesSpec.build(fixed=["x0", "price"], random={"x1": "normal"})
+    spec = ModelSpec.build(fixed=["x0", "price"], random={"x1": "normal"})
     beta = draw_person_coefficients(spec, 80, {"x0": 1.0, "price": -1.0}, {"x1": (0.5, 0.8)})
-    arr = simulate_choice_arrays(beta, 6, 3, spec.names, seed=9)
+    arr = simulate_choice_arrays(beta, 6, 3, spec.variables, seed=9)
     kw = dict(
         integrate="quadrature",
-        quadrature_nodes=20,
+        num_nodes=20,
         num_warmup=300,
         num_samples=400,
         num_chains=2,
@@ -450,7 +494,7 @@ def test_single_chain_nuts_reports_ess_without_r_hat():
     beta = np.tile([1.0, -0.7], (150, 1))
     arr = simulate_choice_arrays(beta, 1, 3, ("x0", "x1"), seed=int(rng.integers(1000)))
     res = fit_bayes(
-        BayesSpec.build(fixed=["x0", "x1"]),
+        ModelSpec.build(fixed=["x0", "x1"]),
         arr,
         num_warmup=150,
         num_samples=150,

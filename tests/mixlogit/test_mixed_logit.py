@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from scipy import special, stats
 
+from mixlogit import ConvergenceWarning, MixedLogit, MultinomialLogit
 from mixlogit.data import ChoiceData
 from mixlogit.datasets import load_electricity
+from mixlogit.draws import standardised_draws
 from mixlogit.estimation import build_problem
 from mixlogit.likelihood import x64
-from mixlogit.models import ConvergenceWarning, MixedLogit, MultinomialLogit, prepare_draws
 from mixlogit.results import EstimationResults
 from mixlogit.simulate import simulate_choices
 
@@ -101,7 +102,7 @@ def test_likelihood_and_gradient_match_numpy_for_every_distribution():
     rng = np.random.default_rng(0)
     theta = rng.normal(0.0, 0.4, len(names))
     problem = build_problem(model, data, num_draws=30, draws="mlhs", seed=4, chunk_size=20)
-    standard, _ = prepare_draws(model, data.num_panels, 30, "mlhs", 4)
+    standard, _ = standardised_draws(model, data.num_panels, 30, "mlhs", 4)
     expected = numpy_loglik(model, data, theta, standard)
     with x64():
         value, grad = problem.value_and_grad(jnp.asarray(theta), problem.data)
@@ -132,7 +133,7 @@ def test_unit_scores_are_per_person_gradients_and_sum_to_the_gradient():
     theta = np.random.default_rng(1).normal(0.0, 0.4, len(names))
     problem = build_problem(model, data, num_draws=20, draws="halton")
     assert problem.data.blocks is not None  # the fused path is the one under test
-    standard, _ = prepare_draws(model, data.num_panels, 20, "halton", 0)
+    standard, _ = standardised_draws(model, data.num_panels, 20, "halton", 0)
     with x64():
         _, grad = problem.value_and_grad(jnp.asarray(theta), problem.data)
         scores = np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))
@@ -191,7 +192,7 @@ def test_unbalanced_panel_uses_gathered_layout_with_same_likelihood():
     problem = build_problem(model, unbalanced, num_draws=30, draws="halton")
     assert problem.likelihood.gathered
     theta = np.array([0.2, 0.8, 0.6])
-    standard, _ = prepare_draws(model, unbalanced.num_panels, 30, "halton", 0)
+    standard, _ = standardised_draws(model, unbalanced.num_panels, 30, "halton", 0)
     with x64():
         value = float(problem.loglik(jnp.asarray(theta), problem.data))
     assert value == pytest.approx(numpy_loglik(model, unbalanced, theta, standard), rel=1e-11)
@@ -288,7 +289,7 @@ def test_nonconvergence_warns():
     model = MultinomialLogit(["x1", "price"])
     data = simulate_choices(model, {"x1": 1.0, "price": -2.0}, num_people=100, seed=6)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        model.fit(data, maxiter=1, hessian=False)
+        model.fit(data, max_iterations=1, hessian=False)
 
 
 def test_progress_bars_report_iterations_loglik_and_hessian(capsys):
@@ -314,7 +315,11 @@ def test_bayesian_methods_dispatch_to_mixlogit_bayes(monkeypatch):
     monkeypatch.setitem(sys.modules, "mixlogit.bayes", fake)
     model = MixedLogit(random={"x1": "normal"})
     assert model.fit("data", method="svi", num_steps=3) == "posterior"
-    assert calls == {"model": model, "data": "data", "method": "svi", "kwargs": {"num_steps": 3}}
+    # the options both routes share are forwarded (num_draws only when given)
+    forwarded = {"num_steps": 3, "seed": 0, "progress": False}
+    assert calls == {"model": model, "data": "data", "method": "svi", "kwargs": forwarded}
+    model.fit("data", method="nuts", num_draws=64, num_nodes=12, seed=5)
+    assert calls["kwargs"] == {"num_draws": 64, "num_nodes": 12, "seed": 5, "progress": False}
     assert model.variables == ("x1",) and model.coefficients[0].distribution == "normal"
 
 

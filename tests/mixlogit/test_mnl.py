@@ -5,9 +5,9 @@ import pytest
 from scipy import optimize
 from scipy.special import logsumexp
 
+from mixlogit import MultinomialLogit
 from mixlogit.data import ChoiceData
 from mixlogit.datasets import load_electricity, load_swissmetro
-from mixlogit.models import MultinomialLogit
 
 ELECTRICITY_VARIABLES = ["pf", "cl", "loc", "wk", "tod", "seas"]
 
@@ -91,5 +91,24 @@ def test_swissmetro_mnl_matches_biogeme_b01logit():
     expected = {"ASC_1": -0.701, "ASC_3": -0.155, "time": -1.28, "cost": -1.08}
     for name, value in expected.items():
         assert results[name] == pytest.approx(value, abs=0.006)
-    text = results.summary()
+    text = str(results)
     assert "Log-likelihood: -5331.25" in text and "ASC_1" in text
+    # summary() is the parameter table with the 95% Wald interval (the Bayesian contract)
+    table = results.summary()
+    se = table.loc["ASC_1", "std_err"]
+    assert table.loc["ASC_1", "q2.5%"] == pytest.approx(results["ASC_1"] - 1.959963984540054 * se)
+    assert table.loc["ASC_1", "q97.5%"] == pytest.approx(results["ASC_1"] + 1.959963984540054 * se)
+
+
+def test_old_optimiser_keywords_warn_and_mean_the_same(electricity, electricity_mnl):
+    with pytest.warns(DeprecationWarning) as caught:
+        old = MultinomialLogit(ELECTRICITY_VARIABLES).fit(
+            electricity, gtol=1e-6, maxiter=2000, hessian=False
+        )
+    assert {str(w.message) for w in caught} == {
+        "MultinomialLogit.fit: gtol= is deprecated, use tolerance=1e-06",
+        "MultinomialLogit.fit: maxiter= is deprecated, use max_iterations=2000",
+    }
+    np.testing.assert_array_equal(old.params, electricity_mnl.params)
+    with pytest.raises(TypeError, match="unexpected keyword arguments"):
+        MultinomialLogit(ELECTRICITY_VARIABLES).fit(electricity, g_tol=1e-6)

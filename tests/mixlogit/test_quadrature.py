@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mixlogit.models import MixedLogit
+from mixlogit import MixedLogit
 from mixlogit.quadrature import one_dimensional_rule, quadrature_rule
 from mixlogit.simulate import simulate_choices
 
@@ -34,7 +34,7 @@ def test_quadrature_converges_and_agrees_with_many_simulation_draws():
         seed=5,
         variable_scale={"price": 3.0},
     )
-    results = model.fit(data, method="quadrature", quadrature_tol=1e-3)
+    results = model.fit(data, method="quadrature", quadrature_tolerance=1e-3)
     info = results.quadrature
     assert info["error"] < 1e-3
     assert info["nodes_per_dim"] >= 16 and len(info["rounds"]) >= 1
@@ -51,14 +51,14 @@ def test_quadrature_converges_and_agrees_with_many_simulation_draws():
     with x64():
         simulated = float(problem.loglik(jnp.asarray(results.params), problem.data))
     assert simulated == pytest.approx(results.loglik, abs=0.02)
-    assert "nodes/dim" in results.summary()
+    assert "nodes/dim" in str(results) and "nodes/dim" in results.summary_text()
 
 
 def test_two_dimensional_quadrature_and_too_many_random_coefficients():
     model = MixedLogit(fixed=["ASC_1"], random={"x1": "normal", "x2": "triangular"})
     truth = {"ASC_1": 0.3, "x1": 1.0, "x2": -1.0, "sd.x1": 0.6, "spread.x2": 0.8}
     data = simulate_choices(model, truth, num_people=100, situations_per_person=4, seed=8)
-    results = model.fit(data, method="quadrature", quadrature_tol=1e-2)
+    results = model.fit(data, method="quadrature", quadrature_tolerance=1e-2)
     assert results.quadrature["error"] < 1e-2 and results.converged
     three = MixedLogit(random={"x1": "normal", "x2": "normal", "x3": "normal"})
     with pytest.raises(ValueError, match="one or two random coefficients; the model has 3"):

@@ -142,3 +142,37 @@ def test_invalid_parameters_are_named(lib):
         lib.FixedStrength(beta=float("nan"))
     with pytest.raises(ValueError, match="method must be"):
         lib.LogNormalStrength(method="exact")
+
+
+def test_both_backends_export_the_same_public_names():
+    import inspect
+
+    from mixlogit._frontend import PUBLIC_NAMES
+
+    assert mt.__all__ == mj.__all__ == list(PUBLIC_NAMES)
+    for name in PUBLIC_NAMES:
+        torch_object, jax_object = getattr(mt, name), getattr(mj, name)
+        assert torch_object is not jax_object or name == "StrengthMLE", name
+        assert inspect.getdoc(torch_object) and inspect.getdoc(jax_object), name
+
+
+def test_front_end_signatures_name_each_backends_random_source():
+    import inspect
+
+    torch_keywords = inspect.signature(mt.lognormal_logit_marginal).parameters
+    jax_keywords = inspect.signature(mj.lognormal_logit_marginal).parameters
+    assert list(torch_keywords)[-2:] == ["noise", "generator"]
+    assert list(jax_keywords)[-2:] == ["noise", "key"]
+    assert "backend" not in inspect.signature(mt.fit_strength_mle).parameters
+    with pytest.raises(TypeError, match="unexpected keyword argument 'key'"):
+        mt.lognormal_logit_marginal(0.5, -2.3, 0.6, key=jax.random.PRNGKey(0))
+    # Same draws from the same generator state, whichever front end asks.
+    d = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    draws = {"method": "mc", "num_samples": 64}
+    a = mt.lognormal_logit_marginal(
+        d, -2.3, 0.6, **draws, generator=torch.Generator().manual_seed(3)
+    )
+    b = mt.LogNormalStrength(num_samples=64).log_marginal(
+        d, generator=torch.Generator().manual_seed(3)
+    )
+    torch.testing.assert_close(a, b.to(a.dtype), rtol=1e-6, atol=0)

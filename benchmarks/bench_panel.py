@@ -1,0 +1,278 @@
+"""Benchmark of the panel strength marginal (issue: identifiable strength, item 1).
+
+Prints and saves (benchmarks/results/panel.{json,md}):
+
+1. accuracy on the mpmath reference grid (tests/mixlogit/data/panel_reference.json), float64,
+   by number of nodes: the largest relative error of L, of its parameter gradients and of its
+   derivative along d, and of the posterior mean, variance and quantiles; and how far the
+   error estimate (``return_error=True``) exceeds the actual error;
+2. time per observation for N = 100,000 choices in 1,000 groups, forward and forward+backward,
+   torch and JAX (jit), float64, for the Gamma and LogNormal panel marginals, as a ratio to
+   plain ``log sigmoid(beta d)``.
+
+Run: ``python -m benchmarks.bench_panel`` (a few minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import mpmath as mp
+import numpy as np
+import torch
+
+jax.config.update("jax_enable_x64", True)
+
+from mixlogit.jax import panel as jp  # noqa: E402
+from mixlogit.torch import panel as tp  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+REFERENCE = Path(__file__).parents[1] / "tests" / "mixlogit" / "data" / "panel_reference.json"
+PARAMS = {"gamma": {"shape": 2.0, "rate": 16.7}, "lognormal": {"loc": -2.3, "scale": 0.6}}
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up (and JIT compilation)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _max_rel(got, ref) -> float:
+    tiny = mp.mpf(2.2250738585072014e-308)
+    return max(
+        float(abs(mp.mpf(float(g)) - mp.mpf(r)) / max(abs(mp.mpf(r)), tiny))
+        for g, r in zip(np.ravel(got), ref, strict=True)
+    )
+
+
+def accuracy(nodes_list) -> list[dict]:
+    groups = json.loads(REFERENCE.read_text())["groups"]
+    probs = tuple(json.loads(REFERENCE.read_text())["probs"])
+    rows = []
+    for num_nodes in nodes_list:
+        row = {"num_nodes": num_nodes}
+        worst = {
+            k: 0.0
+            for k in (
+                "log_marginal",
+                "grad_params",
+                "grad_direction",
+                "mean",
+                "variance",
+                "quantiles",
+            )
+        }
+        overshoot = []
+        for family in ("gamma", "lognormal"):
+            chosen = [g for g in groups if g["family"] == family]
+            d = torch.tensor(np.concatenate([g["d"] for g in chosen]), requires_grad=True)
+            ids = torch.tensor(np.repeat(np.arange(len(chosen)), [len(g["d"]) for g in chosen]))
+            direction = np.concatenate([g["direction"] for g in chosen])
+            params = {
+                k: torch.tensor([g["params"][k] for g in chosen], requires_grad=True)
+                for k in chosen[0]["params"]
+            }
+            value, error = tp.panel_logit_marginal(
+                d, ids, family, params, num_nodes=num_nodes, return_error=True
+            )
+            value.sum().backward()
+            worst["log_marginal"] = max(
+                worst["log_marginal"], _max_rel(value.detach(), [g["log_marginal"] for g in chosen])
+            )
+            for name, p in params.items():
+                worst["grad_params"] = max(
+                    worst["grad_params"], _max_rel(p.grad, [g["grad_params"][name] for g in chosen])
+                )
+            along = np.bincount(ids.numpy(), d.grad.numpy() * direction, minlength=len(chosen))
+            worst["grad_direction"] = max(
+                worst["grad_direction"], _max_rel(along, [g["grad_direction"] for g in chosen])
+            )
+            actual = np.abs(
+                value.detach().numpy() - np.array([float(g["log_marginal"]) for g in chosen])
+            )
+            overshoot.extend((error.numpy() + 1e-300) / np.maximum(actual, 1e-300))
+            post = tp.panel_strength_posterior(
+                d.detach(),
+                ids,
+                family,
+                {k: v.detach() for k, v in params.items()},
+                probs=probs,
+                num_nodes=num_nodes,
+            )
+            worst["mean"] = max(worst["mean"], _max_rel(post.mean, [g["mean"] for g in chosen]))
+            worst["variance"] = max(
+                worst["variance"], _max_rel(post.variance, [g["variance"] for g in chosen])
+            )
+            quantiles = [q for g in chosen for q in g["quantiles"]]
+            worst["quantiles"] = max(worst["quantiles"], _max_rel(post.quantiles, quantiles))
+        row.update({f"max_rel_error_{k}": v for k, v in worst.items()})
+        row["min_error_estimate_over_actual"] = float(np.min(overshoot))
+        rows.append(row)
+        print(
+            f"nodes {num_nodes:4d}: L {worst['log_marginal']:.1e}  dL/dparams {worst['grad_params']:.1e}"
+            f"  dL/dd.v {worst['grad_direction']:.1e}  mean {worst['mean']:.1e}  var {worst['variance']:.1e}"
+            f"  quantiles {worst['quantiles']:.1e}  estimate/actual >= {row['min_error_estimate_over_actual']:.1e}",
+            flush=True,
+        )
+    return rows
+
+
+def _panel_data(n, num_groups, rng):
+    d = rng.normal(0.0, 5.0, n)
+    group = np.repeat(np.arange(num_groups), n // num_groups)
+    return d, group
+
+
+def torch_cases(family, n, num_groups, rng):
+    d_np, group_np = _panel_data(n, num_groups, rng)
+    d, group = torch.tensor(d_np), torch.tensor(group_np)
+    if family == "log_sigmoid":
+        beta = torch.tensor(0.12, dtype=torch.float64, requires_grad=True)
+
+        def fn(d, p):
+            return torch.nn.functional.logsigmoid(p[0] * d)
+
+        params = [beta]
+    else:
+        params = [
+            torch.tensor(v, dtype=torch.float64, requires_grad=True)
+            for v in PARAMS[family].values()
+        ]
+        names = list(PARAMS[family])
+
+        def fn(d, p):
+            return tp.panel_logit_marginal(
+                d, group, family, dict(zip(names, p, strict=True)), num_groups=num_groups
+            )
+
+    dg = d.clone().requires_grad_(True)
+
+    def forward():
+        with torch.no_grad():
+            fn(d, params)
+
+    def backward():
+        torch.autograd.grad(fn(dg, params).sum(), [dg, *params])
+
+    return forward, backward
+
+
+def jax_cases(family, n, num_groups, rng):
+    d_np, group_np = _panel_data(n, num_groups, rng)
+    d, group = jnp.asarray(d_np), jnp.asarray(group_np)
+    if family == "log_sigmoid":
+        params = (jnp.asarray(0.12),)
+
+        def fn(d, p):
+            return jax.nn.log_sigmoid(p[0] * d)
+
+    else:
+        params = tuple(jnp.asarray(v) for v in PARAMS[family].values())
+        names = list(PARAMS[family])
+
+        def fn(d, p):
+            return jp.panel_logit_marginal(
+                d, group, family, dict(zip(names, p, strict=True)), num_groups=num_groups
+            )
+
+    fwd = jax.jit(fn)
+    bwd = jax.jit(jax.grad(lambda d, p: fn(d, p).sum(), argnums=(0, 1)))
+    return (lambda: fwd(d, params).block_until_ready()), (
+        lambda: jax.block_until_ready(bwd(d, params))
+    )
+
+
+def timing(n: int, num_groups: int, repeats: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for backend, make in (("torch", torch_cases), ("jax", jax_cases)):
+        base = {}
+        for family in ("log_sigmoid", "gamma", "lognormal"):
+            fwd, bwd = make(family, n, num_groups, rng)
+            t_f, t_b = best_time(fwd, repeats), best_time(bwd, repeats)
+            if family == "log_sigmoid":
+                base = {"fwd": t_f, "bwd": t_b}
+            rows.append(
+                {
+                    "backend": backend,
+                    "marginal": family,
+                    "us_per_observation_fwd": 1e6 * t_f / n,
+                    "us_per_observation_fwd_bwd": 1e6 * t_b / n,
+                    "ratio_fwd": t_f / base["fwd"],
+                    "ratio_fwd_bwd": t_b / base["bwd"],
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{backend:5s} {family:11s} fwd {r['us_per_observation_fwd']:8.3f} us/obs (x{r['ratio_fwd']:.0f})"
+                f"  fwd+bwd {r['us_per_observation_fwd_bwd']:8.3f} us/obs (x{r['ratio_fwd_bwd']:.0f})",
+                flush=True,
+            )
+    return rows
+
+
+def markdown(results) -> str:
+    lines = ["# Panel strength-marginal benchmark", "", f"Machine: {results['machine']}", ""]
+    lines += [
+        "## Accuracy on the mpmath reference grid (69 groups of 1-256 choices, float64)",
+        "",
+        "Largest relative errors; the last column is the smallest ratio of the error estimate "
+        "(`return_error=True`) to the actual error of L (>= 1: the estimate bounds it).",
+        "",
+        "| nodes | L | dL/dparams | dL/dd . v | mean | variance | quantiles | estimate / actual |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["accuracy"]:
+        lines.append(
+            f"| {r['num_nodes']} | {r['max_rel_error_log_marginal']:.1e} | {r['max_rel_error_grad_params']:.1e} | "
+            f"{r['max_rel_error_grad_direction']:.1e} | {r['max_rel_error_mean']:.1e} | "
+            f"{r['max_rel_error_variance']:.1e} | {r['max_rel_error_quantiles']:.1e} | "
+            f"{r['min_error_estimate_over_actual']:.1e} |"
+        )
+    lines += [
+        "",
+        f"## Time per observation, N = {results['n']:,} choices in {results['num_groups']:,} groups "
+        "(float64, default 128 nodes; ratio to log sigmoid(beta d))",
+        "",
+        "| backend | marginal | fwd us/obs | fwd ratio | fwd+bwd us/obs | fwd+bwd ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["timing"]:
+        lines.append(
+            f"| {r['backend']} | {r['marginal']} | {r['us_per_observation_fwd']:.3f} | {r['ratio_fwd']:.0f} | "
+            f"{r['us_per_observation_fwd_bwd']:.3f} | {r['ratio_fwd_bwd']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--groups", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    results = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "n": args.n,
+        "num_groups": args.groups,
+        "accuracy": accuracy((64, 96, 128, 192)),
+        "timing": timing(args.n, args.groups, args.repeats),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "panel.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "panel.md").write_text(markdown(results))
+    print(f"saved {RESULTS / 'panel.json'} and {RESULTS / 'panel.md'}")
+
+
+if __name__ == "__main__":
+    main()

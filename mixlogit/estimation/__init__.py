@@ -1,0 +1,30 @@
+"""Classical estimation drivers: one concept per module, like :mod:`mixlogit.bayes`.
+
+* :mod:`~mixlogit.estimation.problem`: a model's arrays, draws and jitted likelihood
+  functions (:func:`build_problem`).
+* :mod:`~mixlogit.estimation.start`: MNL starting values by Newton's method
+  (:func:`mnl_newton`).
+* :mod:`~mixlogit.estimation.optimize`: the scipy optimiser, the Hessian by differences of the
+  exact gradient, classical and cluster-robust covariances.
+* :mod:`~mixlogit.estimation.simulated`: maximum simulated likelihood.
+* :mod:`~mixlogit.estimation.quadrature`: maximum likelihood with a converged quadrature rule.
+* :mod:`~mixlogit.estimation.fit`: :func:`estimate`, from the specification to the
+  :class:`~mixlogit.results.EstimationResults`.
+
+The estimators (:class:`mixlogit.MixedLogit`, ``MultinomialLogit``) call :func:`estimate`;
+nothing here imports them. The exports are lazy: :mod:`mixlogit.results` builds problems
+(``problem``) while ``fit`` builds results, and importing one submodule must not import the
+others.
+"""
+
+from mixlogit._lazy import lazy_exports
+
+_LAZY_ATTRS = {
+    "ConvergenceWarning": "mixlogit.estimation.optimize",
+    "Problem": "mixlogit.estimation.problem",
+    "build_problem": "mixlogit.estimation.problem",
+    "estimate": "mixlogit.estimation.fit",
+    "mnl_newton": "mixlogit.estimation.start",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS)
+__all__ = sorted(_LAZY_ATTRS)

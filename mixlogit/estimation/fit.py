@@ -1,0 +1,144 @@
+"""``estimate``: the classical fit of a model, from starting values to the results object."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from mixlogit.data import ChoiceData
+from mixlogit.estimation.optimize import OPTIMIZERS, ConvergenceWarning, covariances
+from mixlogit.estimation.quadrature import maximise_quadrature
+from mixlogit.estimation.simulated import maximise_simulated
+from mixlogit.estimation.start import mnl_newton, needs_mnl_start, starting_values
+from mixlogit.results import EstimationResults
+from mixlogit.spec import ModelSpec, as_model_spec
+
+__all__ = ["estimate"]
+
+METHODS = ("simulation", "quadrature")
+
+
+def estimate(
+    model,
+    data: ChoiceData,
+    *,
+    method: str = "simulation",
+    num_draws: int = 1000,
+    draws: str = "halton",
+    seed: int | None = 0,
+    init=None,
+    optimizer: str = "bfgs",
+    tolerance: float = 1e-6,
+    max_iterations: int = 2000,
+    panel: bool = True,
+    chunk_size: int | None = None,
+    quadrature_tolerance: float = 1e-3,
+    num_nodes: int | None = None,
+    hessian: bool = True,
+    verbose: bool | int = False,
+    progress: bool = False,
+) -> EstimationResults:
+    """Maximum simulated likelihood or converged quadrature of ``model`` on ``data``.
+
+    ``model`` is an estimator (``MixedLogit``, ``MultinomialLogit``) or a
+    :class:`~mixlogit.spec.ModelSpec`; the arguments are those of
+    :meth:`mixlogit.estimators.MixedLogit.fit`. A model without random coefficients is fitted
+    by exact maximum likelihood whatever ``method`` says.
+    """
+    start = time.perf_counter()
+    if not isinstance(data, ChoiceData):
+        raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be 'bfgs', 'l-bfgs-b' or 'newton'; got {optimizer!r}")
+    spec = as_model_spec(model)
+    num_random = len(spec.random)
+    if method == "quadrature" and num_random > 2:
+        raise ValueError(
+            f"quadrature supports one or two random coefficients; the model has {num_random}"
+            " (use method='simulation')"
+        )
+    mnl_params = None
+    if needs_mnl_start(spec, init):
+        mnl_params = mnl_newton(data.to_arrays(spec.variables, check_identified=False))
+        if mnl_params is None:  # Newton failed (e.g. separation): the full MNL fit warns why
+            mnl_params = estimate(
+                ModelSpec.build(spec.variables),
+                data,
+                hessian=False,
+                panel=panel,
+                chunk_size=chunk_size,
+            ).params
+    theta0 = starting_values(spec, init, mnl_params)
+    options = dict(
+        optimizer=optimizer,
+        tolerance=tolerance,
+        max_iterations=max_iterations,
+        panel=panel,
+        chunk_size=chunk_size,
+        verbose=verbose,
+        progress=progress,
+    )
+    if method == "quadrature" and num_random:
+        found = maximise_quadrature(
+            model,
+            data,
+            theta0,
+            nodes=num_nodes,
+            quadrature_tolerance=quadrature_tolerance,
+            **options,
+        )
+    else:
+        found = maximise_simulated(
+            model,
+            data,
+            theta0,
+            num_draws=num_draws if num_random else 1,
+            draws=draws,
+            seed=seed,
+            **options,
+        )
+    theta = found.result.x
+    if not found.converged:
+        warnings.warn(
+            f"the optimiser did not converge ({found.result.message}); largest gradient entry "
+            f"{np.max(np.abs(found.gradient)):.3g}. Try more iterations, optimizer='newton' or "
+            "other starting values",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    if hessian:
+        hess, cov, robust = covariances(found.problem, theta, progress)
+    else:
+        hess = cov = robust = np.full((len(theta), len(theta)), np.nan)
+    arrays = found.problem.arrays
+    null_ll = float(-np.sum(arrays.weights * np.log(arrays.available.sum(axis=1))))
+    return EstimationResults(
+        model=model,
+        names=list(spec.parameter_names),
+        params=np.asarray(theta, dtype=np.float64),
+        cov=cov,
+        robust_cov=robust,
+        hessian=hess,
+        gradient=np.asarray(found.gradient, dtype=np.float64),
+        loglik=found.loglik,
+        null_loglik=null_ll,
+        num_situations=arrays.X.shape[0],
+        num_units=found.problem.likelihood.num_units,
+        num_draws=found.problem.num_draws if num_random else 0,
+        draws=draws if (num_random and method == "simulation") else None,
+        seed=seed,
+        method=method if num_random else "maximum likelihood",
+        panel=panel,
+        converged=found.converged,
+        message=str(found.result.message),
+        iterations=int(found.result.get("nit", found.history["iterations"])),
+        function_evaluations=found.history["evals"],
+        time=time.perf_counter() - start,
+        quadrature=found.quadrature,
+        data=data,
+        problem=found.problem,
+    )

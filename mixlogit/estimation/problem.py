@@ -1,0 +1,161 @@
+"""One estimation problem: a model's arrays, draws and jitted likelihood functions.
+
+Everything JAX runs inside ``jax.enable_x64(True)``; see :mod:`mixlogit.likelihood`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mixlogit.arrays import ChoiceArrays
+from mixlogit.data import ChoiceData
+from mixlogit.draws import standardised_draws
+from mixlogit.likelihood import (
+    Likelihood,
+    LikelihoodData,
+    ParameterLayout,
+    make_likelihood_data,
+    x64,
+)
+from mixlogit.spec import as_model_spec
+
+__all__ = ["DEFAULT_CHUNK_ELEMENTS", "Problem", "build_problem", "default_chunk"]
+
+#: default bound on the utilities held at once: S * J * chunk doubles (64 MiB)
+DEFAULT_CHUNK_ELEMENTS = 2**23
+
+
+@dataclass
+class Problem:
+    """A model, its data arrays, the draws and the jitted likelihood functions."""
+
+    model: Any  # the estimator or ModelSpec that was fitted
+    arrays: ChoiceArrays
+    likelihood: Likelihood
+    data: LikelihoodData
+    positions: np.ndarray  # (S, 2) grid position (group, slot) of each situation
+    unit: np.ndarray  # (S,) unit of each situation in original order
+    cluster: np.ndarray  # (U,) cluster (panel) of each unit, for robust errors
+    num_clusters: int
+    num_draws: int
+    value_and_grad: Any
+    loglik: Any
+    unit_loglik: Any
+    unit_scores: Any = None
+
+
+def _units(
+    model, data: ChoiceData, arrays: ChoiceArrays, panel: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Unit of each situation, unit weights and cluster of each unit."""
+    num_s = arrays.X.shape[0]
+    mixed = bool(as_model_spec(model).random)
+    if mixed and panel and data.has_panel:
+        unit = arrays.panel
+        num_units = arrays.num_panels
+        weights = np.zeros(num_units)
+        np.maximum.at(weights, unit, arrays.weights)
+        low = np.full(num_units, np.inf)
+        np.minimum.at(low, unit, arrays.weights)
+        varying = np.flatnonzero(low != weights)
+        if len(varying):
+            raise ValueError(
+                f"weights vary within decision makers {data.panel_ids[varying][:5].tolist()}; "
+                "a panel mixed logit needs one weight per decision maker"
+            )
+        return unit, weights, np.arange(num_units), num_units
+    unit = np.arange(num_s)
+    cluster = arrays.panel if data.has_panel else unit
+    num_clusters = arrays.num_panels if data.has_panel else num_s
+    return unit, arrays.weights.copy(), cluster, num_clusters
+
+
+def build_problem(
+    model,
+    data: ChoiceData,
+    *,
+    standard: np.ndarray | None = None,
+    log_weights: np.ndarray | None = None,
+    num_draws: int = 1000,
+    draws: str = "halton",
+    seed: int | None = 0,
+    panel: bool = True,
+    chunk_size: int | None = None,
+    check_identified: bool = True,
+) -> Problem:
+    """Arrays, draws (unless ``standard`` nodes are given) and jitted likelihood functions.
+
+    Args:
+        model: an estimator or :class:`~mixlogit.spec.ModelSpec`.
+        standard, log_weights: standardised nodes ``(U or 1, R, Kr)`` and their log weights
+            ``(R,)`` (quadrature); default: ``num_draws`` simulation draws of type ``draws``.
+        panel: one coefficient draw per decision maker when ``data`` has a panel.
+        chunk_size: draws per chunk (default from :data:`DEFAULT_CHUNK_ELEMENTS`).
+        check_identified: let ``data.to_arrays`` reject unidentified variables.
+    """
+    spec = as_model_spec(model)
+    layout = ParameterLayout.from_spec(spec)
+    arrays = data.to_arrays(spec.variables, check_identified=check_identified)
+    unit, unit_weights, cluster, num_clusters = _units(model, data, arrays, panel)
+    num_units = len(unit_weights)
+    if standard is None:
+        standard, log_weights = standardised_draws(spec, num_units, num_draws, draws, seed)
+    total_draws = standard.shape[1]
+    chunk = default_chunk(arrays, total_draws, chunk_size)
+    with x64():
+        lik_data, positions, gathered = make_likelihood_data(
+            arrays, layout, unit, unit_weights, standard, log_weights, chunk
+        )
+        likelihood = Likelihood(layout, num_units, gathered)
+        loglik = jax.jit(likelihood.loglik)
+        unit_loglik = jax.jit(likelihood.unit_loglik)
+        if lik_data.blocks is not None:
+            # one executable for the optimiser, the Hessian and the scores: the unit scores
+            # cost nothing extra in the blocked layout, and each separate jit is a compilation
+            fused = jax.jit(likelihood.value_grad_scores)
+
+            def neg_value_and_grad(t, d):
+                value, grad, _ = fused(t, d)
+                return -value, -grad
+
+            def unit_scores(t, d):
+                return fused(t, d)[2]
+
+        else:
+            neg_value_and_grad = jax.jit(
+                lambda t, d: jax.tree.map(jnp.negative, likelihood.value_and_grad(t, d))
+            )
+            unit_scores = jax.jit(likelihood.unit_scores)
+    return Problem(
+        model=model,
+        arrays=arrays,
+        likelihood=likelihood,
+        data=lik_data,
+        positions=positions,
+        unit=unit,
+        cluster=cluster,
+        num_clusters=num_clusters,
+        num_draws=total_draws,
+        value_and_grad=neg_value_and_grad,
+        loglik=loglik,
+        unit_loglik=unit_loglik,
+        unit_scores=unit_scores,
+    )
+
+
+def default_chunk(arrays: ChoiceArrays, num_draws: int, chunk_size: int | None) -> int:
+    """``chunk_size`` (checked), or draws per chunk keeping ``S * J * chunk`` within
+    :data:`DEFAULT_CHUNK_ELEMENTS` with chunks of equal size."""
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        return chunk_size
+    per_draw = arrays.X.shape[0] * max(arrays.X.shape[1], 1)
+    max_chunk = max(1, DEFAULT_CHUNK_ELEMENTS // per_draw)
+    num_chunks = -(-num_draws // max_chunk)
+    return -(-num_draws // num_chunks)

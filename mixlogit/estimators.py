@@ -1,0 +1,247 @@
+"""Multinomial and mixed logit estimators: a specification plus ``fit``.
+
+Quick start::
+
+    from mixlogit import ChoiceData, MixedLogit
+    from mixlogit.datasets import load_electricity
+
+    data = ChoiceData(load_electricity(), choice="choice", alternative="alt",
+                      situation="chid", panel="id")
+    model = MixedLogit(random={v: "normal" for v in ["pf", "cl", "loc", "wk", "tod", "seas"]})
+    results = model.fit(data, num_draws=600)
+    print(results)                   # report; results.summary() is the parameter table
+
+``fit`` runs maximum simulated likelihood or converged quadrature
+(:func:`mixlogit.estimation.estimate`, JAX in float64 inside a ``jax.enable_x64`` context)
+or, with ``method="nuts"`` / ``"svi"``, the Bayesian fit :func:`mixlogit.bayes.fit_bayes` of
+the same :class:`~mixlogit.spec.ModelSpec`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from mixlogit._deprecation import renamed_keywords
+from mixlogit.data import ChoiceData
+from mixlogit.estimation import ConvergenceWarning, estimate
+from mixlogit.likelihood import ParameterLayout
+from mixlogit.spec import ModelSpec, RandomCoefficient
+
+__all__ = ["ConvergenceWarning", "MixedLogit", "MultinomialLogit"]
+
+#: Old keyword names of :meth:`MixedLogit.fit` (deprecated) -> new ones.
+FIT_RENAMES = {
+    "gtol": "tolerance",
+    "maxiter": "max_iterations",
+    "quadrature_tol": "quadrature_tolerance",
+    "quadrature_nodes": "num_nodes",
+}
+
+
+class MixedLogit:
+    """Mixed (random-coefficient) logit.
+
+    Args:
+        fixed: variables with a fixed coefficient (``"col"``, ``"ASC_<alt>"``, ``"col@<alt>"``).
+        random: ``{variable: distribution}`` where distribution is one of
+            :data:`mixlogit.spec.DISTRIBUTIONS`, ``"-lognormal"`` (etc.) for a strictly
+            negative coefficient, ``(distribution, sign)`` or a
+            :class:`~mixlogit.spec.RandomCoefficient`.
+        correlated: ``True`` to correlate all normal/lognormal random coefficients through a
+            full Cholesky factor, or the list of those to correlate (a single name correlates
+            nothing); ``False`` for independent.
+
+    Attributes:
+        spec: the :class:`~mixlogit.spec.ModelSpec` (fixed first, then random, in the order
+            given); ``fixed``, ``random``, ``correlated`` and ``variables`` are its fields.
+    """
+
+    def __init__(
+        self,
+        fixed: Sequence[str] = (),
+        random: Mapping[str, str | RandomCoefficient | tuple] | None = None,
+        correlated: bool | Sequence[str] = False,
+    ) -> None:
+        self.spec = ModelSpec.build(fixed, random, correlated)
+
+    # ------------------------------------------------------------------ specification
+    @property
+    def fixed(self) -> tuple[str, ...]:
+        return self.spec.fixed
+
+    @property
+    def random(self) -> dict[str, RandomCoefficient]:
+        return self.spec.random
+
+    @property
+    def correlated(self) -> tuple[str, ...]:
+        return self.spec.correlated
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """Every coefficient's variable: fixed ones first, then random ones."""
+        return self.spec.variables
+
+    @property
+    def coefficients(self) -> tuple[RandomCoefficient | None, ...]:
+        """Mixing of each entry of :attr:`variables` (``None`` for fixed)."""
+        random = self.spec.random
+        return tuple(random.get(name) for name in self.spec.variables)
+
+    @property
+    def layout(self) -> ParameterLayout:
+        return ParameterLayout.from_spec(self.spec)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return self.spec.parameter_names
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.describe()})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": type(self).__name__, **self.spec.to_dict()}
+
+    @staticmethod
+    def from_dict(content: Mapping[str, Any]) -> MixedLogit:
+        spec = ModelSpec.from_dict(content)
+        if content.get("class") == "MultinomialLogit":
+            return MultinomialLogit(spec.fixed)
+        return MixedLogit(spec.fixed, spec.random, spec.correlated or False)
+
+    # ------------------------------------------------------------------ estimation
+    def fit(
+        self,
+        data: ChoiceData,
+        *,
+        method: str = "simulation",
+        num_draws: int | None = None,
+        draws: str = "halton",
+        seed: int | None = 0,
+        init: Mapping[str, float] | np.ndarray | None = None,
+        optimizer: str = "bfgs",
+        tolerance: float = 1e-6,
+        max_iterations: int = 2000,
+        panel: bool = True,
+        chunk_size: int | None = None,
+        quadrature_tolerance: float = 1e-3,
+        num_nodes: int | None = None,
+        hessian: bool = True,
+        verbose: bool | int = False,
+        progress: bool = False,
+        **kwargs: Any,
+    ):
+        """Estimate the model.
+
+        Args:
+            data: the choice data.
+            method: ``"simulation"`` (maximum simulated likelihood), ``"quadrature"``
+                (converged Gauss-Hermite/Legendre quadrature, one or two random coefficients),
+                or ``"nuts"`` / ``"svi"`` (Bayesian: :func:`mixlogit.bayes.fit_bayes`, which
+                takes ``kwargs`` and, when given, ``num_draws``, ``num_nodes``,
+                ``seed`` and ``progress``; the other classical options are then unused).
+            num_draws: simulation draws per decision maker (default 1000).
+            draws: ``"halton"``, ``"halton-scrambled"``, ``"halton-shuffled"``, ``"sobol"``,
+                ``"mlhs"`` or ``"random"``.
+            seed: seed of randomised draws.
+            init: starting values by parameter name or as a full vector; default MNL estimates
+                for the means and 0.1 for the spreads.
+            optimizer: ``"bfgs"``, ``"l-bfgs-b"`` or ``"newton"`` (trust region, exact Hessian).
+            tolerance: convergence tolerance on the largest absolute gradient entry (old
+                name ``gtol``, deprecated).
+            max_iterations: maximum optimiser iterations (old name ``maxiter``, deprecated).
+            panel: use the panel structure of ``data`` (one coefficient draw per decision maker).
+            chunk_size: draws processed at once (default bounds memory to ~64 MiB of utilities).
+            quadrature_tolerance: target absolute log-likelihood error of the quadrature rule
+                (old name ``quadrature_tol``, deprecated).
+            num_nodes: starting nodes per dimension for quadrature (default 16 / 10; old
+                name ``quadrature_nodes``, deprecated).
+            hessian: compute the Hessian and standard errors.
+            verbose: print an iteration log every ``verbose`` iterations (``True`` = 1).
+            progress: show progress bars (optimiser iterations with the current
+                log-likelihood and largest gradient entry, then the Hessian's columns).
+
+        Returns:
+            :class:`~mixlogit.results.EstimationResults` (classical) or
+            :class:`~mixlogit.bayes.BayesianResults` (``"nuts"``, ``"svi"``).
+        """
+        if method in ("nuts", "svi"):
+            try:
+                from mixlogit.bayes import fit_bayes
+            except ImportError as error:
+                raise ImportError(
+                    f"method={method!r} needs the Bayesian backend mixlogit.bayes, which could "
+                    f"not be imported ({error})"
+                ) from error
+            shared = {"num_draws": num_draws, "num_nodes": num_nodes}
+            kwargs.update({k: v for k, v in shared.items() if v is not None})
+            return fit_bayes(self, data, method=method, seed=seed, progress=progress, **kwargs)
+        current = dict(
+            tolerance=tolerance,
+            max_iterations=max_iterations,
+            quadrature_tolerance=quadrature_tolerance,
+            num_nodes=num_nodes,
+        )
+        # a new name given with a non-default value clashes with its old name
+        explicit = {k: v for k, v in current.items() if v != _FIT_DEFAULTS[k]}
+        kwargs = renamed_keywords(f"{type(self).__name__}.fit", {**explicit, **kwargs}, FIT_RENAMES)
+        tolerance, max_iterations, quadrature_tolerance, num_nodes = (
+            kwargs.pop(k, v) for k, v in current.items()
+        )
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
+        if method not in ("simulation", "quadrature"):
+            raise ValueError(
+                f"method must be 'simulation', 'quadrature', 'nuts' or 'svi'; got {method!r}"
+            )
+        return estimate(
+            self,
+            data,
+            method=method,
+            num_draws=1000 if num_draws is None else num_draws,
+            draws=draws,
+            seed=seed,
+            init=init,
+            optimizer=optimizer,
+            tolerance=tolerance,
+            max_iterations=max_iterations,
+            panel=panel,
+            chunk_size=chunk_size,
+            quadrature_tolerance=quadrature_tolerance,
+            num_nodes=num_nodes,
+            hessian=hessian,
+            verbose=verbose,
+            progress=progress,
+        )
+
+
+_FIT_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(MixedLogit.fit).parameters.items()
+}
+
+
+class MultinomialLogit(MixedLogit):
+    """Multinomial logit: every coefficient fixed.
+
+    Args:
+        variables: ``"col"``, ``"ASC_<alt>"`` or ``"col@<alt>"`` names.
+    """
+
+    def __init__(self, variables: Sequence[str] = (), *, fixed: Sequence[str] = ()) -> None:
+        super().__init__(fixed=(*variables, *fixed))
+
+    def __repr__(self) -> str:
+        return f"MultinomialLogit({list(self.fixed)})"
+
+    def fit(self, data: ChoiceData, **kwargs: Any):
+        """Maximum likelihood; robust SEs are clustered by the panel of ``data`` if it has one.
+
+        Keyword arguments as :meth:`MixedLogit.fit` (draw options are ignored).
+        """
+        kwargs.setdefault("num_draws", 1)
+        return super().fit(data, **kwargs)

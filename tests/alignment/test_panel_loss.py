@@ -1,0 +1,150 @@
+"""The annotator-level MixDPO loss against direct quadrature (``scipy.integrate.quad``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import integrate, special, stats
+
+from alignment.losses import PairBatch, get_loss
+from alignment.losses.panel import (
+    FEATURES_COLUMN,
+    GROUP_COLUMN,
+    LEVELS_COLUMN,
+    PanelMixDPOLoss,
+    panel_mixdpo_loss,
+)
+from mixlogit.conditional import StrengthDesign
+from mixlogit.torch.conditional import ConditionalStrength
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(dtype)
+
+
+def _panel_log_likelihood(dist, d: np.ndarray) -> float:
+    """``log int p(beta) prod_i sigmoid(beta d_i) dbeta`` by adaptive quadrature."""
+
+    def integrand(beta):
+        return dist.pdf(beta) * np.exp(np.sum(special.log_expit(beta * d)))
+
+    value, _ = integrate.quad(integrand, 0, np.inf, epsabs=0, epsrel=1e-12, limit=400)
+    return float(np.log(value))
+
+
+def _batch(margin, **extras):
+    zero = torch.zeros_like(margin)
+    return PairBatch(margin, zero, zero, zero, extras=extras)
+
+
+def test_batch_loss_is_minus_the_sum_of_annotator_log_likelihoods_per_pair():
+    margin = torch.tensor([2.0, -1.5, 0.7, 4.0, -3.0, 1.2, 0.3])
+    group = torch.tensor([17, 3, 17, 3, 17, 40, 3])  # any ids, interleaved
+    strength = ConditionalStrength("gamma", mean=0.8, cv=0.6)
+    with torch.no_grad():
+        per_pair = panel_mixdpo_loss(margin, group, strength)
+    shape, rate = 1 / 0.36, 1 / 0.36 / 0.8
+    dist = stats.gamma(a=shape, scale=1 / rate)
+    expected = -sum(
+        _panel_log_likelihood(dist, margin[group == g].numpy()) for g in (3, 17, 40)
+    ) / len(margin)
+    assert float(per_pair.mean()) == pytest.approx(expected, rel=1e-9)
+    # a pair alone in its group is pair-level MixDPO
+    alone = int(np.flatnonzero(group.numpy() == 40)[0])
+    with torch.no_grad():
+        pair_level = -strength.log_marginal(margin[alone : alone + 1])
+    assert float(per_pair[alone]) == pytest.approx(float(pair_level[0]), rel=1e-10)
+
+
+def test_each_annotator_takes_its_own_covariate_parameters():
+    raters = pd.DataFrame({"subgroup": ["slow", "fast", "slow"], "years": [1.0, 9.0, 4.0]})
+    design = StrengthDesign.fit(raters, levels=["subgroup"], numeric=["years"])
+    strength = ConditionalStrength("lognormal", design, method="quadrature", num_points=64)
+    with torch.no_grad():
+        strength.log_mean_level_z.copy_(torch.tensor([1.2, -0.8]))
+        strength.log_mean_coef.copy_(torch.tensor([0.3]))
+        strength.log_cv_level_z.copy_(torch.tensor([-0.5, 0.4]))
+    encoded = design.encode(raters)
+    # rows: annotators 0, 1, 2 with 3, 2, 2 pairs
+    group = torch.tensor([0, 1, 0, 2, 1, 0, 2])
+    margin = torch.tensor([1.0, -2.0, 3.0, 0.5, 2.5, -0.4, 1.5])
+    levels = torch.as_tensor(encoded.level_index)[group]
+    features = torch.as_tensor(encoded.features)[group]
+    loss = PanelMixDPOLoss("annotator", uses_levels=True, uses_features=True)
+    assert loss.extra_columns == (GROUP_COLUMN, LEVELS_COLUMN, FEATURES_COLUMN)
+    batch = _batch(
+        margin, **{GROUP_COLUMN: group, LEVELS_COLUMN: levels, FEATURES_COLUMN: features}
+    )
+    batch.strength = strength
+    with torch.no_grad():
+        value = float(loss(batch).mean())
+    natural = {k: v.detach() for k, v in strength.group_params(raters).items()}
+    expected = 0.0
+    for g in range(3):
+        dist = stats.lognorm(s=float(natural["scale"][g]), scale=math.exp(float(natural["loc"][g])))
+        expected -= _panel_log_likelihood(dist, margin[group == g].numpy())
+    assert value == pytest.approx(expected / len(margin), rel=1e-9)
+
+
+def test_pair_level_with_covariates_and_the_prior_term():
+    raters = {"subgroup": ["a", "b", "a", "c"]}
+    design = StrengthDesign.fit(raters, levels=["subgroup"])
+    strength = ConditionalStrength("gamma", design, tau_mean=0.5)
+    with torch.no_grad():
+        strength.log_mean_level_z.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    levels = torch.as_tensor(design.encode(raters).level_index)
+    margin = torch.tensor([1.0, 2.0, -1.0, 3.0])
+    loss = get_loss("panel_mixdpo", level="pair", uses_levels=True, num_train_pairs=50)
+    batch = _batch(margin, **{LEVELS_COLUMN: levels})
+    batch.strength = strength
+    per_pair = loss(batch)
+    natural = {k: v.detach() for k, v in strength.group_params(raters).items()}
+    direct = -strength.log_marginal(margin, covariates=design.encode(raters))
+    expected = direct - strength.log_prior() / 50
+    torch.testing.assert_close(per_pair, expected, rtol=1e-12, atol=0)
+    shape, rate = float(natural["shape"][3]), float(natural["rate"][3])
+    by_quad = -_panel_log_likelihood(stats.gamma(a=shape, scale=1 / rate), np.array([3.0]))
+    assert float(direct[3].detach()) == pytest.approx(by_quad, rel=1e-9)
+
+
+def test_gradients_reach_the_margins_and_every_strength_parameter():
+    raters = {"subgroup": ["a", "b"]}
+    design = StrengthDesign.fit(raters, levels=["subgroup"])
+    strength = ConditionalStrength("gamma", design)
+    margin = torch.tensor([1.0, -2.0, 0.5, 3.0], requires_grad=True)
+    group = torch.tensor([0, 0, 1, 1])
+    levels = torch.tensor([[0], [0], [1], [1]])
+    with torch.no_grad():
+        strength.log_mean_level_z.fill_(0.3)
+    panel_mixdpo_loss(margin, group, strength, levels=levels).mean().backward()
+    assert margin.grad is not None and torch.all(margin.grad != 0)
+    for name, param in strength.named_parameters():
+        assert param.grad is not None and torch.all(torch.isfinite(param.grad)), name
+
+
+def test_missing_columns_and_bad_arguments_are_named():
+    strength = ConditionalStrength("gamma", StrengthDesign.fit({"s": ["a", "b"]}, levels=["s"]))
+    loss = PanelMixDPOLoss("annotator", uses_levels=True)
+    batch = _batch(torch.tensor([1.0, 2.0]), **{LEVELS_COLUMN: torch.tensor([[0], [1]])})
+    batch.strength = strength
+    with pytest.raises(ValueError, match="strength_group"):
+        loss(batch)
+    batch = _batch(torch.tensor([1.0, 2.0]), **{GROUP_COLUMN: torch.tensor([0, 1])})
+    batch.strength = strength
+    with pytest.raises(ValueError, match="strength_levels"):
+        loss(batch)
+    with pytest.raises(ValueError, match="level must be one of"):
+        PanelMixDPOLoss("rater")
+    with pytest.raises(ValueError, match="num_train_pairs"):
+        PanelMixDPOLoss(num_train_pairs=0)
+    batch.strength = None
+    with pytest.raises(ValueError, match="ConditionalStrength"):
+        PanelMixDPOLoss()(batch)

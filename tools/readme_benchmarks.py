@@ -1,0 +1,400 @@
+"""Render the README's benchmark table from ``benchmarks/results/*.json``.
+
+Every figure in the table is read from a benchmark's JSON result (or computed from several of
+its values, e.g. a maximum over parameters); the prose around the figures lives here. The
+table sits in README.md between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->``.
+
+    python tools/readme_benchmarks.py           # rewrite the table in README.md
+    python tools/readme_benchmarks.py --check   # exit 1 (and print a diff) if README disagrees
+
+After re-running a benchmark, run the first command and commit README.md with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+RESULTS = ROOT / "benchmarks" / "results"
+START = "<!-- benchmarks:start -->"
+END = "<!-- benchmarks:end -->"
+
+__all__ = ["END", "START", "Results", "load_results", "main", "render_table", "splice"]
+
+
+class Results:
+    """The parsed JSON results, one per file stem, with lookups that name what is missing."""
+
+    def __init__(self, by_stem: Mapping[str, Any]) -> None:
+        self._by_stem = dict(by_stem)
+
+    def __call__(self, stem: str, path: str) -> Any:
+        """The value at ``path`` (keys and list indices separated by ``/``) in ``<stem>.json``."""
+        if stem not in self._by_stem:
+            raise KeyError(f"benchmark result {stem}.json not found; have {sorted(self._by_stem)}")
+        value = self._by_stem[stem]
+        walked: list[str] = []
+        for part in path.split("/"):
+            walked.append(part)
+            try:
+                value = value[int(part)] if isinstance(value, list) else value[part]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise KeyError(
+                    f"{stem}.json has no key {'/'.join(walked)!r} (needed for the README table)"
+                ) from None
+        return value
+
+    def find(self, stem: str, path: str, **match: Any) -> Mapping[str, Any]:
+        """The one entry of the list at ``path`` whose fields equal ``match``."""
+        rows = [r for r in self(stem, path) if all(r.get(k) == v for k, v in match.items())]
+        if len(rows) != 1:
+            raise KeyError(f"{stem}.json: {len(rows)} entries of {path!r} match {match}")
+        return rows[0]
+
+
+def load_results(directory: Path = RESULTS) -> Results:
+    """Parse every ``*.json`` in ``directory`` (``Infinity`` allowed, as Python writes it)."""
+    files = sorted(directory.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no benchmark results (*.json) in {directory}")
+    return Results({f.stem: json.loads(f.read_text(encoding="utf-8")) for f in files})
+
+
+# ---------------------------------------------------------------------------------------------
+# Number formats (one per kind of figure, so equal kinds read alike across rows).
+
+
+def _sci(x: float, digits: int = 1) -> str:
+    """``1.8e-5`` style: no ``+`` and no leading zeros in the exponent; 0 stays ``0``."""
+    if x == 0:
+        return "0"
+    mantissa, exponent = f"{x:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _times(x: float) -> str:
+    """A cost ratio: two significant figures below 10, whole numbers above."""
+    return f"{x:.1f}x" if x < 10 else f"{x:.0f}x"
+
+
+def _count(n: float) -> str:
+    return f"{int(n):,}"
+
+
+def _pm(mean: float, half_width: float, digits: int = 3) -> str:
+    return f"{mean:.{digits}f} +- {half_width:.{digits}f}"
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.0f}%"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows: (what was measured, figures, command). Each function reads only the results it cites.
+
+Row = tuple[str, str, str]
+SAME = "same"
+
+
+def _marginal_accuracy(r: Results) -> Row:
+    accelerated = [a for a in r("marginals", "accuracy") if a["method"].startswith("accelerated")]
+    floor = min(a["max_rel_error"] for a in accelerated)
+    first_at_floor = next(a for a in accelerated if a["max_rel_error"] == floor)
+    terms = first_at_floor["method"].removeprefix("accelerated, ")
+    naive = r.find("marginals", "accuracy", method="naive 1000-term truncation")
+    ex = r("marginals", "naive_example")
+    return (
+        "Gamma marginal accuracy on the mpmath reference grid (float64)",
+        f"max rel. error {_sci(floor)} from {terms} on; the published 1000-term truncation: "
+        f"median rel. error {naive['median_rel_error']:.2f}, {naive['non_finite']} non-finite; "
+        f"at k={ex['k']:g}, rate={ex['rate']:g}, d={_sci(ex['d'], 0)} it gives "
+        f"P = {ex['naive_P']:.3f} instead of {ex['exact_P']:.6g}",
+        "`python -m benchmarks.bench_marginals`",
+    )
+
+
+_TIMED = (  # (label, marginal, [(backend, dtype), ...]) in the order shown
+    ("Gamma exact", "gamma", [("torch", "float64"), ("jax", "float64"), ("jax", "float32")]),
+    ("LogNormal MC K=16", "lognormal_mc16", [("torch", "float64")]),
+    ("LogNormal quadrature, 16 nodes", "lognormal_quad16", [("jax", "float64")]),
+)
+_SHORT_DTYPE = {"float64": "f64", "float32": "f32"}
+_BACKEND = {"torch": "torch", "jax": "JAX"}
+
+
+def _marginal_timing(r: Results) -> Row:
+    parts = []
+    for label, marginal, cases in _TIMED:
+        cells = []
+        for backend, dtype in cases:
+            t = r.find("marginals", "timing", marginal=marginal, backend=backend, dtype=dtype)
+            cells.append(
+                f"{_BACKEND[backend]} {_SHORT_DTYPE[dtype]} "
+                f"{_times(t['ratio_fwd'])} / {_times(t['ratio_fwd_bwd'])}"
+            )
+        parts.append(f"{label}: {', '.join(cells)}")
+    n = r("marginals", "n")
+    return (
+        f"Time per element at n = {_sci(n, 0)}, ratio to `log sigmoid(beta d)` (fwd / fwd+bwd)",
+        "; ".join(parts),
+        SAME,
+    )
+
+
+def _lognormal_gradients(r: Results) -> Row:
+    mc = r.find("marginals", "gradient_variance", method="MC K=16")
+    quad = r.find("marginals", "gradient_variance", method="quadrature 16")
+    quad_var = max(quad["grad_loc_var"], quad["grad_scale_var"])
+    return (
+        "LogNormal gradient variance of the batch loss -mean log P over repeated evaluations",
+        f"MC K=16: {_sci(mc['grad_loc_var'])} (loc), {_sci(mc['grad_scale_var'])} (scale); "
+        f"quadrature (16 nodes): {_sci(quad_var)}",
+        SAME,
+    )
+
+
+def _electricity(r: Results) -> Row:
+    main, more = r("electricity", "side_by_side/0"), r("electricity", "side_by_side/1")
+    ours, warm, xl = main["mixlogit"], main["mixlogit_warm"], main["xlogit"]
+    version = r("electricity", "xlogit_version")
+    at_ours = main["cross_check"]["xlogit_loglik_at_mixlogit_estimates"]
+    means = [n for n in ours["names"] if not n.startswith("sd.")]
+    # xlogit scoring our estimates at our LL means both maximise the same simulated likelihood.
+    same_likelihood = abs(at_ours - ours["loglik"]) < 1e-3 and xl["loglik"] < ours["loglik"]
+    reading = ", a second local maximum of the same simulated likelihood" if same_likelihood else ""
+    return (
+        f"Electricity mixed logit, {main['draws']} Halton draws, {len(means)} normal "
+        "coefficients, panel",
+        f"LL {ours['loglik']:.3f} (xlogit {version}: {xl['loglik']:.3f}{reading}: xlogit's own "
+        f"LL at our estimates is {at_ours:.6f}); {_count(more['draws'])} draws "
+        f"{more['mixlogit']['loglik']:.3f}; fit with SEs {ours['fit_time']:.1f} s cold "
+        f"({warm['fit_time']:.1f} s with JAX's compilation cache) vs xlogit {xl['fit_time']:.1f} s "
+        f"in the same run: wall ratio **{main['wall_ratio_fit']:.2f} "
+        f"({main['warm_wall_ratio_fit']:.2f} warm)**; peak RSS {ours['peak_rss_mib']:.0f} vs "
+        f"{xl['peak_rss_mib']:.0f} MiB",
+        "`python -m benchmarks.bench_electricity`",
+    )
+
+
+def _bayes(r: Results) -> Row:
+    nuts, svi = r("bayes_electricity", "nuts"), r("bayes_electricity", "svi")
+    params = r("bayes_electricity", "parameters")
+    within_ml = max(abs(p["z_diff"]) for p in params)
+    within_nuts = max(svi["max_abs_mean_diff_in_nuts_sd"], svi["max_abs_sd_diff_in_nuts_sd"])
+    people = r("bayes_subsampling", "people")
+    situations = r("bayes_subsampling", "situations")
+    batch = r("bayes_subsampling", "batch_people")
+    x1_sd, x1_sd_true = (
+        r("bayes_subsampling", "estimates/x1.sd"),
+        r("bayes_subsampling", "truth/x1.sd"),
+    )
+    rss = r("bayes_subsampling", "peak_rss_after_fit_mib")
+    return (
+        f"Electricity NUTS, {nuts['chains']} x {_count(nuts['samples'])} draws",
+        f"r_hat {nuts['max_r_hat_population']:.3f}, {nuts['divergences']} divergences, every "
+        f"population mean and SD within {within_ml:.2f} posterior SD of ML; "
+        f"{nuts['wall_seconds_incl_compile']:.0f} s wall incl. compilation, "
+        f"**{nuts['seconds_per_1000_ess_slowest']:.0f} s per 1,000 ESS** of the slowest parameter "
+        f'({nuts["slowest_parameter"]}); SVI (`local_guide="{svi["local_guide"]}"`, '
+        f"{_count(svi['steps'])} steps) {svi['seconds']:.0f} s, every mean and SD within "
+        f"{within_nuts:.2f} NUTS posterior SD; subsampled SVI on {_count(situations)} situations "
+        f"({_count(people)} people, batches of {_count(batch)}): x1 sd {x1_sd:.3f} vs true "
+        f"{x1_sd_true:g}, peak RSS {rss:.0f} MiB",
+        "`python -m benchmarks.bench_bayes`",
+    )
+
+
+def _mixdpo_overhead(r: Results) -> Row:
+    settings, ratio = r("mixdpo", "settings"), r("mixdpo", "ratio")
+    paper = ratio["paper_ratio_vs_dpo"]
+    loss_ms = 1e3 * max(
+        ratio["loss_seconds"]["mixdpo_gamma"], ratio["loss_seconds"]["mixdpo_lognormal_k16"]
+    )
+    model = settings["model"].split(" ")[0].removesuffix("-Instruct")
+    load = r("mixdpo", "machine/load_avg_start/0")
+    return (
+        f"MixDPO overhead per step, {model}, {settings['pairs_per_step']} pairs, "
+        f"{settings['max_length']} tokens (load average {load:.1f} at start)",
+        f"step-time ratio to DPO ({ratio['rounds']} rotated rounds, median): Gamma "
+        f"{ratio['ratio_vs_dpo']['mixdpo_gamma']:.3f}, LogNormal K=16 "
+        f"{ratio['ratio_vs_dpo']['mixdpo_lognormal_k16']:.3f} (paper: "
+        f"{paper['mixdpo_gamma']:g} / {paper['mixdpo_lognormal_k16']:g}); the loss itself costs "
+        f"at most {loss_ms:.2f} ms of a {ratio['median_step_s']['dpo']:.1f} s step",
+        "`python -m benchmarks.bench_mixdpo --adaptive --adaptive-steps "
+        f"{settings['adaptive']['steps']} --ratio-rounds {settings['ratio_rounds']} "
+        f"--steps {settings['steps']}`",
+    )
+
+
+def _mixdpo_vs_trl(r: Results) -> Row:
+    ours, trl = r("mixdpo", "ours_dpo"), r("mixdpo", "trl_dpo")
+    return (
+        "`MixDPOTrainer` (DPO mode) vs TRL `DPOTrainer`",
+        f"{r('mixdpo', 'interleaved/throughput_ratio_ours_over_trl'):.2f}x throughput with steps "
+        f"interleaved in one process ({r('mixdpo', 'throughput_ratio_ours_over_trl'):.2f}x in "
+        f"separate processes: {ours['pairs_per_s']:.2f} vs {trl['pairs_per_s']:.2f} pairs/s); "
+        f"peak RSS {ours['peak_rss_mib']:.0f} vs {trl['peak_rss_mib']:.0f} MiB",
+        SAME,
+    )
+
+
+def _self_adaptive(r: Results) -> Row:
+    adaptive = r("mixdpo", "settings/adaptive")
+    het = r("mixdpo", "adaptive/mixdpo_gamma_heterogeneous")
+    hom = r("mixdpo", "adaptive/mixdpo_gamma_homogeneous")
+    dpo = r("mixdpo", "adaptive/dpo_heterogeneous")
+    ours, theirs = het["margin_gain_macro"], dpo["margin_gain_macro"]
+    verdict = "beats" if ours > theirs else "does **not** beat"
+    return (
+        f"Self-adaptive strength, SmolLM2 (one pass over "
+        f"{adaptive['steps'] * adaptive['pairs_per_step']} pairs, last "
+        f"{adaptive['train_layers']} blocks trained, strength LR "
+        f"{adaptive['strength_learning_rate']:g})",
+        f"learned Gamma CV {het['cv']:.3f} on the heterogeneous set vs {hom['cv']:.3f} on the "
+        f"homogeneous control (start {adaptive['initial_cv']:.3f}); MixDPO's held-out macro "
+        f"margin {verdict} DPO's here ({ours:.2f} vs {theirs:.2f} nats)",
+        SAME,
+    )
+
+
+def _ranked(
+    samples: Mapping[str, Mapping[str, float]], labels: Mapping[str, str], digits: int = 3
+) -> str:
+    """``label mean +- ci95`` for each method in ``labels``, best accuracy first."""
+    order = sorted(labels, key=lambda m: -samples[m]["accuracy_mean"])
+    return ", ".join(
+        f"{labels[m]} {_pm(samples[m]['accuracy_mean'], samples[m]['accuracy_ci95'], digits)}"
+        for m in order
+    )
+
+
+def _synthetic_types(r: Results) -> Row:
+    env, config = (
+        r("heterogeneous_synthetic", "environment"),
+        r("heterogeneous_synthetic", "config"),
+    )
+    samples = r("heterogeneous_synthetic", "samples")
+    labels = {
+        "agreement": f"agreement-only (keeps {_percent(samples['agreement']['kept_share_mean'])} "
+        "of pairs)",
+        "corrected_alpha": f"corrected DPO (alpha {config['small_alpha']:g}, true V)",
+        "dpo": f"DPO (median peak at response {samples['dpo']['peak_median']:.0f}; the NBC "
+        f"winner is response {env['nbc_argmax']})",
+        "mixdpo_gamma": "MixDPO-Gamma",
+    }
+    return (
+        f"arXiv 2502.16320 synthetic types ({env['num_responses']} responses, "
+        f"{len(env['types'])} types, {config['seeds']} seeds x {_count(config['pairs'])} pairs), "
+        "alignment accuracy vs average reward",
+        _ranked(samples, labels),
+        "`python -m benchmarks.bench_heterogeneous`",
+    )
+
+
+def _semisynthetic_types(r: Results) -> Row:
+    llm = r("heterogeneous_synthetic", "llm")
+    samples, config = llm["samples"], llm["config"]
+    labels = {
+        "agreement": f"agreement-only (keeps {_percent(samples['agreement']['kept_share_mean'])} "
+        "of pairs)",
+        "corrected_estimated": "corrected DPO with V estimated from annotator linkage",
+        "corrected_alpha": f"corrected (true V, alpha {config['small_alpha']:g})",
+        "mixdpo_lognormal": "MixDPO-LogNormal",
+        "dpo": "DPO",
+        "mixdpo_gamma": "MixDPO-Gamma",
+    }
+    seconds = [s["seconds_mean"] for s in samples.values()]
+    return (
+        "arXiv 2502.16320 semi-synthetic LLM setting (embedded pairs relabelled by "
+        f"{len(llm['ground_truth']['types'])} annotator types, tiny model, {config['seeds']} seeds)",
+        f"held-out accuracy vs average reward: {_ranked(samples, labels)}; "
+        f"{min(seconds):.1f}-{max(seconds):.1f} s per run",
+        "`python -m benchmarks.bench_heterogeneous --only-llm`",
+    )
+
+
+ROWS: Sequence[Callable[[Results], Row]] = (
+    _marginal_accuracy,
+    _marginal_timing,
+    _lognormal_gradients,
+    _electricity,
+    _bayes,
+    _mixdpo_overhead,
+    _mixdpo_vs_trl,
+    _self_adaptive,
+    _synthetic_types,
+    _semisynthetic_types,
+)
+
+
+_NON_FINITE = re.compile(r"\b(inf|nan)\b")
+
+
+def _cell(text: str) -> str:
+    # A literal | would split the Markdown cell.
+    return text.replace("|", "\\|")
+
+
+def render_table(results: Results, rows: Iterable[Callable[[Results], Row]] = ROWS) -> str:
+    """The Markdown table (header included, no trailing newline)."""
+    lines = ["| what | figure | command |", "|---|---|---|"]
+    for row in rows:
+        what, figure, command = row(results)
+        if _NON_FINITE.search(what + figure):
+            raise ValueError(f"README benchmark row {row.__name__} renders a non-finite figure")
+        lines.append(f"| {_cell(what)} | {_cell(figure)} | {command} |")
+    return "\n".join(lines)
+
+
+def splice(readme: str, table: str) -> str:
+    """``readme`` with the text between the benchmark markers replaced by ``table``."""
+    starts, ends = readme.count(START), readme.count(END)
+    if starts != 1 or ends != 1:
+        raise ValueError(
+            f"README must contain {START!r} and {END!r} exactly once each "
+            f"(found {starts} and {ends})"
+        )
+    if readme.index(END) < readme.index(START):
+        raise ValueError(f"README has {END!r} before {START!r}")
+    head, rest = readme.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{table}\n{END}{tail}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    current = args.readme.read_text(encoding="utf-8")
+    wanted = splice(current, render_table(load_results(args.results)))
+    if wanted == current:
+        return 0
+    if args.check:
+        sys.stdout.writelines(
+            difflib.unified_diff(
+                current.splitlines(keepends=True),
+                wanted.splitlines(keepends=True),
+                str(args.readme),
+                "rendered from benchmarks/results",
+            )
+        )
+        print(
+            f"\n{args.readme} disagrees with {args.results}: run python tools/readme_benchmarks.py"
+        )
+        return 1
+    args.readme.write_text(wanted, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
