@@ -8,6 +8,11 @@
 * Subgroup posteriors: :func:`fit_subgroup_strengths` (hierarchical NumPyro model with the exact
   strength marginal of :mod:`mixlogit` as likelihood; :class:`SubgroupPosterior`,
   :class:`SubgroupStrengthPrior`).
+* Annotator panels: :func:`fit_panel_strengths` (two-stage estimate of subgroup and annotator
+  strengths, the panel marginal of :mod:`mixlogit` as likelihood) and :func:`profile_cv` (is the
+  strength spread identified? the profile likelihood of its CV); plots
+  :func:`plot_panel_subgroup_forest`, :func:`plot_profile_cv` and, in :mod:`analysis.panel_plots`,
+  the annotator caterpillar ``plot_annotator_strengths``.
 * Heterogeneous-preference theory (arXiv 2502.16320): :func:`preference_matrix`,
   :func:`average_reward`, :func:`normalized_borda_count`, :func:`alignment_accuracy`,
   :func:`nbc_flip_distance`.
@@ -15,8 +20,9 @@
 * The end-to-end demo: ``python -m analysis.demo`` (:mod:`analysis.demo`).
 
 Other helpers stay in their modules (:mod:`analysis.converters`, :mod:`analysis.margins`,
-:mod:`analysis.borda`, :mod:`analysis.subgroup_posterior`). Modules load on first use (the
-subgroup posterior imports JAX).
+:mod:`analysis.borda`, :mod:`analysis.subgroup_posterior`, :mod:`analysis.strength_panels`,
+:mod:`analysis.identifiability`). Modules load on first use (the posteriors and panels import
+JAX).
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ _LAZY_ATTRS: dict[str, str] = {
     "SubgroupPosterior": "analysis.subgroup_posterior",
     "SubgroupStrengthPrior": "analysis.subgroup_posterior",
     "fit_subgroup_strengths": "analysis.subgroup_posterior",
+    # annotator panels (JAX)
+    "fit_panel_strengths": "analysis.strength_panels",
+    "profile_cv": "analysis.identifiability",
     # Borda-count theory of heterogeneous preferences
     "alignment_accuracy": "analysis.borda",
     "average_reward": "analysis.borda",
@@ -47,6 +56,8 @@ _LAZY_ATTRS: dict[str, str] = {
     "preference_matrix": "analysis.borda",
     # plots and report
     "plot_individual_coefficients": "analysis.plots",
+    "plot_panel_subgroup_forest": "analysis.panel_plots",
+    "plot_profile_cv": "analysis.panel_plots",
     "plot_strength_densities": "analysis.plots",
     "plot_strength_trajectories": "analysis.plots",
     "plot_subgroup_forest": "analysis.plots",

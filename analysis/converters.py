@@ -114,19 +114,25 @@ def find_training_log(path: str | PathLike) -> Path:
     )
 
 
+#: Keys that say when a record was written, not what was measured: records of one step may
+#: differ in them (the trainer's logger stamps every record with its wall-clock ``time``).
+_BOOKKEEPING_KEYS = frozenset({"time"})
+
+
 def _merge_duplicate_steps(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     """One row per step: records of the same step are merged when they agree on shared keys.
 
     The Hugging Face Trainer logs its end-of-training summary (``train_runtime``...) at the last
-    step with the same strength values; that merges. Two records of one step that disagree
-    (a resumed run that logged a step again with other values) raise.
+    step with the same strength values, a moment later; that merges (keeping the first record's
+    ``time``). Two records of one step that disagree on a measured value (a resumed run that
+    logged a step again with other values) raise.
     """
     if not frame["step"].duplicated().any():
         return frame
     merged = []
     for step, rows in frame.groupby("step", sort=False):
         if len(rows) > 1:
-            for column in rows.columns:
+            for column in (c for c in rows.columns if c not in _BOOKKEEPING_KEYS):
                 values = rows[column].dropna().to_numpy(dtype=np.float64)
                 if values.size > 1 and not np.all(values == values[0]):
                     raise ValueError(

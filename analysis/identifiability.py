@@ -75,6 +75,11 @@ class CVProfile:
     num_unanimous_pairs: int
 
     @property
+    def label(self) -> str:
+        """The model in a few words: ``"annotator level, free gaps, by subgroup"``."""
+        return f"{self.level} level, {self.gaps} gaps" + (f", by {self.by}" if self.by else "")
+
+    @property
     def range(self) -> float:
         """``max - min`` of the profile log-likelihood over the grid (nats): its curvature."""
         values = self.table["profile_loglik"]

@@ -159,11 +159,6 @@ def plot_panel_subgroup_forest(
     return figure
 
 
-def _profile_label(profile: CVProfile) -> str:
-    label = f"{profile.level} level, {profile.gaps} gaps"
-    return label + (f", by {profile.by}" if profile.by else "")
-
-
 def plot_profile_cv(
     profiles: CVProfile | Mapping[str, CVProfile],
     *,
@@ -176,7 +171,7 @@ def plot_profile_cv(
     stays above it everywhere is flat: the CV is not identified.
     """
     if isinstance(profiles, CVProfile):
-        profiles = {_profile_label(profiles): profiles}
+        profiles = {profiles.label: profiles}
     if not profiles:
         raise ValueError("profiles is empty: pass at least one CVProfile")
     colours = _palette(list(profiles))

@@ -229,6 +229,84 @@ def _posterior_section(posteriors: Sequence[Any]) -> list[str]:
     return parts
 
 
+def _panel_section(fit: Any | None, profiles: Mapping[str, Any]) -> list[str]:
+    """ "Which subgroups are decisive": a panel strength fit and the CV profile likelihoods."""
+    from analysis.panel_plots import (
+        plot_annotator_strengths,
+        plot_panel_subgroup_forest,
+        plot_profile_cv,
+    )
+
+    parts = ["<h2>Which subgroups are decisive</h2>"]
+    if fit is not None:
+        table = fit.subgroups
+        top = table.loc[table["mean_strength"].idxmax()]
+        low = table.loc[table["mean_strength"].idxmin()]
+        population, diagnostics = fit.population, fit.diagnostics
+
+        def strength(row):
+            return (
+                f"{html.escape(str(row['subgroup']))}: mean strength {row['mean_strength']:.3g} "
+                f"[{row['mean_strength_low']:.3g}, {row['mean_strength_high']:.3g}], "
+                f"{row['relative_strength']:.2g} x the population mean"
+            )
+
+        lines = [
+            f"Most decisive {strength(top)}; least decisive {strength(low)} "
+            f"({fit.interval:.0%} intervals, {fit.family} strengths within subgroups, "
+            f"{len(fit.annotators)} annotators).",
+            f"Population (a random annotator): mean strength {population['mean']:.3g} "
+            f"[{population['mean_low']:.3g}, {population['mean_high']:.3g}], CV "
+            f"{population['cv']:.3g} [{population['cv_low']:.3g}, {population['cv_high']:.3g}].",
+            f"Max r_hat {diagnostics['max_r_hat']:.3f}, min bulk ESS "
+            f"{diagnostics['min_ess_bulk']:.0f}, {diagnostics['num_divergences']} divergences.",
+        ]
+        parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
+        parts.append(
+            '<p class="note">Strengths are per unit of the reward gap the labels were scored '
+            "with; each annotator keeps one strength over all its labels (panel likelihood), "
+            "so the spread within and between subgroups is identified.</p>"
+        )
+        for plot, alt in (
+            (plot_panel_subgroup_forest, "subgroup strengths"),
+            (plot_annotator_strengths, "annotator strengths"),
+        ):
+            figure = plot(fit)
+            parts.append(_figure_html(figure, alt))
+            plt.close(figure)
+        parts.append(_table_html(table))
+    if profiles:
+        rows = []
+        for label, profile in profiles.items():
+            low_cv, high_cv = profile.interval()
+            rows.append(
+                {
+                    "profile": label,
+                    "level": profile.level,
+                    "gaps": profile.gaps,
+                    "by": profile.by or "",
+                    "labels": profile.num_labels,
+                    "range (nats)": profile.range,
+                    "best CV": profile.best_cv,
+                    "95 % CV interval": f"{low_cv:.3g} to {high_cv:.3g}",
+                }
+            )
+        parts.append("<h3>Is the strength spread identified?</h3>")
+        parts.append(
+            '<p class="key">'
+            + "<br>".join(
+                f"<b>{html.escape(label)}</b>: {html.escape(profile.interpretation())}"
+                for label, profile in profiles.items()
+            )
+            + "</p>"
+        )
+        parts.append(_table_html(pd.DataFrame(rows), digits=4))
+        figure = plot_profile_cv(dict(profiles))
+        parts.append(_figure_html(figure, "CV profile likelihood"))
+        plt.close(figure)
+    return parts
+
+
 def _choice_fit_draws(fit: Any, num_draws: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(individual-level estimates ``(I, K_random)``, population draws ``(R, K)``) of a fit."""
     if hasattr(fit, "population_coefficients"):  # classical EstimationResults
@@ -330,6 +408,8 @@ def report(
     price: str | None = None,
     price_units: str | None = None,
     coefficient_units: Mapping[str, str] | None = None,
+    panel_fit: Any | None = None,
+    cv_profiles: Any | Sequence[Any] | Mapping[str, Any] = (),
     figures: Mapping[str, Figure] | None = None,
     tables: Mapping[str, pd.DataFrame] | None = None,
     title: str = "Preference heterogeneity report",
@@ -359,6 +439,12 @@ def report(
         price_units: units of the price attribute (``"cents/kWh"``) for the WTP axis labels.
         coefficient_units: ``{coefficient: units}`` for the individual-coefficient axis labels
             (``{"cl": "utility per year of contract"}``).
+        panel_fit: an :class:`~analysis.strength_panels.PanelStrengthFit` (annotator panels):
+            the "Which subgroups are decisive" section with the subgroup forest, the annotator
+            caterpillar and the subgroup table.
+        cv_profiles: :class:`~analysis.identifiability.CVProfile` results (one, a sequence, or
+            ``{label: profile}``) for that section: their numbers, a sentence reading each, and
+            the profile-likelihood plot.
         figures: extra ``{caption: Figure}`` (e.g. choice-model coefficient or WTP plots).
         tables: extra ``{caption: DataFrame}``.
         title: report title.
@@ -399,6 +485,9 @@ def report(
         )
     if posteriors:
         sections += _posterior_section(list(posteriors))
+    profiles = _labelled_profiles(cv_profiles)
+    if panel_fit is not None or profiles:
+        sections += _panel_section(panel_fit, profiles)
     if choice_fit is not None:
         sections += _choice_fit_section(
             choice_fit,
@@ -414,7 +503,8 @@ def report(
         sections += [f"<h2>{html.escape(caption)}</h2>", _table_html(table)]
     if not sections:
         raise ValueError(
-            "nothing to report: give runs, run_dirs, evaluation, posteriors, choice_fit or figures"
+            "nothing to report: give runs, run_dirs, evaluation, posteriors, panel_fit, "
+            "cv_profiles, choice_fit or figures"
         )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     document = (
@@ -441,3 +531,24 @@ def _read_table(path: Path) -> pd.DataFrame:
     if name.endswith(".parquet"):
         return pd.read_parquet(path)
     raise ValueError(f"{path}: expected .csv, .jsonl or .parquet")
+
+
+def _labelled_profiles(profiles: Any) -> dict[str, Any]:
+    """``{label: CVProfile}`` from one profile, a sequence or a mapping (labels from the model)."""
+    if isinstance(profiles, Sequence) and not profiles:
+        return {}
+    from analysis.identifiability import CVProfile  # imports JAX: only when there are profiles
+
+    if isinstance(profiles, CVProfile):
+        profiles = [profiles]
+    if isinstance(profiles, Mapping):
+        return dict(profiles)
+    labelled = {}
+    for profile in profiles:
+        if not isinstance(profile, CVProfile):
+            raise TypeError(
+                f"cv_profiles must hold CVProfile results, got {type(profile).__name__}"
+            )
+        label = profile.label
+        labelled[label if label not in labelled else f"{label} ({len(labelled) + 1})"] = profile
+    return labelled

@@ -26,7 +26,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,7 +78,11 @@ def profiles(quick: bool) -> list[dict]:
                     "mixed_pairs": profile.num_pairs,
                     "unanimous_pairs": profile.num_unanimous_pairs,
                     "profile_loglik": dict(
-                        zip(map(float, profile.table["cv"]), profile.table["profile_loglik"])
+                        zip(
+                            map(float, profile.table["cv"]),
+                            profile.table["profile_loglik"],
+                            strict=True,
+                        )
                     ),
                     "range": profile.range,
                     "best_cv": profile.best_cv,
@@ -118,11 +121,15 @@ def two_stage(quick: bool) -> dict:
     subgroups = {
         name: {
             "posterior_mean": float(table.loc[name, "mean_strength"]),
-            "interval": [float(table.loc[name, "mean_strength_low"]),
-                         float(table.loc[name, "mean_strength_high"])],
+            "interval": [
+                float(table.loc[name, "mean_strength_low"]),
+                float(table.loc[name, "mean_strength_high"]),
+            ],
             "annotators_true_mean": float(realised[name]),
             "distribution_mean": next(g["mean"] for g in truth["subgroups"] if g["name"] == name),
-            "ratio_to_first": float(table.loc[name, "mean_strength"] / table.loc[first, "mean_strength"]),
+            "ratio_to_first": float(
+                table.loc[name, "mean_strength"] / table.loc[first, "mean_strength"]
+            ),
             "true_ratio_to_first": float(realised[name] / realised[first]),
         }
         for name in table.index

@@ -80,6 +80,10 @@ MAP_ITERATIONS = 12
 SCOUT_NODES = 32
 DIP_EDGE = 4.0
 DIP_MARGIN = 8.0
+#: Where ``e^u |d| >= POLE_REACH`` (the poles of ``sigmoid(e^u d)`` are near the real line)
+#: the bulk reaches out until the integrand is down by ``exp(-BULK_DROP)``.
+POLE_REACH = 0.3
+BULK_DROP = 18.0
 #: Default number of quadrature nodes per group and Sinc sub-steps per node for quantiles.
 DEFAULT_NUM_NODES = 128
 QUANTILE_SUBSTEPS = 8
@@ -243,6 +247,7 @@ class _Panel(NamedTuple):
     num_groups: int
     plain_d: Array
     concave: Array
+    abs_max: Array
     count: Array
     positive_count: Array
     negative_sum: Array
@@ -252,13 +257,17 @@ class _Panel(NamedTuple):
 def _panel(ops, d, group, num_groups) -> _Panel:
     plain = ops.stop_gradient(d)
     ones = plain * 0.0 + 1.0
+    count = ops.segment_sum(ones, group, num_groups)
     return _Panel(
         d=d,
         group=group,
         num_groups=num_groups,
         plain_d=plain,
         concave=ops.where(plain <= 0, ones, 0.0),
-        count=ops.segment_sum(ones, group, num_groups),
+        abs_max=ops.where(
+            count > 0, ops.segment_max(ops.where(plain > 0, plain, -plain), group, num_groups), 0.0
+        ),
+        count=count,
         positive_count=ops.segment_sum(ops.where(plain > 0, ones, 0.0), group, num_groups),
         negative_sum=ops.segment_sum(ops.where(plain < 0, -plain, 0.0), group, num_groups),
         limit=_u_limit(ops, d),
@@ -299,26 +308,32 @@ def _extent(ops, concave, centre, left_target, right_target, limit: float):
     return u_lo, u_hi
 
 
+class _Dip(NamedTuple):
+    """A narrowing of the map's step around ``s = centre`` by ``depth``, over about ``half``
+    nodes each side (see :class:`_Map`)."""
+
+    centre: Array
+    depth: Array
+    half: Array
+
+
 class _Map(NamedTuple):
-    """``u(s) = u_bulk + step (s + (1 - e^{-k s}) / k + (e^{k (s - n)} - e^{-k n}) / k) - dip(s)``,
+    """``u(s) = u_bulk + step (s + (1 - e^{-k s}) / k + (e^{k (s - n)} - e^{-k n}) / k) - dips``,
     ``k = TAIL_GROWTH``, ``n = bulk_nodes``: steps of ``step`` in ``u`` across the bulk
-    ``[u_bulk, u_bulk + n step]``, growing by ``e^k`` per node beyond it, and narrowed near
-    ``s = dip_centre`` to ``step - dip_depth`` for about ``dip_half`` nodes each side (a
-    second, narrower mode):
+    ``[u_bulk, u_bulk + n step]``, growing by ``e^k`` per node beyond it, and narrowed by each
+    :class:`_Dip` (a mode narrower than the bulk's step):
 
-        du/ds = step (1 + e^{-k s} + e^{k (s - n)}) - dip_depth D(s - dip_centre),
-        D(x) = (tanh((x + W) / t) - tanh((x - W) / t)) / 2 in [0, 1),  W = dip_half, t = DIP_EDGE,
+        du/ds = step (1 + e^{-k s} + e^{k (s - n)}) - sum_dips depth D(s - centre),
+        D(x) = (tanh((x + W) / t) - tanh((x - W) / t)) / 2 in [0, 1),  W = half, t = DIP_EDGE,
 
-    analytic, and positive for ``dip_depth < step``; ``dip(s)`` is the integral of the second
-    term (log-cosh differences), odd about the dip's centre and at most ``dip_depth W``.
+    analytic, and positive when the dips are apart and shallower than ``step``. Each dip's
+    integral (log-cosh differences) is odd about its centre and at most ``depth W``.
     """
 
     u_bulk: Array
     step: Array
     bulk_nodes: Array
-    dip_centre: Array
-    dip_depth: Array
-    dip_half: Array
+    dips: tuple[_Dip, ...]
 
 
 def _log_cosh(ops, x):
@@ -328,29 +343,41 @@ def _log_cosh(ops, x):
 def _map_at(ops, m: _Map, s):
     """``u(s)`` and ``du/ds`` for ``s`` of shape (G,) or (G, K)."""
     extra = s.ndim - m.u_bulk.ndim
-    u0, a, n, centre, depth, half = (x.reshape(x.shape + (1,) * extra) for x in m)
+
+    def cast(x):
+        return x.reshape(x.shape + (1,) * extra)
+
+    u0, a, n = cast(m.u_bulk), cast(m.step), cast(m.bulk_nodes)
     k, t = TAIL_GROWTH, DIP_EDGE
     left, right = ops.exp(-k * s), ops.exp(k * (s - n))
     u = u0 + a * (s + (1.0 - left) / k + (right - ops.exp(-k * n)) / k)
-    x = s - centre
-    dip = 0.5 * t * (_log_cosh(ops, (x + half) / t) - _log_cosh(ops, (x - half) / t))
-    profile = 0.5 * (ops.tanh((x + half) / t) - ops.tanh((x - half) / t))
-    return u - depth * dip, a * (1.0 + left + right) - depth * profile
+    du = a * (1.0 + left + right)
+    for dip in m.dips:
+        centre, depth, half = cast(dip.centre), cast(dip.depth), cast(dip.half)
+        x = s - centre
+        u = u - depth * 0.5 * t * (_log_cosh(ops, (x + half) / t) - _log_cosh(ops, (x - half) / t))
+        du = du - depth * 0.5 * (ops.tanh((x + half) / t) - ops.tanh((x - half) / t))
+    return u, du
 
 
 def _map_inverse(ops, m: _Map, y, below: bool):
     """``s`` with ``u(s) = y``, rounded outwards (``below``: towards ``-inf``) so the nodes
     cover ``y``: bracketed Newton between ``u(0)`` or ``u(n)`` and explicit bounds (each of
-    the undipped map's terms alone reaches ``y`` shifted by the dip's largest shift)."""
+    the undipped map's terms alone reaches ``y`` shifted by the dips' largest shift)."""
     a, k = m.step, TAIL_GROWTH
-    shift = m.dip_depth * m.dip_half
+    shift = 0.0 * a
+    for dip in m.dips:
+        shift = shift + dip.depth * dip.half
+    slowest = a  # the smallest step anywhere, at a dip's centre
+    for dip in m.dips:
+        slowest = ops.where(a - dip.depth < slowest, a - dip.depth, slowest)
     if below:
         gap = ops.where(m.u_bulk - y + shift > 0, m.u_bulk - y + shift, 0.0)
         lo = -ops.where(gap / a < ops.log1p(k * gap / a) / k, gap / a, ops.log1p(k * gap / a) / k)
-        hi = m.bulk_nodes + shift / (a - m.dip_depth)
+        hi = m.bulk_nodes + shift / slowest
     else:
         gap = ops.where(y - m.u_bulk + shift > 0, y - m.u_bulk + shift, 0.0)
-        lo = -shift / (a - m.dip_depth)
+        lo = -shift / slowest
         hi = ops.where(
             gap / a < m.bulk_nodes + ops.log1p(k * gap / a) / k,
             gap / a,
@@ -380,20 +407,16 @@ def _width(ops, curvature, span):
     return 1.0 / ops.sqrt(ops.where(curvature < 0, -curvature, 0.0) + 1.0 / (span * span))
 
 
-def _rule(ops, bulk_lo, bulk_hi, step, u_lo, u_hi, num_nodes, dip=None) -> _Rule:
+def _rule(ops, bulk_lo, bulk_hi, step, u_lo, u_hi, num_nodes, dips=()) -> _Rule:
     """``num_nodes`` nodes equally spaced in ``s`` from ``u_lo`` to ``u_hi``, on the map with
-    bulk ``[bulk_lo, bulk_hi]``, bulk step ``step`` and ``dip = (u, step there, half-width in
-    u)`` (a narrower mode inside the bulk) or none."""
-    zero = 0.0 * step
-    if dip is None:
-        m = _Map(bulk_lo, step, (bulk_hi - bulk_lo) / step, zero, zero, zero)
-    else:
-        centre, fine, half = dip
-        depth = step - fine
-        dip_half = half / fine + DIP_EDGE  # plateau over the mode, then the edge
-        m = _Map(
-            bulk_lo, step, (bulk_hi - bulk_lo) / step, (centre - bulk_lo) / step, depth, dip_half
-        )
+    bulk ``[bulk_lo, bulk_hi]``, bulk step ``step`` and a dip for each ``(u, step there,
+    half-width in u)`` in ``dips`` (a mode narrower than the bulk's step; depth 0: none)."""
+    converted = []
+    for centre, fine, half in dips:
+        fine = ops.where(fine < step, fine, step)
+        # A plateau over the mode, then the edge.
+        converted.append(_Dip((centre - bulk_lo) / step, step - fine, half / fine + DIP_EDGE))
+    m = _Map(bulk_lo, step, (bulk_hi - bulk_lo) / step, tuple(converted))
     s_first = _map_inverse(ops, m, u_lo, below=True)
     s_step = (_map_inverse(ops, m, u_hi, below=False) - s_first) / (num_nodes - 1)
     index = ops.const(np.arange(num_nodes, dtype=np.float64), like=bulk_lo)
@@ -475,10 +498,15 @@ def _tilted_rule(ops, prior: LogStrengthPrior, panel: _Panel, params, tilt, num_
         ops, centre - half, centre + half, _bulk_step(ops, width), u_lo, u_hi, SCOUT_NODES
     )
     per_node = {k: v[:, None] for k, v in plain.items()}
+    big = math.sqrt(ops.finfo_max(panel.plain_d))
+    z = ops.clip(ops.exp(scout.u[panel.group]) * panel.plain_d[:, None], -big, big)
     h = (
         prior.log_density(ops, scout.u, per_node)
         + tilt * scout.u
-        + _node_log_likelihood(ops, panel, scout.u, panel.plain_d)
+        + _by_group(ops, panel, ops.log_sigmoid(z))
+    )
+    curvature_at = prior.derivatives(ops, scout.u, per_node)[1] + _by_group(
+        ops, panel, _slopes(ops, z)[1]
     )
     inner = h[:, 1:-1]
     peak = (inner >= h[:, :-2]) & (inner >= h[:, 2:])
@@ -500,30 +528,64 @@ def _tilted_rule(ops, prior: LogStrengthPrior, panel: _Panel, params, tilt, num_
     other = ops.where(found, other, centre)
     _, other_curvature = slope(other)
     other_width = ops.where(found, _width(ops, other_curvature, span), width)
-    # Drop the first mode from the bulk if the other outweighs it beyond the rule's reach.
-    first_kept = h_centre > log_integrand(other) - EXTENT_DROP
+    # Drop the first mode if the other outweighs it beyond the rule's reach.
+    h_other = log_integrand(other)
+    first_kept = h_centre > h_other - EXTENT_DROP
     other_half = BULK_WIDTHS * other_width
-    bulk_lo = ops.where(first_kept, centre - half, other - other_half)
-    bulk_hi = ops.where(first_kept, centre + half, other + other_half)
-    # The bulk takes the wider mode's step; the narrower mode gets a dip to its own, with
-    # DIP_MARGIN bulk steps beyond it inside the bulk (where the tails' growth has faded).
+    big = 2.0 * panel.limit
+    modes_lo = ops.where(found, other - other_half, big)
+    modes_hi = ops.where(found, other + other_half, -big)
+    modes_lo = ops.where(first_kept & (centre - half < modes_lo), centre - half, modes_lo)
+    modes_hi = ops.where(first_kept & (centre + half > modes_hi), centre + half, modes_hi)
+    # Where sigmoid(e^u d)'s poles are near (e^u |d| >= POLE_REACH) the steps must stay below
+    # POLE_STEP until the integrand is down by BULK_DROP, also on a slowly falling shoulder
+    # that the modes' widths do not see: the scout's nodes above that level, plus one node.
+    h_top = ops.where(found & (h_other > h_centre), h_other, h_centre)
+    shoulder = (h >= h_top[:, None] - BULK_DROP) & (
+        ops.exp(scout.u) * panel.abs_max[:, None] >= POLE_REACH
+    )
+    shoulder_lo = -ops.amax(ops.where(shoulder[:, 1:], -scout.u[:, :-1], -big), axis=-1)
+    shoulder_hi = ops.amax(ops.where(shoulder[:, :-1], scout.u[:, 1:], -big), axis=-1)
+    wide = (shoulder_lo < modes_lo) | (shoulder_hi > modes_hi)
+    bulk_lo = ops.where(shoulder_lo < modes_lo, shoulder_lo, modes_lo)
+    bulk_hi = ops.where(shoulder_hi > modes_hi, shoulder_hi, modes_hi)
+    # The bulk's step: POLE_STEP over a shoulder, else the wider mode's; each narrower mode
+    # gets a dip to its own step, DIP_MARGIN bulk steps inside the bulk. Two dips closer than
+    # their reach merge into one over both.
     step, other_step = _bulk_step(ops, width), _bulk_step(ops, other_width)
-    two = first_kept & found
-    first_narrow = two & (step < other_step)
-    coarse = ops.where(
-        two & (other_step > step), other_step, ops.where(first_kept, step, other_step)
+    # A mode's dip takes the finest step that the curvature anywhere in the significant range
+    # asks for (a steep side falls off faster than the mode's own width says).
+    significant = (h >= h_top[:, None] - BULK_DROP) & (curvature_at < 0)
+    local = 1.0 / ops.sqrt(ops.where(significant, -curvature_at, 1.0 / (span * span)[:, None]))
+    narrowest = -ops.amax(-local, axis=-1)
+    fine, other_fine = (
+        _bulk_step(ops, ops.where(narrowest < w, narrowest, w)) for w in (width, other_width)
     )
-    fine = ops.where(first_narrow, step, other_step)
-    narrow_centre = ops.where(first_narrow, centre, other)
-    narrow_half = ops.where(first_narrow, half, other_half)
-    low = narrow_centre - narrow_half - ops.where(two, DIP_MARGIN * coarse, 0.0)
-    high = narrow_centre + narrow_half + ops.where(two, DIP_MARGIN * coarse, 0.0)
-    bulk_lo = ops.where(low < bulk_lo, low, bulk_lo)
-    bulk_hi = ops.where(high > bulk_hi, high, bulk_hi)
-    fine = ops.where(fine < coarse, fine, coarse)  # no dip (depth 0) when one mode
-    rule = _rule(
-        ops, bulk_lo, bulk_hi, coarse, u_lo, u_hi, num_nodes, (narrow_centre, fine, narrow_half)
+    widest = ops.where(found & (other_step > step), other_step, step)
+    widest = ops.where(first_kept, widest, other_step)
+    coarse = ops.where(wide, POLE_STEP + 0.0 * step, widest)
+    margin = DIP_MARGIN * coarse
+    lows = (centre - half - margin, other - other_half - margin)
+    highs = (centre + half + margin, other + other_half + margin)
+    keeps = (first_kept, found)
+    for low, high, keep in zip(lows, highs, keeps, strict=True):
+        bulk_lo = ops.where(keep & (low < bulk_lo), low, bulk_lo)
+        bulk_hi = ops.where(keep & (high > bulk_hi), high, bulk_hi)
+    reach = half / step + other_half / other_step + 4.0 * DIP_EDGE  # in nodes of each dip
+    apart = abs(centre - other) / coarse > reach
+    merged_lo = ops.where(centre - half < other - other_half, centre - half, other - other_half)
+    merged_hi = ops.where(centre + half > other + other_half, centre + half, other + other_half)
+    finer = ops.where(fine < other_fine, fine, other_fine)
+    split = ~(found & first_kept) | apart
+    first_dip = (
+        ops.where(split, ops.where(first_kept, centre, other), 0.5 * (merged_lo + merged_hi)),
+        ops.where(split, ops.where(first_kept, fine, other_fine), finer),
+        ops.where(split, ops.where(first_kept, half, other_half), 0.5 * (merged_hi - merged_lo)),
     )
+    # The second dip: the other mode when both are kept and apart (else depth 0).
+    second = found & first_kept & apart
+    second_dip = (other, ops.where(second, other_fine, coarse), other_half)
+    rule = _rule(ops, bulk_lo, bulk_hi, coarse, u_lo, u_hi, num_nodes, (first_dip, second_dip))
 
     per_node = {k: v[:, None] for k, v in params.items()}
     log_terms = (

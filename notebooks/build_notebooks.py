@@ -120,7 +120,7 @@ to skip it (it takes minutes with the default settings on a laptop CPU). With ve
 if bayes:
     posterior = model.fit(data, method="nuts", num_warmup=bayes_warmup,
                           num_samples=bayes_samples, num_chains=bayes_chains,
-                          loglik_num_draws=bayes_loglik_num_draws, seed=seed)
+                          num_loglik_draws=bayes_loglik_num_draws, seed=seed)
     print(posterior.diagnostics)
     summary = posterior.population()
     means = summary[summary["statistic"] == "mean"].set_index("coefficient")

@@ -58,20 +58,6 @@ def _saturated_loglik(frame: pd.DataFrame) -> float:
     return float(np.where((k > 0) & (k < n), terms, 0.0).sum())
 
 
-def test_pair_level_free_gaps_profile_is_flat_at_the_saturated_likelihood(heterogeneous):
-    """One strength draw per label and a free gap per pair: every CV reaches the saturated
-    likelihood (each pair's share matched exactly), so the profile is flat."""
-    profile = profile_cv(heterogeneous, CVS, level="pair", gaps="free")
-    assert profile.table["converged"].all()
-    assert profile.range < 1e-6
-    np.testing.assert_allclose(
-        profile.table["profile_loglik"], _saturated_loglik(heterogeneous), rtol=0, atol=1e-6
-    )
-    assert profile.num_pairs + profile.num_unanimous_pairs == heterogeneous["pair_id"].nunique()
-    assert "cannot tell" in profile.interpretation()
-    assert profile.interval() == (min(CVS), max(CVS))
-
-
 @pytest.mark.slow
 def test_annotator_panels_identify_the_cv(heterogeneous, homogeneous):
     """The same free gaps, but one strength per annotator: the profile is curved by several
@@ -106,8 +92,9 @@ def test_given_gaps_profile_matches_a_direct_maximisation(heterogeneous):
                 rate = shape / np.exp(log_mean)
                 return -float(jnp.sum(gamma_logit_marginal(jnp.asarray(d), shape, rate)))
 
-            best = optimize.minimize_scalar(negative, bounds=(-6.0, 6.0), method="bounded",
-                                            options={"xatol": 1e-10})
+            best = optimize.minimize_scalar(
+                negative, bounds=(-6.0, 6.0), method="bounded", options={"xatol": 1e-10}
+            )
             assert value == pytest.approx(-best.fun, abs=1e-6)
             mean = profile.mean_strengths.loc[cv, "all"]
             assert np.log(mean) == pytest.approx(best.x, abs=1e-4)

@@ -45,7 +45,8 @@ def _tiny() -> pd.DataFrame:
     """A few annotators with known gaps and labels, drawn directly (no text)."""
     rng = np.random.default_rng(5)
     rows = []
-    for a, (subgroup, beta) in enumerate([("a$1", 3.0), ("a$1", 2.0), ("b", 0.3), ("b", 0.5)]):
+    rich = "$25,000-$49,999"  # a subgroup name with dollar signs (matplotlib mathtext)
+    for a, (subgroup, beta) in enumerate([(rich, 3.0), (rich, 2.0), ("b", 0.3), ("b", 0.5)]):
         for gap in rng.normal(0.0, 1.5, size=10):
             chose = rng.random() < special.expit(beta * gap)
             rows.append(
@@ -59,14 +60,15 @@ def _tiny() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _quad_panel(d: np.ndarray, family: str, params: dict, moment: int = 0) -> float:
-    """Independent reference: int beta^moment p(beta) prod sigmoid(beta d) dbeta by scipy quad."""
+def _quad_panel(d, family, params, moment=0, upper=None):
+    """Independent reference: int_0^upper beta^moment p(beta) prod sigmoid(beta d) dbeta by
+    scipy quad (``upper`` defaults to the prior's 1 - 1e-13 quantile)."""
     density = get_family(family).scipy(params)
 
     def integrand(beta):
         return beta**moment * density.pdf(beta) * np.prod(special.expit(beta * d))
 
-    upper = float(density.ppf(1.0 - 1e-13))
+    upper = float(density.ppf(1.0 - 1e-13)) if upper is None else upper
     return integrate.quad(integrand, 0.0, upper, epsabs=0.0, epsrel=1e-11, limit=400)[0]
 
 
@@ -81,8 +83,13 @@ def test_panel_log_likelihood_matches_quadrature_at_the_fit_nodes():
 
     frame = _tiny()
     data = panel_data(frame)
-    for family, mean, cv in [("gamma", 1.0, 0.1), ("gamma", 0.5, 1.0), ("gamma", 2.0, 2.0),
-                             ("lognormal", 1.5, 0.6), ("lognormal", 0.3, 2.0)]:
+    for family, mean, cv in [
+        ("gamma", 1.0, 0.1),
+        ("gamma", 0.5, 1.0),
+        ("gamma", 2.0, 2.0),
+        ("lognormal", 1.5, 0.6),
+        ("lognormal", 0.3, 2.0),
+    ]:
         params = get_family(family).from_mean_cv(NUMPY_OPS, mean, cv)
         params = {k: float(v) for k, v in params.items()}
         with jax.enable_x64(True):
@@ -104,8 +111,13 @@ def tiny_fit():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit = fit_panel_strengths(
-            _tiny(), num_warmup=60, num_samples=20, num_chains=2, num_annotator_draws=40,
-            num_strata=20, seed=3,
+            _tiny(),
+            num_warmup=60,
+            num_samples=20,
+            num_chains=2,
+            num_annotator_draws=40,
+            num_strata=20,
+            seed=3,
         )
     return fit, caught
 
@@ -114,20 +126,26 @@ def test_fit_returns_labelled_inference_data(tiny_fit):
     fit, _ = tiny_fit
     idata = fit.idata
     assert {"posterior", "sample_stats", "log_likelihood", "observed_data"} <= set(idata.groups())
-    assert list(idata.posterior.coords["subgroup"].values) == ["a$1", "b"]
+    assert list(idata.posterior.coords["subgroup"].values) == ["$25,000-$49,999", "b"]
     assert list(idata.log_likelihood.coords["annotator"].values) == ["r0", "r1", "r2", "r3"]
     # the per-annotator log-likelihood is not named like the observed labels
     assert list(idata.log_likelihood.data_vars) == ["annotator_loglik"]
     assert "annotator_loglik" not in idata.observed_data
     assert idata.log_likelihood["annotator_loglik"].shape == (2, 20, 4)
     assert idata.posterior["mean_strength"].dims == ("chain", "draw", "subgroup")
-    assert set(fit.subgroups["subgroup"]) == {"a$1", "b"}
+    assert set(fit.subgroups["subgroup"]) == {"$25,000-$49,999", "b"}
     assert fit.subgroups["num_annotators"].tolist() == [2, 2]
     assert fit.subgroups["num_labels"].tolist() == [20, 20]
     table = fit.annotators
     assert list(table.columns) == [
-        "annotator", "subgroup", "num_labels", "strength_mean", "strength_sd",
-        "strength_q5", "strength_q50", "strength_q95",
+        "annotator",
+        "subgroup",
+        "num_labels",
+        "strength_mean",
+        "strength_sd",
+        "strength_q5",
+        "strength_q50",
+        "strength_q95",
     ]
     assert (table["strength_q5"] < table["strength_q50"]).all()
     assert (table["strength_q50"] < table["strength_q95"]).all()
@@ -167,13 +185,8 @@ def test_annotator_posteriors_are_the_mixture_over_draws(tiny_fit):
             z = _quad_panel(d, "gamma", params)
             means.append(_quad_panel(d, "gamma", params, 1) / z)
             seconds.append(_quad_panel(d, "gamma", params, 2) / z)
-            density = stats.gamma(a=shape, scale=1.0 / rate)
             for q, out in ((row["strength_q5"], cdf_low), (row["strength_q95"], cdf_high)):
-                mass = integrate.quad(
-                    lambda b: density.pdf(b) * np.prod(special.expit(b * d)), 0.0, q,
-                    epsabs=0.0, epsrel=1e-10, limit=400,
-                )[0]
-                out.append(mass / z)
+                out.append(_quad_panel(d, "gamma", params, upper=float(q)) / z)
         mean = np.mean(means)
         assert row["strength_mean"] == pytest.approx(mean, rel=1e-7)
         assert row["strength_sd"] == pytest.approx(math.sqrt(np.mean(seconds) - mean**2), rel=1e-6)
@@ -191,12 +204,21 @@ def test_short_chains_warn(tiny_fit):
     ("change", "kwargs", "message"),
     [
         (lambda f: f.drop(columns="subgroup"), {}, "column 'subgroup' not in"),
-        (lambda f: f.assign(reward_gap=f["reward_gap"].where(f.index != 3)), {},
-         "column 'reward_gap' is missing a value at row 3"),
-        (lambda f: f.assign(reward_gap=f["reward_gap"].mask(f.index == 4, np.inf)), {},
-         "non-finite value inf at row 4"),
-        (lambda f: f.assign(subgroup=f["subgroup"].mask(f.index == 5, "b")), {},
-         "annotator 'r0' is in subgroups 'a\\$1' and 'b' \\(row 5\\)"),
+        (
+            lambda f: f.assign(reward_gap=f["reward_gap"].where(f.index != 3)),
+            {},
+            "column 'reward_gap' is missing a value at row 3",
+        ),
+        (
+            lambda f: f.assign(reward_gap=f["reward_gap"].mask(f.index == 4, np.inf)),
+            {},
+            "non-finite value inf at row 4",
+        ),
+        (
+            lambda f: f.assign(subgroup=f["subgroup"].mask(f.index == 5, "b")),
+            {},
+            r"annotator 'r0' is in subgroups '\$25,000-\$49,999' and 'b' \(row 5\)",
+        ),
         (lambda f: f.assign(chose=2), {"outcome": "chose"}, "must hold 0 or 1"),
         (lambda f: f, {"family": "point_mass"}, "no spread to estimate"),
         (lambda f: f, {"interval": 1.5}, "interval must be in"),
@@ -246,3 +268,46 @@ def test_panels_find_more_spread_in_the_heterogeneous_set(recovery_data):
     assert het.population["cv"] >= 2.0 * hom.population["cv"]
     # without subgroups the population is the one fitted distribution
     assert het.population["cv"] == pytest.approx(float(het.subgroups["cv"].iloc[0]), rel=1e-12)
+
+
+# --- plots and report -----------------------------------------------------------------------
+
+
+def test_plots_draw_dollar_names_literally(tiny_fit):
+    from analysis.panel_plots import plot_annotator_strengths, plot_panel_subgroup_forest
+
+    fit, _ = tiny_fit
+    truth = dict(zip(_tiny()["annotator_id"], _tiny()["true_strength"], strict=True))
+    forest = plot_panel_subgroup_forest(fit)
+    caterpillar = plot_annotator_strengths(fit, truth=truth)
+    for figure in (forest, caterpillar):
+        figure.canvas.draw()  # mathtext would fail or swallow the dollars here
+    ticks = [t.get_text() for t in forest.axes[0].get_yticklabels()]
+    assert ticks[0].startswith(r"\$25,000-\$49,999")
+    legend = [t.get_text() for t in caterpillar.axes[0].get_legend().get_texts()]
+    assert r"\$25,000-\$49,999" in legend and "true strength" in legend
+    # every annotator's posterior mean is drawn, in increasing order along the x axis
+    offsets = np.concatenate(
+        [c.get_offsets() for c in caterpillar.axes[0].collections if c.get_offsets().size]
+    )
+    for mean in fit.annotators["strength_mean"]:
+        assert np.isclose(offsets[:, 1], mean).any()
+    with pytest.raises(ValueError, match="truth has no strength for annotator"):
+        plot_annotator_strengths(fit, truth={"r0": 1.0})
+
+
+def test_report_states_which_subgroups_are_decisive(tiny_fit, tmp_path):
+    import analysis
+    from analysis.identifiability import profile_cv
+
+    fit, _ = tiny_fit
+    profile = profile_cv(_tiny(), (0.3, 1.0, 2.0), level="annotator", gaps="given")
+    path = analysis.report(tmp_path / "r.html", panel_fit=fit, cv_profiles=[profile])
+    text = path.read_text()
+    assert "Which subgroups are decisive" in text
+    top = fit.subgroups.loc[fit.subgroups["mean_strength"].idxmax()]
+    assert f"Most decisive {top['subgroup']}: mean strength {top['mean_strength']:.3g}" in text
+    assert f"CV {fit.population['cv']:.3g}" in text
+    assert profile.interpretation() in text
+    assert f"{profile.range:.4g}" in text  # the profile's range in its table
+    assert text.count("data:image/png;base64,") == 3  # forest, caterpillar, profile

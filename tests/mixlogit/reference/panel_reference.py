@@ -8,8 +8,9 @@ For a group of choices with signed margins ``d_i`` and one strength ``beta`` fro
 with ``p`` the density of ``log beta`` (Gamma: ``k log r - lgamma(k) + k u - r e^u``; LogNormal:
 ``N(loc, scale^2)``). A float64 scan of ``h`` on a fine grid finds the region where
 ``h > max h - CUT`` and splits it into pieces on which ``h`` varies by at most ``MAX_RISE``
-and which are at most ``MAX_PIECE`` long where ``e^u |d|`` is large enough for the poles of
-``sigmoid(e^u d)`` (at ``Im u = pi / 2``) to matter; each piece gets ``GL_NODES``-point
+and which are at most ``MAX_PIECE`` long wherever ``e^u |d|`` or ``e^u rate`` is not small
+(the poles of ``sigmoid(e^u d)`` at ``Im u = pi / 2``, the growth of ``exp(-rate e^u)`` off
+the real line); each piece gets ``GL_NODES``-point
 Gauss-Legendre in mpmath at ``DPS`` digits. The same nodes give the posterior mean and variance
 of ``beta`` and, by central differences of ``L`` in mpmath, the derivatives in each parameter
 (the parameters) and, as a posterior expectation, along a random unit direction ``v`` in ``d``;
@@ -39,7 +40,7 @@ import numpy as np
 DPS = 30
 SEED = 20260601
 CUT = 60.0  # exp(-60) ~ 1e-26 of the peak
-MAX_RISE = 3.0
+MAX_RISE = 2.0
 MAX_PIECE = 1.0
 GL_NODES = 20
 FD_STEP = mp.mpf("1e-10")
@@ -105,6 +106,10 @@ def _edge_groups(rng) -> list[dict]:
     # All choices one way, a broad prior: a posterior far from the prior.
     add("one_sided", "lognormal", {"loc": math.log(0.01), "scale": 3.0}, np.full(256, 1.0))
     add("one_sided", "gamma", {"shape": 0.1, "rate": 10.0}, np.full(200, 0.5))
+    # Tiny margins, mostly right: two modes (a coin-flipping strength near the prior's, or a
+    # large one in its tail).
+    tiny = np.concatenate([np.full(120, 0.003), np.full(40, -0.003)])
+    add("bimodal", "lognormal", {"loc": -2.3, "scale": 2.5}, tiny)
     return groups
 
 
@@ -160,11 +165,13 @@ def pieces(family, params, d, scale=1.0, complement=False) -> list[tuple[float, 
     if keep[0] == 0 or keep[-1] == len(u) - 1:
         raise RuntimeError("the scan grid does not contain the integrand")
     u, h = u[keep[0] - 1 : keep[-1] + 2], h[keep[0] - 1 : keep[-1] + 2]
-    d_max = max(np.abs(d).max(), 1e-300) if len(d) else 1e-300
-    poles_matter = np.exp(u) * d_max > 0.1
+    # Pieces stay short where e^u times a margin (poles of sigmoid(e^u d) at Im u = pi/2) or
+    # the Gamma rate (exp(-rate e^u) grows fast off the real line) is not small.
+    scale_of_e_u = max(np.abs(d).max() if len(d) else 0.0, params.get("rate", 0.0), 1e-300)
+    short = np.exp(u) * scale_of_e_u > 1e-3
     edges = [0]
     for i in range(1, len(u)):
-        cap = MAX_PIECE if poles_matter[i] else 20.0
+        cap = MAX_PIECE if short[i] else 20.0
         if u[i] - u[edges[-1]] >= cap * scale or abs(h[i] - h[edges[-1]]) >= MAX_RISE * scale:
             edges.append(i)
     if edges[-1] != len(u) - 1:
@@ -318,8 +325,8 @@ def group_reference(group, scale=1.0, n=GL_NODES, derivatives=True, finite_diffe
 
 
 def _quantiles(family, params, d, segments, posterior, log_total):
-    """``beta`` at each of PROBS: the piece where the CDF crosses, then Newton steps on the
-    CDF with Gauss-Legendre from the piece's start."""
+    """``beta`` at each of PROBS: the piece where the CDF crosses, then Newton steps (inside a
+    shrinking bracket, else bisection) on the CDF, Gauss-Legendre from the piece's start."""
     per_piece = [mp.fsum(posterior[i : i + GL_NODES]) for i in range(0, len(posterior), GL_NODES)]
     cumulative = [mp.mpf(0)]
     for mass in per_piece:
@@ -333,12 +340,15 @@ def _quantiles(family, params, d, segments, posterior, log_total):
     for p in PROBS:
         j = max(i for i in range(len(per_piece)) if cumulative[i] <= p)
         a, b = (mp.mpf(x) for x in segments[j])
+        lo, hi = a, b
         u = a + (b - a) * (p - cumulative[j]) / per_piece[j]
-        for _ in range(60):
-            partial = mp.fsum(w * pdf(x) for x, w in _nodes([(a, u)], GL_NODES))
-            step = (cumulative[j] + partial - p) / pdf(u)
-            u = min(max(u - step, a), b)
-            if abs(step) < mp.mpf(10) ** (-DPS + 8):
+        for _ in range(200):
+            excess = cumulative[j] + mp.fsum(w * pdf(x) for x, w in _nodes([(a, u)], GL_NODES)) - p
+            lo, hi = (u, hi) if excess < 0 else (lo, u)
+            step = excess / pdf(u)
+            # Newton inside the bracket, else bisection.
+            u = u - step if lo < u - step < hi else (lo + hi) / 2
+            if hi - lo < mp.mpf(10) ** (-DPS + 8) or abs(step) < mp.mpf(10) ** (-DPS + 8):
                 break
         out.append(mp.exp(u))
     return out

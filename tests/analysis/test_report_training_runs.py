@@ -1,0 +1,67 @@
+"""``analysis.report(run_dirs=...)`` on the run directory a real ``mixdpo train`` writes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+import analysis
+from alignment.cli import main
+from analysis.converters import read_training_log
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """Two steps of MixDPO on the tiny model, logging every step (so the last step also carries
+    the Trainer's end-of-training summary, stamped a moment later)."""
+    root = tmp_path_factory.mktemp("mixdpo")
+    directory = root / "run"
+    config = root / "run.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": str(directory),
+                "model": "tiny",
+                "data": {"max_train_pairs": 16, "max_eval_pairs": 6},
+                "training": {
+                    "max_steps": 2,
+                    "logging_steps": 1,
+                    "learning_rate": 0.01,
+                    "strength_family": "gamma",
+                    "disable_tqdm": True,
+                    "dataloader_pin_memory": False,
+                },
+            }
+        )
+    )
+    assert main(["train", "--config", str(config)]) == 0
+    return directory
+
+
+def test_log_of_a_cli_run_reads_one_row_per_step(run_dir):
+    records = [json.loads(line) for line in (run_dir / "logs.jsonl").read_text().splitlines()]
+    last = [r for r in records if r["step"] == 2]
+    assert len(last) == 2 and last[0]["time"] != last[1]["time"]  # the case that used to fail
+    log = read_training_log(run_dir)
+    assert log["step"].tolist() == [1, 2]
+    assert log["time"].iloc[-1] == last[0]["time"]  # the first record's stamp is kept
+    assert log["train_runtime"].iloc[-1] == last[1]["train_runtime"]  # the summary merged in
+
+
+def test_report_of_a_cli_run_states_its_learned_strength(run_dir, tmp_path):
+    path = analysis.report(tmp_path / "report.html", run_dirs=[run_dir])
+    text = path.read_text()
+    final = [json.loads(line) for line in (run_dir / "logs.jsonl").read_text().splitlines()][-1]
+    assert f"mean {final['strength/mean']:.4g}" in text
+    assert f"CV {final['strength/cv']:.3g} at step 2" in text
+
+
+def test_records_of_one_step_that_disagree_on_a_value_still_raise():
+    records = [
+        {"step": 1, "time": 1.0, "strength/mean": 0.1, "strength/variance": 0.01, "loss": 0.7},
+        {"step": 1, "time": 2.0, "strength/mean": 0.1, "strength/variance": 0.01, "loss": 0.6},
+    ]
+    with pytest.raises(ValueError, match=r"step 1 is logged more than once .*'loss'"):
+        read_training_log(records)
