@@ -220,7 +220,7 @@ def profile_cv(
         # start at the gap that fits the pair's share under a logit link (the clip only
         # touches unanimous pairs, whose gaps do not enter the objective)
         share = np.clip(share, 1e-3, 1.0 - 1e-3)
-        theta = np.r_[np.log(share / (1.0 - share)), np.zeros(num_subgroups - 1)]
+        theta = np.r_[np.arcsinh(np.log(share / (1.0 - share))), np.zeros(num_subgroups - 1)]
         values, pair_code = orientation, data.pair
     else:
         keep = np.ones(num_labels, dtype=bool)
@@ -241,23 +241,20 @@ def profile_cv(
     with jax.enable_x64(True):
         arrays = tuple(jnp.asarray(a) for a in arrays)
         for cv in cvs:
-            result = optimize.minimize(
+            theta, value, converged, gradient = _maximise(
                 lambda t, c=cv: tuple(
                     np.asarray(v, np.float64)
                     for v in _negative_loglik_and_grad(jnp.asarray(t), c, *arrays, **static)
                 ),
-                theta,
-                jac=True,
-                method="L-BFGS-B",
-                options={"maxiter": max_iterations, "ftol": 1e-15, "gtol": 1e-9, "maxcor": 30},
+                theta,  # warm start from the previous CV
+                max_iterations,
             )
-            theta = result.x  # warm start for the next CV
             rows.append(
                 {
                     "cv": float(cv),
-                    "profile_loglik": -float(result.fun),
-                    "converged": bool(result.success),
-                    "max_abs_gradient": float(np.max(np.abs(result.jac))),
+                    "profile_loglik": -value,
+                    "converged": converged,
+                    "max_abs_gradient": gradient,
                 }
             )
             log_mean = theta[free_gaps:]
@@ -277,18 +274,40 @@ def profile_cv(
     )
 
 
+def _maximise(objective, theta, max_iterations: int, restarts: int = 3):
+    """L-BFGS-B on ``objective -> (value, gradient)``; ``(theta, value, converged, max |grad|)``.
+
+    Far out along a free gap the likelihood is nearly flat and the line search can stop at the
+    limit of float64 before the gradient test passes; a stop is accepted as converged when a
+    fresh restart from it (new curvature memory) changes the value by at most 1e-10 of it.
+    """
+    options = {"maxiter": max_iterations, "ftol": 1e-15, "gtol": 1e-9, "maxcor": 30}
+    result = optimize.minimize(objective, theta, jac=True, method="L-BFGS-B", options=options)
+    converged = bool(result.success)
+    for _ in range(restarts if not converged else 0):
+        again = optimize.minimize(objective, result.x, jac=True, method="L-BFGS-B", options=options)
+        stalled = abs(result.fun - again.fun) <= 1e-10 * max(1.0, abs(result.fun))
+        result = again if again.fun <= result.fun else result
+        converged = bool(again.success) or stalled
+        if converged:
+            break
+    return result.x, float(result.fun), converged, float(np.max(np.abs(result.jac)))
+
+
 @functools.partial(jax.jit, static_argnames=("family", "free", "num_pairs"))
 def _negative_loglik_and_grad(
     theta, cv, values, pair, group, group_subgroup, *, family, free, num_pairs
 ):
-    """Value and gradient of minus the log-likelihood at a fixed CV. ``theta``: free gaps
-    (``num_pairs``) then log mean strengths (the first subgroup's is fixed at 0 with free gaps);
+    """Value and gradient of minus the log-likelihood at a fixed CV. ``theta``: asinh of the
+    free gaps (``num_pairs``) then log mean strengths (the first subgroup's is fixed at 0 with free gaps);
     ``values``: label orientations (free gaps) or signed gaps; the last group is left out."""
     strength_family = get_family(family)
 
     def negative_loglik(theta):
         if free:
-            d = values * theta[:num_pairs][pair]
+            # gap = sinh(theta): at large gaps the likelihood changes like log|gap| (the
+            # strength density near 0 decays slowly), so steps in asinh(gap) are well scaled
+            d = values * jnp.sinh(theta[:num_pairs])[pair]
             log_mean = jnp.r_[0.0, theta[num_pairs:]]
         else:
             d, log_mean = values, theta

@@ -57,7 +57,8 @@ def plot_annotator_strengths(
             ax.vlines(x[rows], table[low][rows], table[high][rows], color=colour, alpha=0.6)
             ax.scatter(x[rows], table["strength_mean"][rows], s=14, color=colour, zorder=3)
         handles = [
-            Line2D([], [], color=colours[s], marker="o", label=_literal(s)) for s in subgroups
+            Line2D([], [], color=colours[s], marker="o", linestyle="", label=_literal(s))
+            for s in subgroups
         ]
         if truth is not None:
             missing = sorted(set(table["annotator"]) - set(map(str, truth)))
@@ -195,6 +196,9 @@ def plot_profile_cv(
             label=f"-{LIKELIHOOD_RATIO_THRESHOLD:.2f} (95 % likelihood ratio)",
         )
         ax.set_xscale("log")
+        cvs = sorted({float(c) for p in profiles.values() for c in p.table["cv"]})
+        ax.set_xticks(cvs, [f"{c:.3g}" for c in cvs])
+        ax.minorticks_off()
         ax.set_xlabel("CV of the strength β (fixed)")
         ax.set_ylabel("profile log-likelihood − its maximum (nats)")
         ax.legend(fontsize="small")

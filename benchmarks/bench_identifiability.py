@@ -6,11 +6,13 @@ smaller design). Prints the figures and writes ``benchmarks/results/identifiabil
 
 1. **Profiles** (:func:`analysis.identifiability.profile_cv`), the measurement of the
    "identifiable strength" issue: annotator-panel data from
-   :func:`alignment.datasets.annotator_panels.make_panel_preference_data` with 90 annotators x
-   24 pairs, three subgroups of point-mass strengths 5 / 1 / 0.2 (no covariate effects) and its
-   homogeneous control (one common strength). Gamma CV grid 0.125 to 1.41, every profile
-   maximised over a free reward gap per pair (and the mean strength): pair level (MixDPO's
-   likelihood), annotator panels, and pair level with subgroup mean strengths (covariates).
+   :func:`alignment.datasets.annotator_panels.make_panel_preference_data` with 90 annotators,
+   three subgroups of point-mass strengths 5 / 1 / 0.2 (no covariate effects) and its
+   homogeneous control (one common strength), in two designs: ``dense`` (every annotator
+   labels the same 24 pairs: 90 labels per pair) and ``sparse`` (24 of 270 pairs each: 8
+   labels per pair). Gamma CV grid 0.125 to 1.41, every profile maximised over a free reward
+   gap per pair (and the mean strength): pair level (MixDPO's likelihood), annotator panels,
+   and pair level with subgroup mean strengths (covariates).
 2. **Two-stage estimate** (:func:`analysis.strength_panels.fit_panel_strengths`) on the shipped
    default panel sets (train and test labels, true reward gaps): subgroup mean strengths and
    their ratios against the truth, the Spearman correlation of annotator posterior means with
@@ -21,6 +23,7 @@ smaller design). Prints the figures and writes ``benchmarks/results/identifiabil
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -46,16 +49,20 @@ def profiles(quick: bool) -> list[dict]:
         for name, beta in (("decisive", 5.0), ("moderate", 1.0), ("uncertain", 0.2))
     ]
     no_effects = RaterCovariates(experience_log_effect=0.0, age_band_log_effects=(0.0, 0.0, 0.0))
-    design = (
-        {"num_pairs": 90, "num_annotators": 30, "pairs_per_annotator": 12}
-        if quick
-        else {"num_pairs": 270, "num_annotators": 90, "pairs_per_annotator": 24}
-    )
+    annotators, per_annotator = (30, 12) if quick else (90, 24)
+    designs = {
+        "dense": {"num_pairs": per_annotator},
+        "sparse": {"num_pairs": annotators * per_annotator // 8},
+    }
     rows = []
-    for kind in ("heterogeneous", "homogeneous"):
+    for (design, sizes), kind in itertools.product(
+        designs.items(), ("heterogeneous", "homogeneous")
+    ):
         frame = _frame(
             make_panel_preference_data(
-                **design,
+                **sizes,
+                num_annotators=annotators,
+                pairs_per_annotator=per_annotator,
                 subgroups=subgroups,
                 covariates=no_effects,
                 homogeneous=kind == "homogeneous",
@@ -72,6 +79,7 @@ def profiles(quick: bool) -> list[dict]:
             seconds = time.perf_counter() - start
             rows.append(
                 {
+                    "design": design,
                     "data": kind,
                     "model": model,
                     "labels": profile.num_labels,
@@ -91,7 +99,9 @@ def profiles(quick: bool) -> list[dict]:
                     "reading": profile.interpretation(),
                 }
             )
-            print(f"{kind:13s} {model:28s} range {profile.range:10.4g}  best CV {profile.best_cv}")
+            print(
+                f"{design:6s} {kind:13s} {model:28s} range {profile.range:10.4g}  best CV {profile.best_cv}"
+            )
             print("   ", profile.table[["cv", "profile_loglik"]].to_string(index=False))
     return rows
 
@@ -102,7 +112,11 @@ def two_stage(quick: bool) -> dict:
     from alignment.datasets.annotator_panels import load_panel_ground_truth, load_panel_preferences
     from analysis.strength_panels import fit_panel_strengths
 
-    draws = {"num_warmup": 150, "num_samples": 150} if quick else {}
+    draws = (
+        {"num_warmup": 150, "num_samples": 150}
+        if quick
+        else {"num_warmup": 300, "num_samples": 300}
+    )
     frames = {
         kind: pd.concat(
             [load_panel_preferences(kind, split).to_pandas() for split in ("train", "test")],
@@ -167,15 +181,22 @@ def _markdown(payload: dict) -> str:
     lines = [
         "## Profile log-likelihood of the Gamma strength CV (free reward gap per pair)",
         "",
-        "| data | model | labels | " + " | ".join(f"CV {c}" for c in CVS) + " | range |",
-        "|---|---|---|" + "---|" * len(CVS) + "---|",
+        "| design | data | model | labels | " + " | ".join(f"CV {c}" for c in CVS) + " | range |",
+        "|---|---|---|---|" + "---|" * len(CVS) + "---|",
     ]
     for row in payload["profiles"]:
         values = " | ".join(f"{v:.2f}" for v in row["profile_loglik"].values())
         lines.append(
-            f"| {row['data']} | {row['model']} | {row['labels']} | {values} | {row['range']:.3g} |"
+            f"| {row['design']} | {row['data']} | {row['model']} | {row['labels']} | {values} | "
+            f"{row['range']:.3g} |"
         )
-    lines += ["", *[f"* {r['data']}, {r['model']}: {r['reading']}" for r in payload["profiles"]]]
+    lines += [
+        "",
+        *[
+            f"* {r['design']}, {r['data']}, {r['model']}: {r['reading']}"
+            for r in payload["profiles"]
+        ],
+    ]
     fit = payload["two_stage"]
     lines += [
         "",

@@ -22,12 +22,14 @@ with ``p`` the density of ``log beta`` (:class:`LogStrengthPrior`). The kernels 
    is near the prior's, every choice a coin flip, or large, in the prior's tail). A coarse
    scout rule over the extent finds the highest other local maximum; Newton steps refine it.
 4. **Rule.** A map ``u(s)`` (:class:`_Map`) with uniform steps over a bulk spanning the
-   mode(s), at most ``0.6`` posterior widths and at most ``0.3`` (``sigmoid(e^u d)`` has poles
-   at ``Im u = pi/2``, whose trapezoid error is ``exp(-pi^2 / step)``), narrowed smoothly
-   around a narrower second mode, and growing geometrically beyond (the Gamma's ``e^{shape u}``
-   left tail reaches hundreds of units for shape 0.1). The ``num_nodes`` nodes are equally
-   spaced in ``s`` across the extent. The trapezoid rule converges exponentially for an
-   analytic integrand, and the rule on every other node gives an error estimate for free.
+   mode(s) and, where the poles of ``sigmoid(e^u d)`` at ``Im u = pi/2`` are near (their
+   trapezoid error is ``exp(-pi^2 / step)``), every point within ``exp(-BULK_DROP)`` of the
+   peak; steps of at most ``0.6`` posterior widths and at most ``0.3``, narrowed smoothly
+   ("dips") around modes and steep sides finer than that, and growing geometrically beyond
+   (the Gamma's ``e^{shape u}`` left tail reaches hundreds of units for shape 0.1). The
+   ``num_nodes`` nodes are equally spaced in ``s`` across the extent. The trapezoid rule
+   converges exponentially for an analytic integrand, and the rule on every other node gives
+   an error estimate for free.
 5. **Near zero.** When every choice of a group has ``d > 0`` and ``L_g > -log 2``,
    ``L_g = log1p(-S)`` with ``S = E[1 - prod sigmoid]`` on its own rule (see
    :func:`_complement_rule`), so ``L_g`` keeps its relative precision down to ``-1e-300``.
@@ -64,24 +66,26 @@ EXTENT_DROP = 40.0
 #: Bulk step: at most this many posterior widths, and at most POLE_STEP in ``u``.
 WIDTH_STEP = 0.6
 POLE_STEP = 0.3
-#: The map is uniform over BULK_WIDTHS posterior widths each side, then grows by
-#: ``exp(TAIL_GROWTH)`` per node; ``TAIL_GROWTH < pi / 10`` keeps the map analytic on a strip
+#: The bulk spans BULK_WIDTHS curvature widths each side of a mode; beyond it steps grow by
+#: ``exp(TAIL_GROWTH)`` per node: ``TAIL_GROWTH < pi / 10`` keeps the map analytic on a strip
 #: of half-width 5 in ``s``, so the unit-step rule's own error stays below ``exp(-2 pi 5)``.
 BULK_WIDTHS = 2.0
 TAIL_GROWTH = 0.25
-#: Safeguarded Newton iterations for the centre and for each end of the extent.
+#: Safeguarded Newton iterations: the first mode, the second, each end of the extent, the
+#: map's inverse.
 CENTRE_ITERATIONS = 24
 PEAK_ITERATIONS = 10
 EXTENT_ITERATIONS = 12
 MAP_ITERATIONS = 12
-#: Nodes of the coarse rule that looks for a second mode; a narrower second mode's dip in the
-#: step has edges DIP_EDGE nodes wide (analytic on a strip of half-width pi DIP_EDGE / 2 in s)
-#: and keeps DIP_MARGIN bulk steps between it and the bulk's ends.
+#: Nodes of the coarse rule that looks for a second mode and steep sides. A dip in the step
+#: (a feature finer than the bulk's step) has edges DIP_EDGE nodes wide (analytic on a strip
+#: of half-width pi DIP_EDGE / 2 in s) and keeps DIP_MARGIN bulk steps from the bulk's ends.
 SCOUT_NODES = 32
 DIP_EDGE = 4.0
 DIP_MARGIN = 8.0
 #: Where ``e^u |d| >= POLE_REACH`` (the poles of ``sigmoid(e^u d)`` are near the real line)
-#: the bulk reaches out until the integrand is down by ``exp(-BULK_DROP)``.
+#: the bulk reaches out until the integrand is down by ``exp(-BULK_DROP)``; the steepest node
+#: above that level gets a dip.
 POLE_REACH = 0.3
 BULK_DROP = 18.0
 #: Default number of quadrature nodes per group and Sinc sub-steps per node for quantiles.
@@ -318,10 +322,10 @@ class _Dip(NamedTuple):
 
 
 class _Map(NamedTuple):
-    """``u(s) = u_bulk + step (s + (1 - e^{-k s}) / k + (e^{k (s - n)} - e^{-k n}) / k) - dips``,
-    ``k = TAIL_GROWTH``, ``n = bulk_nodes``: steps of ``step`` in ``u`` across the bulk
-    ``[u_bulk, u_bulk + n step]``, growing by ``e^k`` per node beyond it, and narrowed by each
-    :class:`_Dip` (a mode narrower than the bulk's step):
+    """``u(s) = u_bulk + step (s - e^{-k s} / k + e^{k (s - n)} / k) - dips``, ``k = TAIL_GROWTH``,
+    ``n = bulk_nodes``: ``u = u_bulk + step s`` inside the bulk ``[u_bulk, u_bulk + n step]``,
+    steps growing by ``e^k`` per node beyond it, and narrowed by each :class:`_Dip` (a mode
+    narrower than the bulk's step):
 
         du/ds = step (1 + e^{-k s} + e^{k (s - n)}) - sum_dips depth D(s - centre),
         D(x) = (tanh((x + W) / t) - tanh((x - W) / t)) / 2 in [0, 1),  W = half, t = DIP_EDGE,
@@ -350,7 +354,7 @@ def _map_at(ops, m: _Map, s):
     u0, a, n = cast(m.u_bulk), cast(m.step), cast(m.bulk_nodes)
     k, t = TAIL_GROWTH, DIP_EDGE
     left, right = ops.exp(-k * s), ops.exp(k * (s - n))
-    u = u0 + a * (s + (1.0 - left) / k + (right - ops.exp(-k * n)) / k)
+    u = u0 + a * (s + (right - left) / k)
     du = a * (1.0 + left + right)
     for dip in m.dips:
         centre, depth, half = cast(dip.centre), cast(dip.depth), cast(dip.half)
@@ -371,18 +375,20 @@ def _map_inverse(ops, m: _Map, y, below: bool):
     slowest = a  # the smallest step anywhere, at a dip's centre
     for dip in m.dips:
         slowest = ops.where(a - dip.depth < slowest, a - dip.depth, slowest)
+    # For s <= 0, u(s) <= u_bulk + step (1 / k + s - e^{-k s} / k) + shift; for s >= 0,
+    # u(s) >= u_bulk + step (s - 1 / k) - shift and >= u_bulk + step (e^{k (s - n)} - 1) / k - shift.
     if below:
-        gap = ops.where(m.u_bulk - y + shift > 0, m.u_bulk - y + shift, 0.0)
-        lo = -ops.where(gap / a < ops.log1p(k * gap / a) / k, gap / a, ops.log1p(k * gap / a) / k)
+        gap = ops.where(m.u_bulk - y + a / k + shift > 0, m.u_bulk - y + a / k + shift, 0.0)
+        ratio = ops.where(k * gap / a > 1.0, k * gap / a, 1.0)
+        lo = -ops.where(gap / a < ops.log(ratio) / k, gap / a, ops.log(ratio) / k)
+        lo = ops.where(k * gap / a > 1.0, lo, -gap / a)
         hi = m.bulk_nodes + shift / slowest
     else:
         gap = ops.where(y - m.u_bulk + shift > 0, y - m.u_bulk + shift, 0.0)
         lo = -shift / slowest
-        hi = ops.where(
-            gap / a < m.bulk_nodes + ops.log1p(k * gap / a) / k,
-            gap / a,
-            m.bulk_nodes + ops.log1p(k * gap / a) / k,
-        )
+        linear = gap / a + 1.0 / k
+        exponential = m.bulk_nodes + ops.log1p(k * gap / a) / k
+        hi = ops.where(linear < exponential, linear, exponential)
 
     def residual(s):
         u, du = _map_at(ops, m, s)
@@ -443,8 +449,45 @@ def _pick(ops, mask, x):
     return ops.sum(weight * x, axis=-1) / ops.where(count > 0, count, 1.0)
 
 
+class _Feature(NamedTuple):
+    """A part of the integrand that wants steps of ``step`` over ``centre +- half`` (in ``u``);
+    ``keep`` False: none."""
+
+    centre: Array
+    half: Array
+    step: Array
+    keep: Array
+
+
+def _dips(ops, features, coarse):
+    """``(centre, step, half)`` dips (:func:`_rule`) for the features finer than ``coarse``.
+
+    Two dips whose reach overlaps and whose depths add up to the bulk step (``du/ds`` could
+    turn negative) merge into one over both, at the finer step; a feature as coarse as the
+    bulk gets depth 0.
+    """
+    dips = [
+        (f.centre, ops.where(f.keep & (f.step < coarse), f.step, coarse), f.half) for f in features
+    ]
+    for i in range(len(dips)):
+        for j in range(i + 1, len(dips)):
+            (ci, si, hi), (cj, sj, hj) = dips[i], dips[j]
+            reach = hi / si + hj / sj + 4.0 * DIP_EDGE  # in nodes of the bulk step, at least
+            clash = (abs(ci - cj) / coarse < reach) & ((coarse - si) + (coarse - sj) >= coarse)
+            lo = ops.where(ci - hi < cj - hj, ci - hi, cj - hj)
+            up = ops.where(ci + hi > cj + hj, ci + hi, cj + hj)
+            dips[i] = (
+                ops.where(clash, 0.5 * (lo + up), ci),
+                ops.where(clash & (sj < si), sj, si),
+                ops.where(clash, 0.5 * (up - lo), hi),
+            )
+            dips[j] = (cj, ops.where(clash, coarse, sj), hj)
+    return tuple(dips)
+
+
 def _tilted_rule(ops, prior: LogStrengthPrior, panel: _Panel, params, tilt, num_nodes):
-    """Rule and log-terms for ``int exp(h(u) + tilt u) du`` (the moment ``E[beta^tilt ...]``).
+    """Rule and log-terms for ``int exp(h(u) + tilt u) du`` (the moment ``E[beta^tilt ...]``);
+    ``tilt`` a float or one per group (G,).
 
     ``h`` may have two modes (a group whose choices split between a small and a large
     strength). After the first mode, a coarse scout rule over the whole extent looks for the
@@ -454,6 +497,7 @@ def _tilted_rule(ops, prior: LogStrengthPrior, panel: _Panel, params, tilt, num_
     """
     plain = {k: ops.stop_gradient(v) for k, v in params.items()}
     limit = panel.limit
+    per_node_tilt = tilt[:, None] if hasattr(tilt, "ndim") else tilt  # a float or (G,)
     lo, hi = prior.mode_bracket(ops, plain, tilt, panel.positive_count, panel.negative_sum)
     lo, hi = ops.clip(lo, -limit, limit), ops.clip(hi, -limit, limit)
     start = ops.clip(prior.prior_mode(ops, plain, tilt), -limit, limit)
@@ -502,7 +546,7 @@ def _tilted_rule(ops, prior: LogStrengthPrior, panel: _Panel, params, tilt, num_
     z = ops.clip(ops.exp(scout.u[panel.group]) * panel.plain_d[:, None], -big, big)
     h = (
         prior.log_density(ops, scout.u, per_node)
-        + tilt * scout.u
+        + per_node_tilt * scout.u
         + _by_group(ops, panel, ops.log_sigmoid(z))
     )
     curvature_at = prior.derivatives(ops, scout.u, per_node)[1] + _by_group(
@@ -549,48 +593,37 @@ def _tilted_rule(ops, prior: LogStrengthPrior, panel: _Panel, params, tilt, num_
     wide = (shoulder_lo < modes_lo) | (shoulder_hi > modes_hi)
     bulk_lo = ops.where(shoulder_lo < modes_lo, shoulder_lo, modes_lo)
     bulk_hi = ops.where(shoulder_hi > modes_hi, shoulder_hi, modes_hi)
-    # The bulk's step: POLE_STEP over a shoulder, else the wider mode's; each narrower mode
-    # gets a dip to its own step, DIP_MARGIN bulk steps inside the bulk. Two dips closer than
-    # their reach merge into one over both.
+    # The bulk's step: POLE_STEP over a shoulder, else the wider kept mode's. Finer features
+    # get dips to their own steps: each kept mode, and the steepest significant scout node (a
+    # steep side falls off faster than its mode's width says).
     step, other_step = _bulk_step(ops, width), _bulk_step(ops, other_width)
-    # A mode's dip takes the finest step that the curvature anywhere in the significant range
-    # asks for (a steep side falls off faster than the mode's own width says).
-    significant = (h >= h_top[:, None] - BULK_DROP) & (curvature_at < 0)
-    local = 1.0 / ops.sqrt(ops.where(significant, -curvature_at, 1.0 / (span * span)[:, None]))
-    narrowest = -ops.amax(-local, axis=-1)
-    fine, other_fine = (
-        _bulk_step(ops, ops.where(narrowest < w, narrowest, w)) for w in (width, other_width)
-    )
     widest = ops.where(found & (other_step > step), other_step, step)
     widest = ops.where(first_kept, widest, other_step)
     coarse = ops.where(wide, POLE_STEP + 0.0 * step, widest)
+    significant = (h >= h_top[:, None] - BULK_DROP) & (curvature_at < 0)
+    local = 1.0 / ops.sqrt(ops.where(significant, -curvature_at, 1.0 / (span * span)[:, None]))
+    narrowest = -ops.amax(-local, axis=-1)
+    steepest = _pick(ops, local <= narrowest[:, None], scout.u)
+    features = [
+        _Feature(centre, half, step, first_kept),
+        _Feature(other, other_half, other_step, found),
+        _Feature(steepest, BULK_WIDTHS * narrowest, _bulk_step(ops, narrowest), narrowest < width),
+    ]
+    dips = _dips(ops, features, coarse)
     margin = DIP_MARGIN * coarse
-    lows = (centre - half - margin, other - other_half - margin)
-    highs = (centre + half + margin, other + other_half + margin)
-    keeps = (first_kept, found)
-    for low, high, keep in zip(lows, highs, keeps, strict=True):
-        bulk_lo = ops.where(keep & (low < bulk_lo), low, bulk_lo)
-        bulk_hi = ops.where(keep & (high > bulk_hi), high, bulk_hi)
-    reach = half / step + other_half / other_step + 4.0 * DIP_EDGE  # in nodes of each dip
-    apart = abs(centre - other) / coarse > reach
-    merged_lo = ops.where(centre - half < other - other_half, centre - half, other - other_half)
-    merged_hi = ops.where(centre + half > other + other_half, centre + half, other + other_half)
-    finer = ops.where(fine < other_fine, fine, other_fine)
-    split = ~(found & first_kept) | apart
-    first_dip = (
-        ops.where(split, ops.where(first_kept, centre, other), 0.5 * (merged_lo + merged_hi)),
-        ops.where(split, ops.where(first_kept, fine, other_fine), finer),
-        ops.where(split, ops.where(first_kept, half, other_half), 0.5 * (merged_hi - merged_lo)),
-    )
-    # The second dip: the other mode when both are kept and apart (else depth 0).
-    second = found & first_kept & apart
-    second_dip = (other, ops.where(second, other_fine, coarse), other_half)
-    rule = _rule(ops, bulk_lo, bulk_hi, coarse, u_lo, u_hi, num_nodes, (first_dip, second_dip))
+    for f in features:
+        bulk_lo = ops.where(
+            f.keep & (f.centre - f.half - margin < bulk_lo), f.centre - f.half - margin, bulk_lo
+        )
+        bulk_hi = ops.where(
+            f.keep & (f.centre + f.half + margin > bulk_hi), f.centre + f.half + margin, bulk_hi
+        )
+    rule = _rule(ops, bulk_lo, bulk_hi, coarse, u_lo, u_hi, num_nodes, dips)
 
     per_node = {k: v[:, None] for k, v in params.items()}
     log_terms = (
         prior.log_density(ops, rule.u, per_node)
-        + tilt * rule.u
+        + per_node_tilt * rule.u
         + _node_log_likelihood(ops, panel, rule.u)
         + rule.log_weights
     )
@@ -647,9 +680,9 @@ def _complement_rule(ops, prior: LogStrengthPrior, panel: _Panel, params, num_no
     return prior.log_density(ops, rule.u, per_node) + log_m + rule.log_weights
 
 
-def _log_marginal(ops, prior, panel: _Panel, params, num_nodes):
-    """``L_g``, its error estimate, and the tilt-0 rule and log-terms (for the quantiles)."""
-    rule, log_terms = _tilted_rule(ops, prior, panel, params, 0.0, num_nodes)
+def _log_marginal(ops, prior, panel: _Panel, params, num_nodes, log_terms):
+    """``L_g`` and its error estimate from the tilt-0 rule's ``log_terms`` (G, K), through the
+    complement ``S`` for groups near 0."""
     value = ops.logsumexp(log_terms, axis=-1)
     coarse = ops.logsumexp(log_terms[:, ::2], axis=-1) + math.log(2.0)
     complement = _complement_rule(ops, prior, panel, params, num_nodes)
@@ -661,7 +694,32 @@ def _log_marginal(ops, prior, panel: _Panel, params, num_nodes):
     empty = panel.count == 0
     value = ops.where(empty, 0.0, value)
     error = ops.where(empty, 0.0, ops.stop_gradient(abs(value - coarse)))
-    return value, error, rule, log_terms
+    return value, error
+
+
+def _replicated(ops, panel: _Panel, params, copies: int):
+    """The panel and parameters repeated ``copies`` times as groups ``g + k G`` (to build the
+    rules of several tilts in one pass)."""
+    g = panel.num_groups
+
+    def repeat(x):
+        return ops.concatenate([x] * copies)
+
+    group = ops.concatenate([panel.group + k * g for k in range(copies)])
+    fields = {
+        name: repeat(getattr(panel, name))
+        for name in (
+            "d",
+            "plain_d",
+            "concave",
+            "abs_max",
+            "count",
+            "positive_count",
+            "negative_sum",
+        )
+    }
+    copy = panel._replace(group=group, num_groups=copies * g, **fields)
+    return copy, {k: repeat(v) for k, v in params.items()}
 
 
 def panel_log_marginal(
@@ -691,8 +749,8 @@ def panel_log_marginal(
         typically far smaller: the rule converges exponentially). Empty groups give 0.
     """
     panel = _panel(ops, d, group, num_groups)
-    value, error, _, _ = _log_marginal(ops, prior, panel, params, num_nodes)
-    return value, error
+    _, log_terms = _tilted_rule(ops, prior, panel, params, 0.0, num_nodes)
+    return _log_marginal(ops, prior, panel, params, num_nodes, log_terms)
 
 
 def point_mass_panel_log_marginal(ops, d, group, beta, num_groups):
@@ -776,18 +834,33 @@ def panel_posterior(
     ``prior_variance`` (G,) and the prior's quantiles (same rule). Quantiles carry no gradient.
     """
     panel = _panel(ops, d, group, num_groups)
-    log_z, _, rule, log_terms = _log_marginal(ops, prior, panel, params, num_nodes)
-    log_norm = ops.logsumexp(log_terms, axis=-1)  # the tilt-0 rule, as the moments' divisor
-    moments = []
-    for tilt in (1.0, 2.0):
-        _, tilted = _tilted_rule(ops, prior, panel, params, tilt, num_nodes)
-        moments.append(ops.exp(ops.logsumexp(tilted, axis=-1) - log_norm))
-    mean, second = moments
+    # The rules of the tilts 0, 1, 2 in one pass, as groups g, g + G, g + 2 G.
+    copies, copied_params = _replicated(ops, panel, params, 3)
+    tilts = ops.const(np.repeat([0.0, 1.0, 2.0], num_groups), like=panel.plain_d)
+    rule, log_terms = _tilted_rule(ops, prior, copies, copied_params, tilts, num_nodes)
+    g = num_groups
+    log_norm = ops.logsumexp(log_terms[:g], axis=-1)
+    log_z, _ = _log_marginal(ops, prior, panel, params, num_nodes, log_terms[:g])
+    mean = ops.exp(ops.logsumexp(log_terms[g : 2 * g], axis=-1) - log_norm)
+    second = ops.exp(ops.logsumexp(log_terms[2 * g :], axis=-1) - log_norm)
+    first_rule = _Rule(
+        rule.u[:g],
+        rule.log_weights[:g],
+        _Map(
+            rule.map.u_bulk[:g],
+            rule.map.step[:g],
+            rule.map.bulk_nodes[:g],
+            tuple(_Dip(*(x[:g] for x in dip)) for dip in rule.map.dips),
+        ),
+        rule.s_first[:g],
+        rule.s_step[:g],
+    )
+    quantiles = _quantiles(ops, first_rule, ops.stop_gradient(log_terms[:g]), probs)
     empty = panel.count == 0
     return PanelPosterior(
         mean=ops.where(empty, prior_mean, mean),
         variance=ops.where(empty, prior_variance, second - mean * mean),
-        quantiles=_quantiles(ops, rule, ops.stop_gradient(log_terms), probs),
+        quantiles=quantiles,
         log_marginal=log_z,
     )
 

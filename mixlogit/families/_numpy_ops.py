@@ -16,6 +16,9 @@ class NumpyOps(NamespaceOps):
     sigmoid = staticmethod(special.expit)
     tanh = staticmethod(np.tanh)
 
+    def concatenate(self, xs, axis=0):
+        return np.concatenate(list(xs), axis=axis)
+
     def fori_loop(self, num_iterations, body, carry):
         for _ in range(num_iterations):
             carry = body(carry)

@@ -17,6 +17,9 @@ class JaxOps(NamespaceOps):
     sigmoid = staticmethod(jax.nn.sigmoid)
     tanh = staticmethod(jnp.tanh)
 
+    def concatenate(self, xs, axis=0):
+        return jnp.concatenate(list(xs), axis=axis)
+
     def fori_loop(self, num_iterations, body, carry):
         # Compiled once under tracing; eagerly, a compiled loop would re-trace on every call.
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(carry)):

@@ -18,6 +18,9 @@ class TorchOps(NamespaceOps):
     sigmoid = staticmethod(torch.sigmoid)
     tanh = staticmethod(torch.tanh)
 
+    def concatenate(self, xs, axis=0):
+        return torch.cat(list(xs), dim=axis)
+
     def fori_loop(self, num_iterations, body, carry):
         for _ in range(num_iterations):
             carry = body(carry)

@@ -4,12 +4,14 @@ The claim (annotator-level MixDPO learns a clearly higher strength CV on heterog
 data than on its homogeneous control, and with ``strength_covariates=["subgroup"]`` the
 subgroup means in the true order) is tested twice, both times on data generated here with
 fresh seeds and group structures that differ from the shipped defaults (three subgroups,
-seed 0) and from the development runs (shipped structure, seed 5):
+seed 0) and from the development runs (shipped structure, seeds 5-9):
 
 * fast: the annotator-panel objective with the true reward gaps up to a learned scale (the best
-  a policy can do), fitted to convergence; three subgroups of other families and means;
+  a policy can do), 40 full-batch Adam steps; three subgroups of other families and means;
 * slow: the tiny model, one pass at the default strength learning rate, five seeds, four
   subgroups (``benchmarks/bench_panel_training.py``, which also records pair-level MixDPO).
+  Measured: the CV ratio holds in all five seeds (1.8 to 5.3); the subgroup order only in
+  three (seeds 1001 and 1005 swap one adjacent pair), so that test fails as it stands.
 """
 
 from __future__ import annotations
@@ -314,20 +316,32 @@ def test_subgroup_strengths_come_out_in_the_true_order(fast_panels):
 # ----------------------------------------------------------------------------- the claim, slow
 
 
-@pytest.mark.slow
-def test_tiny_model_annotator_level_separates_heterogeneous_from_control_in_every_seed():
+@pytest.fixture(scope="module")
+def tiny_model_runs():
+    """Five seeds of ``benchmarks/bench_panel_training.py``, the asserted configurations only
+    (the benchmark adds the pair-level ones); about 20 minutes on a 2-core CPU."""
     from benchmarks.bench_panel_training import RUNS, SEEDS, run_benchmark
 
-    # the asserted configurations only; the benchmark adds the pair-level ones
     runs = {name: RUNS[name] for name in ("annotator", "annotator+subgroup")}
-    result = run_benchmark(SEEDS, runs)
-    for seed in result["seeds"]:
+    return run_benchmark(SEEDS, runs)["seeds"]
+
+
+@pytest.mark.slow
+def test_tiny_model_annotator_level_cv_separates_heterogeneous_from_control_in_every_seed(
+    tiny_model_runs,
+):
+    for seed in tiny_model_runs:
         annotator = seed["runs"]["annotator"]
         assert annotator["cv_ratio"] >= 1.5, (seed["seed"], annotator)
-        assert seed["runs"]["annotator+subgroup"]["order_correct"], (
-            seed["seed"],
-            seed["runs"]["annotator+subgroup"],
-        )
+
+
+@pytest.mark.slow
+def test_tiny_model_subgroup_means_come_out_in_the_true_order_in_every_seed(tiny_model_runs):
+    # Measured (benchmarks/results/panel_training.json): right in seeds 1002-1004; seeds 1001
+    # and 1005 swap one adjacent pair of subgroups (3x and 4x apart in truth).
+    for seed in tiny_model_runs:
+        run = seed["runs"]["annotator+subgroup"]
+        assert run["order_correct"], (seed["seed"], seed["true_order"], run["learned_order"])
 
 
 DDP_SCRIPT = """

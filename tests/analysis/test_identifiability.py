@@ -25,11 +25,11 @@ SUBGROUPS = (
 CVS = (0.2, 0.5, 1.0, 1.6)
 
 
-def _panel(homogeneous: bool) -> pd.DataFrame:
+def _panel(homogeneous: bool, num_pairs=80, pairs_per_annotator=16) -> pd.DataFrame:
     data = make_panel_preference_data(
-        num_pairs=80,
+        num_pairs=num_pairs,
         num_annotators=40,
-        pairs_per_annotator=16,
+        pairs_per_annotator=pairs_per_annotator,
         subgroups=SUBGROUPS,
         homogeneous=homogeneous,
         seed=31,
@@ -40,11 +40,6 @@ def _panel(homogeneous: bool) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def heterogeneous() -> pd.DataFrame:
     return _panel(homogeneous=False)
-
-
-@pytest.fixture(scope="module")
-def homogeneous() -> pd.DataFrame:
-    return _panel(homogeneous=True)
 
 
 def _saturated_loglik(frame: pd.DataFrame) -> float:
@@ -59,12 +54,16 @@ def _saturated_loglik(frame: pd.DataFrame) -> float:
 
 
 @pytest.mark.slow
-def test_annotator_panels_identify_the_cv(heterogeneous, homogeneous):
-    """The same free gaps, but one strength per annotator: the profile is curved by several
-    nats, and peaks at a larger CV on the heterogeneous set than on its control with one
-    common strength."""
-    het = profile_cv(heterogeneous, CVS, level="annotator", gaps="free")
-    hom = profile_cv(homogeneous, CVS, level="annotator", gaps="free")
+def test_annotator_panels_identify_the_cv():
+    """Free gaps, but one strength per annotator: the profile is curved by several nats, and
+    peaks at a larger CV on the heterogeneous set than on its control with one common strength.
+
+    Every annotator labels all 30 pairs (40 labels per pair), so each free gap is pinned by its
+    pair's labels. With a handful of labels per pair the free gaps overfit (incidental
+    parameters) and the panel profile rises with the CV on the control too: see
+    benchmarks/results/identifiability.md."""
+    het = profile_cv(_panel(False, 30, 30), CVS, level="annotator", gaps="free")
+    hom = profile_cv(_panel(True, 30, 30), CVS, level="annotator", gaps="free")
     assert het.table["converged"].all() and hom.table["converged"].all()
     assert het.range > 5.0
     assert hom.range > LIKELIHOOD_RATIO_THRESHOLD

@@ -7,7 +7,8 @@ For a group of choices with signed margins ``d_i`` and one strength ``beta`` fro
 
 with ``p`` the density of ``log beta`` (Gamma: ``k log r - lgamma(k) + k u - r e^u``; LogNormal:
 ``N(loc, scale^2)``). A float64 scan of ``h`` on a fine grid finds the region where
-``h > max h - CUT`` and splits it into pieces on which ``h`` varies by at most ``MAX_RISE``
+``h > max h - CUT`` (and the same for ``h + u`` and ``h + 2 u``, the integrands of the
+posterior's first two moments) and splits it into pieces on which ``h`` varies by at most ``MAX_RISE``
 and which are at most ``MAX_PIECE`` long wherever ``e^u |d|`` or ``e^u rate`` is not small
 (the poles of ``sigmoid(e^u d)`` at ``Im u = pi / 2``, the growth of ``exp(-rate e^u)`` off
 the real line); each piece gets ``GL_NODES``-point
@@ -158,10 +159,15 @@ def _scan_log_integrand(family, params, d, u, complement):
 
 
 def pieces(family, params, d, scale=1.0, complement=False) -> list[tuple[float, float]]:
-    """Consecutive ``[a, b]`` covering ``{h > max h - CUT}``; ``scale < 1`` refines them."""
+    """Consecutive ``[a, b]`` covering ``{h + m u > max (h + m u) - CUT}`` for the tilts
+    ``m = 0, 1, 2`` of the posterior moments (only ``m = 0`` with ``complement``); ``scale < 1``
+    refines them."""
     u = np.arange(-1000.0, 60.0, 0.005)
     h = _scan_log_integrand(family, params, np.asarray(d), u, complement)
-    keep = np.flatnonzero(h > h.max() - CUT)
+    inside = np.zeros(len(u), dtype=bool)
+    for tilt in (0,) if complement else (0, 1, 2):
+        inside |= h + tilt * u > (h + tilt * u).max() - CUT
+    keep = np.flatnonzero(inside)
     if keep[0] == 0 or keep[-1] == len(u) - 1:
         raise RuntimeError("the scan grid does not contain the integrand")
     u, h = u[keep[0] - 1 : keep[-1] + 2], h[keep[0] - 1 : keep[-1] + 2]
@@ -346,10 +352,11 @@ def _quantiles(family, params, d, segments, posterior, log_total):
             excess = cumulative[j] + mp.fsum(w * pdf(x) for x, w in _nodes([(a, u)], GL_NODES)) - p
             lo, hi = (u, hi) if excess < 0 else (lo, u)
             step = excess / pdf(u)
-            # Newton inside the bracket, else bisection.
-            u = u - step if lo < u - step < hi else (lo + hi) / 2
-            if hi - lo < mp.mpf(10) ** (-DPS + 8) or abs(step) < mp.mpf(10) ** (-DPS + 8):
+            if abs(step) < mp.mpf(10) ** (-DPS + 8) or hi - lo < mp.mpf(10) ** (-DPS + 8):
+                u -= step
                 break
+            # Newton inside the bracket, else bisection.
+            u = u - step if lo <= u - step <= hi else (lo + hi) / 2
         out.append(mp.exp(u))
     return out
 
