@@ -19,7 +19,7 @@ Everything else lives in the sub-modules: :mod:`alignment.datasets` (loaders and
 
 from __future__ import annotations
 
-from mixlogit._lazy import lazy_exports
+from mixlogit._lazy import lazy_exports, names_by_module
 from mixlogit._version import __version__
 
 # Public name -> module.
@@ -58,31 +58,47 @@ _LAZY_ATTRS: dict[str, str] = {
 # Exported by the 0.1 release; importable from here (with a DeprecationWarning) for one more.
 # (STRENGTH_DEFAULTS is gone: the defaults are mixlogit.families.get_family(name).defaults.)
 _DEPRECATED: dict[str, str] = {
-    "build_strength": "alignment.trainer:build_strength",
-    "load_strength": "alignment.trainer:load_strength",
-    "save_strength": "alignment.trainer:save_strength",
-    "strength_log_values": "alignment.trainer:strength_log_values",
-    "PreferenceCollator": "alignment.data:PreferenceCollator",
-    "tokenize_preference_dataset": "alignment.data:tokenize_preference_dataset",
-    "validate_preference_dataset": "alignment.data:validate_preference_dataset",
-    "completion_logps": "alignment.logprobs:completion_logps",
-    "macro_micro_margins": "alignment.metrics:micro_macro_margins",
-    "available_losses": "alignment.losses:available_losses",
-    "load_ground_truth": "alignment.datasets.shipped:load_ground_truth",
-    "add_estimated_variance": "alignment.datasets.semisynthetic_types:add_estimated_variance",
-    "pair_alignment_accuracy": "alignment.datasets.semisynthetic_types:pair_alignment_accuracy",
-    "AnnotatorType": "alignment.datasets.semisynthetic_types:AnnotatorType",
-    "default_model_path": "alignment.policy_models:default_model_path",
-    "PreferenceLoad": "alignment.datasets.hub_datasets:PreferenceLoad",
-    "clean_preference_rows": "alignment.datasets.hub_datasets:clean_preference_rows",
-    "split_by_key": "alignment.datasets.hub_datasets:split_by_key",
-    "length_controlled_win_rate": "alignment.evaluation:length_controlled_win_rate",
-    "generate_responses": "alignment.evaluation:generate_responses",
-    "NonFiniteLossGuard": "alignment.callbacks:NonFiniteLossGuard",
-    "NonFiniteLossError": "alignment.callbacks:NonFiniteLossError",
-    "CheckpointCompleteMarker": "alignment.callbacks:CheckpointCompleteMarker",
-    "last_complete_checkpoint": "alignment.callbacks:last_complete_checkpoint",
-    "JsonlLogger": "alignment.callbacks:JsonlLogger",
+    **names_by_module(
+        {
+            "alignment.trainer": (
+                "build_strength",
+                "load_strength",
+                "save_strength",
+                "strength_log_values",
+            ),
+            "alignment.data": (
+                "PreferenceCollator",
+                "tokenize_preference_dataset",
+                "validate_preference_dataset",
+            ),
+            "alignment.logprobs": ("completion_logps",),
+            "alignment.losses": ("available_losses",),
+            "alignment.datasets.shipped": ("load_ground_truth",),
+            "alignment.datasets.semisynthetic_types": (
+                "add_estimated_variance",
+                "pair_alignment_accuracy",
+                "AnnotatorType",
+            ),
+            "alignment.policy_models": ("default_model_path",),
+            "alignment.datasets.hub_datasets": (
+                "PreferenceLoad",
+                "clean_preference_rows",
+                "split_by_key",
+            ),
+            "alignment.evaluation": (
+                "length_controlled_win_rate",
+                "generate_responses",
+            ),
+            "alignment.callbacks": (
+                "NonFiniteLossGuard",
+                "NonFiniteLossError",
+                "CheckpointCompleteMarker",
+                "last_complete_checkpoint",
+                "JsonlLogger",
+            ),
+        }
+    ),
+    "macro_micro_margins": "alignment.metrics:micro_macro_margins",  # renamed
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS, deprecated=_DEPRECATED)

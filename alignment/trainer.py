@@ -55,6 +55,8 @@ __all__ = [
 
 STRENGTH_WEIGHTS_NAME = "strength.pt"
 STRENGTH_CONFIG_NAME = "strength_config.json"
+#: The running strength average of a checkpoint (``strength_average_half_life``).
+STRENGTH_AVERAGE_NAME = "strength_average.pt"
 
 
 def build_strength(args: MixDPOConfig, design: StrengthDesign | None = None) -> nn.Module:
@@ -264,6 +266,58 @@ class _ZeroStrengthGradients(TrainerCallback):
             param.grad = None
 
 
+class _StrengthAverage(TrainerCallback):
+    """Exponential moving average of the strength parameters over the optimiser steps.
+
+    Adam at the ``mean_cv`` learning rate moves each strength parameter by up to about
+    ``strength_learning_rate`` (a 10 % change of a mean or a CV) per step, driven by the few
+    annotators of one batch, so the final iterate carries that step noise. The average
+    ``a <- d a + (1 - d) theta`` (``d = 2 ** (-1 / half_life)``, updated after every optimiser
+    step, in the unconstrained parameters) is copied into the strength when training ends: the
+    learned values (saved, returned by ``strength_values``) are the averaged ones. Checkpoints
+    store it (:data:`STRENGTH_AVERAGE_NAME`) so that a resumed run continues the same average.
+    """
+
+    def __init__(self, strength: nn.Module, half_life: float):
+        self.strength = strength
+        self.decay = 0.5 ** (1.0 / half_life)
+        self.average: dict[str, torch.Tensor] | None = None
+
+    def _params(self) -> dict[str, torch.Tensor]:
+        return {k: p for k, p in self.strength.named_parameters() if p.requires_grad}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.average is None:  # not restored from a checkpoint
+            self.average = {k: p.detach().clone() for k, p in self._params().items()}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.average is None:
+            return
+        with torch.no_grad():
+            for key, param in self._params().items():
+                self.average[key].mul_(self.decay).add_(param.detach(), alpha=1.0 - self.decay)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # With load_best_model_at_end the strength is the best checkpoint's: keep it.
+        if self.average is None or args.load_best_model_at_end:
+            return
+        with torch.no_grad():
+            for key, param in self._params().items():
+                param.copy_(self.average[key])
+        self.average = None
+
+    def save(self, directory: str | os.PathLike) -> None:
+        if self.average is not None:
+            torch.save(self.average, os.path.join(directory, STRENGTH_AVERAGE_NAME))
+
+    def load(self, directory: str | os.PathLike) -> None:
+        path = os.path.join(directory, STRENGTH_AVERAGE_NAME)
+        if os.path.exists(path):
+            self.average = torch.load(path, map_location="cpu", weights_only=True)
+            device = next(iter(self._params().values())).device
+            self.average = {k: v.to(device) for k, v in self.average.items()}
+
+
 class MixDPOTrainer(Trainer):
     """Trainer for DPO and MixDPO (and any loss registered in :mod:`alignment.losses`).
 
@@ -421,6 +475,11 @@ class MixDPOTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self.strength.to(self.args.device)
         self.add_callback(_ZeroStrengthGradients(self.strength))
+        self._strength_average: _StrengthAverage | None = None
+        half_life = args.strength_average_half_life
+        if half_life and any(p.requires_grad for p in self.strength.parameters()):
+            self._strength_average = _StrengthAverage(self.strength, half_life)
+            self.add_callback(self._strength_average)
         if self.optimizer is not None:
             self._add_strength_group(self.optimizer)
 
@@ -715,6 +774,8 @@ class MixDPOTrainer(Trainer):
                 covariates=self._population_covariates,
                 annotators=None if inputs is None else inputs.annotators,
             )
+            if _internal_call and self._strength_average is not None:
+                self._strength_average.save(output_dir or self.args.output_dir)
 
     @property
     def _population_covariates(self) -> Any:
@@ -733,6 +794,8 @@ class MixDPOTrainer(Trainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if os.path.exists(os.path.join(resume_from_checkpoint, STRENGTH_WEIGHTS_NAME)):
             load_strength(self.strength, resume_from_checkpoint)
+        if self._strength_average is not None:
+            self._strength_average.load(resume_from_checkpoint)
 
     def _load_best_model(self) -> None:
         super()._load_best_model()

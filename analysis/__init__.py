@@ -27,7 +27,7 @@ JAX).
 
 from __future__ import annotations
 
-from mixlogit._lazy import lazy_exports
+from mixlogit._lazy import lazy_exports, names_by_module
 from mixlogit._version import __version__
 
 _LAZY_ATTRS: dict[str, str] = {
@@ -69,15 +69,25 @@ _LAZY_ATTRS: dict[str, str] = {
 
 # Exported by the 0.1 release; importable from here (with a DeprecationWarning) for one more.
 _DEPRECATED: dict[str, str] = {
-    "find_training_log": "analysis.converters:find_training_log",
-    "strength_family": "analysis.converters:strength_family",
-    "strength_distribution": "analysis.converters:strength_distribution",
-    "bootstrap_group_means": "analysis.margins:bootstrap_group_means",
-    "cluster_bootstrap_group_means": "analysis.margins:cluster_bootstrap_group_means",
-    "subgroup_strength_model": "analysis.subgroup_posterior:subgroup_strength_model",
-    "reward_difference_variance": "analysis.borda:reward_difference_variance",
-    "NBCFlip": "analysis.borda:NBCFlip",
-    "nbc_ranking_sensitivity": "analysis.borda:nbc_ranking_sensitivity",
+    **names_by_module(
+        {
+            "analysis.converters": (
+                "find_training_log",
+                "strength_family",
+                "strength_distribution",
+            ),
+            "analysis.margins": (
+                "bootstrap_group_means",
+                "cluster_bootstrap_group_means",
+            ),
+            "analysis.subgroup_posterior": ("subgroup_strength_model",),
+            "analysis.borda": (
+                "reward_difference_variance",
+                "NBCFlip",
+                "nbc_ranking_sensitivity",
+            ),
+        }
+    ),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS, deprecated=_DEPRECATED)

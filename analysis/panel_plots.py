@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.identifiability import LIKELIHOOD_RATIO_THRESHOLD, CVProfile
-from analysis.plots import _STYLE, _new_figure, _palette, _wrap
+from analysis.plots import _STYLE, _new_figure, _palette, _truth_crosses, _wrap
 from analysis.strength_panels import PanelStrengthFit, _quantile_label
 
 __all__ = ["plot_annotator_strengths", "plot_panel_subgroup_forest", "plot_profile_cv"]
@@ -119,15 +119,7 @@ def plot_panel_subgroup_forest(
             if quantity == "mean_strength":
                 ax.set_xscale("log")
                 ax.axvline(fit.population["mean"], color="0.4", linestyle=":")
-            if truth is not None and quantity in truth:
-                ax.scatter(
-                    [truth[quantity][s] for s in table["subgroup"]],
-                    y,
-                    marker="x",
-                    color="C3",
-                    s=50,
-                    zorder=4,
-                )
+            _truth_crosses(ax, truth, quantity, table["subgroup"], y)
             ax.set_xlabel(label)
         axes[0].set_yticks(
             y,

@@ -157,6 +157,28 @@ def _filled_and_hollow(
     )
 
 
+def _truth_crosses(
+    ax: Any,
+    truth: Mapping[str, Mapping[str, float]] | None,
+    quantity: str,
+    subgroups: Sequence[str],
+    y: np.ndarray,
+    label: str | None = None,
+) -> None:
+    """Red crosses at the true ``truth[quantity][subgroup]`` of each subgroup row ``y`` of a
+    forest plot (simulated data); nothing when ``truth`` is None or lacks ``quantity``."""
+    if truth is not None and quantity in truth:
+        ax.scatter(
+            [truth[quantity][s] for s in subgroups],
+            y,
+            marker="x",
+            color="C3",
+            s=50,
+            zorder=4,
+            label=label,
+        )
+
+
 def _wrap(label: object, width: int) -> str:
     """Tick label broken into lines of at most ``width`` characters (long subgroup names)."""
     lines = textwrap.wrap(str(label), width, break_long_words=False, break_on_hyphens=False)
@@ -608,16 +630,7 @@ def plot_subgroup_forest(
             if quantity == "mean_strength":
                 pooled = float(np.exp(posterior.idata.posterior["mu_log_mean"].median()))
                 ax.axvline(pooled, color="0.4", linestyle=":", label=f"pooled median {pooled:.3g}")
-            if truth is not None and quantity in truth:
-                ax.scatter(
-                    [truth[quantity][s] for s in summary["subgroup"]],
-                    y,
-                    marker="x",
-                    color="C3",
-                    s=50,
-                    zorder=4,
-                    label="truth",
-                )
+            _truth_crosses(ax, truth, quantity, summary["subgroup"], y, label="truth")
             ax.set_xlabel(labels[quantity])
         axes[0].set_yticks(
             y, [f"{s} (n={n})" for s, n in zip(summary["subgroup"], summary["n"], strict=True)]

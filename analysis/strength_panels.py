@@ -485,24 +485,34 @@ def fit_panel_strengths(
     )
 
 
-def _annotator_loglik(
-    family: StrengthFamily, data: PanelData, params: dict[str, np.ndarray], num_nodes: int
-) -> np.ndarray:
-    """``(chains, draws, A)`` panel log-likelihood of each annotator at each posterior draw."""
+def _map_draws(data: PanelData, draws: dict[str, jax.Array], per_draw, batch_size: int):
+    """``per_draw(signed_gap, annotator, params)`` at every draw of ``draws`` (family parameter
+    -> ``(num_draws, G)``), with each draw's subgroup parameters spread to its annotators
+    (``(A,)``); the results stacked over draws (``jax.lax.map`` in batches of ``batch_size``)."""
     d = jnp.asarray(data.signed_gap)
     group = jnp.asarray(data.annotator)
     subgroup = jnp.asarray(data.annotator_subgroup)
 
     @jax.jit
     def one_draw(draw):
-        per_annotator = {k: v[subgroup] for k, v in draw.items()}
+        return per_draw(d, group, {k: v[subgroup] for k, v in draw.items()})
+
+    return jax.lax.map(one_draw, draws, batch_size=batch_size)
+
+
+def _annotator_loglik(
+    family: StrengthFamily, data: PanelData, params: dict[str, np.ndarray], num_nodes: int
+) -> np.ndarray:
+    """``(chains, draws, A)`` panel log-likelihood of each annotator at each posterior draw."""
+
+    def per_draw(d, group, per_annotator):
         return panel_log_likelihood(
             family, d, group, per_annotator, data.num_annotators, num_nodes=num_nodes
         )
 
     chains, draws = next(iter(params.values())).shape[:2]
     flat = {k: jnp.asarray(v.reshape(chains * draws, -1)) for k, v in params.items()}
-    out = jax.lax.map(one_draw, flat, batch_size=64)
+    out = _map_draws(data, flat, per_draw, batch_size=64)
     return np.asarray(out).reshape(chains, draws, data.num_annotators)
 
 
@@ -526,13 +536,8 @@ def _annotator_posteriors(
     flat = {k: v.reshape(-1, v.shape[-1]) for k, v in params.items()}
     keep = _thin(next(iter(flat.values())).shape[0], num_draws)
     strata = tuple(float(p) for p in (np.arange(num_strata) + 0.5) / num_strata)
-    d = jnp.asarray(data.signed_gap)
-    group = jnp.asarray(data.annotator)
-    subgroup = jnp.asarray(data.annotator_subgroup)
 
-    @jax.jit
-    def one_draw(draw):
-        per_annotator = {k: v[subgroup] for k, v in draw.items()}
+    def per_draw(d, group, per_annotator):
         post = panel_strength_posterior(
             d,
             group,
@@ -545,7 +550,9 @@ def _annotator_posteriors(
         return post.mean, post.variance + post.mean**2, post.quantiles
 
     draws = {k: jnp.asarray(v[keep]) for k, v in flat.items()}
-    means, second, pooled = (np.asarray(x) for x in jax.lax.map(one_draw, draws, batch_size=16))
+    means, second, pooled = (
+        np.asarray(x) for x in _map_draws(data, draws, per_draw, batch_size=16)
+    )
     # pooled: (draws, A, strata) -> (A, draws * strata)
     pooled = pooled.transpose(1, 0, 2).reshape(data.num_annotators, -1)
     mean = np.mean(means, axis=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 def best_time(function: Callable[[], object], repeats: int, *, warm_up: bool = True) -> float:
@@ -22,3 +22,34 @@ def best_time(function: Callable[[], object], repeats: int, *, warm_up: bool = T
         function()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def timings_against_baseline(
+    make: Callable[[str], tuple[Callable[[], object], Callable[[], object]]],
+    names: Iterable[str],
+    repeats: int,
+) -> dict[str, dict[str, float]]:
+    """Forward and forward+backward times of each case, and their ratios to the first case's.
+
+    Args:
+        make: ``name -> (forward, forward_and_backward)``, two calls to time; built one case
+            at a time, in the order of ``names``, just before it is timed.
+        names: the cases; the first is the baseline (the benchmarks' ``log_sigmoid``).
+        repeats: calls per timing (:func:`best_time`).
+
+    Returns:
+        ``{name: {"fwd", "fwd_bwd", "ratio_fwd", "ratio_fwd_bwd"}}``: seconds per call and
+        the ratios to the baseline's seconds.
+    """
+    out: dict[str, dict[str, float]] = {}
+    base: dict[str, float] = {}
+    for name in names:
+        forward, backward = make(name)
+        times = {"fwd": best_time(forward, repeats), "fwd_bwd": best_time(backward, repeats)}
+        base = base or times
+        out[name] = {
+            **times,
+            "ratio_fwd": times["fwd"] / base["fwd"],
+            "ratio_fwd_bwd": times["fwd_bwd"] / base["fwd_bwd"],
+        }
+    return out

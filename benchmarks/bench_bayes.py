@@ -105,21 +105,24 @@ def electricity(args: argparse.Namespace) -> dict:
     return _svi_part(args, model, data, ml, ml_seconds, nuts, rows)
 
 
+def _svi_options(args: argparse.Namespace) -> dict:
+    """The SVI settings both SVI fits share (guide, draws, step size; no diagnostics and no
+    pointwise log-likelihood, which the benchmark does not report)."""
+    return {
+        "method": "svi",
+        "local_guide": args.svi_guide,
+        "num_draws": args.svi_draws,
+        "learning_rate": args.svi_lr,
+        "diagnose": False,
+        "log_likelihood": False,
+    }
+
+
 def _svi_part(args, model, data, ml, ml_seconds, nuts, rows) -> dict:
     from mixlogit.bayes import fit_bayes
 
     svi = fit_bayes(
-        model,
-        data,
-        method="svi",
-        local_guide=args.svi_guide,
-        num_draws=args.svi_draws,
-        num_steps=args.svi_steps,
-        learning_rate=args.svi_lr,
-        num_samples=1000,
-        seed=0,
-        diagnose=False,
-        log_likelihood=False,
+        model, data, num_steps=args.svi_steps, num_samples=1000, seed=0, **_svi_options(args)
     )
     svi_pop = svi.population()
     for r in rows:
@@ -176,16 +179,11 @@ def subsampling(args: argparse.Namespace) -> dict:
     res = fit_bayes(
         spec,
         arr,
-        method="svi",
         batch_size=args.batch,
         num_steps=args.big_steps,
-        local_guide=args.svi_guide,
-        num_draws=args.svi_draws,
-        learning_rate=args.svi_lr,
         num_samples=200,
-        log_likelihood=False,
         person_level=False,
-        diagnose=False,
+        **_svi_options(args),
     )
     rss_after = _peak_rss_mib()
     pop = res.population()

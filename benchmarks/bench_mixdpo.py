@@ -233,6 +233,84 @@ def worker_interleaved(rounds: int, out: Path) -> None:
     out.write_text(json.dumps(result))
 
 
+def add_strength_groups(trainer, strengths, learning_rate: float) -> None:
+    """Add every strength's trainable parameters to ``trainer.optimizer`` as their own group
+    (``learning_rate``, no weight decay), skipping parameters already in it, so that the
+    strengths swapped in by :func:`interleaved_step_times` are all stepped."""
+    present = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    for strength in strengths:
+        params = [p for p in strength.parameters() if p.requires_grad and id(p) not in present]
+        if params:
+            trainer.optimizer.add_param_group(
+                {"params": params, "lr": learning_rate, "weight_decay": 0.0}
+            )
+            present.update(id(p) for p in params)
+
+
+def interleaved_step_times(
+    trainer, batch: dict, configs: dict, rounds: int, *, warm_up: str
+) -> dict[str, list[float]]:
+    """Seconds of full optimiser steps (forward, backward, clipping, optimiser and scheduler
+    step) of ``trainer`` on one fixed ``batch`` with each ``name -> (loss, strength)`` of
+    ``configs`` swapped in, ``rounds`` timed steps each.
+
+    One untimed warm-up step of ``configs[warm_up]`` first (first-call allocations, lazy
+    kernels); then the configurations are interleaved round by round, the order rotating from
+    round to round so that no loss always runs first and machine-load drift hits all alike.
+    The trainer's optimiser and scheduler must exist and hold every strength's parameters
+    (:func:`add_strength_groups`).
+    """
+    import torch
+
+    model = trainer.model
+    trainer.current_gradient_accumulation_steps = 1  # normally set by Trainer's training loop
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    names = list(configs)
+    schedule = [(-1, warm_up)] + [
+        (r, names[(r + i) % len(names)]) for r in range(rounds) for i in range(len(names))
+    ]
+    for round_index, name in schedule:
+        loss, strength = configs[name]
+        trainer.loss_fn, trainer.strength = loss, strength
+        start = time.perf_counter()
+        trainer.training_step(model, batch)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        elapsed = time.perf_counter() - start
+        if round_index >= 0:
+            times[name].append(elapsed)
+    return times
+
+
+def step_ratio_summary(times: dict[str, list[float]], baseline: str) -> dict:
+    """Per-configuration step seconds, medians, median ratio to ``baseline`` and the median of
+    the paired (same-round) ratios, which is less sensitive to slow load drift."""
+    base = statistics.median(times[baseline])
+    return {
+        "step_seconds": times,
+        "median_step_s": {k: statistics.median(v) for k, v in times.items()},
+        "ratio_vs_dpo": {k: statistics.median(v) / base for k, v in times.items()},
+        "paired_ratio_median": {
+            k: statistics.median(a / b for a, b in zip(v, times[baseline], strict=True))
+            for k, v in times.items()
+        },
+    }
+
+
+def loss_step_seconds(configs: dict, make_batch, repeats: int = 50) -> dict[str, float]:
+    """Mean seconds of one loss forward + backward per configuration, on the ``PairBatch``
+    that ``make_batch(strength)`` returns (fresh leaf margins each call)."""
+    seconds = {}
+    for name, (loss, strength) in configs.items():
+        start = time.perf_counter()
+        for _ in range(repeats):
+            loss(make_batch(strength)).mean().backward()
+        seconds[name] = (time.perf_counter() - start) / repeats
+    return seconds
+
+
 def worker_ratio(rounds: int, out: Path) -> None:
     import torch
 
@@ -271,61 +349,29 @@ def worker_ratio(rounds: int, out: Path) -> None:
         ),
     }
     trainer.create_optimizer()
-    for _, strength in configs.values():  # every strength is trained in the same optimiser
-        params = [p for p in strength.parameters() if p.requires_grad]
-        if params:
-            trainer.optimizer.add_param_group({"params": params, "lr": 1e-4, "weight_decay": 0.0})
+    add_strength_groups(trainer, [strength for _, strength in configs.values()], 1e-4)
     trainer.create_scheduler(num_training_steps=10 * rounds, optimizer=trainer.optimizer)
     batch = trainer._prepare_inputs(
         trainer.data_collator([trainer.train_dataset[i] for i in range(BATCH_PAIRS)])
     )
-    model = trainer.model
-    trainer.current_gradient_accumulation_steps = 1  # normally set by Trainer's training loop
-    times: dict[str, list[float]] = {name: [] for name in configs}
-    # Warm-up: one DPO step (first-call allocations, lazy kernels), then interleaved timed
-    # rounds; the order rotates from round to round so that no loss always runs first.
-    names = list(configs)
-    schedule = [(-1, "dpo")] + [
-        (r, names[(r + i) % len(names)]) for r in range(rounds) for i in range(len(names))
-    ]
-    for round_index, name in schedule:
-        loss, strength = configs[name]
-        trainer.loss_fn, trainer.strength = loss, strength
-        start = time.perf_counter()
-        trainer.training_step(model, batch)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        trainer.optimizer.zero_grad(set_to_none=True)
-        elapsed = time.perf_counter() - start
-        if round_index >= 0:
-            times[name].append(elapsed)
+    times = interleaved_step_times(trainer, batch, configs, rounds, warm_up="dpo")
     base = statistics.median(times["dpo"])
     # The loss's own cost (strength marginal forward + backward on a (B,) margin), measured
     # precisely: 1 + loss_time / step_time bounds the ratio without machine-load noise.
-    margin = torch.randn(BATCH_PAIRS) * 5
-    loss_seconds = {}
     zero = torch.zeros(BATCH_PAIRS)
-    for name, (loss, strength) in configs.items():
-        start = time.perf_counter()
-        for _ in range(50):
-            delta = margin.clone().requires_grad_(True)
-            loss(PairBatch(delta, zero, zero, zero, strength=strength)).mean().backward()
-        loss_seconds[name] = (time.perf_counter() - start) / 50
+    margin = torch.randn(BATCH_PAIRS) * 5
+
+    def pair_batch(strength):
+        return PairBatch(margin.clone().requires_grad_(True), zero, zero, zero, strength=strength)
+
+    loss_seconds = loss_step_seconds(configs, pair_batch)
     result = {
         "loss_seconds": loss_seconds,
         "ratio_bound_from_loss_cost": {
             k: 1 + (v - loss_seconds["dpo"]) / base for k, v in loss_seconds.items()
         },
         "rounds": rounds,
-        "step_seconds": times,
-        "median_step_s": {k: statistics.median(v) for k, v in times.items()},
-        "ratio_vs_dpo": {k: statistics.median(v) / base for k, v in times.items()},
-        # paired ratios (same round) are less sensitive to slow load drift
-        "paired_ratio_median": {
-            k: statistics.median(a / b for a, b in zip(v, times["dpo"], strict=True))
-            for k, v in times.items()
-        },
+        **step_ratio_summary(times, "dpo"),
     }
     out.write_text(json.dumps(result))
 

@@ -28,6 +28,7 @@ FROM_NAMESPACE = (
     "cosh",
     "asinh",
     "matmul",
+    "tanh",
 )
 
 #: ``{primitive: name in special}`` for those taken from the special functions.
@@ -58,6 +59,16 @@ class NamespaceOps:
     def float_dtype(self, like):
         """The floating dtype the results for ``like`` take."""
         return like.dtype
+
+    def concatenate(self, xs, axis=0):
+        return self.xp.concatenate(list(xs), axis=axis)
+
+    def fori_loop(self, num_iterations, body, carry):
+        """``body`` applied ``num_iterations`` times to ``carry``, eagerly (JAX compiles it
+        under tracing)."""
+        for _ in range(num_iterations):
+            carry = body(carry)
+        return carry
 
     def const(self, value, like):
         return self.xp.asarray(np.asarray(value), dtype=self.float_dtype(like))

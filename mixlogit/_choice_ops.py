@@ -44,40 +44,54 @@ def choice_ops(backend: str) -> Any:
     raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
 
 
+class ChoiceNamespaceOps:
+    """The choice primitives written once over the backend's ``xp`` and ``special``.
+
+    Mixed in before a :class:`mixlogit._array_ops.NamespaceOps` subclass, which supplies the
+    namespaces; a backend overrides only what its library spells differently (torch:
+    ``stack``, ``take_along_last``, ``zeros``, ``log_softmax``).
+    """
+
+    xp: Any
+    special: Any
+
+    def ndtr(self, x):
+        return self.special.ndtr(x)
+
+    def ndtri(self, p):
+        return self.special.ndtri(p)
+
+    def digamma(self, x):
+        return self.special.digamma(x)
+
+    def trigamma(self, x):
+        return self.special.polygamma(1, x)
+
+    def abs(self, x):
+        return self.xp.abs(x)
+
+    def einsum(self, equation, *operands):
+        return self.xp.einsum(equation, *operands)
+
+    def stack(self, xs, axis):
+        return self.xp.stack(self.xp.broadcast_arrays(*xs), axis)
+
+    def log_softmax(self, x):
+        return self.special.log_softmax(x, axis=-1)
+
+    def take_along_last(self, x, index):
+        return self.xp.take_along_axis(x, self.xp.asarray(index)[..., None], axis=-1)[..., 0]
+
+    def zeros(self, shape, like):
+        return self.xp.zeros(shape, dtype=self.xp.asarray(like).dtype)
+
+
 def _numpy_ops():
-    import numpy as np
     from scipy import special
 
     from mixlogit.families._numpy_ops import NumpyOps
 
-    class NumpyChoiceOps(NumpyOps):
-        ndtr = staticmethod(special.ndtr)
-        ndtri = staticmethod(special.ndtri)
-        digamma = staticmethod(special.digamma)
-        lgamma = staticmethod(special.gammaln)
-        abs = staticmethod(np.abs)
-        einsum = staticmethod(np.einsum)
-
-        @staticmethod
-        def trigamma(x):
-            return special.polygamma(1, x)
-
-        @staticmethod
-        def stack(xs, axis):
-            return np.stack(np.broadcast_arrays(*xs), axis)
-
-        @staticmethod
-        def log_softmax(x):
-            return special.log_softmax(x, axis=-1)
-
-        @staticmethod
-        def take_along_last(x, index):
-            return np.take_along_axis(x, np.asarray(index)[..., None], axis=-1)[..., 0]
-
-        @staticmethod
-        def zeros(shape, like):
-            return np.zeros(shape, dtype=np.asarray(like).dtype)
-
+    class NumpyChoiceOps(ChoiceNamespaceOps, NumpyOps):
         @staticmethod
         def gamma_inverse_cdf(u, shape):
             return special.gammaincinv(shape, u)
@@ -87,42 +101,13 @@ def _numpy_ops():
 
 def _jax_ops():
     import jax
-    import jax.numpy as jnp
-    from jax.scipy import special
 
     from mixlogit.jax._ops import JaxOps
 
-    gamma_inverse_cdf = _jax_gamma_inverse_cdf()
+    class JaxChoiceOps(ChoiceNamespaceOps, JaxOps):
+        log_softmax = staticmethod(functools.partial(jax.nn.log_softmax, axis=-1))
+        gamma_inverse_cdf = staticmethod(_jax_gamma_inverse_cdf())
 
-    class JaxChoiceOps(JaxOps):
-        ndtr = staticmethod(special.ndtr)
-        ndtri = staticmethod(special.ndtri)
-        digamma = staticmethod(special.digamma)
-        lgamma = staticmethod(special.gammaln)
-        abs = staticmethod(jnp.abs)
-        einsum = staticmethod(jnp.einsum)
-
-        @staticmethod
-        def trigamma(x):
-            return special.polygamma(1, x)
-
-        @staticmethod
-        def stack(xs, axis):
-            return jnp.stack(jnp.broadcast_arrays(*xs), axis)
-
-        @staticmethod
-        def log_softmax(x):
-            return jax.nn.log_softmax(x, axis=-1)
-
-        @staticmethod
-        def take_along_last(x, index):
-            return jnp.take_along_axis(x, jnp.asarray(index)[..., None], axis=-1)[..., 0]
-
-        @staticmethod
-        def zeros(shape, like):
-            return jnp.zeros(shape, dtype=jnp.asarray(like).dtype)
-
-    JaxChoiceOps.gamma_inverse_cdf = staticmethod(gamma_inverse_cdf)
     return JaxChoiceOps()
 
 
@@ -174,18 +159,7 @@ def _torch_ops():
 
     from mixlogit.torch._ops import TorchOps
 
-    class TorchChoiceOps(TorchOps):
-        ndtr = staticmethod(torch.special.ndtr)
-        ndtri = staticmethod(torch.special.ndtri)
-        digamma = staticmethod(torch.digamma)
-        lgamma = staticmethod(torch.lgamma)
-        abs = staticmethod(torch.abs)
-        einsum = staticmethod(torch.einsum)
-
-        @staticmethod
-        def trigamma(x):
-            return torch.polygamma(1, x)
-
+    class TorchChoiceOps(ChoiceNamespaceOps, TorchOps):
         @staticmethod
         def stack(xs, axis):
             return torch.stack(torch.broadcast_tensors(*xs), axis)

@@ -34,6 +34,7 @@ Array = Any
 
 #: The public names of both :mod:`mixlogit.torch` and :mod:`mixlogit.jax`.
 PUBLIC_NAMES = (
+    "ConditionalStrength",
     "FixedStrength",
     "GammaLogitBernoulli",
     "GammaStrength",
@@ -52,6 +53,13 @@ PUBLIC_NAMES = (
     "make_strength",
     "marginal_strength_model",
     "point_mass_logit_marginal",
+    # panel marginals (one strength per group, mixlogit._panel) and their posteriors
+    "PanelPosterior",
+    "gamma_panel_logit_marginal",
+    "lognormal_panel_logit_marginal",
+    "panel_logit_marginal",
+    "panel_strength_posterior",
+    "point_mass_panel_logit_marginal",
 )
 
 

@@ -15,7 +15,8 @@ transformers until a name that needs them is used)::
     __all__ = ["__version__", "jax", "torch", *sorted(_LAZY_ATTRS)]
 
 Deprecated names stay importable for one release but warn with :class:`DeprecationWarning`
-and are left out of ``dir()``.
+and are left out of ``dir()``. A package that exports several names of each module can write
+the table once per module with :func:`names_by_module`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["lazy_exports", "names_by_module"]
 
 
 def _split_target(package_name: str, name: str, target: str, table: str) -> tuple[str, str]:
@@ -43,6 +44,22 @@ def _split_target(package_name: str, name: str, target: str, table: str) -> tupl
             "form 'module' or 'module:attribute'"
         )
     return module, attribute or name
+
+
+def names_by_module(groups: Mapping[str, Iterable[str]]) -> dict[str, str]:
+    """The table ``{public name: "module"}`` of :func:`lazy_exports` from ``{module: names}``
+    (each module written once), in the order given.
+
+    Raises:
+        ValueError: a name listed under two modules (or twice under one).
+    """
+    table: dict[str, str] = {}
+    for module, names in groups.items():
+        for name in names:
+            if name in table:
+                raise ValueError(f"{name!r} is listed under {table[name]!r} and {module!r}")
+            table[name] = module
+    return table
 
 
 def lazy_exports(

@@ -45,6 +45,7 @@ tilt on its own rule; quantiles use Sinc indefinite integration of the tilt-0 no
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -1055,6 +1056,31 @@ Returns:
 """
 
 
+def _with_family(generic: Callable, family: str, options: Mapping[str, Any]) -> Callable:
+    """``generic(d, group, family, params, **options)`` as a function of one family, whose
+    natural parameters (``shape, rate``; ``loc, scale``; ``beta``) follow ``group`` as
+    positional-or-keyword arguments and ``options`` (name: default) are keyword-only."""
+    names = get_family(family).parameters
+    kind = inspect.Parameter
+    signature = inspect.Signature(
+        [
+            *(kind(n, kind.POSITIONAL_OR_KEYWORD) for n in ("d", "group", *names)),
+            *(kind(n, kind.KEYWORD_ONLY, default=v) for n, v in options.items()),
+        ]
+    )
+
+    def named(*args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(*args, **kwargs)
+        arguments.apply_defaults()
+        values = dict(arguments.arguments)
+        params = {n: values.pop(n) for n in names}
+        return generic(values.pop("d"), values.pop("group"), family, params, **values)
+
+    named.__signature__ = signature  # type: ignore[attr-defined]
+    named.__name__ = f"{family}_{generic.__name__}"
+    return named
+
+
 def panel_functions(plumbing: PanelPlumbing) -> PanelFunctions:
     """The public panel functions of the backend ``plumbing`` describes."""
     ops = plumbing.ops
@@ -1083,36 +1109,18 @@ def panel_functions(plumbing: PanelPlumbing) -> PanelFunctions:
             )
         return (restore(value), restore(error)) if return_error else restore(value)
 
-    def gamma_panel_logit_marginal(
-        d, group, shape, rate, *, num_groups=None, num_nodes=DEFAULT_NUM_NODES, return_error=False
-    ):
-        params = {"shape": shape, "rate": rate}
-        return panel_logit_marginal(
-            d,
-            group,
-            "gamma",
-            params,
-            num_groups=num_groups,
-            num_nodes=num_nodes,
-            return_error=return_error,
-        )
-
-    def lognormal_panel_logit_marginal(
-        d, group, loc, scale, *, num_groups=None, num_nodes=DEFAULT_NUM_NODES, return_error=False
-    ):
-        params = {"loc": loc, "scale": scale}
-        return panel_logit_marginal(
-            d,
-            group,
-            "lognormal",
-            params,
-            num_groups=num_groups,
-            num_nodes=num_nodes,
-            return_error=return_error,
-        )
-
-    def point_mass_panel_logit_marginal(d, group, beta, *, num_groups=None):
-        return panel_logit_marginal(d, group, "point_mass", {"beta": beta}, num_groups=num_groups)
+    marginal_options = {
+        "num_groups": None,
+        "num_nodes": DEFAULT_NUM_NODES,
+        "return_error": False,
+    }
+    gamma_panel_logit_marginal = _with_family(panel_logit_marginal, "gamma", marginal_options)
+    lognormal_panel_logit_marginal = _with_family(
+        panel_logit_marginal, "lognormal", marginal_options
+    )
+    point_mass_panel_logit_marginal = _with_family(
+        panel_logit_marginal, "point_mass", {"num_groups": None}
+    )
 
     def panel_strength_posterior(
         d,
@@ -1158,7 +1166,7 @@ def panel_functions(plumbing: PanelPlumbing) -> PanelFunctions:
 
     array = plumbing.array_type.rpartition(".")[2].lower()
     generic = _PANEL_GENERIC_PARAMS
-    docs = {
+    docs: dict[Callable, str] = {
         panel_logit_marginal: _PANEL_DOC.format(
             family="family", array=array, params=generic, nodes=_NODES_DOC
         ),

@@ -30,6 +30,23 @@ def _show(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+def _check_zero_one(
+    frame: pd.DataFrame,
+    raw: pd.Series,
+    values: np.ndarray,
+    what: str,
+    allowed: str = "0/1 or boolean",
+) -> None:
+    """Raise :class:`ChoiceDataError` naming the rows of ``frame`` whose ``values`` (``raw``
+    as floats, NaN where not numeric) are neither 0 nor 1, and their values in ``raw``."""
+    bad = ~np.isin(values, [0.0, 1.0])
+    if bad.any():
+        raise ChoiceDataError(
+            f"{what} must be {allowed}; rows {_preview(frame.index[bad])} have values "
+            f"{_preview(raw[bad].unique())}"
+        )
+
+
 def _preview(values: Sequence, limit: int = 5) -> str:
     values = list(values)
     shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:limit])
@@ -202,13 +219,7 @@ class ChoiceData:
                 f"{choice.dtype} (values {_preview(choice.unique())})"
             )
         choice_values = choice.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isin(choice_values, [0.0, 1.0])
-        if bad.any():
-            rows = frame.index[bad]
-            raise ChoiceDataError(
-                f"choice column {self.choice_column!r} must be 0/1 or boolean; rows "
-                f"{_preview(rows)} have values {_preview(choice[bad].unique())}"
-            )
+        _check_zero_one(frame, choice, choice_values, f"choice column {self.choice_column!r}")
         situation_codes, situation_ids = pd.factorize(frame[self.situation_column], sort=True)
         alternative_codes, alternative_ids = pd.factorize(frame[self.alternative_column], sort=True)
         duplicated = pd.Series(situation_codes * len(alternative_ids) + alternative_codes)
@@ -226,13 +237,8 @@ class ChoiceData:
         if self.availability_column is not None:
             avail_raw = frame[self.availability_column]
             avail_values = pd.to_numeric(avail_raw, errors="coerce").to_numpy(dtype=np.float64)
-            bad = ~np.isin(avail_values, [0.0, 1.0])
-            if bad.any():
-                rows = frame.index[bad]
-                raise ChoiceDataError(
-                    f"availability column {self.availability_column!r} must be 0/1; rows "
-                    f"{_preview(rows)} have values {_preview(avail_raw[bad].unique())}"
-                )
+            what = f"availability column {self.availability_column!r}"
+            _check_zero_one(frame, avail_raw, avail_values, what, allowed="0/1")
             available_rows = avail_values == 1.0
         else:
             available_rows = np.ones(len(frame), dtype=bool)

@@ -178,6 +178,9 @@ strength_learning_rate = 0.05
 max_length = 64
 max_prompt_length = 32
 posterior_samples = 300  # NUTS warmup = samples per chain; 0 skips the subgroup posterior
+panels = True  # the annotator-panel section ("Who is decisive?")
+panel_steps = 120  # optimiser steps of each annotator-level MixDPO run (270 = one pass)
+panel_samples = 200  # NUTS warmup = samples per chain of each two-stage panel fit
 num_boot = 1000
 min_count = 10
 seed = 0
@@ -313,6 +316,131 @@ if posterior_samples > 0:
     display(posterior.summary())
 else:
     print("Subgroup posterior skipped (posterior_samples = 0).")
+"""),
+    _markdown("""
+## Who is decisive? Annotator panels
+
+The sets above have one label per pair, and MixDPO draws one strength `beta` per label. With a
+reward the policy learns, that strength distribution is **not identified**: the probability of
+a label is `P(d) = E[sigmoid(beta d)]`, a monotone function of the pair's reward gap `d` for
+*any* strength distribution, so the policy can move each pair's gap until `P(d)` equals that
+pair's share of labels, whatever the CV. The likelihood is exactly flat in the CV; a learned CV
+only reflects where it started.
+
+**Panels** break the tie. In the shipped `panel_heterogeneous` set, 72 persistent annotators in
+three subgroups (`decisive`, `moderate`, `uncertain`) each label 20 pairs with *one* strength,
+so an annotator's labels are scored jointly, `E_beta[prod_i sigmoid(beta d_i)]`: a decisive
+annotator follows the reward on nearly all her pairs, an uncertain one on little more than half,
+and that agreement *within* an annotator is what pins down the spread. Every pair is labelled by
+all three subgroups, who share its gap, so the subgroups' relative strengths are fixed too. The
+`panel_homogeneous` control has the same pairs and annotators with one common strength.
+
+Below: annotator-level MixDPO with `subgroup` covariates trained on both sets; then the
+two-stage estimate (`analysis.strength_panels.fit_panel_strengths`), with the known utilities
+as reward gaps and with the trained policy's implicit reward on held-out pairs; then the
+profile likelihood of the CV at pair and at annotator level
+(`analysis.identifiability.profile_cv`), each maximised over a free reward gap per pair.
+"""),
+    _code("""
+from alignment.datasets.shipped import load_ground_truth
+from analysis.demo import implicit_reward_gaps, panel_labels
+from analysis.identifiability import profile_cv
+from analysis.panel_plots import (plot_annotator_strengths, plot_panel_subgroup_forest,
+                                  plot_profile_cv)
+from analysis.strength_panels import fit_panel_strengths
+
+panel_kinds = {"heterogeneous": "panel_heterogeneous", "homogeneous": "panel_homogeneous"}
+nuts = {"by": "subgroup", "num_warmup": panel_samples, "num_samples": panel_samples,
+        "num_chains": 2, "seed": seed}
+learned, panel_trainers = [], {}
+if panels:
+    for name, kind in panel_kinds.items():
+        args = MixDPOConfig(
+            output_dir=str(Path(run_root) / f"mixdpo-annotator-{kind}"), report_to="none",
+            max_steps=panel_steps, logging_steps=10, per_device_train_batch_size=4,
+            learning_rate=learning_rate, lr_scheduler_type="constant", max_length=max_length,
+            max_prompt_length=max_prompt_length, save_strategy="no", seed=seed,
+            dataloader_pin_memory=False, disable_tqdm=True, loss_type="mixdpo",
+            strength_family="gamma", strength_level="annotator", annotator_column="annotator_id",
+            strength_covariates=["subgroup"])  # strength learning rate: the mean_cv default
+        trainer = MixDPOTrainer(make_model(), args=args, processing_class=tokenizer,
+                                train_dataset=load_default_preferences(kind, "train"))
+        trainer.train()
+        panel_trainers[name] = trainer
+        values = trainer.strength_values()
+        for subgroup in ("decisive", "moderate", "uncertain"):
+            learned.append({"set": name, "subgroup": subgroup,
+                            "learned mean": values[f"strength/{subgroup}/mean"],
+                            "learned CV": values[f"strength/{subgroup}/cv"],
+                            "population CV": values["strength/cv"]})
+    display(pd.DataFrame(learned))
+else:
+    print("Annotator panels skipped (panels = False).")
+"""),
+    _markdown("""
+### Two-stage subgroup and annotator strengths
+
+Stage one gives every label a reward gap; stage two fits how strongly each annotator follows
+the gaps, with partial pooling over subgroups (NUTS). With the known utilities the strengths
+are on the scale of the truth (red crosses); with the policy's implicit reward
+(`log pi - log pi_ref`, nats) only relative strengths are comparable.
+"""),
+    _code("""
+if panels:
+    truth = {name: load_ground_truth(kind) for name, kind in panel_kinds.items()}
+    true_means = {g["name"]: g["mean"] for g in truth["heterogeneous"]["subgroups"]}
+    known = fit_panel_strengths(panel_labels(panel_kinds["heterogeneous"]), **nuts)
+    control = fit_panel_strengths(panel_labels(panel_kinds["homogeneous"]), **nuts)
+    held_out = panel_labels(panel_kinds["heterogeneous"], ("test",))
+    policy_trainer = panel_trainers["heterogeneous"]
+    held_out["policy_gap"] = implicit_reward_gaps(
+        policy_trainer.model, policy_trainer.ref_model, held_out, tokenizer,
+        max_length=max_length, max_prompt_length=max_prompt_length)
+    from_policy = fit_panel_strengths(held_out, gap="policy_gap", **nuts)
+    for fit, file, title in (
+        (known, "panel_subgroup_forest.png", "Known utilities, heterogeneous panels"),
+        (control, "panel_control_forest.png", "Known utilities, homogeneous control"),
+        (from_policy, "panel_policy_forest.png", "Policy's implicit reward (held-out pairs)"),
+    ):
+        figure = plot_panel_subgroup_forest(
+            fit, title=title,
+            truth={"mean_strength": true_means} if fit is known else None)
+        figure.savefig(figures / file, dpi=110)
+        plt.close(figure)
+    figure = plot_annotator_strengths(known, truth=truth["heterogeneous"]["annotator_strength"])
+    figure.savefig(figures / "panel_annotator_strengths.png", dpi=110)
+    plt.close(figure)
+    table = known.subgroups[["subgroup", "num_annotators", "mean_strength",
+                             "mean_strength_low", "mean_strength_high", "relative_strength"]]
+    table = table.assign(
+        true_mean=table["subgroup"].map(true_means),
+        control_mean=control.subgroups["mean_strength"].to_numpy(),
+        policy_relative=from_policy.subgroups.set_index("subgroup")["relative_strength"]
+        .reindex(table["subgroup"]).to_numpy())
+    top = table.loc[table["mean_strength"].idxmax()]
+    print(f"Most decisive: {top['subgroup']}, mean strength {top['mean_strength']:.3g} "
+          f"[{top['mean_strength_low']:.3g}, {top['mean_strength_high']:.3g}] "
+          f"({known.interval:.0%} interval; true {top['true_mean']:.3g})")
+    display(table)
+"""),
+    _markdown("""
+### Is the strength spread identified? Pair level vs annotator panels
+
+The profile log-likelihood of the strength CV, maximised at each CV over a free reward gap per
+pair and the mean strength (the freedom a policy has). At pair level it is flat to numerical
+precision; with panels it is not.
+"""),
+    _code("""
+if panels:
+    labels = panel_labels(panel_kinds["heterogeneous"])
+    profiles = {level: profile_cv(labels, (0.125, 0.25, 0.5, 1.0, 2.0), level=level,
+                                  gaps="free")
+                for level in ("pair", "annotator")}
+    figure = plot_profile_cv({p.label: p for p in profiles.values()})
+    figure.savefig(figures / "cv_profile.png", dpi=110)
+    plt.close(figure)
+    for profile in profiles.values():
+        print(f"{profile.label}: {profile.interpretation()}")
 """),
 ]
 

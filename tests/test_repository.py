@@ -53,3 +53,31 @@ def test_console_scripts_resolve_to_callables(name):
     module_name, _, attribute = PYPROJECT["project"]["scripts"][name].partition(":")
     target = getattr(importlib.import_module(module_name), attribute)
     assert callable(target), (name, target)
+
+
+#: Packages whose top level is one screen of names (at most this many) and keeps the names of
+#: the first release as deprecated aliases (``_DEPRECATED``: ``{name: "module:attribute"}``).
+SCREENS = {"alignment": 25, "analysis": 30}
+
+
+@pytest.mark.parametrize("package", SCREENS)
+def test_public_names_fit_on_a_screen_and_resolve(package):
+    module = importlib.import_module(package)
+    assert len(module.__all__) <= SCREENS[package]
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    assert set(module.__all__) <= set(dir(module))
+
+
+@pytest.mark.parametrize(
+    ("package", "name"),
+    [(p, n) for p in SCREENS for n in sorted(importlib.import_module(p)._DEPRECATED)],
+)
+def test_names_of_the_first_release_warn_and_resolve(package, name):
+    module = importlib.import_module(package)
+    target, _, attribute = module._DEPRECATED[name].partition(":")
+    attribute = attribute or name  # "module" alone: the attribute keeps the name
+    with pytest.warns(DeprecationWarning, match=f"{package}.{name} is deprecated"):
+        value = getattr(module, name)
+    assert value is getattr(importlib.import_module(target), attribute)
+    assert name not in module.__all__

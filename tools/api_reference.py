@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import importlib
 import inspect
 import pkgutil
@@ -23,6 +22,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ForwardRef
+
+# tools/ is no package: its scripts import their shared helper as a sibling module, also when
+# loaded by path (the tests).
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _generated_file import update_generated
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "docs" / "api.md"
@@ -248,21 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wanted = render()
     current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-    if wanted == current:
-        return 0
-    if args.check:
-        sys.stdout.writelines(
-            difflib.unified_diff(
-                current.splitlines(keepends=True),
-                wanted.splitlines(keepends=True),
-                str(args.output),
-                "rendered from the packages",
-            )
-        )
-        print(f"\n{args.output} is stale: run python tools/api_reference.py")
-        return 1
-    args.output.write_text(wanted, encoding="utf-8")
-    return 0
+    hint = f"{args.output} is stale: run python tools/api_reference.py"
+    return update_generated(args.output, current, wanted, args.check, "the packages", hint)
 
 
 if __name__ == "__main__":

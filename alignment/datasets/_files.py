@@ -64,10 +64,15 @@ def check_kind(kind: str, kinds: Sequence[str]) -> None:
         raise ValueError(f"kind must be one of {tuple(kinds)}, got {kind!r}")
 
 
-def read_split(prefix: str, kind: str, split: str) -> list[dict[str, Any]]:
-    """The rows of one shipped split (keys in sorted order)."""
+def check_split(split: str) -> None:
+    """Raise ``ValueError`` unless ``split`` is ``"train"`` or ``"test"``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def read_split(prefix: str, kind: str, split: str) -> list[dict[str, Any]]:
+    """The rows of one shipped split (keys in sorted order)."""
+    check_split(split)
     return read_jsonl_gz(DATA_DIR / f"{prefix}_{kind}_{split}.jsonl.gz")
 
 

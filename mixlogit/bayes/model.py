@@ -36,6 +36,9 @@ Sites (the names used in the posterior):
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -47,6 +50,7 @@ from mixlogit.spec import ModelSpec
 
 __all__ = [
     "GLOBAL_SITES",
+    "MODEL_NAMES",
     "gamma_from_standardised",
     "hierarchical_model",
     "latent_class_coefficients",
@@ -66,6 +70,10 @@ __all__ = [
 
 Array = Any
 Batch = dict[str, Array]
+
+#: The models that each PPL shell (``numpyro_model``, ``pyro_model``) binds to its backend
+#: and exports under the same names.
+MODEL_NAMES = ("hierarchical_model", "latent_class_model", "quadrature_model", "simulated_model")
 
 #: Population-level sample sites (everything but the person draws).
 GLOBAL_SITES = (
@@ -229,37 +237,44 @@ def hierarchical_model(
         b.factor("loglik", person_loglik(b.ops, batch, beta))
 
 
-def quadrature_model(
-    b: Any,
-    batch: Batch,
-    batch_idx: Array | None = None,
-    *,
-    num_panels: int,
-    spec: ModelSpec,
-    priors: BayesPriors,
-    nodes: Array,
-    log_weights: Array,
-) -> None:
+def _integrated_model(person_loglik: Callable) -> Callable:
+    """The model of the persons' log-likelihoods that ``person_loglik`` returns with their
+    coefficients integrated out (no person-level latent sites).
+
+    ``person_loglik(b, batch, spec, priors, **extra)`` samples the population sites and
+    returns the batch's log-likelihoods ``(B,)``; the model enters them as one factor in the
+    person plate. It is called like :func:`hierarchical_model`, with ``extra`` as further
+    keywords, and its signature says so.
+    """
+
+    def model(b, batch, batch_idx=None, *, num_panels, spec, priors, **extra) -> None:
+        ll = person_loglik(b, batch, spec, priors, **extra)
+        with b.person_plate(batch, batch_idx, num_panels):
+            b.factor("loglik", ll)
+
+    functools.update_wrapper(model, person_loglik)
+    del model.__wrapped__  # type: ignore[attr-defined]
+    common = inspect.signature(hierarchical_model).parameters.values()
+    extras = [
+        p for p in inspect.signature(person_loglik).parameters.values() if p.kind == p.KEYWORD_ONLY
+    ]
+    model.__signature__ = inspect.Signature([*common, *extras], return_annotation="None")  # type: ignore[attr-defined]
+    return model
+
+
+@_integrated_model
+def quadrature_model(b, batch, spec, priors, *, nodes: Array, log_weights: Array):
     """Mixed logit with each person's normal-driven coefficients integrated by quadrature
     (nodes ``(Q, Kz)``, log-weights ``(Q,)``; no person-level latent variables)."""
     params = sample_globals(b, spec, priors)
     ll, _ = quadrature_person_loglik(
         b.ops, spec, params, batch, b.array(nodes), b.array(log_weights)
     )
-    with b.person_plate(batch, batch_idx, num_panels):
-        b.factor("loglik", ll)
+    return ll
 
 
-def simulated_model(
-    b: Any,
-    batch: Batch,
-    batch_idx: Array | None = None,
-    *,
-    num_panels: int,
-    spec: ModelSpec,
-    priors: BayesPriors,
-    z_draws: Array,
-) -> None:
+@_integrated_model
+def simulated_model(b, batch, spec, priors, *, z_draws: Array):
     """Mixed logit with every person's random coefficients integrated out by simulation: the
     population sites only, for SVI.
 
@@ -279,9 +294,7 @@ def simulated_model(
     ll_nodes = nodes_person_loglik(
         b.ops, batch, hierarchical_coefficients(b.ops, spec, params, z_draws, u)
     )
-    ll = b.ops.logsumexp(ll_nodes, -1) - np.log(num_draws)
-    with b.person_plate(batch, batch_idx, num_panels):
-        b.factor("loglik", ll)
+    return b.ops.logsumexp(ll_nodes, -1) - np.log(num_draws)
 
 
 def latent_class_coefficients(ops: Any, ordered: Array, rest: Array | None, order_by: int) -> Array:
@@ -293,17 +306,8 @@ def latent_class_coefficients(ops: Any, ordered: Array, rest: Array | None, orde
     return ops.stack(columns, -1)
 
 
-def latent_class_model(
-    b: Any,
-    batch: Batch,
-    batch_idx: Array | None = None,
-    *,
-    num_panels: int,
-    spec: ModelSpec,
-    priors: BayesPriors,
-    num_classes: int,
-    order_by: int,
-) -> None:
+@_integrated_model
+def latent_class_model(b, batch, spec, priors, *, num_classes: int, order_by: int):
     """Latent-class logit: ``C`` classes of fixed coefficients, class indicator enumerated.
 
     Priors: ``class_share ~ Dirichlet(class_share_concentration)``; every class coefficient
@@ -335,8 +339,7 @@ def latent_class_model(
     ll, _ = latent_class_person_loglik(
         b.ops, {"beta_class": beta_class, "class_share": share}, batch
     )
-    with b.person_plate(batch, batch_idx, num_panels):
-        b.factor("loglik", ll)
+    return ll
 
 
 def model_function(

@@ -22,14 +22,7 @@ from mixlogit.bayes import model
 from mixlogit.bayes._backend import ChoiceBackend
 from mixlogit.jax._ppl import NumPyroPPL
 
-__all__ = [
-    "BACKEND",
-    "StandardisedLogGamma",
-    "hierarchical_model",
-    "latent_class_model",
-    "quadrature_model",
-    "simulated_model",
-]
+__all__ = ["BACKEND", "StandardisedLogGamma", *model.MODEL_NAMES]
 
 OPS = choice_ops("jax")
 

@@ -21,14 +21,7 @@ from mixlogit.bayes import model
 from mixlogit.bayes._backend import ChoiceBackend
 from mixlogit.torch._ppl import PyroPPL
 
-__all__ = [
-    "BACKEND",
-    "StandardisedLogGamma",
-    "hierarchical_model",
-    "latent_class_model",
-    "quadrature_model",
-    "simulated_model",
-]
+__all__ = ["BACKEND", "StandardisedLogGamma", *model.MODEL_NAMES]
 
 DTYPE = torch.float64
 OPS = choice_ops("torch")

@@ -97,6 +97,43 @@ def _local_guide(backend: str, spec: ModelSpec, num_panels: int, options: dict):
     return make(BACKEND, spec, num_panels, options["positive_guide"])
 
 
+def _guides(backend, model_fn, spec, num_panels, options, marginal, local):
+    """The global autoguide of ``model_fn`` and the full guide (global, then the local guide of
+    the person draws when ``local``) of ``backend`` (``"numpyro"``, ``"pyro"``).
+
+    With ``marginal`` (the person coefficients integrated out) the global guide is a
+    multivariate normal; otherwise a mean-field normal over the sites other than the person
+    draws :data:`LOCAL_SITES`.
+    """
+    if backend == "numpyro":
+        from numpyro.handlers import block
+        from numpyro.infer import autoguide
+        from numpyro.infer import init_to_feasible as init_loc_fn
+    else:
+        from pyro.infer import autoguide
+        from pyro.infer.autoguide.initialization import init_to_feasible as init_loc_fn
+        from pyro.poutine import block
+
+    if marginal:
+        global_guide = autoguide.AutoMultivariateNormal(
+            model_fn, init_loc_fn=init_loc_fn, init_scale=0.05
+        )
+    else:
+        global_guide = autoguide.AutoNormal(
+            block(model_fn, hide=list(LOCAL_SITES) if local else []),
+            init_loc_fn=init_loc_fn,
+            init_scale=0.05,
+        )
+    local_guide = _local_guide(backend, spec, num_panels, options)[0] if local else None
+
+    def guide(batch, batch_idx=None):
+        glob = global_guide(batch, batch_idx)
+        if local_guide is not None:
+            local_guide(glob, batch, batch_idx)
+
+    return global_guide, guide
+
+
 def _person_batches(rng: np.random.Generator, num_steps: int, num_panels: int, size: int):
     """``(num_steps, size)`` sorted persons per step, each a subsample without replacement."""
     if size >= num_panels:
@@ -108,28 +145,12 @@ def _numpyro(model_fn, spec, panel, options, marginal, local):
     import jax
     import jax.numpy as jnp
     import numpyro
-    from numpyro.infer import SVI, Trace_ELBO, init_to_feasible
-    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+    from numpyro.infer import SVI, Trace_ELBO
 
     from mixlogit.bayes.numpyro_model import BACKEND
 
     P, B = panel.num_panels, options["batch_size"]
-    if marginal:
-        global_guide = AutoMultivariateNormal(
-            model_fn, init_loc_fn=init_to_feasible, init_scale=0.05
-        )
-    else:
-        global_guide = AutoNormal(
-            numpyro.handlers.block(model_fn, hide=list(LOCAL_SITES) if local else []),
-            init_loc_fn=init_to_feasible,
-            init_scale=0.05,
-        )
-    local_guide = _local_guide("numpyro", spec, P, options)[0] if local else None
-
-    def guide(batch, batch_idx=None):
-        glob = global_guide(batch, batch_idx)
-        if local_guide is not None:
-            local_guide(glob, batch, batch_idx)
+    global_guide, guide = _guides("numpyro", model_fn, spec, P, options, marginal, local)
 
     start, final, steps = options["learning_rate"], options["lr_decay"], options["num_steps"]
     schedule = lambda step: start * jnp.power(final, jnp.minimum(step / steps, 1.0))  # noqa: E731
@@ -170,30 +191,13 @@ def _pyro(model_fn, spec, panel, options, marginal, local):
     import torch
     from pyro import poutine
     from pyro.infer import SVI, Trace_ELBO
-    from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
-    from pyro.infer.autoguide.initialization import init_to_feasible
 
     from mixlogit.bayes.pyro_model import BACKEND
 
     P, B = panel.num_panels, options["batch_size"]
     pyro.set_rng_seed(options["seed"])
     pyro.clear_param_store()
-    if marginal:
-        global_guide = AutoMultivariateNormal(
-            model_fn, init_loc_fn=init_to_feasible, init_scale=0.05
-        )
-    else:
-        global_guide = AutoNormal(
-            poutine.block(model_fn, hide=list(LOCAL_SITES) if local else []),
-            init_loc_fn=init_to_feasible,
-            init_scale=0.05,
-        )
-    local_guide = _local_guide("pyro", spec, P, options)[0] if local else None
-
-    def guide(batch, batch_idx=None):
-        glob = global_guide(batch, batch_idx)
-        if local_guide is not None:
-            local_guide(glob, batch, batch_idx)
+    global_guide, guide = _guides("pyro", model_fn, spec, P, options, marginal, local)
 
     # Adam with the step size decaying exponentially to lr * lr_decay (as with NumPyro);
     # ClippedAdam's clipping is switched off

@@ -17,14 +17,15 @@ nothing here imports them. The exports are lazy: :mod:`mixlogit.results` builds 
 others.
 """
 
-from mixlogit._lazy import lazy_exports
+from mixlogit._lazy import lazy_exports, names_by_module
 
-_LAZY_ATTRS = {
-    "ConvergenceWarning": "mixlogit.estimation.optimize",
-    "Problem": "mixlogit.estimation.problem",
-    "build_problem": "mixlogit.estimation.problem",
-    "estimate": "mixlogit.estimation.fit",
-    "mnl_newton": "mixlogit.estimation.start",
-}
+_LAZY_ATTRS = names_by_module(
+    {
+        "mixlogit.estimation.optimize": ("ConvergenceWarning",),
+        "mixlogit.estimation.problem": ("Problem", "build_problem"),
+        "mixlogit.estimation.fit": ("estimate",),
+        "mixlogit.estimation.start": ("mnl_newton",),
+    }
+)
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS)
 __all__ = sorted(_LAZY_ATTRS)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from mixlogit.data import ChoiceData
-from mixlogit.estimation.optimize import OPTIMIZERS, ConvergenceWarning, covariances
+from mixlogit.estimation.optimize import OPTIMIZERS, ConvergenceWarning, Optimiser, covariances
 from mixlogit.estimation.quadrature import maximise_quadrature
 from mixlogit.estimation.simulated import maximise_simulated
 from mixlogit.estimation.start import mnl_newton, needs_mnl_start, starting_values
@@ -74,13 +74,9 @@ def estimate(
             ).params
     theta0 = starting_values(spec, init, mnl_params)
     options = dict(
-        optimizer=optimizer,
-        tolerance=tolerance,
-        max_iterations=max_iterations,
         panel=panel,
         chunk_size=chunk_size,
-        verbose=verbose,
-        progress=progress,
+        optimiser=Optimiser(optimizer, tolerance, max_iterations, verbose, progress),
     )
     if method == "quadrature" and num_random:
         found = maximise_quadrature(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -13,9 +14,22 @@ from tqdm.auto import tqdm
 from mixlogit.estimation.problem import Problem
 from mixlogit.likelihood import x64
 
-__all__ = ["ConvergenceWarning", "Maximum", "covariances", "hessian_matrix", "minimise"]
+__all__ = [
+    "ConvergenceWarning",
+    "Maximum",
+    "Optimiser",
+    "covariances",
+    "hessian_matrix",
+    "minimise",
+]
 
-OPTIMIZERS = ("bfgs", "l-bfgs-b", "newton")
+#: ``{optimizer: (scipy method, its options beyond gtol and maxiter)}``.
+_SCIPY_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "bfgs": ("BFGS", {"c1": 1e-4, "c2": 0.9}),
+    "l-bfgs-b": ("L-BFGS-B", {"ftol": 1e-15, "maxcor": 30}),
+    "newton": ("trust-exact", {}),
+}
+OPTIMIZERS = tuple(_SCIPY_METHODS)
 
 
 class ConvergenceWarning(UserWarning):
@@ -42,6 +56,32 @@ class Maximum(NamedTuple):
     converged: bool
     history: dict
     quadrature: dict | None = None
+
+
+@dataclass(frozen=True)
+class Optimiser:
+    """How the classical fits run :func:`minimise`: the scipy method and its stopping rule,
+    the iteration log, the progress bar (arguments of :meth:`mixlogit.estimators.MixedLogit.fit`).
+    """
+
+    optimizer: str = "bfgs"
+    tolerance: float = 1e-6
+    max_iterations: int = 2000
+    verbose: bool | int = False
+    progress: bool = False
+
+    def maximise(self, problem: Problem, theta0: np.ndarray, desc: str = "optimiser") -> Maximum:
+        """:func:`minimise` of ``problem`` from ``theta0``, with a progress bar named ``desc``."""
+        with tqdm(desc=desc, unit="it", disable=not self.progress) as bar:
+            return minimise(
+                problem,
+                theta0,
+                self.optimizer,
+                self.tolerance,
+                self.max_iterations,
+                self.verbose,
+                bar,
+            )
 
 
 def minimise(
@@ -101,52 +141,36 @@ def minimise(
                 flush=True,
             )
 
-    if optimizer == "bfgs":
-        try:
-            result = optimize.minimize(
-                fun,
-                theta0,
-                jac=True,
-                method="BFGS",
-                callback=callback,
-                options={"gtol": tolerance, "maxiter": max_iterations, "c1": 1e-4, "c2": 0.9},
-            )
-        except _GradientToleranceReached:
-            theta, value = history["stop_at"]
-            result = optimize.OptimizeResult(
-                x=theta,
-                fun=value,
-                nit=history["iterations"] + 1,
-                nfev=history["evals"],
-                success=True,
-                status=0,
-                message="Optimization terminated successfully (gradient tolerance reached).",
-            )
-    elif optimizer == "l-bfgs-b":
-        result = optimize.minimize(
-            fun,
-            theta0,
-            jac=True,
-            method="L-BFGS-B",
-            callback=callback,
-            options={"gtol": tolerance, "maxiter": max_iterations, "ftol": 1e-15, "maxcor": 30},
-        )
-    elif optimizer == "newton":
+    if optimizer not in _SCIPY_METHODS:
+        raise ValueError(f"optimizer must be 'bfgs', 'l-bfgs-b' or 'newton'; got {optimizer!r}")
+    method, method_options = _SCIPY_METHODS[optimizer]
+    hess = None
+    if optimizer == "newton":
 
-        def hessp(theta):
+        def hess(theta):
             return -hessian_matrix(problem, np.asarray(theta, dtype=np.float64))
 
+    try:
         result = optimize.minimize(
             fun,
             theta0,
             jac=True,
-            hess=hessp,
-            method="trust-exact",
+            hess=hess,
+            method=method,
             callback=callback,
-            options={"gtol": tolerance, "maxiter": max_iterations},
+            options={"gtol": tolerance, "maxiter": max_iterations, **method_options},
         )
-    else:
-        raise ValueError(f"optimizer must be 'bfgs', 'l-bfgs-b' or 'newton'; got {optimizer!r}")
+    except _GradientToleranceReached:  # raised by ``fun`` under BFGS only
+        theta, value = history["stop_at"]
+        result = optimize.OptimizeResult(
+            x=theta,
+            fun=value,
+            nit=history["iterations"] + 1,
+            nfev=history["evals"],
+            success=True,
+            status=0,
+            message="Optimization terminated successfully (gradient tolerance reached).",
+        )
     with x64():
         value, grad = problem.value_and_grad(jnp.asarray(result.x), problem.data)
     grad = np.asarray(grad)

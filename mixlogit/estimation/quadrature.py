@@ -12,10 +12,9 @@ import warnings
 
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from mixlogit.data import ChoiceData
-from mixlogit.estimation.optimize import Maximum, minimise
+from mixlogit.estimation.optimize import Maximum, Optimiser
 from mixlogit.estimation.problem import build_problem
 from mixlogit.likelihood import x64
 from mixlogit.quadrature import quadrature_rule
@@ -31,13 +30,9 @@ def maximise_quadrature(
     *,
     nodes: int | None,
     quadrature_tolerance: float,
-    optimizer: str,
-    tolerance: float,
-    max_iterations: int,
     panel: bool,
     chunk_size: int | None,
-    verbose,
-    progress: bool,
+    optimiser: Optimiser,
 ) -> Maximum:
     """Maximise the quadrature log-likelihood, refining the rule until converged.
 
@@ -61,8 +56,7 @@ def maximise_quadrature(
         problem = build_problem(
             model, data, standard=standard, log_weights=log_w, panel=panel, chunk_size=chunk_size
         )
-        with tqdm(desc=f"quadrature {nodes}/dim", unit="it", disable=not progress) as bar:
-            found = minimise(problem, theta, optimizer, tolerance, max_iterations, verbose, bar)
+        found = optimiser.maximise(problem, theta, desc=f"quadrature {nodes}/dim")
         theta = found.result.x
         fine_standard, fine_log_w = quadrature_rule(spec, 2 * nodes)
         fine = build_problem(
@@ -80,7 +74,7 @@ def maximise_quadrature(
         rounds.append(
             {"nodes": nodes, "loglik": found.loglik, "loglik_refined": ll_fine, "error": error}
         )
-        if verbose:
+        if optimiser.verbose:
             print(
                 f"quadrature {nodes} nodes/dim: loglik {found.loglik:.6f}, "
                 f"error estimate {error:.2e}"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mixlogit.data import ChoiceData
-from mixlogit.estimation.optimize import Maximum, minimise
+from mixlogit.estimation.optimize import Maximum, Optimiser
 from mixlogit.estimation.problem import build_problem
 
 __all__ = ["maximise_simulated"]
@@ -20,13 +19,9 @@ def maximise_simulated(
     num_draws: int,
     draws: str,
     seed: int | None,
-    optimizer: str,
-    tolerance: float,
-    max_iterations: int,
     panel: bool,
     chunk_size: int | None,
-    verbose,
-    progress: bool,
+    optimiser: Optimiser,
 ) -> Maximum:
     """Maximise the log-likelihood simulated with ``num_draws`` draws of type ``draws`` per
     unit (one draw for a model without random coefficients: the exact likelihood)."""
@@ -39,5 +34,4 @@ def maximise_simulated(
         panel=panel,
         chunk_size=chunk_size,
     )
-    with tqdm(desc="optimiser", unit="it", disable=not progress) as bar:
-        return minimise(problem, theta0, optimizer, tolerance, max_iterations, verbose, bar)
+    return optimiser.maximise(problem, theta0)

@@ -14,15 +14,6 @@ class NumpyOps(NamespaceOps):
     special = special
     stop_gradient = staticmethod(lambda x: x)
     sigmoid = staticmethod(special.expit)
-    tanh = staticmethod(np.tanh)
-
-    def concatenate(self, xs, axis=0):
-        return np.concatenate(list(xs), axis=axis)
-
-    def fori_loop(self, num_iterations, body, carry):
-        for _ in range(num_iterations):
-            carry = body(carry)
-        return carry
 
     @staticmethod
     def log_sigmoid(x):

@@ -15,10 +15,6 @@ class JaxOps(NamespaceOps):
     softplus = staticmethod(jax.nn.softplus)
     stop_gradient = staticmethod(jax.lax.stop_gradient)
     sigmoid = staticmethod(jax.nn.sigmoid)
-    tanh = staticmethod(jnp.tanh)
-
-    def concatenate(self, xs, axis=0):
-        return jnp.concatenate(list(xs), axis=axis)
 
     def fori_loop(self, num_iterations, body, carry):
         # Compiled once under tracing; eagerly, a compiled loop would re-trace on every call.
@@ -33,6 +29,20 @@ class JaxOps(NamespaceOps):
 
     def segment_max(self, x, segment_ids, num_segments):
         return jax.ops.segment_max(x, segment_ids, num_segments=num_segments)
+
+
+_HALF = (jnp.float16, jnp.bfloat16)
+
+
+def promote_floats(*values):
+    """``values`` as arrays of their promoted floating dtype (weak-typed Python numbers follow
+    the arrays; integers promote to the default float; half precision is computed in float32),
+    and the function that casts a result back to it."""
+    dtype = jnp.result_type(*values)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    work = jnp.float32 if dtype in _HALF else dtype
+    return [jnp.asarray(v, dtype=work) for v in values], lambda x: x.astype(dtype)
 
 
 OPS = JaxOps()

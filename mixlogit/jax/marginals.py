@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from mixlogit._frontend import FrontEnd, MarginalFunctions
-from mixlogit.jax._ops import OPS
+from mixlogit.jax._ops import OPS, promote_floats
 
 __all__ = list(MarginalFunctions._fields)
 
@@ -22,13 +22,8 @@ class JaxFrontEnd(FrontEnd):
     array_type = "jax.Array"
 
     def broadcast(self, *values):
-        # Weak-typed Python numbers follow the arrays.
-        dtype = jnp.result_type(*values)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            dtype = jnp.result_type(float)
-        work = jnp.float32 if dtype in (jnp.float16, jnp.bfloat16) else dtype
-        arrays = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=work) for v in values))
-        return tuple(arrays), lambda x: x.astype(dtype)
+        arrays, restore = promote_floats(*values)
+        return tuple(jnp.broadcast_arrays(*arrays)), restore
 
     ppl_module = "mixlogit.jax._ppl"
     rng_keyword = "key"

@@ -14,11 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixlogit._panel import PanelFunctions, PanelPlumbing, PanelPosterior, panel_functions
-from mixlogit.jax._ops import OPS
+from mixlogit.jax._ops import OPS, promote_floats
 
 __all__ = [*PanelFunctions._fields, "PanelPosterior"]
-
-_HALF = (jnp.float16, jnp.bfloat16)
 
 
 class JaxPanelPlumbing(PanelPlumbing):
@@ -26,12 +24,7 @@ class JaxPanelPlumbing(PanelPlumbing):
     array_type = "jax.Array"
 
     def floats(self, *values):
-        # Weak-typed Python numbers follow the arrays.
-        dtype = jnp.result_type(*values)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            dtype = jnp.result_type(float)
-        work = jnp.float32 if dtype in _HALF else dtype
-        return [jnp.asarray(v, dtype=work) for v in values], lambda x: x.astype(dtype)
+        return promote_floats(*values)
 
     def ids(self, group):
         group = jnp.asarray(group)

@@ -8,12 +8,17 @@ Functions (``log E_beta[sigmoid(beta * d)]``, shape of the broadcast inputs):
 :func:`fit_strength_mle` -> :class:`StrengthMLE`. Pyro: :func:`MarginalLogitBernoulli`,
 :class:`GammaLogitBernoulli`, :class:`LogNormalLogitBernoulli`, models and guides of
 :mod:`mixlogit.torch.models`, and the PPL primitives :data:`mixlogit.torch._ppl.PPL`.
+Panels (one strength per annotator, ``log E_beta[prod_i sigmoid(beta * d_i)]`` per group):
+:func:`panel_logit_marginal` and its named forms, :func:`panel_strength_posterior` ->
+:class:`PanelPosterior`. Covariate-conditioned strength: :class:`ConditionalStrength`.
 The JAX twin is :mod:`mixlogit.jax` (same names).
 """
 
 from mixlogit._frontend import PUBLIC_NAMES
+from mixlogit.torch.conditional import *  # noqa: F403
 from mixlogit.torch.fit import *  # noqa: F403
 from mixlogit.torch.marginals import *  # noqa: F403
+from mixlogit.torch.panel import *  # noqa: F403
 from mixlogit.torch.strength import *  # noqa: F403
 
 __all__ = list(PUBLIC_NAMES)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from mixlogit._frontend import FrontEnd, MarginalFunctions
-from mixlogit.torch._ops import OPS
+from mixlogit.torch._ops import OPS, promote_floats
 
 __all__ = list(MarginalFunctions._fields)
 
@@ -24,23 +24,8 @@ class TorchFrontEnd(FrontEnd):
     array_type = "torch.Tensor"
 
     def broadcast(self, *values):
-        # Python numbers adopt the dtype of the tensors (as in torch's type promotion).
-        tensors = [v for v in values if isinstance(v, torch.Tensor)]
-        dtype = None
-        for t in tensors:
-            if t.is_floating_point():
-                dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-        if dtype is None:
-            dtype = torch.get_default_dtype()
-        device = tensors[0].device if tensors else None
-        work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        converted = [
-            v.to(work)
-            if isinstance(v, torch.Tensor)
-            else torch.as_tensor(v, dtype=work, device=device)
-            for v in values
-        ]
-        return torch.broadcast_tensors(*converted), lambda x: x.to(dtype)
+        converted, restore = promote_floats(*values)
+        return torch.broadcast_tensors(*converted), restore
 
     ppl_module = "mixlogit.torch._ppl"
     rng_keyword = "generator"

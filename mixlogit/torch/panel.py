@@ -12,11 +12,9 @@ from __future__ import annotations
 import torch
 
 from mixlogit._panel import PanelFunctions, PanelPlumbing, PanelPosterior, panel_functions
-from mixlogit.torch._ops import OPS
+from mixlogit.torch._ops import OPS, promote_floats
 
 __all__ = [*PanelFunctions._fields, "PanelPosterior"]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 class TorchPanelPlumbing(PanelPlumbing):
@@ -24,17 +22,7 @@ class TorchPanelPlumbing(PanelPlumbing):
     array_type = "torch.Tensor"
 
     def floats(self, *values):
-        # Python numbers adopt the dtype of the tensors, as in torch's type promotion.
-        tensors = [v for v in values if isinstance(v, torch.Tensor)]
-        dtype = None
-        for t in tensors:
-            if t.is_floating_point():
-                dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-        dtype = dtype or torch.get_default_dtype()
-        device = tensors[0].device if tensors else None
-        work = torch.float32 if dtype in _HALF else dtype
-        converted = [torch.as_tensor(v, dtype=work, device=device) for v in values]
-        return converted, lambda x: x.to(dtype)
+        return promote_floats(*values, device_of_first=True)
 
     def ids(self, group):
         group = torch.as_tensor(group)

@@ -141,6 +141,7 @@ def test_default_loaders_serve_the_panel_sets():
         "homogeneous",
         "panel_heterogeneous",
         "panel_homogeneous",
+        "hh_rlhf_harmless",  # real pairs: tests/alignment/test_shipped_hh_rlhf.py
     )
     for kind in ("heterogeneous", "homogeneous"):
         served = load_default_preferences(f"panel_{kind}", "test")

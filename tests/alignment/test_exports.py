@@ -1,31 +1,15 @@
-"""The public API of ``alignment``: one screen of names, and the 0.1 names as deprecated aliases."""
+"""The public API of ``alignment``: the datasets sub-package, a light import.
+
+The screen of top-level names and the deprecated aliases of the first release are checked
+for every package in tests/test_repository.py."""
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 import warnings
 
-import pytest
-
 import alignment
-
-
-def test_public_names_fit_on_a_screen_and_resolve():
-    assert len(alignment.__all__) <= 25
-    for name in alignment.__all__:
-        assert getattr(alignment, name) is not None, name
-    assert set(alignment.__all__) <= set(dir(alignment))
-
-
-@pytest.mark.parametrize("name", sorted(alignment._DEPRECATED))
-def test_names_of_the_first_release_warn_and_resolve(name):
-    module, _, attribute = alignment._DEPRECATED[name].partition(":")
-    with pytest.warns(DeprecationWarning, match=f"alignment.{name} is deprecated"):
-        value = getattr(alignment, name)
-    assert value is getattr(importlib.import_module(module), attribute)
-    assert name not in alignment.__all__
 
 
 def test_datasets_subpackage_exports_the_loaders():

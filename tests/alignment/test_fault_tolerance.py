@@ -125,27 +125,8 @@ class _PoisonStrengthAt(TrainerCallback):
 def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(
     tmp_path, word_tokenizer, hetero_train
 ):
-    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
-
-    args = MixDPOConfig(
-        output_dir=str(tmp_path / "checkpoints"),
-        report_to="none",
-        max_steps=6,
-        save_steps=2,
-        logging_steps=1,
-        per_device_train_batch_size=4,
-        strength_family="gamma",
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-    )
-    trainer = MixDPOTrainer(
-        tiny_causal_lm(len(word_tokenizer)),
-        args=args,
-        train_dataset=hetero_train.select(range(32)),
-        processing_class=word_tokenizer,
-        callbacks=[JsonlLogger(tmp_path / "logs.jsonl"), CheckpointCompleteMarker()],
-    )
-    NonFiniteLossGuard.attach(trainer)
+    trainer, _ = _guarded_trainer(tmp_path, word_tokenizer, hetero_train)
+    trainer.add_callback(JsonlLogger(tmp_path / "logs.jsonl"))
     trainer.add_callback(_PoisonStrengthAt(trainer, 3))
     with pytest.raises(
         NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 4"
@@ -158,3 +139,96 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(
     assert (tmp_path / "checkpoints" / "checkpoint-2" / COMPLETE_MARKER).exists()
     saved = torch.load(tmp_path / "checkpoints" / "checkpoint-2" / "strength.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in saved.values())
+
+
+def _guarded_trainer(tmp_path, word_tokenizer, hetero_train, **overrides):
+    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
+
+    settings = dict(
+        output_dir=str(tmp_path / "checkpoints"),
+        report_to="none",
+        max_steps=6,
+        save_steps=2,
+        logging_steps=1,
+        per_device_train_batch_size=4,
+        strength_family="gamma",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+    )
+    trainer = MixDPOTrainer(
+        tiny_causal_lm(len(word_tokenizer)),
+        args=MixDPOConfig(**{**settings, **overrides}),
+        train_dataset=hetero_train.select(range(32)),
+        processing_class=word_tokenizer,
+    )
+    NonFiniteLossGuard.attach(trainer)
+    marker = CheckpointCompleteMarker.attach(trainer)
+    return trainer, marker
+
+
+def test_a_checkpoint_with_a_non_finite_strength_is_never_marked_complete(
+    tmp_path, word_tokenizer, hetero_train
+):
+    """The strength turns NaN at a save step: the loss of that step was finite, so only the
+    check at the save can catch it (this checkpoint used to be marked COMPLETE)."""
+    trainer, _ = _guarded_trainer(tmp_path, word_tokenizer, hetero_train)
+    trainer.add_callback(_PoisonStrengthAt(trainer, 4))  # after step 4's update, before its save
+    with pytest.raises(
+        NonFiniteLossError, match=r"checkpoint-4 holds a non-finite value of strength\."
+    ) as info:
+        trainer.train()
+    assert "it is not marked COMPLETE" in str(info.value) and str(info.value).endswith(
+        "checkpoint-2"
+    )
+    assert last_complete_checkpoint(tmp_path / "checkpoints").endswith("checkpoint-2")
+    assert not (tmp_path / "checkpoints" / "checkpoint-4" / COMPLETE_MARKER).exists()
+
+
+def test_a_non_finite_strength_gradient_with_a_finite_loss_stops_before_the_step(
+    tmp_path, word_tokenizer, hetero_train
+):
+    trainer, _ = _guarded_trainer(tmp_path, word_tokenizer, hetero_train)
+
+    class PoisonGradientAt(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 2:  # during step 3
+                for param in trainer.strength.parameters():
+                    param.register_hook(lambda grad: grad * math.nan)
+
+    trainer.add_callback(PoisonGradientAt())
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite gradient of strength\.\S+ at step 3"
+    ) as info:
+        trainer.train()
+    assert "before the optimiser step" in str(info.value)
+    assert trainer.state.global_step == 2
+    assert all(bool(torch.isfinite(p).all()) for p in trainer.strength.parameters())
+
+
+def test_rotation_removes_old_checkpoints_only_after_the_new_one_is_complete(
+    tmp_path, word_tokenizer, hetero_train, monkeypatch
+):
+    """save_total_limit=1: Trainer's own rotation deletes the previous (complete) checkpoint
+    before any callback can mark the new one, so a kill in between leaves none complete."""
+    import alignment.callbacks as callbacks
+
+    trainer, marker = _guarded_trainer(
+        tmp_path, word_tokenizer, hetero_train, max_steps=4, save_steps=1, save_total_limit=1
+    )
+    assert (marker.save_total_limit, trainer.args.save_total_limit) == (1, None)
+    removed = []
+    remove = callbacks.shutil.rmtree
+
+    def recording_rmtree(path, *args, **kwargs):
+        complete = [p for _, p, done in callbacks._checkpoints(tmp_path / "checkpoints") if done]
+        removed.append((os.path.basename(path), [os.path.basename(p) for p in complete]))
+        remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(callbacks.shutil, "rmtree", recording_rmtree)
+    trainer.train()
+    assert [name for name, _ in removed] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    for name, complete in removed:  # at every removal a newer complete checkpoint exists
+        step = int(name.split("-")[1])
+        assert any(int(c.split("-")[1]) > step for c in complete), (name, complete)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint-4"]
+    assert last_complete_checkpoint(tmp_path / "checkpoints").endswith("checkpoint-4")

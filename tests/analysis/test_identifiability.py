@@ -53,6 +53,51 @@ def _saturated_loglik(frame: pd.DataFrame) -> float:
     return float(np.where((k > 0) & (k < n), terms, 0.0).sum())
 
 
+def test_pair_level_free_gaps_profile_is_the_closed_form_on_a_small_table():
+    """Three pairs with label shares 3/4, 1/2 and 4/4: at pair level with free gaps the profile
+    is the saturated binomial log-likelihood 4 (3/4 log 3/4 + 1/4 log 1/4) + 2 log 1/2 at
+    every CV and for both families (the unanimous pair adds 0), to 1e-7 nats."""
+    rows = [
+        (pair, f"a{i}", 1.0 if agree else -1.0)
+        for pair, agrees in (("p", [1, 1, 1, 0]), ("q", [1, 0]), ("r", [1, 1, 1, 1]))
+        for i, agree in enumerate(agrees)
+    ]
+    frame = pd.DataFrame(rows, columns=["pair_id", "annotator_id", "reward_gap"])
+    expected = 4 * (0.75 * np.log(0.75) + 0.25 * np.log(0.25)) + 2 * np.log(0.5)
+    for family in ("gamma", "lognormal"):
+        profile = profile_cv(frame, (0.1, 0.7, 2.5), level="pair", gaps="free", family=family)
+        assert profile.saturated_loglik == pytest.approx(expected, abs=1e-12)
+        assert profile.num_unanimous_pairs == 1 and profile.num_labels == 6
+        assert profile.table["converged"].all()
+        np.testing.assert_allclose(profile.table["profile_loglik"], expected, rtol=0, atol=1e-7)
+        assert profile.saturation_shortfall < 1e-7
+        assert "closed-form maximum" in profile.interpretation()
+
+
+@pytest.mark.slow
+def test_pair_level_free_gaps_profile_is_flat_at_the_saturated_likelihood(heterogeneous):
+    """Pair level, a free gap per pair: at every CV from 0.2 to 1.6 the profile equals the
+    saturated log-likelihood (computed here from the label shares) to 1e-6 nats, so its range
+    is below 1e-6 nats; the annotator-panel profile of the same labels varies by more than the
+    95 % likelihood-ratio bound.
+
+    (The test was dropped once because the profile missed the saturated value at large CVs:
+    with shape 1 / CV^2 < 1 the link approaches 1 like ``1 - c d^(-shape)``, so shares such as
+    15/16 need gaps of 1e2 to 1e4, where a search in the gap itself stalled. The gaps are now
+    searched in ``asinh(gap)`` with restarts, and the shortfall is ~1e-8.)"""
+    saturated = _saturated_loglik(heterogeneous)
+    pair = profile_cv(heterogeneous, CVS, level="pair", gaps="free")
+    assert pair.table["converged"].all()
+    assert pair.saturated_loglik == pytest.approx(saturated, abs=1e-9)
+    np.testing.assert_allclose(pair.table["profile_loglik"], saturated, rtol=0, atol=1e-6)
+    assert pair.range < 1e-6
+    assert "cannot tell" in pair.interpretation()
+    panel = profile_cv(heterogeneous, CVS, level="annotator", gaps="free")
+    assert panel.table["converged"].all()
+    assert panel.range > LIKELIHOOD_RATIO_THRESHOLD
+    assert panel.saturated_loglik is None
+
+
 @pytest.mark.slow
 def test_annotator_panels_identify_the_cv():
     """Free gaps, but one strength per annotator: the profile is curved by several nats, and
@@ -82,6 +127,7 @@ def test_given_gaps_profile_matches_a_direct_maximisation(heterogeneous):
 
     frame = heterogeneous.iloc[:240]
     profile = profile_cv(frame, (0.3, 1.2), level="pair", gaps="given")
+    assert profile.saturated_loglik is None and profile.saturation_shortfall is None
     d = frame["reward_gap"].to_numpy()
     with jax.enable_x64(True):
         for cv, value in zip(profile.table["cv"], profile.table["profile_loglik"], strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -17,9 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 
 
-def _execute(name: str, parameters: dict, tmp_path: Path) -> nbformat.NotebookNode:
+def _execute(
+    name: str, parameters: dict, tmp_path: Path, timeout: int = 300
+) -> nbformat.NotebookNode:
     """Run a notebook with ``parameters`` injected after its ``parameters`` cell (papermill
-    convention), in ``tmp_path`` as working directory."""
+    convention), in ``tmp_path`` as working directory; ``timeout``: seconds per cell."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     index = next(
         i
@@ -31,7 +34,7 @@ def _execute(name: str, parameters: dict, tmp_path: Path) -> nbformat.NotebookNo
     notebook.cells.insert(index + 1, injected)
     client = nbclient.NotebookClient(
         notebook,
-        timeout=300,
+        timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     )
@@ -138,11 +141,18 @@ def test_mixdpo_heterogeneity_notebook(tmp_path):
             "pairs_per_step": 8,
             "eval_pairs": 24,
             "posterior_samples": 0,
+            # annotator panels: a few steps and short chains (the two-stage fits warn that the
+            # chains are short; the numbers are checked for consistency, not accuracy)
+            "panel_steps": 4,
+            "panel_samples": 20,
             "num_boot": 100,
             "figure_dir": "figs",
             "run_root": "runs",
         },
         tmp_path,
+        # the panel cell runs three NUTS fits, each with its own JAX compilation: minutes on
+        # a loaded 2-core CPU
+        timeout=1800,
     )
     _assert_pngs(
         tmp_path / "figs",
@@ -152,8 +162,19 @@ def test_mixdpo_heterogeneity_notebook(tmp_path):
             "subgroup_margins_heterogeneous.png",
             "subgroup_margins_homogeneous.png",
             "gains_over_dpo_heterogeneous.png",
+            "panel_subgroup_forest.png",
+            "panel_control_forest.png",
+            "panel_policy_forest.png",
+            "panel_annotator_strengths.png",
+            "cv_profile.png",
         ],
     )
+    text = _text_outputs(notebook)
+    assert re.search(r"Most decisive: \w+, mean strength [\d.e+-]+ \[[\d.e+-]+, [\d.e+-]+\]", text)
+    # the pair-level profile is flat, the panel one is not (free gaps, shipped panels)
+    assert "pair level, free gaps: With a free reward gap per pair, the pair-level" in text
+    assert "varies by only" in text.split("annotator level, free gaps:")[0]
+    assert "the data identify the strength spread" in text.split("annotator level, free gaps:")[1]
     for method in ("dpo", "mixdpo-gamma", "mixdpo-lognormal"):
         for kind in ("heterogeneous", "homogeneous"):
             state = json.loads(

@@ -97,25 +97,44 @@ def test_shipped_datasets_load_with_expected_sizes():
 
 
 # ---------------------------------------------------------------- validation messages
-def test_error_no_chosen_alternative_names_situation():
+#: ``{case: ({(row, column): new value}, ChoiceData options, expected message)}``: one edit of
+#: the small frame that each validation must report, naming the column, rows or situations.
+_CONSTRUCTION_ERRORS = {
+    "no chosen alternative": (
+        {(3, "choice"): 0, (4, "choice"): 0},
+        {},
+        r"no chosen alternative.*situations \[20\]",
+    ),
+    "more than one chosen": ({(0, "choice"): 1}, {}, r"more than one chosen.*situations \[10\]"),
+    "chosen alternative unavailable": (
+        {(1, "av"): 0},
+        {"availability": "av"},
+        r"unavailable.*'av'.*situations \[10\].*rows \[1\]",
+    ),
+    "panel changes within situation": (
+        {(4, "person"): 2},
+        {},
+        r"panel id.*'person'.*changes within.*\[20\]",
+    ),
+    "choice not 0/1": ({(2, "choice"): 2}, {}, r"0/1 or boolean; rows \[2\] have values \[2\]"),
+    "negative weight": ({(4, "w"): -1.0}, {"weights": "w"}, r"weights column 'w'.*rows \[4\]"),
+    "weight varies in situation": (
+        {(4, "w"): 3.0},
+        {"weights": "w"},
+        r"weights.*vary within situations \[20\]",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("edits", "options", "match"), _CONSTRUCTION_ERRORS.values(), ids=list(_CONSTRUCTION_ERRORS)
+)
+def test_construction_error_names_what_is_wrong(edits, options, match):
     frame = small_long()
-    frame.loc[frame.sit == 20, "choice"] = 0
-    with pytest.raises(ChoiceDataError, match=r"no chosen alternative.*situations \[20\]"):
-        make(frame)
-
-
-def test_error_more_than_one_chosen_names_situation():
-    frame = small_long()
-    frame.loc[0, "choice"] = 1
-    with pytest.raises(ChoiceDataError, match=r"more than one chosen.*situations \[10\]"):
-        make(frame)
-
-
-def test_error_chosen_alternative_unavailable_names_situation_and_row():
-    frame = small_long()
-    frame.loc[1, "av"] = 0
-    with pytest.raises(ChoiceDataError, match=r"unavailable.*'av'.*situations \[10\].*rows \[1\]"):
-        make(frame, availability="av")
+    for (row, column), value in edits.items():
+        frame.loc[row, column] = value
+    with pytest.raises(ChoiceDataError, match=match):
+        make(frame, **options)
 
 
 def test_error_nan_and_inf_name_column_row_situation_value():
@@ -140,13 +159,6 @@ def test_nan_in_unavailable_alternative_is_allowed():
 def test_error_duplicate_situation_alternative():
     frame = pd.concat([small_long(), small_long().iloc[[3]]], ignore_index=True)
     with pytest.raises(ChoiceDataError, match=r"duplicate.*situation 20, alternative 'a'.*rows"):
-        make(frame)
-
-
-def test_error_panel_changes_within_situation():
-    frame = small_long()
-    frame.loc[4, "person"] = 2
-    with pytest.raises(ChoiceDataError, match=r"panel id.*'person'.*changes within.*\[20\]"):
         make(frame)
 
 
@@ -179,21 +191,6 @@ def test_error_missing_columns_and_unknown_alternatives():
         make(small_long()).to_arrays(["cost"])
     with pytest.raises(ChoiceDataError, match=r"alternative 'z'"):
         make(small_long()).to_arrays(["ASC_z"])
-
-
-def test_error_bad_choice_values_and_weights():
-    frame = small_long()
-    frame.loc[2, "choice"] = 2
-    with pytest.raises(ChoiceDataError, match=r"0/1 or boolean; rows \[2\] have values \[2\]"):
-        make(frame)
-    frame = small_long()
-    frame.loc[4, "w"] = -1.0
-    with pytest.raises(ChoiceDataError, match=r"weights column 'w'.*rows \[4\]"):
-        make(frame, weights="w")
-    frame = small_long()
-    frame.loc[4, "w"] = 3.0
-    with pytest.raises(ChoiceDataError, match=r"weights.*vary within situations \[20\]"):
-        make(frame, weights="w")
 
 
 def test_error_wide_choice_not_an_alternative():

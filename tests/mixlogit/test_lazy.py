@@ -127,3 +127,13 @@ def test_name_both_current_and_deprecated_is_rejected():
 def test_name_both_submodule_and_export_is_rejected():
     with pytest.raises(ValueError, match=r"\['sub'\] are both a submodule and a table entry"):
         lazy_exports("pkg", {"sub": "pkg.mod"}, submodules=["sub"])
+
+
+def test_names_by_module_writes_each_module_once_and_rejects_a_name_listed_twice():
+    from mixlogit._lazy import names_by_module
+
+    table = names_by_module({"pkg.a": ("x", "y"), "pkg.b": ("z",)})
+    assert table == {"x": "pkg.a", "y": "pkg.a", "z": "pkg.b"}
+    assert list(table) == ["x", "y", "z"]
+    with pytest.raises(ValueError, match=r"'x' is listed under 'pkg.a' and 'pkg.b'"):
+        names_by_module({"pkg.a": ("x",), "pkg.b": ("x",)})

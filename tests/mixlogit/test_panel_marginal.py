@@ -352,46 +352,31 @@ def _call(name):
     return calls[name]
 
 
-@pytest.mark.parametrize(
-    ("name", "error", "match"),
-    [
-        ("nan d", ValueError, r"d must be finite; d\[1\] = nan"),
-        ("2-D d", ValueError, r"d must be 1-D"),
-        ("length", ValueError, r"group must be 1-D with one id per choice"),
-        ("float ids", TypeError, r"group must hold integer ids, got dtype torch.float64"),
-        ("id range", ValueError, r"group ids must lie in \[0, num_groups=2\); group\[1\] = 5"),
-        ("negative id", ValueError, r"group\[1\] = -1"),
-        (
-            "param shape",
-            ValueError,
-            r"gamma parameter shape must be a scalar or have shape \(num_groups,\) = \(2,\), got shape \(3,\)",
-        ),
-        (
-            "rate sign",
-            ValueError,
-            r"gamma parameter rate\[1\] must be positive and finite, got -1.0",
-        ),
-        (
-            "scale zero",
-            ValueError,
-            r"lognormal parameter scale must be positive and finite, got 0.0",
-        ),
-        ("family", ValueError, r"'weibull'"),
-        (
-            "params",
-            ValueError,
-            r"gamma strength takes parameters \['shape', 'rate'\], got \['shape'\]",
-        ),
-        ("probs", ValueError, r"probs must lie in \(0, 1\), got 1.0"),
-        ("nodes", ValueError, r"num_nodes must be an integer >= 3, got 2"),
-        ("groups", ValueError, r"num_groups must be an integer >= 0, got -1"),
-        (
-            "jit ids",
-            ValueError,
-            r"num_groups must be given \(a static integer\) when group is traced",
-        ),
-    ],
-)
-def test_bad_inputs_raise_clear_errors(name, error, match):
-    with pytest.raises(error, match=match):
+#: ``{call: the message it must raise}`` (a regular expression), a ``ValueError`` unless the
+#: call is in :data:`_TYPE_ERRORS`.
+_MESSAGES = {
+    "nan d": r"d must be finite; d\[1\] = nan",
+    "2-D d": r"d must be 1-D",
+    "length": r"group must be 1-D with one id per choice",
+    "float ids": r"group must hold integer ids, got dtype torch.float64",
+    "id range": r"group ids must lie in \[0, num_groups=2\); group\[1\] = 5",
+    "negative id": r"group\[1\] = -1",
+    "param shape": r"gamma parameter shape must be a scalar or have shape \(num_groups,\) = "
+    r"\(2,\), got shape \(3,\)",
+    "rate sign": r"gamma parameter rate\[1\] must be positive and finite, got -1.0",
+    "scale zero": r"lognormal parameter scale must be positive and finite, got 0.0",
+    "family": r"'weibull'",
+    "params": r"gamma strength takes parameters \['shape', 'rate'\], got \['shape'\]",
+    "probs": r"probs must lie in \(0, 1\), got 1.0",
+    "nodes": r"num_nodes must be an integer >= 3, got 2",
+    "groups": r"num_groups must be an integer >= 0, got -1",
+    "jit ids": r"num_groups must be given \(a static integer\) when group is traced",
+}
+_TYPE_ERRORS = {"float ids"}
+
+
+@pytest.mark.parametrize("name", list(_MESSAGES))
+def test_bad_inputs_raise_clear_errors(name):
+    error = TypeError if name in _TYPE_ERRORS else ValueError
+    with pytest.raises(error, match=_MESSAGES[name]):
         _call(name)()

@@ -24,16 +24,17 @@ def _load(name: str) -> ModuleType:
     return module
 
 
-@pytest.fixture(scope="session")
-def readme_benchmarks() -> ModuleType:
-    return _load("readme_benchmarks")
+def _tool_fixture(name: str):
+    """A session fixture, named after the script, that returns ``tools/<name>.py`` loaded."""
+
+    @pytest.fixture(scope="session", name=name)
+    def tool() -> ModuleType:
+        return _load(name)
+
+    return tool
 
 
-@pytest.fixture(scope="session")
-def api_reference() -> ModuleType:
-    return _load("api_reference")
-
-
-@pytest.fixture(scope="session")
-def mypy_baseline() -> ModuleType:
-    return _load("mypy_baseline")
+readme_benchmarks = _tool_fixture("readme_benchmarks")
+api_reference = _tool_fixture("api_reference")
+mypy_baseline = _tool_fixture("mypy_baseline")
+import_cycles = _tool_fixture("import_cycles")
