@@ -14,80 +14,74 @@ resolved config), ``logs.jsonl`` (one record per logging step), ``checkpoints/ch
 ``eval_metrics.json`` and ``compare.json``. ``train`` resumes from the last complete checkpoint
 by default (``resume: auto``); a non-finite loss stops it with exit code 3.
 
+One ``train`` per run directory: it holds an exclusive lock on ``run_dir/.lock`` (``flock``,
+released by the kernel when the process exits, even by SIGKILL; the file records the holder's
+pid, host and start time), and a second ``train`` on the same directory stops at once with exit
+code 4, naming the directory and the holder's pid.
+
+Resuming with a changed config: each checkpoint holds a copy of the config that wrote it
+(``mixdpo-config.yaml``), and a resume compares the new config with it. A resume restores the
+checkpoint's optimiser (with its learning rates), scheduler, data position, model and strength,
+so it cannot honour a change of learning rates, schedule, warmup, batch size, seed, MixDPO or
+strength settings, model or data, nor of ``max_steps``/``num_train_epochs`` where the schedule
+depends on the length (all but ``constant`` and ``constant_with_warmup`` with a warmup in steps):
+``train`` then refuses (exit code 2), listing each such key with its old and new value. To go
+on, put the old values back, train anew (another ``run_dir``, or ``resume: none``), or pass
+``--allow-config-change``: the resume then runs as the trainer restores it, with a warning.
+Logging, saving, evaluation and reporting keys, the ``eval``/``compare`` sections and paths may
+change (a warning lists them). ``config.yaml`` stays the config the run started with; a resume
+with changes writes them (old and new values, whether honoured, and the resolved config) to
+``resume-<step>.yaml``. A fresh start rewrites ``config.yaml`` and removes ``resume-*.yaml``.
+
 Config keys (defaults in :data:`DEFAULT_CONFIG`): ``run_dir``; ``model`` (``"smollm2"``, a hub id
 or path, or ``"tiny"`` for a tiny random Llama with a word tokenizer built from the data, for
 tests); ``tiny_model``; ``data`` (``name``: ``default``/``prism``/``community_alignment``/
 ``hh_rlhf``, ``path``, ``survey``, ``kind``, ``split_by``, ``test_fraction``, ``seed``,
 ``max_train_pairs``, ``max_eval_pairs``, ...); ``training`` (any :class:`MixDPOConfig` field;
-``output_dir`` is ``run_dir/checkpoints``); ``resume``; ``eval``; ``compare``.
+``output_dir`` is ``run_dir/checkpoints``); ``resume``; ``eval``; ``compare``. YAML numbers in
+exponent form (``1e-6``) are floats; a syntax error, an unknown key, a value of the wrong type
+or a section given a scalar stops the command with one ``mixdpo: error:`` line (exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib
 import json
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from alignment._resume import (
+    CHECKPOINT_CONFIG,
+    ResumeConfigError,
+    ResumeConfigWarning,
+    _check_resume,
+    _checkpoint_step,
+    resume_config_changes,
+)
+from alignment._run_lock import RunDirLockedError
+from alignment.run_config import (
+    DEFAULT_CONFIG,
+    load_config,
+)
+
 __all__ = [
+    "CHECKPOINT_CONFIG",
     "DEFAULT_CONFIG",
+    "ResumeConfigError",
+    "ResumeConfigWarning",
+    "RunDirLockedError",
     "build_data",
     "load_config",
     "main",
+    "resume_config_changes",
     "run_compare",
     "run_eval",
     "run_train",
 ]
-
-DEFAULT_CONFIG: dict[str, Any] = {
-    "run_dir": "runs/mixdpo",
-    "model": "smollm2",
-    "tiny_model": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "seed": 0},
-    "data": {
-        "name": "default",
-        "kind": "heterogeneous",
-        "path": None,
-        "survey": None,
-        "data_dir": None,
-        "language": "en",
-        "split_by": "annotator",
-        "test_fraction": 0.2,
-        "seed": 0,
-        "max_train_pairs": None,
-        "max_eval_pairs": None,
-        "drop_long_prompts": False,
-    },
-    "training": {
-        "report_to": "none",
-        "logging_steps": 1,
-        "save_strategy": "steps",
-        "save_steps": 50,
-        "max_steps": 100,
-        "per_device_train_batch_size": 8,
-        "per_device_eval_batch_size": 8,
-        "seed": 0,
-        # The trainer applies the LM head outside the DDP-wrapped forward (chunked log-probs):
-        # DDP's unused-parameter search would mark lm_head ready twice.
-        "ddp_find_unused_parameters": False,
-    },
-    "resume": "auto",
-    "eval": {"checkpoint": None, "by": None, "batch_size": 16, "after_train": True},
-    "compare": {
-        "model_a": None,
-        "model_b": None,
-        "num_prompts": 16,
-        "max_new_tokens": 64,
-        "judge": "semisynthetic",
-        "length_controlled": True,
-        "swap_positions": False,
-    },
-}
 
 # Columns of the loaders that are identifiers or numbers, not subgroups.
 _NOT_SUBGROUPS = {
@@ -96,69 +90,10 @@ _NOT_SUBGROUPS = {
     "true_strength", "topic",
 }  # fmt: skip
 EXIT_NON_FINITE = 3
-# Config keys of the 0.1 release -> their names now (accepted with a DeprecationWarning).
-_RENAMED_KEYS = {"eval.subgroup_columns": "eval.by"}
+EXIT_CONFIG_CHANGED = 2  # a resume refused for a changed config: a config error, as argparse's
+EXIT_LOCKED = 4  # another `mixdpo train` holds the run directory
 
 
-# ----------------------------------------------------------------------------- config
-def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if f"{where}{key}" in _RENAMED_KEYS:
-            new = _RENAMED_KEYS[f"{where}{key}"]
-            warnings.warn(
-                f"config key {where}{key} is deprecated and will be removed in the next "
-                f"release; use {new}",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            key = new.removeprefix(where)
-        if isinstance(out.get(key), dict) and isinstance(value, dict) and key != "training":
-            out[key] = _merge(out[key], value, f"{where}{key}.")
-        elif isinstance(out.get(key), dict) and isinstance(value, dict):
-            out[key] = {**out[key], **value}
-        elif where == "" and key not in out:
-            raise ValueError(f"unknown config key {key!r}; known: {sorted(out)}")
-        elif where and key not in out and not where.startswith("training."):
-            raise ValueError(f"unknown config key {where}{key!r}; known: {sorted(out)}")
-        else:
-            out[key] = value
-    return out
-
-
-def _parse_override(text: str) -> dict[str, Any]:
-    import yaml
-
-    if "=" not in text:
-        raise ValueError(f"--set expects key=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
-    nested: dict[str, Any] = {}
-    node = nested
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return nested
-
-
-def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Defaults, then the YAML/JSON file at ``path``, then ``key.sub=value`` overrides."""
-    import yaml
-
-    config = copy.deepcopy(DEFAULT_CONFIG)
-    if path is not None:
-        text = Path(path).read_text()
-        loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: the config must be a mapping, got {type(loaded).__name__}")
-        config = _merge(config, loaded)
-    for override in overrides:
-        config = _merge(config, _parse_override(override))
-    return config
-
-
-# ----------------------------------------------------------------------------- data and models
 def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """``(train, test, report)`` for ``config["data"]``; report has sizes and dropped counts."""
     from alignment.datasets import hub_datasets
@@ -268,9 +203,64 @@ def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
 
 
+def _run_callback(config: dict[str, Any]) -> Any:
+    """A Trainer callback for the run directory's records of a resume.
+
+    * ``on_train_begin``: Trainer restores ``logging_steps``, ``eval_steps`` and ``save_steps``
+      from the checkpoint's ``trainer_state.json`` (it only logs that they differ); they are set
+      again from the new arguments here, so that a change of them is honoured as
+      :func:`resume_config_changes` says.
+    * ``on_save``: a copy of ``config`` in each checkpoint (:data:`CHECKPOINT_CONFIG`; main
+      process). Registered before :class:`~alignment.callbacks.CheckpointCompleteMarker`, so a
+      checkpoint marked ``COMPLETE`` already holds it.
+    """
+    import yaml
+    from transformers import TrainerCallback
+
+    text = yaml.safe_dump(config, sort_keys=False)
+
+    class RunDirCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            state.compute_steps(args, state.max_steps)
+
+        def on_save(self, args, state, control, **kwargs):
+            directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and directory.is_dir():
+                (directory / CHECKPOINT_CONFIG).write_text(text)
+
+    return RunDirCallback()
+
+
 # ----------------------------------------------------------------------------- commands
-def run_train(config: dict[str, Any]) -> dict[str, Any]:
-    """Train (resuming when a complete checkpoint exists); return the metrics written."""
+def run_train(config: dict[str, Any], *, allow_config_change: bool = False) -> dict[str, Any]:
+    """Train (resuming when a complete checkpoint exists); return the metrics written.
+
+    Holds ``run_dir/.lock`` throughout (the main process of a multi-process launch, ``RANK``
+    0): a second ``run_train`` on the same directory raises
+    :class:`~alignment._run_lock.RunDirLockedError` at once. A resume is checked against the
+    config recorded for its checkpoint (:func:`resume_config_changes`): a change it cannot
+    honour raises :class:`ResumeConfigError` before any data is loaded, unless
+    ``allow_config_change``, which warns and records the changes in ``resume-<step>.yaml``
+    (``config.yaml`` is written only by a run that starts afresh, or where it is missing).
+    """
+    from alignment._run_lock import RunDirLock
+
+    run_dir = Path(config["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # Only the main process locks: the other ranks of the same launch share its directory.
+    lock = RunDirLock(run_dir) if int(os.environ.get("RANK", "0")) == 0 else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        return _train_locked(config, run_dir, allow_config_change)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(
+    config: dict[str, Any], run_dir: Path, allow_config_change: bool
+) -> dict[str, Any]:
     import yaml
 
     from alignment.callbacks import (
@@ -283,9 +273,14 @@ def run_train(config: dict[str, Any]) -> dict[str, Any]:
     from alignment.evaluation import evaluate_margins, summarize_margins
     from alignment.trainer import MixDPOTrainer
 
-    run_dir = Path(config["run_dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
     checkpoints = run_dir / "checkpoints"
+    resume = config["resume"]
+    if resume is True or resume == "auto":
+        resume = last_complete_checkpoint(checkpoints)
+    elif resume in (None, "none", False):
+        resume = None
+    # Checked before the data and the model are built: a refusal costs nothing.
+    changes = _check_resume(config, resume, allow_config_change) if resume else None
     train, test, report = build_data(config)
     model, tokenizer = _build_model(config, _texts(train, test))
     if config["data"]["drop_long_prompts"]:  # needs the tokenizer: reload with it
@@ -297,22 +292,27 @@ def run_train(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"training: {error}") from error
     is_main = args.process_index == 0
     if is_main:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        # config.yaml: the config the run started with. A resume leaves it alone and records
+        # what it changed beside it; a fresh start replaces it and drops the old records.
+        if resume is None or not (run_dir / "config.yaml").exists():
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        if resume is None:
+            for stale in run_dir.glob("resume-*.yaml"):
+                stale.unlink()
+        if changes is not None:
+            name = f"resume-{_checkpoint_step(resume)}.yaml"
+            (run_dir / name).write_text(yaml.safe_dump(changes, sort_keys=False))
         _write_json(run_dir / "data_report.json", report)
     trainer = MixDPOTrainer(
         model,
         args=args,
         train_dataset=train,
         processing_class=tokenizer,
-        callbacks=[JsonlLogger(run_dir / "logs.jsonl")],
+        # Before the marker (attached below): a checkpoint holds its config before COMPLETE.
+        callbacks=[JsonlLogger(run_dir / "logs.jsonl"), _run_callback(config)],
     )
     NonFiniteLossGuard.attach(trainer)
     CheckpointCompleteMarker.attach(trainer)  # also owns save_total_limit (rotation after marking)
-    resume = config["resume"]
-    if resume == "auto":
-        resume = last_complete_checkpoint(checkpoints)
-    elif resume in (None, "none", False):
-        resume = None
     result = trainer.train(resume_from_checkpoint=resume)
     metrics: dict[str, Any] = {"train": result.metrics, "resumed_from": resume}
     trainer.save_model(str(run_dir / "final"))
@@ -422,6 +422,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value (dotted key, YAML value), e.g. training.max_steps=10",
     )  # fmt: skip
+    parser.add_argument(
+        "--allow-config-change", action="store_true",
+        help="train: resume even though settings a resume cannot honour changed (warns, and "
+        "records the changes in run_dir/resume-<step>.yaml)",
+    )  # fmt: skip
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config, options.overrides)
@@ -431,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if options.command == "train":
-            metrics = run_train(config)
+            metrics = run_train(config, allow_config_change=options.allow_config_change)
             _print_summary("train", metrics["train"])
             _print_summary("strength", metrics["strength"])
             if "eval" in metrics:
@@ -444,6 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as error:
         print(f"mixdpo: {error}", file=sys.stderr)
         return EXIT_NON_FINITE
+    except ResumeConfigError as error:
+        print(f"mixdpo: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_CHANGED
+    except RunDirLockedError as error:
+        print(f"mixdpo: error: {error}", file=sys.stderr)
+        return EXIT_LOCKED
     return 0
 
 

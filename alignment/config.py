@@ -39,7 +39,10 @@ class MixDPOConfig(TrainingArguments):
     once per annotator (``annotator_column``) and scores its pairs in a batch jointly,
     ``-log E[prod_i sigmoid(beta delta_i)]`` (:mod:`alignment.losses.panel`), with batches that
     keep an annotator's pairs together (:class:`alignment.sampler.AnnotatorBatchSampler`,
-    chunks of at most ``pairs_per_annotator``). ``strength_covariates`` (rater columns, at
+    chunks of at most ``pairs_per_annotator``). With ``strength_panel_memory`` (default) a
+    batch's pairs of an annotator are scored given its pairs already seen in the pass (the
+    chain rule; the pass adds up to the full panel likelihood, not a composite of batch-sized
+    pieces; :class:`alignment.losses.panel.PanelMemory`). ``strength_covariates`` (rater columns, at
     either level) make the strength depend on the rater: text columns become partially pooled
     levels (per-level mean and CV shrunk toward the population, pooling scale
     ``strength_pooling_scale`` or learned), numeric columns standardised log-linear regressors
@@ -87,9 +90,12 @@ class MixDPOConfig(TrainingArguments):
     Half-lives of 20 and 40 steps, and averaging the last quarter or half of the pass, lowered
     the smallest CV ratio (to 1.33-2.05: the control's CV falls late in the pass and a long
     average lags it).
-    On the evaluation seeds of that benchmark it did not make the claim hold: CV ratios
+    On the evaluation seeds of that benchmark it did not make the claim hold alone: CV ratios
     1.15-5.74 with one of five seeds below 1.5, the subgroup order wrong in two of five
-    (the benchmark's docstring has the figures and those of the last iterate).
+    (the benchmark's docstring has the figures and those of the last iterate). With the panel
+    memory as well (``strength_panel_memory``), on fresh seeds of a new structure: CV ratios
+    2.18-3.40 in all five, the order right in four of five; rerun afterwards on the earlier
+    seeds, ratios 0.80-7.38 (one of five below 1.5) and the order right in one of five.
     """
 
     learning_rate: float = field(default=1e-6, metadata={"help": "Policy learning rate."})
@@ -162,6 +168,15 @@ class MixDPOConfig(TrainingArguments):
             "that becomes the learned strength at the end of training; default "
             "MEAN_CV_STRENGTH_AVERAGE_HALF_LIFE for strength_parameterisation='mean_cv', 0 "
             "(the last iterate) for 'natural'."
+        },
+    )
+    strength_panel_memory: bool = field(
+        default=True,
+        metadata={
+            "help": "Annotator level: score each batch's pairs given the annotator's pairs already "
+            "seen in the pass (alignment.losses.panel.PanelMemory), so that a pass adds up to the "
+            "full panel likelihood; False: each batch piece on its own (composite likelihood). "
+            "Measured effect mixed (benchmarks/bench_panel_training.py, item 5)."
         },
     )
     pairs_per_annotator: int | None = field(
@@ -302,6 +317,10 @@ class MixDPOConfig(TrainingArguments):
                     f"annotator_column {self.annotator_column!r} cannot also be a strength "
                     "covariate (each annotator would be its own level)"
                 )
+        if not isinstance(self.strength_panel_memory, bool):
+            raise ValueError(
+                f"strength_panel_memory must be True or False, got {self.strength_panel_memory!r}"
+            )
         if self.pairs_per_annotator is not None:
             if self.strength_level != "annotator":
                 raise ValueError(

@@ -26,7 +26,11 @@ true marginal likelihood) but with less information than the full panel: the wit
 correlation of labels across pieces is ignored, so the curvature in the CV is that of panels
 of the piece size, not of the whole panel. Larger batches (or ``gradient_accumulation_steps``
 with larger per-device batches) give larger pieces; with ``pairs_per_annotator=1`` every piece
-is one pair and the loss is pair-level MixDPO.
+is one pair and the loss is pair-level MixDPO. :class:`alignment.MixDPOTrainer` avoids the
+loss of information by default: with ``MixDPOConfig.strength_panel_memory`` each piece is
+scored given the annotator's pieces already seen in the pass
+(:class:`alignment.losses.panel.PanelMemory`), and a pass adds up to the full panel
+likelihood; ``pairs_per_annotator`` then only sets how the pieces are cut.
 
 Gradient accumulation needs nothing special: each micro-batch is a set of whole chunks. With
 :class:`alignment.MixDPOTrainer` the sampler is built for the accelerate process grid (rank-

@@ -219,7 +219,12 @@ class _StrengthInputs:
         """``dataset`` with the batch columns of :mod:`alignment.losses.panel` (replaced if
         present): annotator index (unknown annotators numbered after the training ones),
         pooled-level indices and regressors."""
-        from alignment.losses.panel import FEATURES_COLUMN, GROUP_COLUMN, LEVELS_COLUMN
+        from alignment.losses.panel import (
+            FEATURES_COLUMN,
+            GROUP_COLUMN,
+            LEVELS_COLUMN,
+            ROW_COLUMN,
+        )
 
         self._check_columns(dataset, name)
         columns: dict[str, list] = {}
@@ -229,6 +234,7 @@ class _StrengthInputs:
             for value in dataset[self.annotator_column]:
                 group.append(lookup.setdefault(str(value), len(lookup)))
             columns[GROUP_COLUMN] = group
+            columns[ROW_COLUMN] = list(range(len(dataset)))
         if self.design.columns:
             try:
                 encoded = self.design.encode(dataset.select_columns(list(self.design.columns)))
@@ -422,6 +428,7 @@ class MixDPOTrainer(Trainer):
                 loss_type = "panel_mixdpo"
                 loss_kwargs = {
                     "level": args.strength_level,
+                    "memory": args.strength_level == "annotator" and args.strength_panel_memory,
                     "num_train_pairs": len(train_dataset),
                     "uses_levels": bool(design.levels),
                     "uses_features": bool(design.num_features),

@@ -19,10 +19,21 @@ subgroup's size); the micro average resamples all pairs together. With ``cluster
 not within subgroups, so that an annotator may have pairs in several subgroups, as with a
 per-pair ``conversation_type``): this keeps the correlation between one annotator's pairs,
 which pair-level resampling ignores and which makes its intervals too narrow.
+
+A cluster replicate can miss a subgroup entirely (none of its resampled annotators has a pair
+in it: with 40 annotators, a subgroup of 3 is absent from ~4 % of the replicates, one of a
+single annotator from ~36 %). Intervals are then conditional on the subgroup being observed:
+a subgroup's interval is taken over the replicates in which it appears, the macro average's
+over the replicates in which every subgroup appears, and the tables report how many
+replicates were used and how many missed (``replicates_used``, ``replicates_missing``). When
+fewer than ``MIN_REPLICATES`` (100, the smallest ``num_boot`` accepted) remain, the interval
+is NaN and a :class:`SparseBootstrapWarning` names the subgroup and the counts; a subgroup
+with a single cluster also warns (its conditional interval has zero width).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +44,8 @@ from alignment.metrics import micro_macro_margins
 from mixlogit._deprecation import deprecated_keywords, renamed_attribute
 
 __all__ = [
+    "MIN_REPLICATES",
+    "SparseBootstrapWarning",
     "SubgroupGains",
     "SubgroupMargins",
     "bootstrap_group_means",
@@ -44,6 +57,18 @@ __all__ = [
 
 # Largest number of resampled indices held in memory at once by the bootstrap.
 _CHUNK_ELEMENTS = 4_000_000
+
+#: Fewest bootstrap replicates a percentile interval is computed from (the smallest ``num_boot``
+#: accepted): a 95 % interval then still has 2-3 replicates beyond each end.
+MIN_REPLICATES = 100
+
+
+class SparseBootstrapWarning(UserWarning):
+    """A cluster-bootstrap interval rests on too few replicates, or on a single cluster."""
+
+
+# The warnings are raised with stacklevel=4 (helper, subgroup_margins/subgroup_gains, their
+# keyword-renaming wrapper) so that they point at the caller's line.
 
 
 def _label(value: object) -> object:
@@ -101,6 +126,78 @@ def _percentile_interval(replicates: np.ndarray, interval: float) -> tuple[np.nd
     alpha = 1.0 - interval
     low, high = np.quantile(replicates, [alpha / 2, 1 - alpha / 2], axis=0)
     return low, high
+
+
+def _observed_intervals(
+    replicates: np.ndarray, interval: float, levels: Sequence, context: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percentile interval of each column over the replicates in which it is observed.
+
+    Args:
+        replicates: ``(B, G)`` replicate group means (or gains), NaN where a replicate has no
+            pair of the group.
+        interval: interval level.
+        levels: the ``G`` subgroup names, for the warning.
+        context: ``"method 'dpo', attribute 'age'"``, for the warning.
+
+    Returns:
+        ``(G,)`` low and high ends (NaN where fewer than :data:`MIN_REPLICATES` replicates
+        observe the group, with a :class:`SparseBootstrapWarning`) and ``(G,)`` int number of
+        replicates used.
+    """
+    num_boot, num_groups = replicates.shape
+    observed = np.isfinite(replicates)
+    used = observed.sum(axis=0)
+    low, high = np.full(num_groups, np.nan), np.full(num_groups, np.nan)
+    for group in range(num_groups):
+        if used[group] < MIN_REPLICATES:
+            warnings.warn(
+                f"{context}: subgroup {_label(levels[group])!r} is absent from "
+                f"{num_boot - used[group]} of {num_boot} cluster-bootstrap replicates; the "
+                f"{used[group]} left are fewer than {MIN_REPLICATES}, so its interval is NaN "
+                "(increase num_boot or merge small subgroups)",
+                SparseBootstrapWarning,
+                stacklevel=4,
+            )
+            continue
+        column = replicates[observed[:, group], group]
+        low[group], high[group] = _percentile_interval(column, interval)
+    return low, high, used
+
+
+def _macro_replicates(
+    replicates: np.ndarray, levels: Sequence, context: str
+) -> tuple[np.ndarray, int]:
+    """Macro averages of the replicates that observe every group, and how many those are.
+
+    Returns ``(R,)`` replicate macro averages over the ``R`` complete replicates (the macro
+    interval is conditional on every subgroup being observed); warns (and returns an empty
+    array) when ``R`` < :data:`MIN_REPLICATES`, naming the subgroup missed most often.
+    """
+    observed = np.isfinite(replicates)
+    complete = observed.all(axis=1)
+    used = int(complete.sum())
+    if used < MIN_REPLICATES:
+        misses = (~observed).sum(axis=0)
+        worst = int(np.argmax(misses))
+        warnings.warn(
+            f"{context}: {replicates.shape[0] - used} of {replicates.shape[0]} cluster-bootstrap "
+            f"replicates miss at least one subgroup (most often {_label(levels[worst])!r}, in "
+            f"{misses[worst]}); the {used} complete ones are fewer than {MIN_REPLICATES}, so the "
+            "macro interval is NaN (increase num_boot or merge small subgroups)",
+            SparseBootstrapWarning,
+            stacklevel=4,
+        )
+        return np.empty(0), used
+    return replicates[complete].mean(axis=1), used
+
+
+def _interval_or_nan(replicates: np.ndarray, interval: float) -> tuple[float, float]:
+    """Percentile interval of ``(R,)`` replicates; NaN for none (already warned about)."""
+    if replicates.size == 0:
+        return float("nan"), float("nan")
+    low, high = _percentile_interval(replicates, interval)
+    return float(low), float(high)
 
 
 def _check_common(
@@ -162,8 +259,9 @@ def cluster_bootstrap_group_means(
     Clusters (annotators) are resampled with replacement, all together; a replicate's group
     mean pools the pairs of every resampled cluster in that group, so a cluster may contribute
     to several groups (an annotator's pairs of several conversation types). A replicate in
-    which no resampled cluster has a pair of some group gives NaN for that group (the interval
-    is then conditional on the group being observed).
+    which no resampled cluster has a pair of some group gives NaN for that group;
+    :func:`subgroup_margins` then computes the group's interval over the replicates that
+    observe it (conditional on the group being observed).
 
     Args:
         cell_sums: ``(C, G)`` sum of the values of cluster ``c`` in group ``g``.
@@ -233,6 +331,7 @@ def _attribute_replicates(
     cluster: str | None,
     num_boot: int,
     rng: np.random.Generator,
+    context: str,
 ) -> _AttributeReplicates:
     known = frame[attribute].notna().to_numpy()
     kept = frame.loc[known]
@@ -255,6 +354,16 @@ def _attribute_replicates(
         )[:, 0]
     else:
         sums, cell_counts = _cluster_cells(kept, value, codes, len(levels), cluster)
+        single = np.flatnonzero((cell_counts > 0).sum(axis=0) == 1)
+        if single.size:
+            # every replicate that observes such a group has the same mean: a zero-width
+            # interval that says nothing about the variation between annotators
+            warnings.warn(
+                f"{context}: subgroup(s) {[_label(levels[g]) for g in single]} have pairs of a "
+                f"single {cluster!r} cluster; their cluster-bootstrap intervals have zero width",
+                SparseBootstrapWarning,
+                stacklevel=4,
+            )
         group_replicates, micro_replicates = cluster_bootstrap_group_means(
             sums, cell_counts, num_boot, rng
         )
@@ -279,10 +388,15 @@ class SubgroupMargins:
         subgroups: one row per (method, attribute, subgroup): ``method``, ``attribute``,
             ``subgroup``, ``n`` (pairs), ``mean``, ``std`` (sample standard deviation of the
             margins; 0 for a subgroup of one pair), ``ci_low``, ``ci_high``, ``small``
-            (``n < min_count``).
+            (``n < min_count``), ``replicates_used`` (bootstrap replicates that observe the
+            subgroup, over which its interval is taken) and ``replicates_missing``
+            (``num_boot - replicates_used``: cluster replicates without the subgroup; always 0
+            without ``cluster``).
         overall: one row per (method, attribute, kind) with kind ``"micro"`` or ``"macro"``:
             ``method``, ``attribute``, ``kind``, ``n`` (pairs with a known attribute),
-            ``num_subgroups``, ``n_missing``, ``mean``, ``ci_low``, ``ci_high``.
+            ``num_subgroups``, ``n_missing``, ``mean``, ``ci_low``, ``ci_high``,
+            ``replicates_used``, ``replicates_missing`` (for the macro average: replicates that
+            observe every subgroup, and those that miss at least one).
         value: the margin column summarised.
         interval: interval level (0.95 = 95 %; formerly ``confidence``).
         num_boot: bootstrap replicates.
@@ -338,6 +452,11 @@ def subgroup_margins(
 
     Returns:
         :class:`SubgroupMargins`.
+
+    Warns:
+        SparseBootstrapWarning: with ``cluster``, when a subgroup (or, for the macro average,
+            any subgroup) is observed in fewer than :data:`MIN_REPLICATES` replicates (that
+            interval is NaN), or has a single cluster (zero-width interval).
     """
     if method is not None and method not in evaluation.columns:
         method = None
@@ -351,8 +470,11 @@ def subgroup_margins(
             levels = _levels(frame[attribute])
             if not levels:
                 raise ValueError(f"column {attribute!r} has no known subgroup for {method_name!r}")
-            rep = _attribute_replicates(frame, value, attribute, levels, cluster, num_boot, rng)
-            low, high = _percentile_interval(rep.group_replicates, interval)
+            context = f"method {method_name!r}, attribute {attribute!r}"
+            rep = _attribute_replicates(
+                frame, value, attribute, levels, cluster, num_boot, rng, context
+            )
+            low, high, used = _observed_intervals(rep.group_replicates, interval, levels, context)
             for i, level in enumerate(levels):
                 subgroup_rows.append(
                     {
@@ -365,14 +487,18 @@ def subgroup_margins(
                         "ci_low": low[i],
                         "ci_high": high[i],
                         "small": bool(rep.counts[i] < min_count),
+                        "replicates_used": int(used[i]),
+                        "replicates_missing": int(num_boot - used[i]),
                     }
                 )
-            macro_replicates = rep.group_replicates.mean(axis=1)
-            for kind, estimate, replicates in (
-                ("micro", rep.micro, rep.micro_replicates),
-                ("macro", rep.macro, macro_replicates),
+            macro_replicates, macro_used = _macro_replicates(
+                rep.group_replicates, levels, f"{context}, macro average"
+            )
+            for kind, estimate, replicates, kind_used in (
+                ("micro", rep.micro, rep.micro_replicates, num_boot),
+                ("macro", rep.macro, macro_replicates, macro_used),
             ):
-                kind_low, kind_high = _percentile_interval(replicates, interval)
+                kind_low, kind_high = _interval_or_nan(replicates, interval)
                 overall_rows.append(
                     {
                         "method": method_name,
@@ -382,8 +508,10 @@ def subgroup_margins(
                         "num_subgroups": len(levels),
                         "n_missing": rep.num_missing,
                         "mean": estimate,
-                        "ci_low": float(kind_low),
-                        "ci_high": float(kind_high),
+                        "ci_low": kind_low,
+                        "ci_high": kind_high,
+                        "replicates_used": kind_used,
+                        "replicates_missing": num_boot - kind_used,
                     }
                 )
     return SubgroupMargins(
@@ -403,8 +531,10 @@ class SubgroupGains:
     Attributes:
         subgroups: one row per (method, attribute, subgroup): ``method``, ``baseline``,
             ``attribute``, ``subgroup``, ``n`` (pairs of the method), ``n_baseline``, ``gain``,
-            ``ci_low``, ``ci_high``, ``significant`` (the interval excludes 0), ``small``
-            (fewer than ``min_count`` pairs in either arm).
+            ``ci_low``, ``ci_high``, ``significant`` (the interval excludes 0; False for a NaN
+            interval), ``small`` (fewer than ``min_count`` pairs in either arm),
+            ``replicates_used`` and ``replicates_missing`` (as in :class:`SubgroupMargins`;
+            unpaired, a replicate counts when both arms observe the subgroup).
         overall: one row per (method, attribute, kind) with kind ``"micro"``/``"macro"``:
             the same columns with ``n`` and ``n_baseline`` summed over subgroups.
         paired: whether the gains were computed on matched pairs (``pair_id`` given).
@@ -480,6 +610,9 @@ def subgroup_gains(
 
     Returns:
         :class:`SubgroupGains`.
+
+    Warns:
+        SparseBootstrapWarning: as in :func:`subgroup_margins`.
     """
     attributes = _check_common(
         evaluation, by, value, [method, pair_id, cluster], num_boot, interval, min_count
@@ -503,26 +636,28 @@ def subgroup_gains(
             levels = _levels(
                 pd.concat([arms[other][attribute], arms[baseline][attribute]], ignore_index=True)
             )
+            context = f"method {other!r} over {baseline!r}, attribute {attribute!r}"
             if pair_id is not None:
                 rep = _attribute_replicates(
-                    differences, value, attribute, levels, cluster, num_boot, rng
+                    differences, value, attribute, levels, cluster, num_boot, rng, context
                 )
                 estimates, replicates = rep.means, rep.group_replicates
                 micro, micro_replicates = rep.micro, rep.micro_replicates
                 counts = counts_base = rep.counts
             else:
                 treated = _attribute_replicates(
-                    arms[other], value, attribute, levels, cluster, num_boot, rng
+                    arms[other], value, attribute, levels, cluster, num_boot, rng, context
                 )
                 base = _attribute_replicates(
-                    arms[baseline], value, attribute, levels, cluster, num_boot, rng
+                    arms[baseline], value, attribute, levels, cluster, num_boot, rng, context
                 )
                 estimates = treated.means - base.means
                 replicates = treated.group_replicates - base.group_replicates
                 micro = treated.micro - base.micro
                 micro_replicates = treated.micro_replicates - base.micro_replicates
                 counts, counts_base = treated.counts, base.counts
-            low, high = _percentile_interval(replicates, interval)
+            # unpaired: NaN where either arm's replicate misses the subgroup
+            low, high, used = _observed_intervals(replicates, interval, levels, context)
             for i, level in enumerate(levels):
                 subgroup_rows.append(
                     {
@@ -537,13 +672,18 @@ def subgroup_gains(
                         "ci_high": high[i],
                         "significant": bool(low[i] > 0 or high[i] < 0),
                         "small": bool(min(counts[i], counts_base[i]) < min_count),
+                        "replicates_used": int(used[i]),
+                        "replicates_missing": int(num_boot - used[i]),
                     }
                 )
-            for kind, estimate, kind_replicates in (
-                ("micro", micro, micro_replicates),
-                ("macro", float(estimates.mean()), replicates.mean(axis=1)),
+            macro_replicates, macro_used = _macro_replicates(
+                replicates, levels, f"{context}, macro average"
+            )
+            for kind, estimate, kind_replicates, kind_used in (
+                ("micro", micro, micro_replicates, num_boot),
+                ("macro", float(estimates.mean()), macro_replicates, macro_used),
             ):
-                kind_low, kind_high = _percentile_interval(kind_replicates, interval)
+                kind_low, kind_high = _interval_or_nan(kind_replicates, interval)
                 overall_rows.append(
                     {
                         "method": other,
@@ -553,9 +693,11 @@ def subgroup_gains(
                         "n": int(counts.sum()),
                         "n_baseline": int(counts_base.sum()),
                         "gain": float(estimate),
-                        "ci_low": float(kind_low),
-                        "ci_high": float(kind_high),
+                        "ci_low": kind_low,
+                        "ci_high": kind_high,
                         "significant": bool(kind_low > 0 or kind_high < 0),
+                        "replicates_used": kind_used,
+                        "replicates_missing": num_boot - kind_used,
                     }
                 )
     return SubgroupGains(

@@ -2,8 +2,8 @@
 
 Each function returns a ``matplotlib.figure.Figure`` built like those of :mod:`analysis.plots`
 (no ``pyplot``, seaborn ``whitegrid`` per figure). Text from the data (subgroup and annotator
-names such as ``"$25,000-$49,999"``) is drawn literally: ``$`` is escaped so that matplotlib
-does not read it as mathtext.
+names such as ``"$25,000-$49,999"``) is drawn literally through :func:`analysis._labels.literal`
+(``$`` escaped so that matplotlib does not read it as mathtext).
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from analysis._labels import literal
 from analysis.identifiability import LIKELIHOOD_RATIO_THRESHOLD, CVProfile
 from analysis.plots import _STYLE, _new_figure, _palette, _truth_crosses, _wrap
 from analysis.strength_panels import PanelStrengthFit, _quantile_label
 
 __all__ = ["plot_annotator_strengths", "plot_panel_subgroup_forest", "plot_profile_cv"]
-
-
-def _literal(text: object) -> str:
-    """``text`` as a string that matplotlib draws as is (``$`` escaped, no mathtext)."""
-    return str(text).replace("$", r"\$")
 
 
 def _interval_columns(fit: PanelStrengthFit) -> tuple[str, str]:
@@ -57,7 +53,7 @@ def plot_annotator_strengths(
             ax.vlines(x[rows], table[low][rows], table[high][rows], color=colour, alpha=0.6)
             ax.scatter(x[rows], table["strength_mean"][rows], s=14, color=colour, zorder=3)
         handles = [
-            Line2D([], [], color=colours[s], marker="o", linestyle="", label=_literal(s))
+            Line2D([], [], color=colours[s], marker="o", linestyle="", label=literal(s))
             for s in subgroups
         ]
         if truth is not None:
@@ -78,7 +74,7 @@ def plot_annotator_strengths(
         ax.set_xticks([])
         ax.legend(
             handles=handles,
-            title=_literal(fit.by) if fit.by else None,
+            title=literal(fit.by) if fit.by else None,
             fontsize="small",
             loc="upper left",
         )
@@ -124,13 +120,13 @@ def plot_panel_subgroup_forest(
         axes[0].set_yticks(
             y,
             [
-                _literal(_wrap(f"{s} ({n} annotators)", 28))
+                literal(_wrap(f"{s} ({n} annotators)", 28))
                 for s, n in zip(table["subgroup"], table["num_annotators"], strict=True)
             ],
         )
         axes[0].set_ylim(len(table) - 0.5, -0.5)
         if fit.by:
-            axes[0].set_ylabel(_literal(fit.by))
+            axes[0].set_ylabel(literal(fit.by))
         handles = [
             Line2D([], [], color="C0", linewidth=2.0, label=f"{fit.interval:.0%} interval"),
             Line2D(
@@ -179,7 +175,7 @@ def plot_profile_cv(
                 relative,
                 marker="o",
                 color=colours[label],
-                label=_literal(f"{label} (range {profile.range:.3g})"),
+                label=literal(f"{label} (range {profile.range:.3g})"),
             )
         ax.axhline(
             -LIKELIHOOD_RATIO_THRESHOLD,

@@ -3,7 +3,9 @@
 Figures are built on ``matplotlib.figure.Figure`` directly (not ``pyplot``), so making many of
 them leaks nothing and needs no interactive backend; Jupyter shows a returned figure inline and
 ``fig.savefig(path)`` writes it. Styling comes from a seaborn ``whitegrid`` context that is
-applied per figure and leaves the global ``rcParams`` untouched.
+applied per figure and leaves the global ``rcParams`` untouched. Names from the data (subgroups,
+methods, runs, attributes) are drawn literally through :func:`analysis._labels.literal`: a
+``$`` in ``"$25,000-$49,999"`` is not read as mathtext.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from analysis._labels import literal
 from analysis.converters import (
     TrainingRun,
     strength_distribution,
@@ -87,7 +90,10 @@ def _method_handles(
 ) -> list[Line2D]:
     """Legend entries: one marker per method, then the solid micro and dashed macro lines."""
     return [
-        *(Line2D([], [], color=colours[m], marker="o", linestyle="", label=m) for m in methods),
+        *(
+            Line2D([], [], color=colours[m], marker="o", linestyle="", label=literal(m))
+            for m in methods
+        ),
         Line2D([], [], color="0.3", linestyle="-", label=micro),
         Line2D([], [], color="0.3", linestyle="--", label=macro),
     ]
@@ -180,7 +186,11 @@ def _truth_crosses(
 
 
 def _wrap(label: object, width: int) -> str:
-    """Tick label broken into lines of at most ``width`` characters (long subgroup names)."""
+    """Tick label broken into lines of at most ``width`` characters (long subgroup names).
+
+    Returns the raw text: pass it through :func:`literal` before drawing it (the wrapping counts
+    the characters shown, not the escapes).
+    """
     lines = textwrap.wrap(str(label), width, break_long_words=False, break_on_hyphens=False)
     return "\n".join(lines) or str(label)
 
@@ -278,11 +288,12 @@ def plot_subgroup_margins(
             # long subgroup names ("graduate or professional degree") wrap onto several lines
             slot = panel_width / max(len(levels), 1)
             ax.set_xticks(
-                range(len(levels)), [_wrap(level, max(10, int(12 * slot))) for level in levels]
+                range(len(levels)),
+                [literal(_wrap(level, max(10, int(12 * slot)))) for level in levels],
             )
-            ax.set_xlabel(attribute)
+            ax.set_xlabel(literal(attribute))
             ax.set_xlim(-0.6, len(levels) - 0.4)
-        axes[0].set_ylabel(f"mean {margins.value} (nats)")
+        axes[0].set_ylabel(literal(f"mean {margins.value} (nats)"))
         handles = [
             *_method_handles(
                 colours, method_names, "micro (all pairs)", "macro (mean of\nsubgroup means)"
@@ -373,10 +384,10 @@ def plot_subgroup_gains(
                     fontsize="x-small",
                     color="0.35",
                 )
-            ax.set_yticks(range(len(levels)), [_wrap(level, 18) for level in levels])
+            ax.set_yticks(range(len(levels)), [literal(_wrap(level, 18)) for level in levels])
             ax.set_ylim(len(levels) - 0.5, -0.5)
-            ax.set_xlabel(f"margin gain over {baseline} (nats)")
-            ax.set_title(attribute, fontsize="medium")
+            ax.set_xlabel(literal(f"margin gain over {baseline} (nats)"))
+            ax.set_title(literal(attribute), fontsize="medium")
         handles = [
             *_method_handles(
                 colours, method_names, "micro gain (all pairs)", "macro gain (mean of subgroups)"
@@ -395,7 +406,7 @@ def plot_subgroup_gains(
         _title(
             figure,
             title
-            or f"Margin gains over {baseline} ({gains.interval:.0%} bootstrap intervals"
+            or f"Margin gains over {literal(baseline)} ({gains.interval:.0%} bootstrap intervals"
             + (", paired" if gains.paired else "")
             + "; n = pairs per subgroup)",
             width,
@@ -479,7 +490,7 @@ def plot_strength_trajectories(
                 legend=ax is axes[-1],
                 palette="colorblind",
             )
-            ax.set_ylabel(_QUANTITY_LABELS.get(quantity, quantity))
+            ax.set_ylabel(_QUANTITY_LABELS.get(quantity, literal(quantity)))
             ax.set_xlabel("training step")
             if quantity in log_scale:
                 ax.set_yscale("log")
@@ -489,7 +500,11 @@ def plot_strength_trajectories(
             handles, labels = axes[-1].get_legend_handles_labels()
             legend.remove()
             figure.legend(
-                handles, labels, loc="outside right center", fontsize="small", frameon=False
+                handles,
+                [literal(label) for label in labels],  # run, dataset and family names
+                loc="outside right center",
+                fontsize="small",
+                frameon=False,
             )
         figure.suptitle(title or "Learned strength during training", fontsize="medium")
     return figure
@@ -563,7 +578,7 @@ def plot_strength_densities(
                     color=colours[label],
                     linestyle=":",
                     linewidth=1.6,
-                    label=f"{label}: fixed β={params['beta']:.3g}",
+                    label=f"{literal(label)}: fixed β={params['beta']:.3g}",
                 )
                 continue
             moments = get_family(family).moments(NUMPY_OPS, params)
@@ -572,7 +587,8 @@ def plot_strength_densities(
                 distribution.pdf(grid),
                 color=colours[label],
                 linewidth=1.8,
-                label=f"{label}: {family}, mean {moments['mean']:.3g}, CV {moments['cv']:.2f}",
+                label=f"{literal(label)}: {literal(family)}, mean {moments['mean']:.3g}, "
+                f"CV {moments['cv']:.2f}",
             )
             ax.fill_between(grid, distribution.pdf(grid), color=colours[label], alpha=0.12)
         ax.set_xlim(0, upper)
@@ -633,10 +649,14 @@ def plot_subgroup_forest(
             _truth_crosses(ax, truth, quantity, summary["subgroup"], y, label="truth")
             ax.set_xlabel(labels[quantity])
         axes[0].set_yticks(
-            y, [f"{s} (n={n})" for s, n in zip(summary["subgroup"], summary["n"], strict=True)]
+            y,
+            [
+                literal(f"{s} (n={n})")
+                for s, n in zip(summary["subgroup"], summary["n"], strict=True)
+            ],
         )
         axes[0].set_ylim(len(summary) - 0.5, -0.5)
-        axes[0].set_ylabel(posterior.by)
+        axes[0].set_ylabel(literal(posterior.by))
         # one legend below the panels, so that it never covers an interval
         handles = [
             Line2D([], [], color="C0", linewidth=2.0, label=f"{posterior.interval:.0%} HDI"),
@@ -744,10 +764,12 @@ def plot_individual_coefficients(
             linewidth=1.4,
             label=f"population mean {float(population.mean()):.3g}",
         )
-        ax.set_xlabel(f"{name} coefficient" + (f" ({units})" if units else ""))
+        ax.set_xlabel(literal(f"{name} coefficient" + (f" ({units})" if units else "")))
         ax.set_ylabel("density")
         figure.legend(loc="outside lower center", ncols=2, fontsize="small", frameon=False)
-        figure.suptitle(title or f"Individual-level {name} vs the population", fontsize="medium")
+        figure.suptitle(
+            title or f"Individual-level {literal(name)} vs the population", fontsize="medium"
+        )
     return figure
 
 
@@ -818,10 +840,11 @@ def plot_willingness_to_pay(
                 fontsize="small",
             )
             unit = price_units if price_units else f"units of {price_name}"
-            ax.set_xlabel(f"WTP for {attribute} ({unit} per unit)")
+            ax.set_xlabel(literal(f"WTP for {attribute} ({unit} per unit)"))
             if index % columns == 0:
                 ax.set_ylabel("density")
         figure.suptitle(
-            title or f"Willingness to pay = -β_attribute / β_{price_name}", fontsize="medium"
+            title or f"Willingness to pay = -β_attribute / β_{literal(price_name)}",
+            fontsize="medium",
         )
     return figure

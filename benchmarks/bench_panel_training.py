@@ -15,7 +15,9 @@ learning rate 1e-2, constant schedule, one thread) is trained with every configu
 * ``pair``: the paper's pair-level MixDPO (natural Gamma parameters, learning rate 1e-4);
 * ``pair/mean_cv``: pair-level MixDPO in (log mean, log CV) at the annotator runs' learning
   rate, so that the level is the only difference from ``annotator``;
-* ``pair+subgroup``: pair-level with subgroup levels.
+* ``pair+subgroup``: pair-level with subgroup levels;
+* ``annotator/composite``: ``annotator`` without the panel memory
+  (``strength_panel_memory=False``: each batch's piece of an annotator scored on its own).
 
 Recorded per run (learned values: those the trainer reports, by default the moving average
 of the strength iterates, ``MixDPOConfig.strength_average_half_life``): the learned population
@@ -67,11 +69,35 @@ Development history (every seed set that was looked at, in order):
    both with ``loose`` and ``erratic`` swapped as well, so the averaging did not cause those
    failures; but it repairs no more than it breaks here. The weak separation of the two
    lowest subgroups (see 3) and the seed-to-seed spread of the control's CV remain.
+5. Panel memory (``MixDPOConfig.strength_panel_memory``, now the default): each batch's pairs
+   of an annotator are scored given the annotator's pairs already seen in the pass, so that a
+   pass adds up to the full panel likelihood instead of a composite of 4-pair pieces
+   (:mod:`alignment.losses.panel`). Checked on development seeds 5 and 6 only (annotator
+   configurations): CV ratios 5.63 and 5.94 (3.34 and 2.13 without it), order right in both.
+   Then evaluated, once, nothing rerun or selected, on the ``evaluation`` structure (three
+   subgroups, fixed before any run on it) with the fresh :data:`EVALUATION_SEEDS`, every
+   configuration including ``annotator/composite`` (the memory off)
+   (``benchmarks/results/panel_training_evaluation.json``): annotator-level CV ratios 3.05,
+   2.82, 2.87, 2.18, 3.40 (composite: 2.42, 2.38, 1.29, 1.52, 1.90), subgroup order right in
+   4002-4005, wrong in 4001 (``mild`` 0.0117 vs ``faint`` 0.0137); ``pair`` 1.00 in every
+   seed, ``pair/mean_cv`` 1.60, 1.69, 0.90, 0.93, 1.43. The CV claim holds on it; the order
+   claim does not. Afterwards, the annotator configurations with the memory on the earlier
+   evaluation seeds 3001-3005 of the development structure (seen before, so not a test;
+   ``benchmarks/results/panel_training_development_memory.json``): CV ratios 0.80, 7.38,
+   4.50, 4.85, 4.32 (without the memory, item 4: 1.15, 4.25, 5.74, 5.08, 4.06), seed 3001's
+   control CV rising to 1.26; subgroup order right in 1 of 5 (3002; without: 3 of 5). So the
+   memory is not a uniform gain: over the ten seeds it raised the CV ratio in seven and lowered
+   it in three, and on the four-subgroup structure it made the order of the close subgroups
+   worse. It stays the default (the full panel likelihood is the model's likelihood, and the
+   evaluation above was its test), with these figures in its documentation.
 
-Run: ``python -m benchmarks.bench_panel_training`` (``--seeds 1001 1002`` for others, ``--runs
-annotator`` for fewer configurations, ``--jobs 5`` for seeds in parallel processes; about three
-minutes of one core per seed). Results:
-``benchmarks/results/panel_training.json`` and a printed table.
+Run: ``python -m benchmarks.bench_panel_training --structure evaluation --jobs 2`` (the
+evaluation: :data:`EVALUATION_SEEDS`, ``benchmarks/results/panel_training_evaluation.json``);
+without ``--structure`` the development structure and :data:`SEEDS`
+(``benchmarks/results/panel_training.json``); ``--seeds 1001 1002`` for other seeds, ``--runs
+annotator`` for fewer configurations, ``--out`` for another file, ``--jobs 2`` for seeds in
+parallel processes (about one minute of one idle core per configuration and data set). A table
+is printed.
 """
 
 from __future__ import annotations
@@ -86,6 +112,7 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 OUTPUT = RESULTS / "panel_training.json"
+EVALUATION_OUTPUT = RESULTS / "panel_training_evaluation.json"
 
 #: Fresh seeds: not looked at before the evaluation with the strength averaging (development:
 #: seeds 5-9; seeds 1001-1005 were the evaluation seeds before it, see the module docstring).
@@ -101,15 +128,33 @@ RUNS: dict[str, dict[str, Any]] = {
     "pair": {"strength_level": "pair"},
     "pair/mean_cv": {"strength_level": "pair", "strength_parameterisation": "mean_cv"},
     "pair+subgroup": {"strength_level": "pair", "strength_covariates": ["subgroup"]},
+    "annotator/composite": {"strength_level": "annotator", "strength_panel_memory": False},
 }
 #: Configurations trained on the homogeneous control as well (for the CV ratio).
-CONTROL_RUNS = ("annotator", "pair", "pair/mean_cv")
+CONTROL_RUNS = ("annotator", "pair", "pair/mean_cv", "annotator/composite")
 
 
-def subgroups():
-    """Four subgroups (the shipped data have three): mean strengths 4, 1.35, 0.4 and 0.1."""
+#: Group structures: ``development`` (four subgroups, every seed set before the panel memory)
+#: and ``evaluation`` (three subgroups with unequal shares, fixed before the panel memory was
+#: run on it: the test of that change, with the fresh :data:`EVALUATION_SEEDS`).
+STRUCTURES = ("development", "evaluation")
+#: Fresh seeds of the ``evaluation`` structure (not run before the evaluation).
+EVALUATION_SEEDS = (4001, 4002, 4003, 4004, 4005)
+
+
+def subgroups(structure: str = "development"):
+    """``development``: four subgroups (the shipped data have three), mean strengths 4, 1.35,
+    0.4 and 0.1. ``evaluation``: three, means 2.6 / 0.8 / 0.25, shares 0.4 / 0.35 / 0.25."""
     from alignment.datasets.semisynthetic import SubgroupSpec
 
+    if structure == "evaluation":
+        return (
+            SubgroupSpec("keen", "lognormal", {"loc": 0.91, "scale": 0.3}, share=0.4),
+            SubgroupSpec("mild", "gamma", {"shape": 4.0, "rate": 5.0}, share=0.35),
+            SubgroupSpec("faint", "gamma", {"shape": 2.0, "rate": 8.0}, share=0.25),
+        )
+    if structure != "development":
+        raise ValueError(f"structure must be one of {list(STRUCTURES)}, got {structure!r}")
     return (
         SubgroupSpec("sharp", "gamma", {"shape": 6.0, "rate": 1.5}),
         SubgroupSpec("steady", "lognormal", {"loc": 0.2, "scale": 0.45}),
@@ -118,12 +163,12 @@ def subgroups():
     )
 
 
-def make_data(seed: int, homogeneous: bool) -> dict[str, Any]:
+def make_data(seed: int, homogeneous: bool, structure: str = "development") -> dict[str, Any]:
     """The panel data of one seed (heterogeneous or control)."""
     from alignment.datasets.annotator_panels import make_panel_preference_data
 
     return make_panel_preference_data(
-        **SIZES, subgroups=subgroups(), homogeneous=homogeneous, seed=seed
+        **SIZES, subgroups=subgroups(structure), homogeneous=homogeneous, seed=seed
     )
 
 
@@ -182,7 +227,9 @@ def train_once(train, tokenizer, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_seed(seed: int, runs: dict[str, dict[str, Any]] = RUNS) -> dict[str, Any]:
+def run_seed(
+    seed: int, runs: dict[str, dict[str, Any]] = RUNS, structure: str = "development"
+) -> dict[str, Any]:
     """Every configuration of ``runs`` on one seed's heterogeneous set (and control)."""
     import torch
 
@@ -192,7 +239,7 @@ def run_seed(seed: int, runs: dict[str, dict[str, Any]] = RUNS) -> dict[str, Any
     torch.set_num_threads(1)  # tiny matrices: threads only add overhead
     try:
         data = {
-            kind: make_data(seed, kind == "homogeneous")
+            kind: make_data(seed, kind == "homogeneous", structure)
             for kind in ("heterogeneous", "homogeneous")
         }
         train = {kind: d["train"] for kind, d in data.items()}
@@ -239,7 +286,10 @@ def summarise_seed(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_benchmark(
-    seeds=SEEDS, runs: dict[str, dict[str, Any]] = RUNS, jobs: int = 1
+    seeds=SEEDS,
+    runs: dict[str, dict[str, Any]] = RUNS,
+    jobs: int = 1,
+    structure: str = "development",
 ) -> dict[str, Any]:
     """All seeds (``jobs`` of them at a time, in separate processes, each on one thread: the
     seeds are independent and every run is deterministic); the JSON record written by
@@ -249,14 +299,16 @@ def run_benchmark(
         from functools import partial
 
         with ProcessPoolExecutor(min(jobs, len(seeds))) as pool:
-            per_seed = list(pool.map(partial(run_seed, runs=runs), seeds))
+            per_seed = list(pool.map(partial(run_seed, runs=runs, structure=structure), seeds))
     else:
-        per_seed = [run_seed(seed, runs) for seed in seeds]
+        per_seed = [run_seed(seed, runs, structure) for seed in seeds]
     return {
         "settings": {
             "sizes": SIZES,
+            "structure": structure,
             "subgroups": [
-                {"name": g.name, "family": g.family, "params": g.params} for g in subgroups()
+                {"name": g.name, "family": g.family, "params": g.params, "share": g.share}
+                for g in subgroups(structure)
             ],
             "runs": runs,
             "model": "alignment.tiny_causal_lm (seed 0), word tokenizer",
@@ -294,15 +346,29 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--out", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="default: the structure's seeds"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: the structure's results file"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once (processes)")
     parser.add_argument(
         "--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="configurations"
     )
+    parser.add_argument(
+        "--structure", choices=STRUCTURES, default="development", help="group structure"
+    )
     options = parser.parse_args(argv)
+    evaluation = options.structure == "evaluation"
+    if options.seeds is None:
+        options.seeds = list(EVALUATION_SEEDS if evaluation else SEEDS)
+    if options.out is None:
+        options.out = EVALUATION_OUTPUT if evaluation else OUTPUT
     runs = {name: RUNS[name] for name in options.runs}
-    result = run_benchmark(tuple(options.seeds), runs, jobs=options.jobs)
+    result = run_benchmark(
+        tuple(options.seeds), runs, jobs=options.jobs, structure=options.structure
+    )
     print(table(result))
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")

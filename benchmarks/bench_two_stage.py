@@ -33,7 +33,7 @@ this was run on (benchmarks/bench_panel_training.py), over the 20-minute budget 
 benchmark.
 
 Run from the repository root: ``python -m benchmarks.bench_two_stage`` (``--seeds 211`` for
-one seed, ``--quick`` for fewer draws). Writes ``benchmarks/results/two_stage.json`` (not with
+one seed, ``--quick`` for fewer draws, ``--resume`` to keep the seeds already saved). Writes ``benchmarks/results/two_stage.json`` (not with
 ``--quick``) and prints a table.
 """
 
@@ -239,13 +239,27 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def finished_seeds(output: Path, draws: dict[str, int]) -> list[dict[str, Any]]:
+    """The seeds already in ``output`` that were run with the same ``draws`` (for ``--resume``)."""
+    if not output.exists():
+        return []
+    saved = json.loads(output.read_text())
+    if saved["settings"]["draws"] != draws:
+        return []
+    return list(saved["seeds"])
+
+
 def run_benchmark(
-    seeds=SEEDS, draws: dict[str, int] = DRAWS, output: Path | None = None
+    seeds=SEEDS,
+    draws: dict[str, int] = DRAWS,
+    output: Path | None = None,
+    done: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Every seed in turn; with ``output`` the results so far are written after each seed (a
-    run stopped early keeps its finished seeds, and ``seeds_requested`` says what is missing)."""
-    results: list[dict[str, Any]] = []
-    for seed in seeds:
+    run stopped early keeps its finished seeds, and ``seeds_requested`` says what is missing).
+    ``done``: results of earlier runs to keep; their seeds are not run again."""
+    results = [r for r in (done or []) if r["seed"] in seeds]
+    for seed in [s for s in seeds if s not in {r["seed"] for r in results}]:
         results.append(run_seed(seed, draws))
         s = results[-1]
         print(
@@ -293,9 +307,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--quick", action="store_true", help="fewer draws; writes nothing")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the seeds already saved with the same draws"
+    )
     args = parser.parse_args(argv)
     output = None if args.quick else OUTPUT
-    result = run_benchmark(args.seeds, QUICK_DRAWS if args.quick else DRAWS, output)
+    draws = QUICK_DRAWS if args.quick else DRAWS
+    done = finished_seeds(OUTPUT, draws) if args.resume and output is not None else None
+    result = run_benchmark(args.seeds, draws, output, done)
     print(table(result))
     if output is not None:
         print(f"wrote {output}")

@@ -35,6 +35,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "MultinomialLogit": "mixlogit.estimators",
     "MixedLogit": "mixlogit.estimators",
     "ConvergenceWarning": "mixlogit.estimation.optimize",
+    "SeparationWarning": "mixlogit.estimation.diagnostics",
     "EstimationResults": "mixlogit.results",
     "simulate_choices": "mixlogit.simulate",
     "make_draws": "mixlogit.draws",

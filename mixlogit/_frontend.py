@@ -116,6 +116,10 @@ class FrontEnd(ABC):
     def signed_margin(self, d: Array, y: Array) -> Array:
         """``d`` where ``y = 1`` and ``-d`` where ``y = 0``."""
 
+    @abstractmethod
+    def concrete(self, x: Array) -> Any:
+        """``x``'s values as NumPy, or ``None`` when they are not known (traced under jit)."""
+
     def ppl(self) -> Any:
         """The backend's :class:`mixlogit._ppl.PPL` (imported when first asked for)."""
         return importlib.import_module(self.ppl_module).PPL
@@ -133,16 +137,21 @@ class FrontEnd(ABC):
         *,
         noise: Array | None = None,
         rng: Any = None,
+        check_values: bool = False,
         **options,
     ) -> Array:
-        """``log E[sigmoid(beta d)]`` (see the public ``logit_marginal``)."""
+        """``log E[sigmoid(beta d)]`` (see the public ``logit_marginal``); ``check_values``
+        refuses known parameter values outside their constraints (the public functions; the
+        strength modules' values are valid by construction)."""
         family = get_family(family)
         options = family.check_options(options)
         (d_, *values), restore = self.broadcast(d, *ordered_params(family, params))
+        natural = dict(zip(family.parameters, values, strict=True))
+        if check_values:
+            family.check_values(natural, self.concrete)
         num_samples = options.pop("num_samples", None)
         if options.get("method") == "mc":
             noise = self.normal_noise(noise, d_, num_samples, rng)
-        natural = dict(zip(family.parameters, values, strict=True))
         return restore(family.log_marginal(self.ops, d_, natural, noise=noise, **options))
 
     def conditional_moments(
@@ -225,10 +234,13 @@ def marginal_functions(front: FrontEnd) -> MarginalFunctions:
 
     def logit_marginal(family, d, params, *, noise=None, **options):
         rng = options.pop(rng_keyword, None)
-        return front.log_marginal(family, d, params, noise=noise, rng=rng, **options)
+        return front.log_marginal(
+            family, d, params, noise=noise, rng=rng, check_values=True, **options
+        )
 
     def gamma_logit_marginal(d, shape, rate, *, num_terms: int | None = None):
-        return front.log_marginal(GAMMA, d, {"shape": shape, "rate": rate}, num_terms=num_terms)
+        params = {"shape": shape, "rate": rate}
+        return front.log_marginal(GAMMA, d, params, num_terms=num_terms, check_values=True)
 
     def lognormal_logit_marginal(
         d,
@@ -245,10 +257,12 @@ def marginal_functions(front: FrontEnd) -> MarginalFunctions:
         options = {"method": method, "num_points": num_points, "num_samples": num_samples}
         params = {"loc": loc, "scale": scale}
         rng = rng.get(rng_keyword)
-        return front.log_marginal(LOGNORMAL, d, params, noise=noise, rng=rng, **options)
+        return front.log_marginal(
+            LOGNORMAL, d, params, noise=noise, rng=rng, check_values=True, **options
+        )
 
     def point_mass_logit_marginal(d, beta):
-        return front.log_marginal(POINT_MASS, d, {"beta": beta})
+        return front.log_marginal(POINT_MASS, d, {"beta": beta}, check_values=True)
 
     array_word = front.array_type.rpartition(".")[2].lower()  # "tensor", "array"
     words = {"array": array_word, "rng": rng_keyword, "rng_doc": front.rng_doc}

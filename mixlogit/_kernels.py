@@ -89,8 +89,11 @@ def gamma_log_marginal(ops: ArrayOps, d: Array, shape: Array, rate: Array, num_t
     positive = d > 0
     # Both signs share S(|d|/rate). Writing |d| as -d on d <= 0 (rather than abs) keeps the
     # derivative at d = 0 equal to its two-sided limit, shape / (2 rate) for log P.
-    a = ops.where(positive, d, -d) / rate
-    infinite = ops.isinf(a)
+    # d = +-inf is the exact limit S = 0, set below; a finite stand-in for |d| keeps inf out of
+    # d(|d| / rate) / d rate, whose product with the zero gradient there would be NaN.
+    a = ops.where(positive, d, -d)
+    a = ops.where(ops.isinf(d), 1.0, a) / rate
+    infinite = ops.isinf(d) | ops.isinf(a)
     a = ops.minimum(a, ops.finfo_max(d) / (4.0 * num_terms))
     u = a / (1.0 + a)
     log_ratio = ops.log1p(index * u[..., None])
@@ -174,7 +177,11 @@ def lognormal_log_marginal_quadrature(
       integrand's mode and scaled by its curvature (Liu & Pierce 1994), so ``log S`` keeps
       its relative accuracy deep into the tail;
     * otherwise (small scale, or the knee beyond the right of the bulk, ``d`` near 0): plain
-      Gauss-Hermite in ``eps``, which is exact at ``d = 0`` with the right derivative.
+      Gauss-Hermite in ``eps``, which is exact at ``d = 0`` with the right derivative, and at
+      ``scale = 0`` (the point mass ``beta = exp(loc)``, with its gradients; d/d scale = 0).
+
+    ``beta |d|`` is formed in logs, so ``|d|`` up to ``finfo.max`` and any ``loc`` keep their
+    accuracy; ``d = +-inf`` gives the exact limits with zero gradients.
 
     Regime choices, centres and widths carry no gradient: the rule's value does not depend
     on them beyond its own error.
@@ -183,24 +190,42 @@ def lognormal_log_marginal_quadrature(
     x = ops.const(nodes, like=d)
     log_w = ops.const(log_weights, like=d)
     positive = d > 0
-    a = ops.where(positive, d, -d)  # |d| with the two-sided derivative at 0, as for the Gamma
-    infinite = ops.isinf(a)
-    a = ops.minimum(a, 1e-12 * ops.finfo_max(d))  # finite, so gradients at d = +-inf are 0
-    # Regimes only need log|d| roughly: clip it away from log(0) and log(inf).
-    big = math.sqrt(ops.finfo_max(d))
-    log_c = ops.stop_gradient(loc + ops.log(ops.clip(a, 1.0 / big, big)))
+    infinite = ops.isinf(d)
+    # |d| with the two-sided derivative at 0, as for the Gamma. d = +-inf is the exact limit
+    # (S = 0), set at the end; a finite stand-in keeps every node finite so gradients there are 0.
+    a = ops.where(positive, d, -d)
+    a = ops.where(infinite, 1.0, a)
+    # log|d| exactly (-inf at d = 0): the regimes and the tail centre need loc + log|d| itself,
+    # also for |d| beyond sqrt(finfo.max) or with loc so large that loc + log|d| of a clipped
+    # |d| would pick the tail rule at d = 0.
+    nonzero = a > 0
+    log_a = ops.log(ops.where(nonzero, a, 1.0))
+    log_c = ops.stop_gradient(ops.where(nonzero, loc + log_a, -math.inf))
     plain_scale = ops.stop_gradient(scale)
     knee = -log_c / plain_scale
     wide = plain_scale > LOGISTIC_DOMAIN_MIN_SCALE
-    in_tail = knee < ops.where(wide, TAIL_KNEE_WIDE, BULK_KNEE[0])
+    # scale = 0 is the point mass beta = exp(loc): the plain rule is exact there (its integrand
+    # is constant in eps, and its derivatives in loc and scale are the point mass's).
+    in_tail = (knee < ops.where(wide, TAIL_KNEE_WIDE, BULK_KNEE[0])) & (plain_scale > 0.0)
     use_logistic = wide & ~in_tail & (knee < BULK_KNEE[1])
 
     centre, width = _lognormal_tail_centre(ops, log_c, plain_scale)
     centre = ops.stop_gradient(ops.where(in_tail, centre, 0.0))
     width = ops.stop_gradient(ops.where(in_tail, width, 1.0))
     eps = centre[..., None] + width[..., None] * x
-    beta = ops.exp(loc[..., None] + scale[..., None] * eps)
-    log_integrand = ops.log_sigmoid(-beta * a[..., None]) - 0.5 * eps * eps
+    log_beta = loc[..., None] + scale[..., None] * eps
+    # z = beta |d| as exp(log beta + log|d|): beta and the product can overflow or underflow
+    # (|d| beyond sqrt(finfo.max), large |loc|) where z itself does not. At d = 0 it is the
+    # product, which keeps the derivative in d (E[beta] / 2 for log P); beta is capped there
+    # (in logs, so its gradient stays finite) so that an overflowing beta gives z = 0, the
+    # exact value, rather than inf * 0. Each branch sees safe inputs where it is not used, so
+    # its gradient there is 0 and never inf * 0.
+    nonzero_ = nonzero[..., None]
+    log_max = math.log(ops.finfo_max(d)) - 1.0
+    z_logs = ops.exp(ops.where(nonzero_, log_beta + log_a[..., None], 0.0))
+    z_zero = ops.exp(ops.minimum(log_beta, log_max)) * ops.where(nonzero, 0.0, a)[..., None]
+    z = ops.where(nonzero_, z_logs, z_zero)
+    log_integrand = ops.log_sigmoid(-z) - 0.5 * eps * eps
     # Importance weights of the shifted rule against N(0, 1): phi(eps) / phi_{centre,width}(eps).
     log_terms = log_w + log_integrand + 0.5 * x * x + ops.log(width)[..., None]
     log_s_eps = ops.logsumexp(log_terms, axis=-1)
@@ -208,9 +233,15 @@ def lognormal_log_marginal_quadrature(
     # Three times the nodes here: this rule serves the scales near 1, hardest for both domains.
     t_nodes, t_log_weights = log_abs_logistic_quadrature(3 * num_points)
     t = ops.const(t_nodes, like=d)
-    a_safe = ops.where(use_logistic, a, 1.0)  # keep log(0) out of the unused branch's gradient
-    z = (t - (loc + ops.log(a_safe))[..., None]) / scale[..., None]
-    log_s_t = ops.logsumexp(ops.const(t_log_weights, like=d) + _log_ndtr(ops, z), axis=-1)
+    # Where this rule is not used its inputs are replaced by harmless ones: its value is
+    # discarded, but a NaN or inf in its gradient would survive the multiplication by the
+    # zero the ``where`` below passes back (at small scale, (t - loc - log|d|) / scale is
+    # huge and the derivative of log Phi there overflows).
+    log_a_t = ops.where(use_logistic, log_a, 0.0)
+    loc_t = ops.where(use_logistic, loc, 0.0)
+    scale_t = ops.where(use_logistic, scale, 1.0)
+    z_t = (t - (loc_t + log_a_t)[..., None]) / scale_t[..., None]
+    log_s_t = ops.logsumexp(ops.const(t_log_weights, like=d) + _log_ndtr(ops, z_t), axis=-1)
     log_s_t = log_s_t - math.log(2.0)
 
     log_s = ops.where(use_logistic, log_s_t, log_s_eps)
@@ -252,7 +283,17 @@ def gamma_conditional_moments(
     log_p2 = gamma_log_marginal(ops, signed_d, shape + 2.0, rate, num_terms)
     mean = shape / rate * ops.exp(log_p1 - log_p0)
     second = shape * (shape + 1.0) / (rate * rate) * ops.exp(log_p2 - log_p0)
-    return mean, second - mean * mean
+    return mean, _variance(ops, second, mean)
+
+
+def _variance(ops: ArrayOps, second: Array, mean: Array) -> Array:
+    """``E[beta^2] - mean^2`` clamped at 0. Both terms carry the relative error of the
+    log-marginals (a few eps), so when the posterior CV is below about sqrt(eps) (e.g. float32
+    and a LogNormal scale 1e-3, a Gamma shape 1e6) the difference is rounding noise of
+    either sign; 0 is then the nearest admissible variance. (The form
+    ``mean^2 expm1(log E[beta^2] - 2 log mean)`` was tried: no more accurate, as the error is
+    in the log-marginals themselves, and it still needs the clamp.)"""
+    return ops.clip(second - mean * mean, 0.0, math.inf)
 
 
 def lognormal_conditional_moments(
@@ -269,4 +310,4 @@ def lognormal_conditional_moments(
     log_p2 = lognormal_log_marginal_quadrature(ops, signed_d, loc + 2.0 * s2, scale, num_points)
     mean = ops.exp(loc + 0.5 * s2 + log_p1 - log_p0)
     second = ops.exp(2.0 * loc + 2.0 * s2 + log_p2 - log_p0)
-    return mean, second - mean * mean
+    return mean, _variance(ops, second, mean)

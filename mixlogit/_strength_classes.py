@@ -9,6 +9,7 @@ or :class:`FixedStrengthMixin` (constructors with the family's natural parameter
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,8 +76,24 @@ class StrengthMixin:
         super().__init__()
         family = get_family(family)
         self._set_family(family, learnable, family.check_options(options))
-        for name, value in family.stored_values(family.with_defaults(params)).items():
+        natural = family.with_defaults(params)
+        for name, value in family.stored_values(natural).items():
             self._store(name, value)
+        self._check_stored(natural)
+
+    def _check_stored(self, natural: Mapping[str, float]) -> None:
+        """Refuse a checked value that the stored dtype cannot hold: ``1e300`` overflows a
+        float32 ``raw_shape`` to inf, and ``1e-50`` underflows ``softplus(raw)`` to 0."""
+        family = self.strength_family
+        for name, requested in natural.items():
+            stored = getattr(self, family.stored_name(name))
+            value = float(self.front_end.ops.stop_gradient(self.natural_parameter(name)))
+            positive = family.constraints[name] == "positive"
+            if not math.isfinite(value) or (positive and not value > 0):
+                raise ValueError(
+                    f"{family.name} parameter {name} = {requested!r} is out of range for "
+                    f"{stored.dtype} (it would be stored as {value!r})"
+                )
 
     def _set_family(self, family: StrengthFamily, learnable: bool, options: Mapping) -> None:
         self.strength_family, self.family = family, family.name

@@ -12,6 +12,7 @@ in the :class:`MLEBackend` they pass.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from scipy import optimize
 
 from mixlogit._frontend import FrontEnd
 from mixlogit._strength_models import random_family
+from mixlogit.estimation.diagnostics import SeparationWarning, strength_separation
 from mixlogit.families import StrengthFamily
 
 __all__ = ["MLEBackend", "StrengthMLE", "fit_strength_mle", "negative_log_likelihood"]
@@ -35,7 +37,8 @@ class StrengthMLE(NamedTuple):
         covariance: ``(P, P)`` inverse Hessian of the negative log-likelihood, same order.
         log_likelihood: the (weighted) log-likelihood at the estimate.
         converged, num_iterations, message: from the optimiser (``converged`` also when the
-            largest gradient entry is below 1e-6).
+            largest gradient entry is below 1e-6; False, with the reason in ``message``, when
+            the data separate the choices).
     """
 
     family: str
@@ -135,11 +138,21 @@ def fit_strength_mle(
     Raises:
         ValueError: an unknown or fixed family, non-finite ``d``, ``y`` outside {0, 1}, bad
             weights or starting values (naming the rows or the parameter).
+
+    Warns:
+        SeparationWarning: (:class:`mixlogit.estimation.diagnostics.SeparationWarning`)
+            every choice agrees with the sign of ``d`` (or every one contradicts it), so the
+            likelihood has no finite maximum; ``converged`` is then False and ``message``
+            says why.
     """
+    d, y, w = _checked_data(d, y, weights)
     with backend.float64():
-        return _fit(
-            backend, random_family(family), *_checked_data(d, y, weights), init, num_points, tol
-        )
+        found = _fit(backend, random_family(family), d, y, w, init, num_points, tol)
+    reason = strength_separation(np.where(y > 0.5, d, -d), w)
+    if reason is None:
+        return found
+    warnings.warn(reason, SeparationWarning, stacklevel=3)
+    return found._replace(converged=False, message=f"{reason} (optimiser: {found.message})")
 
 
 def _fit(backend, family, d, y, w, init, num_points, tol) -> StrengthMLE:
@@ -173,7 +186,10 @@ def _fit(backend, family, d, y, w, init, num_points, tol) -> StrengthMLE:
     value, grad = fun(result.x)
     estimate = result.x.copy()
     estimate[positive] = np.exp(estimate[positive])
-    covariance = np.linalg.inv(backend.hessian(nll_natural)(estimate))
+    try:
+        covariance = np.linalg.inv(backend.hessian(nll_natural)(estimate))
+    except np.linalg.LinAlgError:  # flat likelihood (separation): no standard errors
+        covariance = np.full((len(names), len(names)), np.nan)
     return StrengthMLE(
         family=family.name,
         params={p: float(v) for p, v in zip(names, estimate, strict=True)},

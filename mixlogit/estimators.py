@@ -27,11 +27,11 @@ import numpy as np
 
 from mixlogit._deprecation import renamed_keywords
 from mixlogit.data import ChoiceData
-from mixlogit.estimation import ConvergenceWarning, estimate
+from mixlogit.estimation import ConvergenceWarning, SeparationWarning, estimate
 from mixlogit.likelihood import ParameterLayout
 from mixlogit.spec import ModelSpec, RandomCoefficient
 
-__all__ = ["ConvergenceWarning", "MixedLogit", "MultinomialLogit"]
+__all__ = ["ConvergenceWarning", "MixedLogit", "MultinomialLogit", "SeparationWarning"]
 
 #: Old keyword names of :meth:`MixedLogit.fit` (deprecated) -> new ones.
 FIT_RENAMES = {
@@ -123,7 +123,7 @@ class MixedLogit:
         draws: str = "halton",
         seed: int | None = 0,
         init: Mapping[str, float] | np.ndarray | None = None,
-        optimizer: str = "bfgs",
+        optimizer: str = "auto",
         tolerance: float = 1e-6,
         max_iterations: int = 2000,
         panel: bool = True,
@@ -142,17 +142,25 @@ class MixedLogit:
             method: ``"simulation"`` (maximum simulated likelihood), ``"quadrature"``
                 (converged Gauss-Hermite/Legendre quadrature, one or two random coefficients),
                 or ``"nuts"`` / ``"svi"`` (Bayesian: :func:`mixlogit.bayes.fit_bayes`, which
-                takes ``kwargs`` and, when given, ``num_draws``, ``num_nodes``,
-                ``seed`` and ``progress``; the other classical options are then unused).
+                takes ``kwargs``, ``seed``, ``progress`` and, where they apply, ``num_draws``
+                (``"svi"`` only: draws of its simulated likelihood) and ``num_nodes``
+                (``integrate="quadrature"`` only); an option of the classical fit given
+                with a value other than its default, or one of those two where it does not
+                apply, raises ``TypeError`` naming it instead of being ignored).
             num_draws: simulation draws per decision maker (default 1000).
             draws: ``"halton"``, ``"halton-scrambled"``, ``"halton-shuffled"``, ``"sobol"``,
                 ``"mlhs"`` or ``"random"``.
             seed: seed of randomised draws.
             init: starting values by parameter name or as a full vector; default MNL estimates
                 for the means and 0.1 for the spreads.
-            optimizer: ``"bfgs"``, ``"l-bfgs-b"`` or ``"newton"`` (trust region, exact Hessian).
-            tolerance: convergence tolerance on the largest absolute gradient entry (old
-                name ``gtol``, deprecated).
+            optimizer: ``"auto"`` (default: Newton's method with the analytic Hessian for a
+                model without random coefficients, BFGS otherwise), ``"bfgs"``,
+                ``"l-bfgs-b"`` or ``"newton"`` (trust region, Hessian by differences of
+                the exact gradient).
+            tolerance: convergence tolerance on the largest absolute gradient entry of the
+                standardised parameters (each parameter in the coefficient's units times the
+                scale of its variable's differences between alternatives, so the test does
+                not depend on the data's units; old name ``gtol``, deprecated).
             max_iterations: maximum optimiser iterations (old name ``maxiter``, deprecated).
             panel: use the panel structure of ``data`` (one coefficient draw per decision maker).
             chunk_size: draws processed at once (default bounds memory to ~64 MiB of utilities).
@@ -168,8 +176,19 @@ class MixedLogit:
         Returns:
             :class:`~mixlogit.results.EstimationResults` (classical) or
             :class:`~mixlogit.bayes.BayesianResults` (``"nuts"``, ``"svi"``).
+
+        Warns:
+            SeparationWarning: a variable separates the choices, so the likelihood has no
+                finite maximum (``results.converged`` is then False and ``results.message``
+                names the variables).
         """
         if method in ("nuts", "svi"):
+            given = {
+                name: value
+                for name, value in locals().items()
+                if name in _CLASSICAL_ONLY and not _same(value, _FIT_DEFAULTS[name])
+            }
+            bayes_options = _bayes_options(method, given, num_draws, num_nodes, kwargs)
             try:
                 from mixlogit.bayes import fit_bayes
             except ImportError as error:
@@ -177,9 +196,9 @@ class MixedLogit:
                     f"method={method!r} needs the Bayesian backend mixlogit.bayes, which could "
                     f"not be imported ({error})"
                 ) from error
-            shared = {"num_draws": num_draws, "num_nodes": num_nodes}
-            kwargs.update({k: v for k, v in shared.items() if v is not None})
-            return fit_bayes(self, data, method=method, seed=seed, progress=progress, **kwargs)
+            return fit_bayes(
+                self, data, method=method, seed=seed, progress=progress, **bayes_options
+            )
         current = dict(
             tolerance=tolerance,
             max_iterations=max_iterations,
@@ -223,6 +242,74 @@ _FIT_DEFAULTS = {
     name: parameter.default
     for name, parameter in inspect.signature(MixedLogit.fit).parameters.items()
 }
+#: Arguments of :meth:`MixedLogit.fit` that only the classical methods use.
+_CLASSICAL_ONLY = (
+    "draws",
+    "init",
+    "optimizer",
+    "tolerance",
+    "max_iterations",
+    "panel",
+    "chunk_size",
+    "quadrature_tolerance",
+    "hessian",
+    "verbose",
+)
+#: Old names (:data:`FIT_RENAMES`) of classical-only arguments.
+_CLASSICAL_OLD_NAMES = ("gtol", "maxiter", "quadrature_tol")
+
+
+def _same(value: Any, default: Any) -> bool:
+    """``value == default`` for the scalar defaults of ``fit`` (an array is never equal)."""
+    if isinstance(value, np.ndarray) or isinstance(default, np.ndarray):
+        return False
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):
+        return False
+
+
+def _bayes_options(
+    method: str,
+    given: Mapping[str, Any],
+    num_draws: int | None,
+    num_nodes: int | None,
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`~mixlogit.bayes.fit_bayes` for ``method`` (``"nuts"``
+    or ``"svi"``), or ``TypeError`` naming every argument of ``fit`` that would be ignored.
+
+    ``given`` holds the classical-only arguments passed with a non-default value. An argument
+    equal to its default cannot be told from an omitted one and passes.
+    """
+    refused = [f"{name}={value!r}" for name, value in given.items()]
+    refused += [f"{name}=" for name in _CLASSICAL_OLD_NAMES if name in kwargs]
+    options = dict(kwargs)
+    old_nodes = options.pop("quadrature_nodes", None)  # old name of num_nodes
+    nodes = num_nodes if num_nodes is not None else old_nodes
+    integrate = options.get("integrate", "sample")
+    if num_draws is not None:
+        if method == "svi":
+            options["num_draws"] = num_draws
+        else:
+            refused.append(
+                f"num_draws={num_draws!r} (NUTS samples the person coefficients; the draws of "
+                "its log-likelihood are num_loglik_draws)"
+            )
+    if nodes is not None:
+        name = "num_nodes" if num_nodes is not None else "quadrature_nodes"
+        if integrate == "quadrature":
+            options[name] = nodes
+        else:
+            refused.append(f"{name}={nodes!r} (used only with integrate='quadrature')")
+    if refused:
+        raise TypeError(
+            f"MixedLogit.fit(method={method!r}) does not use "
+            + "; ".join(refused)
+            + ". The Bayesian fit takes seed, progress and the options of "
+            "mixlogit.bayes.fit_bayes; remove the classical ones"
+        )
+    return {k: v for k, v in options.items() if k not in _CLASSICAL_OLD_NAMES}
 
 
 class MultinomialLogit(MixedLogit):
@@ -243,5 +330,6 @@ class MultinomialLogit(MixedLogit):
 
         Keyword arguments as :meth:`MixedLogit.fit` (draw options are ignored).
         """
-        kwargs.setdefault("num_draws", 1)
+        if kwargs.get("method") not in ("nuts", "svi"):  # the Bayesian fit takes no draws
+            kwargs.setdefault("num_draws", 1)
         return super().fit(data, **kwargs)

@@ -341,23 +341,41 @@ def _panel_marginal(r: Results) -> Row:
 
 
 def _panel_training(r: Results) -> Row:
-    seeds = r("panel_training", "seeds")
-    sizes = r("panel_training", "settings/sizes")
-    ratios = ", ".join(f"{s['runs']['annotator']['cv_ratio']:.2f}" for s in seeds)
+    name = "panel_training_evaluation"
+    seeds = r(name, "seeds")
+    sizes = r(name, "settings/sizes")
+
+    def ratios(run: str) -> list[float]:
+        return [s["runs"][run]["cv_ratio"] for s in seeds]
+
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    memory = ratios("annotator")
+    met = "met" if min(memory) >= 1.5 else "**not met**"
     ordered = sum(bool(s["runs"]["annotator+subgroup"]["order_correct"]) for s in seeds)
+    order_met = "met" if ordered == len(seeds) else "**not met**"
     pair = [s["runs"]["pair"] for s in seeds]
-    pair_ratios = sorted({f"{run['cv_ratio']:.2f}" for run in pair})
     pair_cv = [run["heterogeneous"]["cv"] for run in pair]
+    rerun = r("panel_training_development_memory", "seeds")
+    rerun_ratios = listed([s["runs"]["annotator"]["cv_ratio"] for s in rerun])
+    rerun_ordered = sum(bool(s["runs"]["annotator+subgroup"]["order_correct"]) for s in rerun)
     return (
         f"Annotator-level vs pair-level MixDPO on panel data (tiny model, one pass, default "
         f"strength LR, {sizes['num_annotators']} annotators x {sizes['pairs_per_annotator']} "
-        f"pairs, {len(r('panel_training', 'settings/subgroups'))} subgroups, seeds "
-        f"{seeds[0]['seed']}-{seeds[-1]['seed']})",
-        f"annotator-level CV heterogeneous / homogeneous control: {ratios} (target >= 1.5 in "
-        f"every seed: **not met**); subgroup means in the true order in {ordered} of "
-        f"{len(seeds)} seeds; pair-level MixDPO (paper defaults): ratio "
-        f"{' / '.join(pair_ratios)}, CV {min(pair_cv):.3f}-{max(pair_cv):.3f} (its start: 0.707)",
-        "`python -m benchmarks.bench_panel_training`",
+        f"pairs, {len(r(name, 'settings/subgroups'))} subgroups, fresh seeds "
+        f"{seeds[0]['seed']}-{seeds[-1]['seed']} and structure)",
+        f"annotator-level CV heterogeneous / homogeneous control: {listed(memory)} (target "
+        f">= 1.5 in every seed: {met}; without the panel memory {listed(ratios('annotator/composite'))}); "
+        f"subgroup means in the true order in {ordered} of {len(seeds)} seeds ({order_met}); "
+        f"pair-level MixDPO (paper defaults): ratio {listed(ratios('pair'))}, CV "
+        f"{min(pair_cv):.3f}-{max(pair_cv):.3f} (its start: 0.707); pair level in (log mean, "
+        f"log CV): {listed(ratios('pair/mean_cv'))}. Rerun afterwards on the earlier seeds "
+        f"{rerun[0]['seed']}-{rerun[-1]['seed']} of the 4-subgroup development structure: "
+        f"{rerun_ratios}, order right in {rerun_ordered} of {len(rerun)}",
+        "`python -m benchmarks.bench_panel_training --structure evaluation --jobs 2`; the "
+        "rerun: `... --runs annotator annotator+subgroup --out "
+        "benchmarks/results/panel_training_development_memory.json`",
     )
 
 

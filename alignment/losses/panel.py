@@ -13,8 +13,22 @@ annotator-level loss of a batch is
 over the ``B`` pairs of the batch, ``F_g`` the annotator's strength distribution from a
 :class:`mixlogit.torch.conditional.ConditionalStrength` (its covariates' parameters, or the
 population's). The expectation is the exact panel marginal of :mod:`mixlogit.torch.panel`.
-Annotators whose pairs are spread over several batches contribute one term per batch: a
-composite likelihood (see :mod:`alignment.sampler`, which keeps an annotator's pairs together).
+Annotators whose pairs are spread over several batches contribute one term per batch. Without
+memory that is a composite likelihood (see :mod:`alignment.sampler`, which keeps an annotator's
+pairs together): each piece is scored as if it had its own strength draw. With a
+:class:`PanelMemory` (the trainer's default, ``MixDPOConfig.strength_panel_memory``) a piece is
+scored *given the annotator's pairs already seen in this pass*, by the chain rule
+
+    log p(y_k | y_1..y_{k-1}) = log E[prod_{i in pieces 1..k} sigmoid(beta delta_i)]
+                              - log E[prod_{i in pieces 1..k-1} sigmoid(beta delta_i)],
+
+the earlier pieces' margins taken from the memory (the values of the step that saw them,
+detached). Over a pass the terms telescope to the annotator's full panel log-likelihood, so
+the strength's gradient summed over the pass is that of the whole panel, whatever the batch
+size, and a pair's margin gradient is weighted by the annotator's posterior strength given its
+earlier labels. The memory margins are stale by up to a pass (the policy has moved since),
+which the telescoping ignores; margins near zero, as at the start of training, carry no
+information and change nothing.
 
 With ``level="pair"`` every pair is its own group: pair-level MixDPO whose strength may depend
 on rater covariates (:meth:`ConditionalStrength.log_marginal` with the rows' covariates).
@@ -42,6 +56,8 @@ __all__ = [
     "FEATURES_COLUMN",
     "GROUP_COLUMN",
     "LEVELS_COLUMN",
+    "ROW_COLUMN",
+    "PanelMemory",
     "PanelMixDPOLoss",
     "panel_mixdpo_loss",
 ]
@@ -52,6 +68,8 @@ GROUP_COLUMN = "strength_group"
 LEVELS_COLUMN = "strength_levels"
 #: Batch column with each pair's rater regressors, ``(B, P)``.
 FEATURES_COLUMN = "strength_features"
+#: Batch column with each pair's dataset row index (long), the key of :class:`PanelMemory`.
+ROW_COLUMN = "strength_row"
 
 LEVELS = ("annotator", "pair")
 
@@ -85,6 +103,52 @@ def _batch_covariates(
     return EncodedCovariates(level_index, feature_rows)
 
 
+class PanelMemory:
+    """The margins of each annotator's pairs already scored in the current pass.
+
+    Keys are annotator ids and dataset rows (:data:`GROUP_COLUMN`, :data:`ROW_COLUMN`). A pass
+    ends for an annotator when one of its remembered rows comes again (the sampler yields every
+    row once per epoch): its memory is then cleared, so each pass telescopes on its own. State
+    lives in the process: with DDP each rank remembers the chunks it saw; after a resume from a
+    checkpoint the memory starts empty (the next pieces are scored without their history, as
+    without memory).
+    """
+
+    def __init__(self) -> None:
+        self._margins: dict[int, dict[int, float]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._margins.values())
+
+    def clear(self) -> None:
+        self._margins.clear()
+
+    def recall(self, annotators: list[int], rows: list[int]) -> tuple[list[float], list[int]]:
+        """The remembered margins of the batch's annotators and, for each, its annotator, as
+        two lists; ``annotators[i]`` and ``rows[i]`` are the batch's pair ``i``. An annotator
+        one of whose batch rows is remembered starts a new pass: its memory is cleared."""
+        batch_rows: dict[int, set[int]] = {}
+        for annotator, row in zip(annotators, rows, strict=True):
+            batch_rows.setdefault(annotator, set()).add(row)
+        margins: list[float] = []
+        owners: list[int] = []
+        for annotator, here in batch_rows.items():
+            seen = self._margins.get(annotator)
+            if not seen:
+                continue
+            if here & seen.keys():
+                del self._margins[annotator]
+                continue
+            margins.extend(seen.values())
+            owners.extend([annotator] * len(seen))
+        return margins, owners
+
+    def store(self, annotators: list[int], rows: list[int], margins: list[float]) -> None:
+        """Remember the batch's margins (row ``rows[i]`` of annotator ``annotators[i]``)."""
+        for annotator, row, margin in zip(annotators, rows, margins, strict=True):
+            self._margins.setdefault(annotator, {})[row] = margin
+
+
 def panel_mixdpo_loss(
     margin: torch.Tensor,
     group: torch.Tensor,
@@ -93,6 +157,8 @@ def panel_mixdpo_loss(
     levels: torch.Tensor | None = None,
     features: torch.Tensor | None = None,
     num_nodes: int | None = None,
+    memory: PanelMemory | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-pair annotator-level MixDPO loss; its mean over the batch is the batch loss.
 
@@ -104,11 +170,16 @@ def panel_mixdpo_loss(
         levels, features: the raters' encoded covariates per pair, ``(B, C)`` and ``(B, P)``
             (constant within an annotator); needed when the strength has such inputs.
         num_nodes: quadrature nodes of the panel marginal (default: the kernel's).
+        memory: a :class:`PanelMemory`: score each annotator's pairs given its pairs already
+            seen in this pass (module docstring), and remember this batch's margins. Needs
+            ``rows``.
+        rows: dataset row index of every pair, shape ``(B,)`` (the memory's key).
 
     Returns:
         ``(B,)``: pair ``i`` of annotator ``g`` carries ``-L_g / n_g``, with ``L_g`` the
-        annotator's panel log-likelihood over its ``n_g`` pairs in the batch; differentiable in
-        the margins and the strength parameters.
+        annotator's panel log-likelihood over its ``n_g`` pairs in the batch (with a memory:
+        conditional on its remembered pairs); differentiable in the margins and the strength
+        parameters.
     """
     from mixlogit.torch.panel import panel_logit_marginal
 
@@ -117,18 +188,41 @@ def panel_mixdpo_loss(
             f"margin and group must both have shape (B,), got {tuple(margin.shape)} and "
             f"{tuple(group.shape)}"
         )
-    _, local = torch.unique(group, return_inverse=True)
+    if memory is not None and (rows is None or rows.shape != margin.shape):
+        raise ValueError(
+            f"a panel memory needs the batch's dataset rows {ROW_COLUMN!r} of shape "
+            f"{tuple(margin.shape)}, got {None if rows is None else tuple(rows.shape)}"
+        )
+    unique, local = torch.unique(group, return_inverse=True)
     num_groups = int(local.max()) + 1
-    rows = torch.arange(margin.shape[0], device=margin.device)
+    index = torch.arange(margin.shape[0], device=margin.device)
     # The first pair of each annotator carries its covariates (constant within an annotator).
     first = torch.full((num_groups,), margin.shape[0], device=margin.device, dtype=torch.long)
-    first = first.scatter_reduce(0, local, rows, reduce="amin")
+    first = first.scatter_reduce(0, local, index, reduce="amin")
     params = strength.natural_params(_batch_covariates(strength, levels, features, first))
     params = {k: v.expand(num_groups) if v.dim() == 0 else v for k, v in params.items()}
     options = {} if num_nodes is None else {"num_nodes": num_nodes}
-    log_likelihood = panel_logit_marginal(
-        margin, local, strength.spec.family, params, num_groups=num_groups, **options
-    )
+
+    def log_marginal(d: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        family = strength.spec.family
+        return panel_logit_marginal(d, where, family, params, num_groups=num_groups, **options)
+
+    if memory is None or rows is None:
+        log_likelihood = log_marginal(margin, local)
+    else:
+        batch_annotators = [int(a) for a in group.tolist()]
+        batch_rows = [int(r) for r in rows.tolist()]
+        remembered, owners = memory.recall(batch_annotators, batch_rows)
+        if remembered:
+            # torch.unique numbers the groups in sorted-id order.
+            local_of = {int(a): k for k, a in enumerate(unique.tolist())}
+            where_past = torch.tensor([local_of[a] for a in owners], device=margin.device)
+            past = torch.tensor(remembered, dtype=margin.dtype, device=margin.device)
+            joint = log_marginal(torch.cat([margin, past]), torch.cat([local, where_past]))
+            log_likelihood = joint - log_marginal(past, where_past)
+        else:
+            log_likelihood = log_marginal(margin, local)
+        memory.store(batch_annotators, batch_rows, margin.detach().tolist())
     counts = torch.bincount(local, minlength=num_groups).to(margin.dtype)
     return -(log_likelihood / counts)[local]
 
@@ -146,6 +240,10 @@ class PanelMixDPOLoss(PreferenceLoss):
             :data:`FEATURES_COLUMN` (the trainer sets them from the strength's design).
         num_nodes: quadrature nodes of the panel marginal.
         generator: RNG for Monte Carlo pair marginals (LogNormal ``method="mc"``).
+        memory: annotator level only: score each batch's pieces given the annotator's pairs
+            already seen in the pass (a :class:`PanelMemory`, kept in ``self.memory``; the
+            batch then needs :data:`ROW_COLUMN`). Only batches scored with gradients enabled
+            (training) read and update it; evaluation batches are scored without history.
     """
 
     uses_strength = True
@@ -159,9 +257,12 @@ class PanelMixDPOLoss(PreferenceLoss):
         uses_features: bool = False,
         num_nodes: int | None = None,
         generator: torch.Generator | None = None,
+        memory: bool = False,
     ) -> None:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {list(LEVELS)}, got {level!r}")
+        if memory and level != "annotator":
+            raise ValueError(f"memory applies to level='annotator', got level={level!r}")
         if num_train_pairs is not None and not (
             isinstance(num_train_pairs, int) and num_train_pairs > 0
         ):
@@ -170,7 +271,9 @@ class PanelMixDPOLoss(PreferenceLoss):
         self.num_train_pairs = num_train_pairs
         self.num_nodes = num_nodes
         self.generator = generator
+        self.memory = PanelMemory() if memory else None
         columns = (GROUP_COLUMN,) if level == "annotator" else ()
+        columns += (ROW_COLUMN,) if memory else ()
         columns += (LEVELS_COLUMN,) if uses_levels else ()
         columns += (FEATURES_COLUMN,) if uses_features else ()
         self.extra_columns = columns
@@ -187,6 +290,9 @@ class PanelMixDPOLoss(PreferenceLoss):
         if self.level == "annotator":
             if GROUP_COLUMN not in batch.extras:
                 raise ValueError(f"annotator-level MixDPO needs the batch column {GROUP_COLUMN!r}")
+            memory = self.memory if torch.is_grad_enabled() else None
+            if memory is not None and ROW_COLUMN not in batch.extras:
+                raise ValueError(f"a panel memory needs the batch column {ROW_COLUMN!r}")
             per_pair = panel_mixdpo_loss(
                 batch.margin,
                 batch.extras[GROUP_COLUMN],
@@ -194,6 +300,8 @@ class PanelMixDPOLoss(PreferenceLoss):
                 levels=levels,
                 features=features,
                 num_nodes=self.num_nodes,
+                memory=memory,
+                rows=batch.extras.get(ROW_COLUMN) if memory is not None else None,
             )
         else:
             rows = torch.arange(batch.margin.shape[0], device=batch.margin.device)
@@ -207,4 +315,5 @@ class PanelMixDPOLoss(PreferenceLoss):
 
     def __repr__(self) -> str:
         prior = "" if self.num_train_pairs is None else f", num_train_pairs={self.num_train_pairs}"
-        return f"{type(self).__name__}(level={self.level!r}{prior})"
+        memory = ", memory=True" if self.memory is not None else ""
+        return f"{type(self).__name__}(level={self.level!r}{prior}{memory})"

@@ -2,12 +2,14 @@
 
 * :mod:`~mixlogit.estimation.problem`: a model's arrays, draws and jitted likelihood
   functions (:func:`build_problem`).
-* :mod:`~mixlogit.estimation.start`: MNL starting values by Newton's method
-  (:func:`mnl_newton`).
+* :mod:`~mixlogit.estimation.start`: the MNL fit by Newton's method (the default MNL
+  optimiser) and MNL starting values (:func:`mnl_newton`).
 * :mod:`~mixlogit.estimation.optimize`: the scipy optimiser, the Hessian by differences of the
   exact gradient, classical and cluster-robust covariances.
 * :mod:`~mixlogit.estimation.simulated`: maximum simulated likelihood.
 * :mod:`~mixlogit.estimation.quadrature`: maximum likelihood with a converged quadrature rule.
+* :mod:`~mixlogit.estimation.diagnostics`: the separation diagnostic
+  (:class:`SeparationWarning`).
 * :mod:`~mixlogit.estimation.fit`: :func:`estimate`, from the specification to the
   :class:`~mixlogit.results.EstimationResults`.
 
@@ -22,6 +24,7 @@ from mixlogit._lazy import lazy_exports, names_by_module
 _LAZY_ATTRS = names_by_module(
     {
         "mixlogit.estimation.optimize": ("ConvergenceWarning",),
+        "mixlogit.estimation.diagnostics": ("SeparationWarning",),
         "mixlogit.estimation.problem": ("Problem", "build_problem"),
         "mixlogit.estimation.fit": ("estimate",),
         "mixlogit.estimation.start": ("mnl_newton",),

@@ -5,13 +5,24 @@ from __future__ import annotations
 import time
 import warnings
 
+import jax.numpy as jnp
 import numpy as np
 
 from mixlogit.data import ChoiceData
-from mixlogit.estimation.optimize import OPTIMIZERS, ConvergenceWarning, Optimiser, covariances
+from mixlogit.estimation.diagnostics import SeparationWarning, find_separation
+from mixlogit.estimation.optimize import (
+    LINEAR_DISTRIBUTIONS,
+    OPTIMIZERS,
+    ConvergenceWarning,
+    Maximum,
+    Optimiser,
+    covariances,
+    parameter_scales,
+)
 from mixlogit.estimation.quadrature import maximise_quadrature
 from mixlogit.estimation.simulated import maximise_simulated
 from mixlogit.estimation.start import mnl_newton, needs_mnl_start, starting_values
+from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.results import EstimationResults
 from mixlogit.spec import ModelSpec, as_model_spec
 
@@ -29,7 +40,7 @@ def estimate(
     draws: str = "halton",
     seed: int | None = 0,
     init=None,
-    optimizer: str = "bfgs",
+    optimizer: str = "auto",
     tolerance: float = 1e-6,
     max_iterations: int = 2000,
     panel: bool = True,
@@ -53,7 +64,7 @@ def estimate(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be 'bfgs', 'l-bfgs-b' or 'newton'; got {optimizer!r}")
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
     spec = as_model_spec(model)
     num_random = len(spec.random)
     if method == "quadrature" and num_random > 2:
@@ -98,7 +109,13 @@ def estimate(
             **options,
         )
     theta = found.result.x
-    if not found.converged:
+    converged, message = found.converged, str(found.result.message)
+    separation = _separation(spec, found)
+    if separation is not None:
+        # the maximum is at infinity: whatever the gradient says, nothing converged
+        converged, message = False, f"{separation.message} (optimiser: {message})"
+        warnings.warn(separation.message, SeparationWarning, stacklevel=3)
+    elif not found.converged:
         warnings.warn(
             f"the optimiser did not converge ({found.result.message}); largest gradient entry "
             f"{np.max(np.abs(found.gradient)):.3g}. Try more iterations, optimizer='newton' or "
@@ -129,12 +146,38 @@ def estimate(
         seed=seed,
         method=method if num_random else "maximum likelihood",
         panel=panel,
-        converged=found.converged,
-        message=str(found.result.message),
+        converged=converged,
+        message=message,
         iterations=int(found.result.get("nit", found.history["iterations"])),
         function_evaluations=found.history["evals"],
         time=time.perf_counter() - start,
         quadrature=found.quadrature,
         data=data,
         problem=found.problem,
+    )
+
+
+def _separation(spec: ModelSpec, found: Maximum):
+    """:func:`~mixlogit.estimation.diagnostics.find_separation` at the optimiser's stopping
+    point: the parameters checked by doubling are the fixed coefficients and the means of
+    the random coefficients whose mean is in the coefficient's units."""
+    problem = found.problem
+    layout = ParameterLayout.from_spec(spec)
+    checkable = np.zeros(layout.num_params, dtype=bool)
+    checkable[: layout.num_fixed] = True
+    for k, mixing in enumerate(layout.mixing):
+        checkable[layout.num_fixed + k] = mixing.distribution in LINEAR_DISTRIBUTIONS
+
+    def loglik(theta: np.ndarray) -> float:
+        with x64():
+            return float(problem.loglik(jnp.asarray(theta), problem.data))
+
+    return find_separation(
+        loglik,
+        found.result.x,
+        found.loglik,
+        spec.parameter_names,
+        parameter_scales(problem),
+        checkable,
+        float(np.sum(problem.arrays.weights)),
     )

@@ -12,7 +12,9 @@ from scipy import optimize
 from tqdm.auto import tqdm
 
 from mixlogit.estimation.problem import Problem
-from mixlogit.likelihood import x64
+from mixlogit.estimation.start import newton_mnl, variable_scales
+from mixlogit.likelihood import ParameterLayout, x64
+from mixlogit.spec import as_model_spec
 
 __all__ = [
     "ConvergenceWarning",
@@ -21,6 +23,7 @@ __all__ = [
     "covariances",
     "hessian_matrix",
     "minimise",
+    "parameter_scales",
 ]
 
 #: ``{optimizer: (scipy method, its options beyond gtol and maxiter)}``.
@@ -29,7 +32,12 @@ _SCIPY_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "l-bfgs-b": ("L-BFGS-B", {"ftol": 1e-15, "maxcor": 30}),
     "newton": ("trust-exact", {}),
 }
-OPTIMIZERS = tuple(_SCIPY_METHODS)
+#: ``"auto"``: Newton's method with the analytic Hessian (:func:`newton_mnl`) for a model
+#: without random coefficients, BFGS otherwise.
+OPTIMIZERS = ("auto", *_SCIPY_METHODS)
+#: Distributions whose first and second parameters are in the coefficient's units (the
+#: others, lognormal and gamma, are logarithms).
+LINEAR_DISTRIBUTIONS = ("normal", "triangular", "uniform", "truncnormal")
 
 
 class ConvergenceWarning(UserWarning):
@@ -44,7 +52,8 @@ class Maximum(NamedTuple):
         result: scipy's ``OptimizeResult`` (``x``: the estimates).
         loglik: log-likelihood at ``result.x``.
         gradient: gradient of the negative log-likelihood there.
-        converged: the largest gradient entry meets the tolerance (scaled by the value).
+        converged: the largest entry of the gradient scaled by :func:`parameter_scales` meets
+            the tolerance (relaxed for large log-likelihoods).
         history: ``{"evals", "iterations", ...}`` counters.
         quadrature: rule and error estimate of a converged quadrature fit, else None.
     """
@@ -64,7 +73,7 @@ class Optimiser:
     the iteration log, the progress bar (arguments of :meth:`mixlogit.estimators.MixedLogit.fit`).
     """
 
-    optimizer: str = "bfgs"
+    optimizer: str = "auto"
     tolerance: float = 1e-6
     max_iterations: int = 2000
     verbose: bool | int = False
@@ -84,6 +93,45 @@ class Optimiser:
             )
 
 
+#: Parameter scales inside this range are left at 1 (see :func:`parameter_scales`).
+WELL_SCALED = (1e-2, 1e2)
+
+
+def parameter_scales(problem: Problem) -> np.ndarray:
+    """``(P,)`` typical size of each parameter: ``1 / scale`` of its variable
+    (:func:`~mixlogit.estimation.start.variable_scales`) for a parameter in the coefficient's
+    units (fixed coefficients; means, spreads and Cholesky entries of normal, triangular,
+    uniform and truncated-normal coefficients), 1 for a logarithm (lognormal, gamma).
+
+    The optimiser works on ``theta / parameter_scales``, the parameters of the standardised
+    variables, so that its gradient tolerance, its first steps and the finite-difference
+    steps of the Hessian do not depend on the units of the data: a variable in units
+    ``1e-8`` times smaller gets a coefficient ``1e8`` times larger and the same fit.
+
+    A well-scaled problem (every scale within ``WELL_SCALED``, 1e-2 to 1e2) gets ones: there the
+    units do not hurt the optimiser, and keeping them keeps the path of a non-concave fit (and
+    so which local maximum BFGS reaches from the MNL start) what it was before the rescaling
+    existed; e.g. Electricity's six normals reach -3887.349 in their own units and -3888.465
+    standardised.
+    """
+    spec = as_model_spec(problem.model)
+    layout = ParameterLayout.from_spec(spec)
+    unit = 1.0 / variable_scales(problem.arrays)  # per variable, fixed first then random
+    kf, kr = layout.num_fixed, layout.num_random
+    linear = [m.distribution in LINEAR_DISTRIBUTIONS for m in layout.mixing]
+    random_unit = [unit[kf + k] if linear[k] else 1.0 for k in range(kr)]
+    scales = [*unit[:kf], *random_unit]
+    scales += [random_unit[k] for k in layout.independent_index]
+    correlated = layout.correlated_index
+    rows, _ = np.tril_indices(len(correlated))
+    scales += [random_unit[correlated[i]] for i in rows]
+    scales_array = np.asarray(scales, dtype=np.float64)
+    low, high = WELL_SCALED
+    if np.all((scales_array >= low) & (scales_array <= high)):
+        return np.ones_like(scales_array)
+    return scales_array
+
+
 def minimise(
     problem: Problem,
     theta0: np.ndarray,
@@ -93,19 +141,40 @@ def minimise(
     verbose,
     bar=None,
 ):
-    """Maximise the log-likelihood of ``problem`` from ``theta0`` with scipy.
+    """Maximise the log-likelihood of ``problem`` from ``theta0``.
+
+    ``optimizer="auto"`` runs Newton's method with the analytic MNL Hessian
+    (:func:`~mixlogit.estimation.start.newton_mnl`) for a model without random coefficients
+    (BFGS from ``theta0`` if it fails), BFGS otherwise; ``"bfgs"``, ``"l-bfgs-b"`` and
+    ``"newton"`` (trust region, Hessian by differences of the gradient) are scipy's. Every
+    method works on the standardised parameters ``theta / parameter_scales(problem)``, so
+    ``tolerance`` bounds the largest gradient entry of those.
 
     Returns:
         :class:`Maximum`.
     """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
     every = int(verbose) if verbose else 0
     history = {"evals": 0, "iterations": 0, "best": np.inf}
+    unit = parameter_scales(problem)
+    mixed = bool(as_model_spec(problem.model).random)
+    if optimizer == "auto" and not mixed:
+        result = _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history)
+        if result is not None:
+            if bar is not None:
+                bar.update(history["iterations"])
+            if every:
+                print(f"Newton: {history['iterations']} iterations, {result.message}", flush=True)
+            return _maximum(problem, result, unit, tolerance, history)
+    method_name = "bfgs" if optimizer == "auto" else optimizer
 
-    def fun(theta):
+    def fun(phi):
+        theta = np.asarray(phi, dtype=np.float64) * unit
         with x64():
             value, grad = problem.value_and_grad(jnp.asarray(theta), problem.data)
         history["evals"] += 1
-        value, grad = float(value), np.asarray(grad, dtype=np.float64)
+        value, grad = float(value), np.asarray(grad, dtype=np.float64) * unit
         if not np.isfinite(value):
             return np.inf, np.zeros_like(grad)
         history["last_grad"] = grad
@@ -114,11 +183,11 @@ def minimise(
         # higher, then spend dozens of evaluations failing. Accept such a point at once.
         noise = 1e-12 * max(1.0, abs(value))
         if (
-            optimizer == "bfgs"
+            method_name == "bfgs"
             and np.max(np.abs(grad)) <= tolerance
             and value <= history["best"] + noise
         ):
-            history["stop_at"] = (np.array(theta, dtype=np.float64), value)
+            history["stop_at"] = (theta, value)
             raise _GradientToleranceReached
         history["best"] = min(history["best"], value)
         return value, grad
@@ -141,25 +210,25 @@ def minimise(
                 flush=True,
             )
 
-    if optimizer not in _SCIPY_METHODS:
-        raise ValueError(f"optimizer must be 'bfgs', 'l-bfgs-b' or 'newton'; got {optimizer!r}")
-    method, method_options = _SCIPY_METHODS[optimizer]
+    method, method_options = _SCIPY_METHODS[method_name]
     hess = None
-    if optimizer == "newton":
+    if method_name == "newton":
 
-        def hess(theta):
-            return -hessian_matrix(problem, np.asarray(theta, dtype=np.float64))
+        def hess(phi):
+            theta = np.asarray(phi, dtype=np.float64) * unit
+            return -hessian_matrix(problem, theta) * unit[:, None] * unit[None, :]
 
     try:
         result = optimize.minimize(
             fun,
-            theta0,
+            np.asarray(theta0, dtype=np.float64) / unit,
             jac=True,
             hess=hess,
             method=method,
             callback=callback,
             options={"gtol": tolerance, "maxiter": max_iterations, **method_options},
         )
+        result.x = np.asarray(result.x, dtype=np.float64) * unit
     except _GradientToleranceReached:  # raised by ``fun`` under BFGS only
         theta, value = history["stop_at"]
         result = optimize.OptimizeResult(
@@ -171,11 +240,45 @@ def minimise(
             status=0,
             message="Optimization terminated successfully (gradient tolerance reached).",
         )
+    if optimizer == "auto" and not mixed:
+        result.message = f"{history['newton_failed']}; BFGS then: {result.message}"
+    return _maximum(problem, result, unit, tolerance, history)
+
+
+def _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history):
+    """:func:`newton_mnl` from ``theta0`` as a scipy ``OptimizeResult``, or None (the reason
+    kept in ``history["newton_failed"]``) when it fails far from a maximum."""
+    found = newton_mnl(
+        problem.arrays,
+        np.asarray(theta0, dtype=np.float64),
+        tolerance=tolerance,
+        max_iterations=max_iterations,
+        scales=1.0 / unit,
+    )
+    history["iterations"] += found.iterations
+    history["evals"] += found.evaluations
+    if not found.success and "maximum number" not in found.message:
+        history["newton_failed"] = found.message
+        return None
+    return optimize.OptimizeResult(
+        x=found.x,
+        fun=-found.loglik,
+        nit=found.iterations,
+        nfev=found.evaluations,
+        success=found.success,
+        status=0 if found.success else 1,
+        message=found.message,
+    )
+
+
+def _maximum(problem, result, unit, tolerance, history) -> Maximum:
+    """The :class:`Maximum` at ``result.x``: value and gradient by the JAX likelihood, the
+    convergence test on the gradient of the standardised parameters."""
     with x64():
         value, grad = problem.value_and_grad(jnp.asarray(result.x), problem.data)
     grad = np.asarray(grad)
     converged = bool(
-        np.max(np.abs(grad)) <= max(tolerance, 1e-4) * max(1.0, 1e-3 * abs(float(value)))
+        np.max(np.abs(grad * unit)) <= max(tolerance, 1e-4) * max(1.0, 1e-3 * abs(float(value)))
     )
     return Maximum(problem, result, float(-value), grad, converged, history)
 
@@ -188,10 +291,12 @@ def hessian_matrix(problem: Problem, theta: np.ndarray, progress: bool = False) 
     """Hessian of the log-likelihood by central differences of the exact gradient."""
     hessian = np.zeros((len(theta), len(theta)))
     columns = tqdm(range(len(theta)), desc="Hessian", unit="param", disable=not progress)
+    unit = parameter_scales(problem)
     with x64():
         for i in columns:
             # O(h^2) truncation error, ~1e-10 relative for h = 1e-5 scaled to the parameter
-            step = 1e-5 * max(1.0, abs(theta[i]))
+            # (or to its typical size, :func:`parameter_scales`, when it is near 0)
+            step = 1e-5 * max(unit[i], abs(theta[i]))
             up, down = theta.copy(), theta.copy()
             up[i] += step
             down[i] -= step

@@ -1,8 +1,9 @@
-"""Starting values of the classical estimators: an MNL fit by Newton's method in NumPy."""
+"""Starting values of the classical estimators, and the MNL fit by Newton's method in NumPy."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,7 +12,154 @@ from mixlogit.arrays import ChoiceArrays
 from mixlogit.likelihood import ParameterLayout
 from mixlogit.spec import ModelSpec
 
-__all__ = ["mnl_newton", "needs_mnl_start", "starting_values"]
+__all__ = [
+    "NewtonResult",
+    "mnl_newton",
+    "needs_mnl_start",
+    "newton_mnl",
+    "starting_values",
+    "variable_scales",
+]
+
+
+def variable_scales(arrays: ChoiceArrays) -> np.ndarray:
+    """``(K,)`` typical size of each variable's differences between alternatives.
+
+    The weighted root-mean-square deviation of ``X[s, :, k]`` from its mean over the available
+    alternatives of situation ``s``: what a logit coefficient multiplies (a shift common to
+    all alternatives cancels), so ``coefficient * scale`` is the coefficient of the
+    standardised variable and does not change when the variable's units do. A variable that
+    never differs between alternatives (unidentified) gets 1.
+    """
+    X = arrays.X  # (S, J, K)
+    available = arrays.available[..., None]
+    count = np.maximum(arrays.available.sum(axis=1), 1)[:, None]  # (S, 1)
+    mean = np.where(available, X, 0.0).sum(axis=1) / count  # (S, K)
+    squares = np.where(available, (X - mean[:, None, :]) ** 2, 0.0).sum(axis=1) / count
+    weights = arrays.weights / max(float(np.sum(arrays.weights)), 1e-300)
+    scale = np.sqrt(weights @ squares)
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+def _mnl_loglik(arrays: ChoiceArrays, beta: np.ndarray) -> tuple[float, np.ndarray]:
+    """MNL log-likelihood (weighted) and the choice probabilities ``(S, J)`` at ``beta``."""
+    rows = np.arange(arrays.X.shape[0])
+    utility = np.where(arrays.available, arrays.X @ beta, -np.inf)
+    peak = utility.max(axis=1, keepdims=True)
+    expo = np.exp(utility - peak)
+    total = expo.sum(axis=1, keepdims=True)
+    log_chosen = utility[rows, arrays.chosen] - peak[:, 0] - np.log(total[:, 0])
+    return float(np.sum(arrays.weights * log_chosen)), expo / total
+
+
+class NewtonResult(NamedTuple):
+    """Outcome of :func:`newton_mnl`.
+
+    Attributes:
+        x: ``(K,)`` estimates; loglik, gradient ``(K,)``, hessian ``(K, K)`` there.
+        iterations, evaluations: Newton steps and log-likelihood evaluations.
+        success: the scaled gradient met the tolerance (or the step stopped improving the
+            log-likelihood beyond rounding while the Newton decrement was negligible).
+        message: why it stopped.
+    """
+
+    x: np.ndarray
+    loglik: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    iterations: int
+    evaluations: int
+    success: bool
+    message: str
+
+
+def newton_mnl(
+    arrays: ChoiceArrays,
+    beta0: np.ndarray | None = None,
+    *,
+    tolerance: float = 1e-6,
+    max_iterations: int = 100,
+    scales: np.ndarray | None = None,
+) -> NewtonResult:
+    """Maximise the MNL log-likelihood by Newton's method with the analytic Hessian.
+
+    The MNL log-likelihood is concave, so Newton steps with step halving converge from any
+    start (quadratically near the optimum) unless the maximum is not attained (separation).
+    The linear system is solved for the coefficients of the standardised variables (each
+    coefficient times ``scales``, default :func:`variable_scales`), which keeps it well
+    conditioned when variables are in very different units; the stopping rule is the same:
+    the largest entry of ``scales``-scaled gradient at most ``tolerance``.
+
+    Args:
+        arrays: the data (``X (S, J, K)`` etc.).
+        beta0: ``(K,)`` start (default zeros).
+        tolerance: on ``max_k |gradient_k / scales_k|`` (the gradient of the coefficients of
+            the standardised variables).
+        max_iterations: Newton steps at most.
+    """
+    X = arrays.X  # (S, J, K)
+    K = X.shape[2]
+    weights = arrays.weights
+    rows = np.arange(X.shape[0])
+    x_chosen = X[rows, arrays.chosen]  # (S, K)
+    scales = variable_scales(arrays) if scales is None else np.asarray(scales, dtype=np.float64)
+    unit = 1.0 / scales  # typical size of each coefficient
+
+    def derivatives(prob):
+        mean_x = np.einsum("sj,sjk->sk", prob, X)
+        grad = weights @ (x_chosen - mean_x)
+        centred = X - mean_x[:, None, :]
+        weighted = centred * (weights[:, None] * prob)[..., None]
+        hessian = -weighted.reshape(-1, K).T @ centred.reshape(-1, K)
+        return grad, hessian
+
+    beta = np.zeros(K) if beta0 is None else np.array(beta0, dtype=np.float64)
+    ll, prob = _mnl_loglik(arrays, beta)
+    evaluations = 1
+    grad, hessian = derivatives(prob)
+    message = f"maximum number of Newton iterations ({max_iterations}) reached"
+    success = False
+    iterations = 0
+    for iterations in range(max_iterations + 1):
+        scaled_grad = grad * unit
+        if np.max(np.abs(scaled_grad), initial=0.0) <= tolerance:
+            success, message = True, "Newton's method: gradient tolerance reached"
+            break
+        if iterations == max_iterations:
+            break
+        scaled_hessian = hessian * unit[:, None] * unit[None, :]
+        try:
+            scaled_step = np.linalg.solve(-scaled_hessian, scaled_grad)
+        except np.linalg.LinAlgError:
+            message = "Newton's method: singular Hessian (a coefficient is not identified)"
+            break
+        if not np.all(np.isfinite(scaled_step)):
+            message = "Newton's method: singular Hessian (a coefficient is not identified)"
+            break
+        decrement = float(scaled_grad @ scaled_step)  # 2 x the quadratic model's gain
+        step = scaled_step * unit
+        # at the optimum the gain is below the rounding error of the log-likelihood: accept a
+        # step that loses no more than that, and stop when even that cannot be had
+        noise = 1e-13 * max(1.0, abs(ll))
+        scale = 1.0
+        while scale > 1e-10:
+            candidate = beta + scale * step
+            ll_new, prob_new = _mnl_loglik(arrays, candidate)
+            evaluations += 1
+            if np.isfinite(ll_new) and ll_new >= ll - noise:
+                break
+            scale *= 0.5
+        else:
+            success = decrement <= 1e3 * noise
+            message = (
+                "Newton's method: no further improvement beyond rounding error"
+                if success
+                else "Newton's method: the line search failed"
+            )
+            break
+        beta, ll, prob = candidate, ll_new, prob_new
+        grad, hessian = derivatives(prob)
+    return NewtonResult(beta, ll, grad, hessian, iterations, evaluations, success, message)
 
 
 def mnl_newton(
@@ -25,7 +173,8 @@ def mnl_newton(
     Returns None when Newton does not converge (separation, unidentified variables), so the
     caller can fall back to the full fit, whose diagnostics explain the problem.
 
-    ``tolerance`` bounds the squared Newton decrement (old name ``tol``, deprecated).
+    ``tolerance`` bounds the largest gradient entry of the standardised variables'
+    coefficients (see :func:`newton_mnl`; old name ``tol``, deprecated).
     """
     if renamed:
         tolerance = renamed_keywords("mnl_newton", renamed, {"tol": "tolerance"}).pop(
@@ -33,51 +182,11 @@ def mnl_newton(
         )
         if renamed:
             raise TypeError(f"mnl_newton: unexpected keyword arguments {sorted(renamed)}")
-    X = arrays.X  # (S, J, K)
-    available = arrays.available
-    weights = arrays.weights
-    rows = np.arange(X.shape[0])
-    x_chosen = X[rows, arrays.chosen]  # (S, K)
-
-    def loglik_parts(beta):
-        utility = np.where(available, X @ beta, -np.inf)
-        peak = utility.max(axis=1, keepdims=True)
-        expo = np.exp(utility - peak)
-        total = expo.sum(axis=1, keepdims=True)
-        prob = expo / total
-        ll = np.sum(weights * (utility[rows, arrays.chosen] - peak[:, 0] - np.log(total[:, 0])))
-        return ll, prob
-
-    beta = np.zeros(X.shape[2])
-    ll, prob = loglik_parts(beta)
-    for _ in range(max_iterations):
-        mean_x = np.einsum("sj,sjk->sk", prob, X)
-        grad = weights @ (x_chosen - mean_x)
-        centred = X - mean_x[:, None, :]
-        weighted = centred * (weights[:, None] * prob)[..., None]
-        hessian = -weighted.reshape(-1, X.shape[2]).T @ centred.reshape(-1, X.shape[2])
-        try:
-            step = np.linalg.solve(hessian, -grad)
-        except np.linalg.LinAlgError:
-            return None
-        if not np.all(np.isfinite(step)):
-            return None
-        if (
-            grad @ step < tolerance
-        ):  # squared Newton decrement: the quadratic model's gain is negligible
-            # a near-perfect fit means separation: the "optimum" is a point on a ray to infinity
-            return beta if ll < -1e-6 * np.sum(weights) else None
-        scale = 1.0
-        while scale > 1e-6:
-            candidate = beta + scale * step
-            ll_new, prob_new = loglik_parts(candidate)
-            if np.isfinite(ll_new) and ll_new >= ll:
-                break
-            scale *= 0.5
-        else:
-            return None
-        beta, ll, prob = candidate, ll_new, prob_new
-    return None
+    found = newton_mnl(arrays, tolerance=tolerance, max_iterations=max_iterations)
+    if not found.success:
+        return None
+    # a near-perfect fit means separation: the "optimum" is a point on a ray to infinity
+    return found.x if found.loglik < -1e-6 * np.sum(arrays.weights) else None
 
 
 def needs_mnl_start(spec: ModelSpec, init) -> bool:

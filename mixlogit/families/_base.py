@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 Array = Any
 Params = Mapping[str, Array]
 
@@ -69,6 +71,8 @@ class StrengthFamily:
             number of normal draws a backend makes for ``method="mc"`` when given no ``noise``.
         option_choices: ``{option: allowed values}`` for options with a closed set of values.
         aliases: other accepted names (``"fixed"`` for the point mass).
+        zero_allowed: positive parameters whose value 0 the marginal functions accept as the
+            limit it is (the LogNormal ``scale``: a point mass); modules still need ``> 0``.
     """
 
     name: str
@@ -87,6 +91,7 @@ class StrengthFamily:
     option_choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     learnable: bool = True
     aliases: tuple[str, ...] = field(default=())
+    zero_allowed: tuple[str, ...] = field(default=())
 
     @classmethod
     def from_module(
@@ -150,6 +155,39 @@ class StrengthFamily:
                 raise ValueError(f"{self.name} parameter {key} must be finite, got {value!r}")
             out[key] = value
         return out
+
+    def check_values(
+        self, params: Mapping[str, Array], concrete: Callable[[Array], Any | None]
+    ) -> None:
+        """Check the values of array ``params`` against the constraints where they are known.
+
+        ``concrete(x)`` returns ``x``'s values as a NumPy array, or ``None`` when they are not
+        known (a JAX tracer under ``jit``/``grad``), which skips that parameter. NaN and
+        infinite values are refused, and values ``<= 0`` of a positive parameter (``< 0`` for
+        those in :attr:`zero_allowed`).
+
+        Raises:
+            ValueError: naming the parameter, the first bad element's index and its value.
+        """
+        for key, value in params.items():
+            known = concrete(value)
+            if known is None:
+                continue
+            known = np.asarray(known, dtype=float)
+            flat = known.reshape(-1)
+            bad = ~np.isfinite(flat)
+            word = "finite"
+            if self.constraints[key] == "positive":
+                zero_ok = key in self.zero_allowed
+                bad |= ~(flat >= 0) if zero_ok else ~(flat > 0)
+                word = ("non-negative" if zero_ok else "positive") + " and finite"
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                where = f"[{', '.join(map(str, np.unravel_index(i, known.shape)))}]"
+                raise ValueError(
+                    f"{self.name} parameter {key}{where if known.ndim else ''} must be "
+                    f"{word}, got {float(flat[i])!r}"
+                )
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """:attr:`options` overridden by ``options`` (checked).

@@ -58,4 +58,5 @@ LOGNORMAL = StrengthFamily.from_module(
     defaults={"loc": -2.3, "scale": 0.6},
     options={"method": "quadrature", "num_points": 16, "num_samples": 16},
     option_choices={"method": ("quadrature", "mc")},
+    zero_allowed=("scale",),
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mixlogit._frontend import FrontEnd, MarginalFunctions
 from mixlogit.jax._ops import OPS, promote_floats
@@ -36,6 +37,11 @@ class JaxFrontEnd(FrontEnd):
             return jax.random.normal(rng, (num_samples, *d.shape), dtype=d.dtype)
         noise = jnp.asarray(noise, dtype=d.dtype)
         return noise.reshape(-1, *([1] * d.ndim)) if noise.ndim == 1 else noise
+
+    def concrete(self, x):
+        """``x``'s values as NumPy, or ``None`` under tracing (``jit``, ``grad``, ``vmap``),
+        where a check must not force them (:meth:`StrengthFamily.check_values`)."""
+        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
 
     def signed_margin(self, d, y):
         d = jnp.asarray(d)

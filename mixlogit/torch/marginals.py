@@ -47,6 +47,11 @@ class TorchFrontEnd(FrontEnd):
             )
         return noise
 
+    def concrete(self, x):
+        """``x``'s values as NumPy (a torch tensor's values are always known), for the
+        parameter checks of the public functions (:meth:`StrengthFamily.check_values`)."""
+        return x.detach().cpu().numpy()
+
     def signed_margin(self, d, y):
         d = torch.as_tensor(d)
         y = torch.as_tensor(y, device=d.device)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +18,7 @@ from alignment.callbacks import COMPLETE_MARKER
 from alignment.cli import DEFAULT_CONFIG, build_data, load_config, main
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_config_file_and_overrides(tmp_path):
@@ -116,3 +122,93 @@ def test_train_eval_compare_run_directory(tmp_path, capsys):
     assert result["n"] == 3 and len(result["responses_a"]) == 3
     assert result["wins"] + result["ties"] + result["losses"] == 3
     assert 0.0 <= result["lc_win_rate"] <= 1.0
+
+
+# `mixdpo train` in a child process that stops when it is about to load the data (the run
+# directory's lock, where there is one, is held by then), says so on stdout and waits for a line
+# on stdin: a run caught mid-way, with no timing involved.
+_PAUSED_TRAIN = textwrap.dedent(
+    """
+    import sys
+    import alignment.cli as cli
+
+    build_data = cli.build_data
+
+    def paused(config, tokenizer=None):
+        print("paused", flush=True)
+        sys.stdin.readline()
+        return build_data(config, tokenizer)
+
+    cli.build_data = paused
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def _tiny_run(tmp_path: Path, run_dir: Path) -> Path:
+    path = tmp_path / "run.yaml"
+    training = {"max_steps": 1, "save_steps": 1, "per_device_train_batch_size": 4}
+    training.update(disable_tqdm=True, dataloader_pin_memory=False)
+    config = {
+        "run_dir": str(run_dir),
+        "model": "tiny",
+        "data": {"max_train_pairs": 8, "max_eval_pairs": 4},
+        "eval": {"after_train": False},
+        "training": training,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_second_train_on_a_run_directory_fails_at_once_naming_the_holder(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    path = _tiny_run(tmp_path, run_dir)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    stderr = tmp_path / "first.err"  # a file, not a pipe: the child never blocks on writing it
+    with stderr.open("w") as err_file:
+        first = subprocess.Popen(
+            [sys.executable, "-c", _PAUSED_TRAIN, "train", "--config", str(path)],
+            cwd=ROOT, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file,
+        )  # fmt: skip
+    try:
+        line = first.stdout.readline()  # "" if the child died first
+        assert line == "paused\n", stderr.read_text()[-2000:]
+        # The second run stops before it writes anything, naming the directory and the pid.
+        assert main(["train", "--config", str(path)]) == 4  # cli.EXIT_LOCKED
+        err = capsys.readouterr().err
+        assert err.startswith(f"mixdpo: error: run directory {run_dir} is in use by another")
+        assert f"(pid {first.pid} on " in err
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+        from alignment._run_lock import RunDirLock, read_holder
+
+        assert read_holder(run_dir)["pid"] == first.pid
+        # A killed holder leaves no stale lock: the kernel drops it with the process.
+        first.send_signal(signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    assert main(["train", "--config", str(path)]) == 0
+    assert (run_dir / "checkpoints" / "checkpoint-1" / COMPLETE_MARKER).exists()
+    assert read_holder(run_dir)["pid"] == os.getpid()  # the last holder's record stays
+    with RunDirLock(run_dir):  # and the lock was released when the run ended
+        pass
+
+
+def test_the_run_directory_lock_is_exclusive_and_released(tmp_path):
+    from alignment._run_lock import RunDirLock, RunDirLockedError, read_holder
+
+    with RunDirLock(tmp_path) as held:
+        assert held.held and read_holder(tmp_path)["pid"] == os.getpid()
+        # flock is per open file: a second open in this process conflicts too.
+        with pytest.raises(RunDirLockedError, match=rf"pid {os.getpid()} on ") as refused:
+            RunDirLock(tmp_path).acquire()
+        assert refused.value.run_dir == tmp_path and refused.value.holder["pid"] == os.getpid()
+    assert not held.held
+    (tmp_path / ".lock").write_text("")  # a holder that has not written its record yet
+    with RunDirLock(tmp_path):
+        (tmp_path / ".lock").write_text("")
+        with pytest.raises(RunDirLockedError, match="not recorded itself yet"):
+            RunDirLock(tmp_path).acquire()

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,15 +56,64 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return losses
 
 
-def _launch(config_path: Path) -> subprocess.Popen:
+# The killed run: ``alignment.cli train`` with a callback that SIGKILLs its own process inside
+# step ``KILL_AFTER + 1``, after that step's optimiser update and before its logging and
+# checkpoint (the in-memory state is then ahead of everything on disk). It first writes the
+# step to a marker file, so that the parent knows where the kill happened without timing.
+KILLED_CHILD = """
+import os, signal, sys
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+import alignment.trainer
+from alignment.cli import main
+
+config, kill_after, marker = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+
+
+class SigkillInStep(TrainerCallback):
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if state.global_step == kill_after:  # global_step counts the completed steps
+            marker.write_text(str(state.global_step))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+train = alignment.trainer.MixDPOTrainer.train
+
+
+def train_then_die(self, *args, **kwargs):
+    self.add_callback(SigkillInStep())
+    return train(self, *args, **kwargs)
+
+
+alignment.trainer.MixDPOTrainer.train = train_then_die
+sys.exit(main(["train", "--config", config]))
+"""
+KILL_AFTER = 5  # killed in step 6 of 6; the last complete checkpoint is checkpoint-4
+
+
+def _launch(config_path: Path, kill_after: int | None = None, marker: Path | None = None):
+    """``alignment.cli train`` in a subprocess; with ``kill_after``, the self-killing run."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    if kill_after is None:
+        command = ["-m", "alignment.cli", "train", "--config", str(config_path)]
+    else:
+        command = ["-c", KILLED_CHILD, str(config_path), str(kill_after), str(marker)]
     return subprocess.Popen(
-        [sys.executable, "-m", "alignment.cli", "train", "--config", str(config_path)],
+        [sys.executable, *command],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+def _finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    """Exit status and stderr (read while waiting: a full pipe would block the child)."""
+    _, stderr = process.communicate(timeout=timeout)
+    return process.returncode, stderr[-2000:]
 
 
 @pytest.mark.slow
@@ -81,20 +129,19 @@ def test_sigkill_and_resume_reproduce_the_loss_curve(tmp_path):
     run_dir = tmp_path / "killed"
     config_path = tmp_path / "run.yaml"
     config_path.write_text(yaml.safe_dump(_config(run_dir)))
-    process = _launch(config_path)
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        if (run_dir / "logs.jsonl").exists() and max(_losses(run_dir), default=0) >= 5:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    assert process.wait() == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    marker = tmp_path / "killed-after-step"
+    status, stderr = _finish(_launch(config_path, kill_after=KILL_AFTER, marker=marker))
+    assert status == -signal.SIGKILL, stderr
+    assert marker.read_text() == str(KILL_AFTER)
+    # steps 1-5 were logged before the kill, step 6's update ran but was neither logged nor
+    # saved
+    assert sorted(_losses(run_dir)) == list(range(1, KILL_AFTER + 1))
     assert not (run_dir / "final").exists()
     checkpoint = last_complete_checkpoint(run_dir / "checkpoints")
     assert checkpoint is not None and checkpoint.endswith("checkpoint-4")
 
-    resumed = _launch(config_path)
-    assert resumed.wait(timeout=180) == 0, resumed.stderr.read().decode()[-2000:]
+    status, stderr = _finish(_launch(config_path))
+    assert status == 0, stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["resumed_from"].endswith("checkpoint-4")
     losses = _losses(run_dir)

@@ -15,6 +15,8 @@ from alignment.losses.panel import (
     FEATURES_COLUMN,
     GROUP_COLUMN,
     LEVELS_COLUMN,
+    ROW_COLUMN,
+    PanelMemory,
     PanelMixDPOLoss,
     panel_mixdpo_loss,
 )
@@ -148,3 +150,85 @@ def test_missing_columns_and_bad_arguments_are_named():
     batch.strength = None
     with pytest.raises(ValueError, match="ConditionalStrength"):
         PanelMixDPOLoss()(batch)
+
+
+def _pass_in_pieces(loss, strength, margin, group, pieces):
+    """Score ``pieces`` (lists of rows) in turn; the sum of each piece's annotator terms."""
+    total = 0.0
+    for piece in pieces:
+        rows = torch.tensor(piece)
+        batch = _batch(
+            margin[rows].clone().requires_grad_(True),
+            **{GROUP_COLUMN: group[rows], ROW_COLUMN: rows},
+        )
+        batch.strength = strength
+        total = total + loss(batch).sum()
+    return total
+
+
+def test_a_pass_with_memory_adds_up_to_the_full_panel_log_likelihood():
+    # Two annotators, their pairs cut into pieces of 1-3 rows and interleaved over batches.
+    rng = np.random.default_rng(20261201)
+    margin = torch.tensor(rng.normal(0.0, 3.0, size=11))
+    group = torch.tensor([5, 5, 9, 5, 9, 9, 5, 5, 9, 5, 9])
+    pieces = [[0, 2], [1, 4, 5], [3], [8, 6], [7, 9, 10]]
+    strength = ConditionalStrength("gamma", mean=1.3, cv=0.9)
+    loss = get_loss("panel_mixdpo", level="annotator", memory=True)
+    total = _pass_in_pieces(loss, strength, margin, group, pieces)
+    # Each pair carries -L/n_g, so a piece's terms add up to -L_piece (conditional on the past).
+    shape, rate = 1 / 0.81, 1 / 0.81 / 1.3
+    dist = stats.gamma(a=shape, scale=1 / rate)
+    full = sum(_panel_log_likelihood(dist, margin[group == g].numpy()) for g in (5, 9))
+    assert float(total.detach()) == pytest.approx(-full, rel=1e-9)
+    # and its strength gradient is the full panel's
+    strength.zero_grad()
+    total.backward()
+    got = [p.grad.clone() for p in strength.parameters()]
+    strength.zero_grad()
+    whole = panel_mixdpo_loss(margin, group, strength)
+    whole.sum().backward()
+    for g_memory, p in zip(got, strength.parameters(), strict=True):
+        torch.testing.assert_close(g_memory, p.grad, rtol=1e-9, atol=1e-12)
+    # the second pass starts afresh and adds up to the same
+    again = _pass_in_pieces(loss, strength, margin, group, [[9, 10], [0, 1, 2], [3, 4, 5, 6, 7, 8]])
+    assert float(again.detach()) == pytest.approx(-full, rel=1e-9)
+
+
+def test_without_memory_pieces_are_scored_alone_and_evaluation_leaves_the_memory_alone():
+    margin = torch.tensor([2.0, 1.5, -0.5, 3.0])
+    group = torch.tensor([1, 1, 1, 1])
+    strength = ConditionalStrength("gamma", mean=1.0, cv=1.2)
+    pieces = [[0, 1], [2, 3]]
+    composite = _pass_in_pieces(
+        get_loss("panel_mixdpo", level="annotator"), strength, margin, group, pieces
+    )
+    with torch.no_grad():
+        alone = sum(panel_mixdpo_loss(margin[p], group[p], strength).sum() for p in pieces)
+        full = panel_mixdpo_loss(margin, group, strength).sum()
+    assert float(composite) == pytest.approx(float(alone), rel=1e-12)
+    assert abs(float(full) - float(alone)) > 1e-3  # the panel's information across pieces
+    loss = get_loss("panel_mixdpo", level="annotator", memory=True)
+    batch = _batch(margin[:2], **{GROUP_COLUMN: group[:2], ROW_COLUMN: torch.tensor([0, 1])})
+    batch.strength = strength
+    with torch.no_grad():  # evaluation: scored alone, nothing remembered
+        loss(batch)
+    assert len(loss.memory) == 0
+
+
+def test_memory_errors_are_named():
+    with pytest.raises(ValueError, match="memory applies to level='annotator'"):
+        get_loss("panel_mixdpo", level="pair", memory=True)
+    loss = get_loss("panel_mixdpo", level="annotator", memory=True)
+    margin = torch.tensor([1.0, 2.0], requires_grad=True)
+    batch = _batch(margin, **{GROUP_COLUMN: torch.tensor([0, 0])})
+    batch.strength = ConditionalStrength("gamma", mean=1.0, cv=1.0)
+    with pytest.raises(ValueError, match="strength_row"):
+        loss(batch)
+    with pytest.raises(ValueError, match="needs the batch's dataset rows"):
+        panel_mixdpo_loss(
+            margin,
+            torch.tensor([0, 0]),
+            ConditionalStrength("gamma", mean=1.0, cv=1.0),
+            memory=PanelMemory(),
+            rows=torch.tensor([0]),
+        )

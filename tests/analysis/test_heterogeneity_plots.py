@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from matplotlib.collections import LineCollection, PathCollection, PolyCollection
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
@@ -212,11 +212,17 @@ def test_individual_coefficients_and_wtp(tmp_path):
     draws = {"renewable": rng.normal(1.5, 0.4, size=5000), "local": rng.normal(1.0, 0.2, 5000)}
     wtp_figure = plots.plot_willingness_to_pay(draws, price)
     assert len(wtp_figure.axes) == 2
+    ratio = -draws["renewable"] / price
     median_line = wtp_figure.axes[0].get_lines()[0]
-    assert float(median_line.get_xdata()[0]) == pytest.approx(
-        np.median(-draws["renewable"] / price)
-    )
-    assert any(isinstance(c, PolyCollection) or c.get_label() for c in wtp_figure.axes[0].patches)
+    assert float(median_line.get_xdata()[0]) == pytest.approx(np.median(ratio))
+    assert median_line.get_label() == f"median {np.median(ratio):.3g}"
+    # the histogram bars are unlabelled ('_nolegend_'); the one labelled patch is the shaded
+    # 5 %-95 % band, whose label states the interval it spans
+    q05, q95 = np.quantile(ratio, [0.05, 0.95])
+    labelled = [p for p in wtp_figure.axes[0].patches if not p.get_label().startswith("_")]
+    assert [p.get_label() for p in labelled] == [f"5%-95%: [{q05:.3g}, {q95:.3g}]"]
+    assert labelled[0].get_x() == pytest.approx(q05, rel=1e-12)
+    assert labelled[0].get_x() + labelled[0].get_width() == pytest.approx(q95, rel=1e-12)
     with pytest.raises(ValueError, match="nonzero"):
         plots.plot_willingness_to_pay(draws, np.zeros(5000))
     wtp_figure.savefig(tmp_path / "wtp.png", dpi=60)

@@ -19,10 +19,14 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 def _execute(
-    name: str, parameters: dict, tmp_path: Path, timeout: int = 300
+    name: str, parameters: dict, tmp_path: Path, timeout: int = 300, epilogue: str = ""
 ) -> nbformat.NotebookNode:
     """Run a notebook with ``parameters`` injected after its ``parameters`` cell (papermill
-    convention), in ``tmp_path`` as working directory; ``timeout``: seconds per cell."""
+    convention), in ``tmp_path`` as working directory; ``timeout``: seconds per cell.
+
+    ``epilogue``: code run after the last cell, in the notebook's namespace (the tests use it
+    to write the tables behind the notebook's displays). The executed notebook is kept as
+    ``tmp_path / "executed.ipynb"`` for inspection when a check fails."""
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     index = next(
         i
@@ -32,13 +36,18 @@ def _execute(
     source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
     injected = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
     notebook.cells.insert(index + 1, injected)
+    if epilogue:
+        notebook.cells.append(nbformat.v4.new_code_cell(epilogue))
     client = nbclient.NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     )
-    client.execute()
+    try:
+        client.execute()
+    finally:
+        nbformat.write(notebook, tmp_path / "executed.ipynb")
     return notebook
 
 
@@ -51,7 +60,19 @@ def _text_outputs(notebook: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
+def _assert_no_errors(notebook: nbformat.NotebookNode) -> None:
+    """No cell has an error output or printed a traceback (nbclient stops at the first error;
+    a cell that catches an exception and prints its traceback would still run on)."""
+    for index, cell in enumerate(notebook.cells):
+        for output in cell.get("outputs", []):
+            assert output["output_type"] != "error", (index, output.get("ename"))
+            assert "Traceback (most recent call last)" not in output.get("text", ""), index
+
+
 def _assert_pngs(directory: Path, names: list[str]) -> None:
+    """Each figure is a PNG of a drawn plot: more than 16 distinct colours, more than 1 % of
+    its pixels off the background colour, and some coloured (not grey) pixels: every plot here
+    draws its data in colour, while empty axes with their ticks and labels are grey."""
     for name in names:
         path = directory / name
         assert path.is_file(), (
@@ -60,9 +81,15 @@ def _assert_pngs(directory: Path, names: list[str]) -> None:
         with Image.open(path) as image:
             assert image.format == "PNG"
             width, height = image.size
-            pixels = np.asarray(image.convert("L"))
-        assert width > 300 and height > 200
-        assert pixels.std() > 5, f"{name} is blank"
+            rgb = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+        assert width > 300 and height > 200, (name, width, height)
+        assert rgb.std(axis=0).max() > 5, f"{name} is blank"
+        colours, counts = np.unique(rgb, axis=0, return_counts=True)
+        assert len(colours) > 16, f"{name} has only {len(colours)} distinct colours"
+        drawn = 1 - counts.max() / len(rgb)
+        assert drawn > 0.01, f"{name}: only {drawn:.2%} of the pixels differ from the background"
+        chromatic = (rgb.max(axis=1) - rgb.min(axis=1) > 60).mean()
+        assert chromatic > 1e-4, f"{name} has no coloured pixels ({chromatic:.2%})"
 
 
 def test_generated_notebooks_match_the_generator(tmp_path):
@@ -99,6 +126,7 @@ def test_choice_heterogeneity_notebook(tmp_path):
         },
         tmp_path,
     )
+    _assert_no_errors(notebook)
     random = ["cl", "loc", "wk", "tod", "seas"]
     _assert_pngs(
         tmp_path / "figs",
@@ -132,20 +160,52 @@ def test_choice_heterogeneity_notebook(tmp_path):
     assert (comparison["posterior SD"] > 0).all()
 
 
+# Run after the MixDPO notebook's last cell, in its namespace: writes the tables behind its
+# displays and sentences, so that the test checks the numbers and not only that cells ran.
+MIXDPO_EPILOGUE = """
+checked = Path("checked")
+checked.mkdir(exist_ok=True)
+evaluation.to_csv(checked / "evaluation.csv", index=False)
+pd.DataFrame({"run": final["run"].values, "dataset": final["dataset"].values,
+              "mean": final["mean"].values, "cv": final["cv"].values}).to_csv(
+    checked / "strength.csv", index=False)
+gains.subgroups.to_csv(checked / "gains.csv", index=False)
+pd.DataFrame(learned).to_csv(checked / "learned.csv", index=False)
+table.to_csv(checked / "panel_table.csv", index=False)
+pd.concat([p.table.assign(level=p.level) for p in profiles.values()]).to_csv(
+    checked / "profiles.csv", index=False)
+"""
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def _assert_finite(frame: pd.DataFrame, columns: list[str], where: str) -> None:
+    values = frame[columns].to_numpy(dtype=float)
+    assert np.isfinite(values).all(), f"{where}: non-finite values\n{frame[columns]}"
+
+
 @pytest.mark.slow
 def test_mixdpo_heterogeneity_notebook(tmp_path):
+    """Every cell runs without error; each figure is drawn; the tables behind the displays are
+    complete and finite, and the printed sentences are those of the computed numbers."""
+    from analysis.identifiability import LIKELIHOOD_RATIO_THRESHOLD
+    from analysis.margins import MIN_REPLICATES
+
+    steps, eval_pairs, num_boot = 3, 24, 100
     notebook = _execute(
         "mixdpo_heterogeneity.ipynb",
         {
-            "steps": 3,
+            "steps": steps,
             "pairs_per_step": 8,
-            "eval_pairs": 24,
+            "eval_pairs": eval_pairs,
             "posterior_samples": 0,
             # annotator panels: a few steps and short chains (the two-stage fits warn that the
             # chains are short; the numbers are checked for consistency, not accuracy)
             "panel_steps": 4,
             "panel_samples": 20,
-            "num_boot": 100,
+            "num_boot": num_boot,
             "figure_dir": "figs",
             "run_root": "runs",
         },
@@ -153,7 +213,9 @@ def test_mixdpo_heterogeneity_notebook(tmp_path):
         # the panel cell runs three NUTS fits, each with its own JAX compilation: minutes on
         # a loaded 2-core CPU
         timeout=1800,
+        epilogue=MIXDPO_EPILOGUE,
     )
+    _assert_no_errors(notebook)
     _assert_pngs(
         tmp_path / "figs",
         [
@@ -170,15 +232,109 @@ def test_mixdpo_heterogeneity_notebook(tmp_path):
         ],
     )
     text = _text_outputs(notebook)
-    assert re.search(r"Most decisive: \w+, mean strength [\d.e+-]+ \[[\d.e+-]+, [\d.e+-]+\]", text)
-    # the pair-level profile is flat, the panel one is not (free gaps, shipped panels)
-    assert "pair level, free gaps: With a free reward gap per pair, the pair-level" in text
-    assert "varies by only" in text.split("annotator level, free gaps:")[0]
-    assert "the data identify the strength spread" in text.split("annotator level, free gaps:")[1]
-    for method in ("dpo", "mixdpo-gamma", "mixdpo-lognormal"):
-        for kind in ("heterogeneous", "homogeneous"):
+    checked = tmp_path / "checked"
+    kinds = ["heterogeneous", "homogeneous"]
+    methods = ["dpo", "mixdpo-gamma", "mixdpo-lognormal"]
+    mixdpo = [m for m in methods if m != "dpo"]
+
+    # training: every method on both sets, scored on the same eval_pairs held-out pairs, and
+    # each trained policy's margins moved away from the reference model's
+    evaluation = _read(checked / "evaluation.csv")
+    counts = evaluation.groupby(["dataset", "method"]).size()
+    assert counts.to_dict() == {(k, m): eval_pairs for k in kinds for m in methods}
+    numbers = ["margin", "reference_margin", "gain_over_reference"]
+    _assert_finite(evaluation, numbers, "evaluation")
+    np.testing.assert_allclose(
+        evaluation["gain_over_reference"],
+        evaluation["margin"] - evaluation["reference_margin"],
+        rtol=1e-9,
+        atol=1e-9,
+    )
+    moved = evaluation.groupby(["dataset", "method"])["gain_over_reference"].apply(
+        lambda gain: bool((gain.abs() > 0).any())
+    )
+    assert moved.all(), moved
+    # each run logged a finite loss at every step, the MixDPO runs a finite strength CV
+    strength = _read(checked / "strength.csv").set_index("run")
+    assert sorted(strength.index) == sorted(f"{m}-{k}" for m in mixdpo for k in kinds)
+    _assert_finite(strength, ["mean", "cv"], "learned strength")
+    assert (strength[["mean", "cv"]] > 0).all().all(), strength
+    for method in methods:
+        for kind in kinds:
             state = json.loads(
                 (tmp_path / "runs" / f"{method}-{kind}" / "trainer_state.json").read_text()
             )
-            assert state["global_step"] == 3
-    assert "Subgroup posterior skipped" in _text_outputs(notebook)
+            assert state["global_step"] == steps
+            logged = {r["step"]: r for r in state["log_history"] if "loss" in r}
+            assert sorted(logged) == list(range(1, steps + 1)), (method, kind)
+            assert all(np.isfinite(r["loss"]) for r in logged.values()), (method, kind)
+            if method != "dpo":  # the table of final strengths is the last logged one
+                assert logged[steps]["strength/cv"] == pytest.approx(
+                    strength.loc[f"{method}-{kind}", "cv"], rel=1e-9
+                )
+    # gains over DPO per MixDPO method and subgroup: a finite estimate inside a finite interval,
+    # except where fewer than MIN_REPLICATES bootstrap replicates contain the (small) subgroup:
+    # there the interval is NaN by design and the notebook shows the warning naming it
+    gains = _read(checked / "gains.csv")
+    assert set(gains["method"]) == set(mixdpo)
+    assert gains.groupby("method").size().nunique() == 1
+    _assert_finite(gains, ["gain"], "gains over DPO")
+    sparse = gains["replicates_used"] < MIN_REPLICATES
+    full = gains[~sparse]
+    _assert_finite(full, ["ci_low", "ci_high"], "gains over DPO")
+    assert ((full["ci_low"] <= full["gain"]) & (full["gain"] <= full["ci_high"])).all()
+    assert gains.loc[sparse, "small"].all(), gains
+    assert gains.loc[sparse, ["ci_low", "ci_high"]].isna().all().all()
+    for row in gains[sparse].itertuples():
+        warning = (
+            f"method '{row.method}' over 'dpo', attribute 'subgroup': subgroup '{row.subgroup}' "
+            f"is absent from {num_boot - row.replicates_used} of {num_boot} cluster-bootstrap"
+        )
+        assert warning in text, warning
+    assert "Subgroup posterior skipped" in text
+
+    # annotator panels: the learned per-subgroup strengths of both sets are finite and positive
+    learned = _read(checked / "learned.csv")
+    assert sorted(zip(learned["set"], learned["subgroup"], strict=True)) == sorted(
+        (k, g) for k in kinds for g in ("decisive", "moderate", "uncertain")
+    )
+    learned_numbers = ["learned mean", "learned CV", "population CV"]
+    _assert_finite(learned, learned_numbers, "learned panel strengths")
+    assert (learned[learned_numbers] > 0).all().all(), learned
+    # two-stage table: finite, each mean inside its interval, and the printed "most decisive"
+    # subgroup is the table's largest mean strength, with its numbers
+    panel = _read(checked / "panel_table.csv")
+    assert sorted(panel["subgroup"]) == ["decisive", "moderate", "uncertain"]
+    panel_numbers = [
+        "mean_strength",
+        "mean_strength_low",
+        "mean_strength_high",
+        "relative_strength",
+        "true_mean",
+        "control_mean",
+        "policy_relative",
+    ]
+    _assert_finite(panel, panel_numbers, "two-stage table")
+    assert (panel["mean_strength_low"] <= panel["mean_strength"]).all()
+    assert (panel["mean_strength"] <= panel["mean_strength_high"]).all()
+    top = panel.loc[panel["mean_strength"].idxmax()]
+    sentence = re.search(
+        r"Most decisive: (\w+), mean strength ([\d.e+-]+) \[([\d.e+-]+), ([\d.e+-]+)\]", text
+    )
+    assert sentence is not None
+    assert sentence.groups() == (
+        top["subgroup"],
+        f"{top['mean_strength']:.3g}",
+        f"{top['mean_strength_low']:.3g}",
+        f"{top['mean_strength_high']:.3g}",
+    )
+    # the CV profiles: flat at pair level, curved with panels, as the sentences say
+    profiles = _read(checked / "profiles.csv")
+    _assert_finite(profiles, ["cv", "profile_loglik"], "CV profiles")
+    ranges = profiles.groupby("level")["profile_loglik"].agg(lambda v: v.max() - v.min())
+    assert ranges["pair"] < LIKELIHOOD_RATIO_THRESHOLD <= ranges["annotator"], ranges
+    pair_text, annotator_text = text.split("annotator level, free gaps:")
+    assert "pair level, free gaps: With a free reward gap per pair, the pair-level" in pair_text
+    assert f"varies by only {ranges['pair']:.3g} nats" in pair_text
+    assert f"varies by {ranges['annotator']:.3g} nats" in annotator_text
+    assert "the data identify the strength spread" in annotator_text

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.margins import (
+    SparseBootstrapWarning,
     bootstrap_group_means,
     micro_macro_margins,
     subgroup_gains,
@@ -252,3 +253,148 @@ def test_bad_input_names_the_problem():
     assert renamed.interval == 0.8
     with pytest.warns(DeprecationWarning, match="SubgroupMargins.confidence is deprecated"):
         assert renamed.confidence == 0.8
+
+
+# --- cluster bootstrap with a subgroup that some replicates miss (issue 14, item 12) ---------
+# Seed 20261201 is not used by any other test here (the fix was written against it and
+# checked on the other seeds of the tests below).
+_SPARSE_SEED = 20261201
+
+
+def _sparse_clusters(seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """40 annotators (rows sorted by annotator, so cluster code == annotator id), 8 pairs each;
+    subgroup ``rare`` has 3 randomly chosen annotators, ``a`` 20 and ``b`` 17. Two methods on
+    the same pairs: ``mix`` = ``dpo`` + 0.8 on ``rare`` + noise."""
+    rng = np.random.default_rng(seed)
+    rare = np.sort(rng.choice(40, size=3, replace=False))
+    others = rng.permutation(np.setdiff1d(np.arange(40), rare))
+    group = np.empty(40, dtype=object)
+    group[rare], group[others[:20]], group[others[20:]] = "rare", "a", "b"
+    annotator = np.repeat(np.arange(40), 8)
+    base = rng.normal(scale=0.8, size=40)[annotator] + rng.normal(size=annotator.size)
+    lift = 0.8 * (group[annotator] == "rare") + rng.normal(scale=0.1, size=annotator.size)
+    frames = [
+        pd.DataFrame(
+            {
+                "pair": np.arange(annotator.size),
+                "annotator_id": annotator,
+                "method": name,
+                "group": group[annotator],
+                "margin": margin,
+            }
+        )
+        for name, margin in (("dpo", base), ("mix", base + lift))
+    ]
+    return pd.concat(frames, ignore_index=True), rare
+
+
+def _independent_multiplicities(seed: int, num_boot: int, num_clusters: int = 40) -> np.ndarray:
+    """The cluster bootstrap's resampling, redrawn here: ``(B, C)`` times each cluster is drawn."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(num_clusters, np.full(num_clusters, 1 / num_clusters), size=num_boot)
+
+
+def test_cluster_bootstrap_conditions_on_a_rarely_missing_subgroup():
+    evaluation, rare = _sparse_clusters(_SPARSE_SEED)
+    dpo = evaluation[evaluation["method"] == "dpo"].drop(columns="method")
+    result = subgroup_margins(dpo, "group", cluster="annotator_id", num_boot=2000, seed=7)
+    sub = result.subgroups.set_index("subgroup")
+    # before the fix: 'rare' is absent from ~4 % of the replicates and its interval was NaN
+    assert np.isfinite(sub[["ci_low", "ci_high"]].to_numpy()).all()
+    assert (sub["ci_low"] <= sub["mean"]).all() and (sub["mean"] <= sub["ci_high"]).all()
+    draws = _independent_multiplicities(7, 2000)
+    observed = draws[:, rare].sum(axis=1) > 0
+    assert int(sub.loc["rare", "replicates_missing"]) == int((~observed).sum())
+    assert int(sub.loc["rare", "replicates_used"]) == int(observed.sum())
+    # (37/40)^40 = 4.4 % of 2000 = 89 expected misses, SD 9
+    assert 50 <= int(sub.loc["rare", "replicates_missing"]) <= 130
+    assert (sub.loc[["a", "b"], "replicates_missing"] == 0).all()
+    # the interval is the percentile interval of the replicates that observe 'rare'
+    sums = dpo.groupby("annotator_id")["margin"].sum().to_numpy()
+    counts = dpo.groupby("annotator_id")["margin"].size().to_numpy()
+    weights = draws[observed][:, rare]
+    rare_means = (weights @ sums[rare]) / (weights @ counts[rare])
+    np.testing.assert_allclose(
+        sub.loc["rare", ["ci_low", "ci_high"]].to_numpy(float),
+        np.quantile(rare_means, [0.025, 0.975]),
+        rtol=1e-12,
+    )
+    macro = result.overall.set_index("kind").loc["macro"]
+    assert np.isfinite([macro["ci_low"], macro["ci_high"]]).all()
+    assert macro["ci_low"] <= macro["mean"] <= macro["ci_high"]
+    group_of = dpo.groupby("annotator_id")["group"].first().to_numpy()
+    every = np.all([draws[:, group_of == g].sum(axis=1) > 0 for g in ("a", "b", "rare")], axis=0)
+    assert int(macro["replicates_used"]) == int(every.sum())
+    assert int(macro["replicates_missing"]) == 2000 - int(every.sum())
+    micro = result.overall.set_index("kind").loc["micro"]
+    assert int(micro["replicates_missing"]) == 0
+
+
+def test_cluster_bootstrap_gain_of_a_small_subgroup_is_finite_and_significant():
+    evaluation, rare = _sparse_clusters(_SPARSE_SEED)
+    gains = subgroup_gains(
+        evaluation, "group", baseline="dpo", pair_id="pair", cluster="annotator_id", seed=11
+    )
+    sub = gains.subgroups.set_index("subgroup")
+    observed = _independent_multiplicities(11, 2000)[:, rare].sum(axis=1) > 0
+    assert int(sub.loc["rare", "replicates_missing"]) == int((~observed).sum()) > 0
+    # before the fix the NaN interval made the simulated +0.8 gain "not significant"
+    assert sub.loc["rare", "ci_low"] <= sub.loc["rare", "gain"] <= sub.loc["rare", "ci_high"]
+    assert bool(sub.loc["rare", "significant"]) and sub.loc["rare", "ci_low"] > 0.5
+    macro = gains.overall.set_index("kind").loc["macro"]
+    assert np.isfinite([macro["ci_low"], macro["ci_high"]]).all()
+    assert bool(macro["significant"])  # mean of (0, 0, 0.8) = 0.27 with ~0.02 noise
+    # unpaired: a replicate counts when both independently resampled arms observe the group
+    unpaired = subgroup_gains(
+        evaluation, "group", baseline="dpo", cluster="annotator_id", num_boot=1000, seed=3
+    )
+    row = unpaired.subgroups.set_index("subgroup").loc["rare"]
+    both = _independent_multiplicities(3, 2000)
+    seen = [both[:1000, rare].sum(axis=1) > 0, both[1000:, rare].sum(axis=1) > 0]
+    assert int(row["replicates_used"]) == int((seen[0] & seen[1]).sum())
+    assert np.isfinite([row["ci_low"], row["ci_high"]]).all()
+
+
+def test_cluster_bootstrap_warns_naming_a_subgroup_left_with_too_few_replicates():
+    rng = np.random.default_rng(_SPARSE_SEED + 1)
+    annotator = np.repeat(np.arange(40), 5)
+    frame = pd.DataFrame(
+        {
+            "annotator_id": annotator,
+            "group": np.where(annotator == 17, "alone", "crowd"),
+            "margin": rng.normal(size=annotator.size),
+        }
+    )
+    # one annotator of 40 is missed by (39/40)^40 = 36 % of the replicates: ~64 of 100 are left
+    with pytest.warns(Warning) as caught:
+        result = subgroup_margins(frame, "group", cluster="annotator_id", num_boot=100, seed=2)
+    messages = [str(w.message) for w in caught]
+    sub = result.subgroups.set_index("subgroup")
+    missing = int(sub.loc["alone", "replicates_missing"])
+    observed = _independent_multiplicities(2, 100)[:, 17] > 0
+    assert missing == int((~observed).sum())
+    assert 100 - missing < 100
+    assert any(
+        f"subgroup 'alone' is absent from {missing} of 100" in m
+        and f"the {100 - missing} left" in m
+        for m in messages
+    ), messages
+    assert any("macro interval is NaN" in m and "'alone'" in m for m in messages), messages
+    assert any("single 'annotator_id' cluster" in m for m in messages), messages
+    assert all(issubclass(w.category, SparseBootstrapWarning) for w in caught)
+    # the NaN is reported, not silent: only the starved intervals are NaN
+    assert np.isnan(sub.loc["alone", ["ci_low", "ci_high"]].to_numpy(float)).all()
+    assert np.isfinite(sub.loc["crowd", ["ci_low", "ci_high"]].to_numpy(float)).all()
+    assert int(sub.loc["crowd", "replicates_missing"]) == 0
+    # with enough replicates the same data warns only about the single cluster
+    with pytest.warns(SparseBootstrapWarning, match="single") as caught:
+        enough = subgroup_margins(frame, "group", cluster="annotator_id", num_boot=1000, seed=2)
+    assert len(caught) == 1
+    assert np.isfinite(enough.subgroups[["ci_low", "ci_high"]].to_numpy(float)).all()
+
+
+def test_pair_bootstrap_never_misses_a_subgroup():
+    result = subgroup_margins(_toy(), ["age", "gender"], num_boot=200, min_count=2)
+    assert (result.subgroups["replicates_missing"] == 0).all()
+    assert (result.subgroups["replicates_used"] == 200).all()
+    assert (result.overall["replicates_used"] == 200).all()

@@ -224,3 +224,58 @@ def test_generic_jax_strength_is_a_pytree_with_gradients():
     up = mj.logit_marginal("lognormal", jnp.array([0.5, -2.0]), {"loc": -1.0 + eps, "scale": 0.5})
     down = mj.logit_marginal("lognormal", jnp.array([0.5, -2.0]), {"loc": -1.0 - eps, "scale": 0.5})
     assert float(grad.loc) == pytest.approx(float((up - down).sum() / (2 * eps)), rel=1e-3)
+
+
+def test_check_values_names_parameter_index_and_value_and_skips_traced_values():
+    """The value check behind the public marginal functions: NaN, inf and values <= 0 of a
+    positive parameter are refused with the parameter, the first bad index and the value; the
+    LogNormal scale may be 0 (the point mass); unknown (traced) values are skipped."""
+    from mixlogit.families import GAMMA, LOGNORMAL
+    from mixlogit.jax.marginals import FRONT_END as JAX_FRONT
+    from mixlogit.torch.marginals import FRONT_END as TORCH_FRONT
+
+    def torch64(x):
+        return torch.tensor(x, dtype=torch.float64)
+
+    for front, array in ((TORCH_FRONT, torch64), (JAX_FRONT, jnp.asarray)):
+        concrete = front.concrete
+        with pytest.raises(
+            ValueError, match=r"gamma parameter shape must be positive and finite, got -1\.0"
+        ):
+            GAMMA.check_values({"shape": array(-1.0), "rate": array(1.0)}, concrete)
+        with pytest.raises(
+            ValueError, match=r"gamma parameter rate\[1\] must be positive .*got 0\.0"
+        ):
+            GAMMA.check_values({"shape": array(2.0), "rate": array([1.0, 0.0])}, concrete)
+        with pytest.raises(
+            ValueError, match=r"lognormal parameter loc\[0, 1\] must be finite, got nan"
+        ):
+            LOGNORMAL.check_values({"loc": array([[0.0, np.nan]]), "scale": array(0.5)}, concrete)
+        with pytest.raises(ValueError, match=r"scale must be non-negative and finite, got -0\.5"):
+            LOGNORMAL.check_values({"loc": array(0.0), "scale": array(-0.5)}, concrete)
+        LOGNORMAL.check_values({"loc": array(0.0), "scale": array([0.0, 1.0])}, concrete)
+        GAMMA.check_values({"shape": array(2.0), "rate": array([1.0, 1e-300])}, concrete)
+
+    def traced(shape):
+        GAMMA.check_values({"shape": shape, "rate": jnp.asarray(1.0)}, JAX_FRONT.concrete)
+        return shape
+
+    assert float(jax.jit(traced)(jnp.asarray(-1.0))) == -1.0  # not forced under jit
+
+
+@pytest.mark.parametrize("lib", [mt, mj])
+def test_public_marginal_functions_refuse_invalid_parameters(lib):
+    """gamma_logit_marginal(1, shape=-1, rate=1) returned a number (-1.39) for a distribution
+    that does not exist, and rate 0 returned -0.0; they must raise, naming the parameter."""
+    for shape, rate, name in ((-1.0, 1.0, "shape"), (2.0, 0.0, "rate"), (np.nan, 1.0, "shape")):
+        try:
+            lib.gamma_logit_marginal(1.0, shape, rate)
+        except ValueError as error:
+            assert f"gamma parameter {name}" in str(error)
+        else:
+            raise AssertionError(f"gamma_logit_marginal accepted {name} = {shape, rate}")
+    for scale in (-0.5, np.inf):
+        with pytest.raises(ValueError, match="lognormal parameter scale"):
+            lib.lognormal_logit_marginal(1.0, 0.0, scale)
+    # scale = 0 (the point mass) is allowed
+    assert np.isfinite(float(lib.lognormal_logit_marginal(1.0, 0.0, 0.0)))

@@ -133,3 +133,22 @@ def test_naive_truncated_series_is_wrong_near_zero_but_ours_is_exact():
     exact = float(torch.exp(gamma_torch(torch.tensor(d, dtype=torch.float64), k, rate)))
     assert abs(naive_p - 0.500005) > 0.4  # the truncation is badly off (about 0.99)
     assert exact == pytest.approx(0.5 + k / rate * d / 4, rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_infinite_margins_have_their_limits_and_zero_gradients(backend):
+    """d = +inf gives log P = 0 exactly (all its derivatives 0), d = -inf gives -inf; the
+    gradients are 0 at both, as for the LogNormal. Before the fix the rate derivative was NaN
+    at both (inf / rate^2 times a zero)."""
+    d = np.array([np.inf, -np.inf, np.inf, -np.inf])
+    shape, rate = np.array([2.0, 2.0, 0.3, 50.0]), np.array([16.7, 16.7, 1e-3, 1e3])
+    if backend == "torch":
+        args = [torch.tensor(x, requires_grad=True) for x in (d, shape, rate)]
+        out = gamma_torch(*args)
+        out.sum().backward()
+        value, grads = out.detach().numpy(), [a.grad.numpy() for a in args]
+    else:
+        f = jax.vmap(jax.value_and_grad(lambda *a: gamma_jax(*a), argnums=(0, 1, 2)))
+        value, grads = f(*(jnp.asarray(x) for x in (d, shape, rate)))
+    np.testing.assert_array_equal(np.asarray(value), [0.0, -np.inf, 0.0, -np.inf])
+    np.testing.assert_array_equal(np.concatenate([np.asarray(g) for g in grads]), 0.0)

@@ -318,8 +318,14 @@ def test_bayesian_methods_dispatch_to_mixlogit_bayes(monkeypatch):
     # the options both routes share are forwarded (num_draws only when given)
     forwarded = {"num_steps": 3, "seed": 0, "progress": False}
     assert calls == {"model": model, "data": "data", "method": "svi", "kwargs": forwarded}
-    model.fit("data", method="nuts", num_draws=64, num_nodes=12, seed=5)
-    assert calls["kwargs"] == {"num_draws": 64, "num_nodes": 12, "seed": 5, "progress": False}
+    model.fit("data", method="svi", num_draws=64, integrate="quadrature", num_nodes=12, seed=5)
+    assert calls["kwargs"] == {
+        "num_draws": 64,
+        "integrate": "quadrature",
+        "num_nodes": 12,
+        "seed": 5,
+        "progress": False,
+    }
     assert model.variables == ("x1",) and model.coefficients[0].distribution == "normal"
 
 
@@ -341,10 +347,14 @@ def test_electricity_600_and_1500_halton_draws_match_xlogit():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         results = model.fit(data, num_draws=600)
-    # xlogit 0.2.7 (600 Halton draws, same points as ours): LL -3888.465 at the estimates below.
-    # Our likelihood reproduces that value at xlogit's estimates; from MNL starting values BFGS
-    # finds a slightly higher local maximum (sd.seas < 0; the Halton-simulated likelihood is not
-    # symmetric in the sign of an sd), so we check that we are not worse than xlogit.
+    # xlogit 0.2.7 (600 Halton draws, same points as ours): LL -3888.465 at the estimates below,
+    # and our likelihood reproduces that value there. Our maximum and that value are the same
+    # simulated function (same draws, both in float64), so "not worse than xlogit" is checked
+    # up to rounding: 1e-6 nats, far above float64 error in the sum over 361 people. (The
+    # Halton-simulated likelihood is not symmetric in the sign of an sd and has a second,
+    # higher local maximum, LL -3887.349 with sd.seas < 0, at the estimates recorded in
+    # benchmarks/results/electricity.json; which of the two BFGS reaches from the MNL start is
+    # not what this test checks.)
     xlogit = np.array(
         [
             -0.99721,
@@ -365,7 +375,8 @@ def test_electricity_600_and_1500_halton_draws_match_xlogit():
     with x64():
         at_xlogit = float(problem.loglik(jnp.asarray(xlogit), problem.data))
     assert at_xlogit == pytest.approx(-3888.465, abs=2e-3)
-    assert results.loglik > -3888.4 - 1.0
+    print(f"LL at our maximum {results.loglik:.9f}, at xlogit's estimates {at_xlogit:.9f}")
+    assert results.loglik >= at_xlogit - 1e-6
     xlogit_means = {
         "pf": -0.9972,
         "cl": -0.2197,
