@@ -46,23 +46,21 @@ any run; the same annotators in both sets) with all their 15 training pairs: ``1
 an idle 2-core CPU. The saved results were measured with the machine shared by several other
 jobs (load average 11-27 on 2 cores; a 4-pair training step took 42-46 s, against 1.8 s
 with the reference forward in ``bench_mixdpo``'s adaptive runs on an idle machine),
-so they use 6 annotators (90 labels, 24 steps of at most 4 per run) and a 4-pair ratio batch over 5 rounds,
-last blocks only: a feasibility run of the pipeline, far too short for the strength to settle,
-not evidence either way about CV recovery (``bench_panel_training`` is the tiny-model test).
+so the first saved comparison used 6 annotators (90 labels, 24 steps): a feasibility run. The
+saved comparison now (``benchmarks/results/panel_smollm2.json``, 2026-12-01, with the panel
+memory, ``MixDPOConfig.strength_panel_memory``) used 24 annotators (360 labels, 90-96 steps per
+run) on an otherwise idle machine, about 1.2 s per step, 806 s in all; the step-time ratio is the
+earlier ``panel_smollm2_ratio.json`` (``--skip-ratio`` here).
 The reference model's log-probabilities do not change during training, so they are computed
 once per distinct (prompt, response) with the base model (the trainer's own precompute path)
 and passed to every run as the ``ref_chosen_logps`` / ``ref_rejected_logps`` columns; each
 training step then runs only the policy.
 
-Run (the saved results, which are partial: stopped for a deadline after the ``annotator`` and
-``annotator+subgroup`` runs, see their ``note``): two processes, ``.venv/bin/python -m
-benchmarks.bench_panel_smollm2 --annotators 6 --ratio-settings last --ratio-pairs 4
---ratio-rounds 5 --log-every 5 --out A.json`` and ``... --annotators 6 --skip-ratio --runs
-annotator+subgroup pair --log-every 5 --out B.json``, merged by ``... --table-from A.json
-B.json --out benchmarks/results/panel_smollm2.json``. The full benchmark is the first command
-without ``--out`` (and without ``--annotators 6`` for the default size). ``--quick`` is a smoke
-test (3 annotators, 2 rounds, 4 pairs per ratio batch, max length 64; writes
-``panel_smollm2-quick.json``). A table is printed at the end.
+Run: ``python -m benchmarks.bench_panel_smollm2 --annotators 24 --skip-ratio`` (the saved
+comparison); without ``--skip-ratio`` it also measures the step-time ratio; ``--runs`` for fewer
+configurations, ``--out A.json`` and ``--table-from A.json B.json`` to merge runs made in parallel
+processes. ``--quick`` is a smoke test (3 annotators, 2 rounds, 4 pairs per ratio batch, max
+length 64; writes ``panel_smollm2-quick.json``). A table is printed at the end.
 """
 
 from __future__ import annotations

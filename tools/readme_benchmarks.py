@@ -415,6 +415,31 @@ def _two_stage(r: Results) -> Row:
     )
 
 
+def _panel_smollm2(r: Results) -> Row:
+    comparison = r("panel_smollm2", "comparison")
+    runs = comparison["runs"]
+    labels = comparison["labels"]["heterogeneous"]
+    steps = runs["annotator"]["heterogeneous"]["steps"]
+
+    def ratio(name: str) -> str:
+        run = runs[name]
+        return (
+            f"{run['cv_ratio']:.2f} ({run['heterogeneous']['cv']:.3f} / "
+            f"{run['homogeneous']['cv']:.3f})"
+        )
+
+    subgroup = runs["annotator+subgroup"]
+    order = "right" if subgroup["order_correct"] else "wrong"
+    return (
+        f"The same on SmolLM2-135M (one pass, last 2 blocks trained, "
+        f"{len(comparison['annotators'])} annotators, {labels} labels, {steps} steps per run)",
+        f"CV heterogeneous / control: annotator level {ratio('annotator')}; pair level (paper) "
+        f"{ratio('pair')}; pair level in (log mean, log CV) {ratio('pair/mean_cv')}; subgroup "
+        f"order with covariates {order} ({' > '.join(subgroup['learned_order'])})",
+        "`python -m benchmarks.bench_panel_smollm2 --annotators 24 --skip-ratio`",
+    )
+
+
 def _panel_step_time(r: Results) -> Row:
     ratio = r("panel_smollm2_ratio", "ratio")
     load = r("panel_smollm2_ratio", "machine/load_avg_start")[0]
@@ -457,6 +482,7 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _panel_training,
     _identifiability,
     _two_stage,
+    _panel_smollm2,
     _panel_step_time,
 )
 
