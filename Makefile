@@ -6,9 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+# Two pytest workers for the 2 cores (pytest-xdist), each test file on one worker so that its
+# module fixtures are built once, one BLAS/torch thread per worker. `PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test test-all lint typecheck format docs bench clean
+.PHONY: demo test test-slow test-all lint typecheck format docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +54,10 @@ format: $(VENV)/.installed-dev
 # tens of minutes on 2 cores); `make test-all` runs them too.
 test: lint typecheck
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The slow tests alone (CI runs them after `make test`).
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-all: lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""An exclusive lock on a run directory: one ``mixdpo train`` at a time per ``run_dir``.
+"""An exclusive lock on a run directory: one ``mixdpo`` command at a time per ``run_dir``.
 
 The lock is ``fcntl.flock(LOCK_EX | LOCK_NB)`` on ``<run_dir>/.lock``, held for as long as the
 lock's file descriptor is open. The kernel drops it when the holding process exits, however it
@@ -38,15 +38,27 @@ class RunDirLockedError(RuntimeError):
         self.holder = holder
         if holder and "pid" in holder:
             who = f"pid {holder['pid']} on {holder.get('host', 'an unknown host')}"
+            command = _mixdpo_command(holder.get("argv"))
+            if command:
+                who = f"`mixdpo {command}`, " + who
             if "started" in holder:
                 who += f", started {holder['started']}"
         else:
             who = "a process that has not recorded itself yet"  # it locked, not yet written
         super().__init__(
-            f"run directory {self.run_dir} is in use by another `mixdpo train` ({who}; "
+            f"run directory {self.run_dir} is in use by another mixdpo process ({who}; "
             f"lock file {self.run_dir / LOCK_NAME}). Wait for that run to finish or stop it, "
             "or train in another run_dir (--set run_dir=...)."
         )
+
+
+def _mixdpo_command(argv: Any) -> str | None:
+    """The subcommand (train, eval, compare) in a holder's recorded command line, if any."""
+    if isinstance(argv, list):
+        for word in argv[1:]:
+            if word in ("train", "eval", "compare"):
+                return word
+    return None
 
 
 def read_holder(run_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -14,10 +14,10 @@ resolved config), ``logs.jsonl`` (one record per logging step), ``checkpoints/ch
 ``eval_metrics.json`` and ``compare.json``. ``train`` resumes from the last complete checkpoint
 by default (``resume: auto``); a non-finite loss stops it with exit code 3.
 
-One ``train`` per run directory: it holds an exclusive lock on ``run_dir/.lock`` (``flock``,
-released by the kernel when the process exits, even by SIGKILL; the file records the holder's
-pid, host and start time), and a second ``train`` on the same directory stops at once with exit
-code 4, naming the directory and the holder's pid.
+One command per run directory: ``train``, ``eval`` and ``compare`` each hold an exclusive lock
+on ``run_dir/.lock`` (``flock``, released by the kernel when the process exits, even by SIGKILL;
+the file records the holder's command, pid, host and start time), and a second command on the
+same directory stops at once with exit code 4, naming the directory and the holder.
 
 Resuming with a changed config: each checkpoint holds a copy of the config that wrote it
 (``mixdpo-config.yaml``), and a resume compares the new config with it. A resume restores the
@@ -46,11 +46,12 @@ or a section given a scalar stops the command with one ``mixdpo: error:`` line (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ from alignment._resume import (
     resume_config_changes,
 )
 from alignment._run_lock import RunDirLockedError
+from alignment.data import DEFAULT_MAX_LENGTH
 from alignment.run_config import (
     DEFAULT_CONFIG,
     load_config,
@@ -100,7 +102,7 @@ def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any,
 
     data = config["data"]
     name = data["name"]
-    limit = config["training"].get("max_prompt_length", 64) if data["drop_long_prompts"] else None
+    limit = config["training"].get("max_prompt_length") if data["drop_long_prompts"] else None
     common = {
         "test_fraction": data["test_fraction"],
         "seed": data["seed"],
@@ -243,16 +245,28 @@ def run_train(config: dict[str, Any], *, allow_config_change: bool = False) -> d
     ``allow_config_change``, which warns and records the changes in ``resume-<step>.yaml``
     (``config.yaml`` is written only by a run that starts afresh, or where it is missing).
     """
+    run_dir = Path(config["run_dir"])
+    with _run_dir_lock(run_dir):
+        return _train_locked(config, run_dir, allow_config_change)
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (created with the directory) for one command.
+
+    ``train`` writes checkpoints and ``final``; ``eval`` and ``compare`` read ``final`` and
+    write their results beside it, so each command takes the lock and none runs on a
+    directory another is using. Only the main process (``RANK`` 0) locks: the other ranks
+    of the same launch share its directory.
+    """
     from alignment._run_lock import RunDirLock
 
-    run_dir = Path(config["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
-    # Only the main process locks: the other ranks of the same launch share its directory.
     lock = RunDirLock(run_dir) if int(os.environ.get("RANK", "0")) == 0 else None
     if lock is not None:
         lock.acquire()
     try:
-        return _train_locked(config, run_dir, allow_config_change)
+        yield
     finally:
         if lock is not None:
             lock.release()
@@ -337,10 +351,16 @@ def _train_locked(
 
 
 def run_eval(config: dict[str, Any]) -> dict[str, Any]:
-    """Held-out margins of a saved model (``eval.checkpoint`` or ``run_dir/final``)."""
+    """Held-out margins of a saved model (``eval.checkpoint`` or ``run_dir/final``); holds
+    ``run_dir/.lock`` (a ``train`` in progress there refuses it)."""
+    run_dir = Path(config["run_dir"])
+    with _run_dir_lock(run_dir):
+        return _eval_locked(config, run_dir)
+
+
+def _eval_locked(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from alignment.evaluation import evaluate_margins, summarize_margins
 
-    run_dir = Path(config["run_dir"])
     model, tokenizer = _load_saved(config["eval"]["checkpoint"] or run_dir / "final")
     _, test, _ = build_data(config)
     if len(test) == 0:
@@ -352,8 +372,8 @@ def run_eval(config: dict[str, Any]) -> dict[str, Any]:
         tokenizer,
         by=columns,
         batch_size=config["eval"]["batch_size"],
-        max_length=config["training"].get("max_length", 128),
-        max_prompt_length=config["training"].get("max_prompt_length", 64),
+        max_length=config["training"].get("max_length", DEFAULT_MAX_LENGTH),
+        max_prompt_length=config["training"].get("max_prompt_length"),
         output_path=run_dir / "margins.csv",
     )
     summary = summarize_margins(frame, columns)
@@ -379,13 +399,19 @@ def _judge(spec: str) -> Any:
 
 
 def run_compare(config: dict[str, Any]) -> dict[str, Any]:
-    """Win rate of ``compare.model_a`` (default ``run_dir/final``) over ``compare.model_b``."""
+    """Win rate of ``compare.model_a`` (default ``run_dir/final``) over ``compare.model_b``;
+    holds ``run_dir/.lock`` as :func:`run_eval` does."""
+    run_dir = Path(config["run_dir"])
+    if not config["compare"]["model_b"]:
+        raise ValueError("compare.model_b is required (a saved model directory)")
+    with _run_dir_lock(run_dir):
+        return _compare_locked(config, run_dir)
+
+
+def _compare_locked(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from alignment.evaluation import compare_models
 
-    run_dir = Path(config["run_dir"])
     options = config["compare"]
-    if not options["model_b"]:
-        raise ValueError("compare.model_b is required (a saved model directory)")
     model_a, tokenizer = _load_saved(options["model_a"] or run_dir / "final")
     model_b, _ = _load_saved(options["model_b"])
     _, test, _ = build_data(config)
@@ -401,7 +427,6 @@ def run_compare(config: dict[str, Any]) -> dict[str, Any]:
         max_new_tokens=options["max_new_tokens"],
     )
     result["prompts"] = prompts
-    run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "compare.json", result)
     return result
 

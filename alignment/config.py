@@ -23,6 +23,14 @@ MEAN_CV_STRENGTH_LEARNING_RATE = 0.1
 #: Default half-life, in optimiser steps, of the moving average of the ``mean_cv`` strength
 #: parameters that training reports as the learned strength (``strength_average_half_life``).
 MEAN_CV_STRENGTH_AVERAGE_HALF_LIFE = 10.0
+#: Trainer fields of a quiet local run (the tests' and benchmarks' tiny runs): no reporting
+#: integrations, no checkpoints, no progress bar, no pinned memory (CPU).
+QUIET_RUN: dict[str, Any] = {
+    "report_to": "none",
+    "save_strategy": "no",
+    "disable_tqdm": True,
+    "dataloader_pin_memory": False,
+}
 
 
 @dataclass
@@ -33,6 +41,15 @@ class MixDPOConfig(TrainingArguments):
     logging, checkpointing, mixed precision, DDP/FSDP/DeepSpeed through accelerate) works as
     usual. ``learning_rate`` is the policy's; the strength parameters have their own
     ``strength_learning_rate`` in a separate optimiser group (same schedule).
+
+    Coming from TRL 1.16's ``DPOConfig``: the shared options mean the same (``beta``,
+    ``loss_type`` with TRL's names ``sigmoid``/``hinge``/``ipo``/``robust``/``sft`` or a list
+    with ``loss_weights``, ``label_smoothing``, ``max_length`` 1024 with ``keep_start``
+    truncation and over-long rows dropped, ``precompute_ref_log_probs``,
+    ``disable_dropout``). The default loss differs: ``"mixdpo"``, whose strength distribution
+    replaces ``beta`` (a ``beta`` other than 0.1 then warns; ``"sigmoid"`` is TRL's DPO).
+    ``max_prompt_length`` (default ``None``) is an extra prompt limit keeping the prompt's end.
+    The table in ``docs/alignment.md`` lists every difference.
 
     Strength level. ``strength_level="pair"`` (the default) is the paper's MixDPO: one draw of
     ``beta`` per labelled pair, ``-log E[sigmoid(beta delta)]``. ``"annotator"`` draws ``beta``
@@ -99,16 +116,39 @@ class MixDPOConfig(TrainingArguments):
     """
 
     learning_rate: float = field(default=1e-6, metadata={"help": "Policy learning rate."})
-    loss_type: str = field(
+    loss_type: str | list[str] = field(
         default="mixdpo",
-        metadata={"help": "Registered loss name (see alignment.losses.available_losses())."},
+        metadata={
+            "help": "Registered loss name (see alignment.losses.available_losses(); TRL's "
+            "'sigmoid', 'ipo', 'hinge', 'robust', 'sft' included), or a list of names whose "
+            "losses are added with `loss_weights` (TRL's multi-loss)."
+        },
+    )
+    loss_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Weights of the losses of a `loss_type` list; default 1.0 each."},
     )
     loss_kwargs: dict[str, Any] | None = field(
-        default=None, metadata={"help": "Keyword arguments for the loss constructor."}
+        default=None,
+        metadata={
+            "help": "Keyword arguments for the loss constructor (with a `loss_type` list: "
+            "a mapping loss name -> its keyword arguments)."
+        },
     )
     beta: float = field(
         default=0.1,
-        metadata={"help": "DPO's fixed beta (loss_type='dpo', strength_family='point_mass')."},
+        metadata={
+            "help": "Fixed beta of the losses that take one (dpo/sigmoid, ipo, hinge, robust) "
+            "and of strength_family='point_mass'; with another strength family the learned "
+            "distribution replaces it (a beta other than 0.1 then warns)."
+        },
+    )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={
+            "help": "Probability that a label is flipped, for loss_type='robust' (robust DPO, "
+            "as in TRL); in [0, 0.5). Other losses ignore it (a non-zero value then warns)."
+        },
     )
     strength_family: str = field(
         default="lognormal",
@@ -200,10 +240,26 @@ class MixDPOConfig(TrainingArguments):
     lognormal_num_samples: int = field(default=16, metadata={"help": "Monte Carlo draws K."})
     lognormal_num_points: int = field(default=16, metadata={"help": "Gauss-Hermite nodes."})
     max_length: int | None = field(
-        default=128, metadata={"help": "Maximum prompt + completion tokens per sequence."}
+        default=1024,
+        metadata={
+            "help": "Maximum prompt + completion tokens per sequence (TRL's default 1024): a "
+            "completion keeps its first max_length - len(prompt) tokens, rows whose prompt "
+            "alone fills it are dropped; the counts are logged. None: no limit."
+        },
     )
     max_prompt_length: int | None = field(
-        default=64, metadata={"help": "Maximum prompt tokens (the prompt keeps its end)."}
+        default=None,
+        metadata={
+            "help": "Maximum prompt tokens, the prompt keeping its end (the MixDPO paper's "
+            "rule; TRL has none). None: no prompt limit."
+        },
+    )
+    truncation_mode: str = field(
+        default="keep_start",
+        metadata={
+            "help": "TRL's truncation mode; only 'keep_start' (TRL's default: each sequence "
+            "keeps its first max_length tokens) is supported."
+        },
     )
     precompute_ref_log_probs: bool = field(
         default=False,
@@ -226,6 +282,7 @@ class MixDPOConfig(TrainingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_loss_types()
         try:
             family = get_family(self.strength_family)
         except ValueError:
@@ -284,6 +341,48 @@ class MixDPOConfig(TrainingArguments):
         self.extra_columns = list(self.extra_columns or [])
 
     @property
+    def loss_types(self) -> list[str]:
+        """``loss_type`` as a list of names (one element for a single loss)."""
+        return [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+
+    def _check_loss_types(self) -> None:
+        """Normalise ``loss_type`` (a one-element list becomes its name) and check the TRL-style
+        options ``loss_weights``, ``label_smoothing`` and ``truncation_mode``."""
+        names = self.loss_type
+        if isinstance(names, (list, tuple)):
+            bad = [n for n in names if not isinstance(n, str) or not n]
+            if not names or bad:
+                raise ValueError(f"loss_type must be a loss name or a list of names, got {names!r}")
+            if len(set(names)) != len(names):
+                raise ValueError(f"loss_type has repeated losses: {list(names)}")
+            self.loss_type = (
+                names[0] if len(names) == 1 and self.loss_weights is None else list(names)
+            )
+        elif not isinstance(names, str) or not names:
+            raise ValueError(f"loss_type must be a loss name or a list of names, got {names!r}")
+        if self.loss_weights is not None:
+            weights = list(self.loss_weights)
+            if len(weights) != len(self.loss_types):
+                raise ValueError(
+                    f"loss_weights has {len(weights)} weights for {len(self.loss_types)} losses "
+                    f"{self.loss_types}; give one weight per loss"
+                )
+            if not all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights):
+                raise ValueError(f"loss_weights must be finite numbers, got {weights}")
+            self.loss_weights = [float(w) for w in weights]
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(
+                f"label_smoothing is the probability of a flipped label and must lie in "
+                f"[0, 0.5), got {self.label_smoothing}"
+            )
+        if self.truncation_mode != "keep_start":
+            raise ValueError(
+                f"truncation_mode={self.truncation_mode!r} is not supported: only 'keep_start' "
+                "(TRL's default; TRL 1.16 deprecates 'keep_end'). To keep a prompt's end, set "
+                "max_prompt_length"
+            )
+
+    @property
     def conditional_strength(self) -> bool:
         """Whether the strength is a ``ConditionalStrength`` (``mean_cv`` parameterisation)."""
         return self.strength_parameterisation == "mean_cv"
@@ -334,7 +433,9 @@ class MixDPOConfig(TrainingArguments):
                     f"pairs_per_annotator must be a positive integer or None, got "
                     f"{self.pairs_per_annotator!r}"
                 )
-        if self.panel_loss and self.loss_type not in ("mixdpo", "panel_mixdpo"):
+        if self.panel_loss and not (
+            isinstance(self.loss_type, str) and self.loss_type in ("mixdpo", "panel_mixdpo")
+        ):
             what = (
                 "strength_level='annotator'"
                 if self.strength_level == "annotator"

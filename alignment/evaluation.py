@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignment.data import TOKENIZED_COLUMNS, PreferenceCollator, tokenize_preference_dataset
+from alignment.data import (
+    DEFAULT_MAX_LENGTH,
+    TOKENIZED_COLUMNS,
+    PreferenceCollator,
+    tokenize_preference_dataset,
+)
 from alignment.logprobs import completion_logps
 from alignment.metrics import micro_macro_margins
 from mixlogit._deprecation import deprecated_keywords
@@ -54,8 +59,8 @@ def preference_margins(
     tokenizer: Any,
     *,
     batch_size: int = 16,
-    max_length: int | None = 128,
-    max_prompt_length: int | None = 64,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+    max_prompt_length: int | None = None,
     progress: str | None = None,
 ) -> np.ndarray:
     """Policy margins ``log pi(chosen) - log pi(rejected)`` per pair, shape ``(len(dataset),)``.
@@ -109,8 +114,8 @@ def evaluate_margins(
     *,
     by: Sequence[str] | None = None,
     batch_size: int = 16,
-    max_length: int | None = 128,
-    max_prompt_length: int | None = 64,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+    max_prompt_length: int | None = None,
     output_path: str | os.PathLike | None = None,
     progress: str | None = None,
 ) -> Any:

@@ -51,6 +51,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "per_device_train_batch_size": 8,
         "per_device_eval_batch_size": 8,
         "seed": 0,
+        # Sequence limits sized for the CPU models the CLI trains (the tiny model, SmolLM2):
+        # TRL's 1024 would hold 8x the activations per pair. The trainer warns with counts
+        # when rows are cut or dropped; `eval` uses the same limits.
+        "max_length": 128,
+        "max_prompt_length": 64,
         # The trainer applies the LM head outside the DDP-wrapped forward (chunked log-probs):
         # DDP's unused-parameter search would mark lm_head ready twice.
         "ddp_find_unused_parameters": False,

@@ -21,14 +21,16 @@ import contextlib
 import copy
 import inspect
 import json
+import logging
 import os
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback
+from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
 
 from alignment.config import MixDPOConfig
 from alignment.data import (
@@ -38,7 +40,7 @@ from alignment.data import (
     tokenize_preference_dataset,
 )
 from alignment.logprobs import completion_logps, find_causal_lm
-from alignment.losses import PairBatch, PreferenceLoss, get_loss, get_loss_class
+from alignment.losses import PairBatch, PreferenceLoss, WeightedLoss, get_loss, get_loss_class
 from alignment.policy_models import load_model, load_tokenizer
 from mixlogit.conditional import StrengthDesign
 from mixlogit.families import LOG_PREFIX, LOGNORMAL, NUMPY_OPS, get_family
@@ -257,8 +259,58 @@ def _disable_dropout(model: nn.Module) -> None:
             module.p = 0.0
 
 
+def _is_iterable(dataset: Any) -> bool:
+    from datasets import IterableDataset
+
+    return isinstance(dataset, IterableDataset)
+
+
 def _is_peft_model(model: nn.Module) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+
+
+#: Name of the frozen copy of a pretrained PEFT adapter that serves as the reference.
+REFERENCE_ADAPTER = "ref"
+
+
+def _add_reference_adapter(model: nn.Module) -> None:
+    """Add a frozen copy of ``model``'s active adapter under :data:`REFERENCE_ADAPTER`.
+
+    A PEFT model passed in already trained would otherwise get the *base* model as its
+    reference; TRL copies the adapter instead, and so does this.
+    """
+    if REFERENCE_ADAPTER in model.peft_config:
+        return
+    active = model.active_adapter
+    model.add_adapter(REFERENCE_ADAPTER, copy.deepcopy(model.peft_config[active]))
+    marker, target = f".{active}.", f".{REFERENCE_ADAPTER}."
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if marker in name:
+                model.get_parameter(name.replace(marker, target)).copy_(param)
+    for name, param in model.named_parameters():
+        if target in name:
+            param.requires_grad_(False)
+
+
+@contextlib.contextmanager
+def _reference_adapter(model: nn.Module):
+    """Run ``model`` as the reference: its :data:`REFERENCE_ADAPTER` when it has one, else
+    the base model (adapters disabled)."""
+    if REFERENCE_ADAPTER not in model.peft_config:
+        with model.disable_adapter():
+            yield
+        return
+    previous = model.active_adapter
+    trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+    model.set_adapter(REFERENCE_ADAPTER)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
+        # set_adapter changes requires_grad; restore the training setup exactly.
+        for name, param in model.named_parameters():
+            param.requires_grad_(trainable[name])
 
 
 class _ZeroStrengthGradients(TrainerCallback):
@@ -330,14 +382,21 @@ class MixDPOTrainer(Trainer):
     Args:
         model: a ``PreTrainedModel`` (or PEFT model), a hub id or local path, or ``None`` /
             ``"smollm2"`` for the embedded default SmolLM2-135M-Instruct.
-        ref_model: the frozen reference; default a copy of ``model`` (or, with PEFT, the model
-            with its adapter disabled; or none at all with ``precompute_ref_log_probs``).
+        ref_model: the frozen reference; default a copy of ``model`` (or, with
+            ``peft_config``, the model with its adapter disabled; with a PEFT model passed in,
+            its ``"ref"`` adapter copy; or none at all with ``precompute_ref_log_probs``).
         args: a :class:`MixDPOConfig`.
         train_dataset, eval_dataset: preference datasets (``prompt``/``chosen``/``rejected``
-            plus optional columns), or already tokenised ones (``prompt_ids`` etc.).
-        processing_class: the tokenizer (loaded from ``model`` when it is a string).
+            plus optional columns; ``chosen``/``rejected`` alone for an implicit prompt), or
+            already tokenised ones (``prompt_ids`` etc.); ``datasets.Dataset`` or a streaming
+            ``datasets.IterableDataset`` (then set ``max_steps``).
+        processing_class: the tokenizer; default the one of ``model`` (a string) or of the
+            checkpoint a model object was loaded from (``model.config._name_or_path``).
         data_collator: default :class:`alignment.data.PreferenceCollator`.
-        peft_config: a ``peft`` config; the model is wrapped with ``get_peft_model``.
+        peft_config: a ``peft`` config; the model is wrapped with ``get_peft_model`` after
+            ``set_seed(args.seed)`` (so the seed fixes the adapter's initialisation). A model
+            that is already a PEFT model (a trained adapter) without ``peft_config`` gets a
+            frozen copy of its adapter, named ``"ref"``, as the reference (as in TRL).
         strength: a ready ``mixlogit.torch`` strength module overriding ``args.strength_*``.
         loss: a ready :class:`PreferenceLoss` overriding ``args.loss_type``/``loss_kwargs``.
 
@@ -382,6 +441,23 @@ class MixDPOTrainer(Trainer):
             raise TypeError(f"args must be a MixDPOConfig, got {type(args).__name__}")
         if train_dataset is None:
             raise ValueError("train_dataset is required")
+        # PEFT initialises adapter weights at random: seed before the model is built or
+        # wrapped, so that args.seed fixes the LoRA initialisation (as TRL does).
+        set_seed(args.seed)
+        if _is_iterable(train_dataset):
+            if args.panel_loss:
+                raise ValueError(
+                    "strength_level='annotator' and strength_covariates need the whole training "
+                    "set (annotator numbering, covariate design): pass a datasets.Dataset, not "
+                    "an IterableDataset"
+                )
+            if args.precompute_ref_log_probs:
+                raise ValueError(
+                    "precompute_ref_log_probs=True needs a datasets.Dataset, not an IterableDataset"
+                )
+            # Accelerate's batch dispatch concatenates batches across processes, which fails
+            # on a stream (TRL forces it off as well).
+            args.accelerator_config.dispatch_batches = False
         if args.ddp_find_unused_parameters is None:
             # completion_logps applies the LM head outside the DDP-wrapped forward; with
             # unused-parameter detection DDP would mark lm_head ready twice.
@@ -392,7 +468,14 @@ class MixDPOTrainer(Trainer):
             if processing_class is None:
                 processing_class = load_tokenizer(name)
         if processing_class is None:
-            raise ValueError("processing_class (the tokenizer) is required when model is an object")
+            # As TRL: the tokenizer of the checkpoint the model was loaded from.
+            source = getattr(getattr(find_causal_lm(model), "config", None), "_name_or_path", "")
+            if not source:
+                raise ValueError(
+                    "processing_class (the tokenizer) is required for a model object that was "
+                    "not loaded from a checkpoint (its config has no _name_or_path)"
+                )
+            processing_class = load_tokenizer(source)
         if ref_model is not None and ref_model is model:
             raise ValueError("model and ref_model must be different objects")
         if processing_class.pad_token is None:
@@ -400,7 +483,16 @@ class MixDPOTrainer(Trainer):
         if peft_config is not None:
             from peft import get_peft_model
 
+            if _is_peft_model(model):
+                raise ValueError(
+                    "model is already a PEFT model and peft_config was given as well: merge and "
+                    "unload its adapter first, or pass the PEFT model without peft_config"
+                )
             model = get_peft_model(model, peft_config)
+        elif _is_peft_model(model) and ref_model is None:
+            # An already-trained adapter: the reference is a frozen copy of it (adapter "ref"),
+            # as TRL does, not the base model with adapters disabled.
+            _add_reference_adapter(model)
         if args.disable_dropout:
             _disable_dropout(model)
             if ref_model is not None:
@@ -418,26 +510,10 @@ class MixDPOTrainer(Trainer):
             self._strength_inputs = _StrengthInputs(args, train_dataset, design)
             if strength is None:
                 strength = build_strength(args, self._strength_inputs.design)
+        beta_users: list[str] | None = None  # the losses that read args.beta (None: unknown)
+        smoothing_users: list[str] | None = None
         if loss is None:
-            loss_kwargs = dict(args.loss_kwargs or {})
-            loss_type = args.loss_type
-            if args.panel_loss:
-                import alignment.losses.panel  # noqa: F401  (registers "panel_mixdpo")
-
-                design = self._strength_inputs.design
-                loss_type = "panel_mixdpo"
-                loss_kwargs = {
-                    "level": args.strength_level,
-                    "memory": args.strength_level == "annotator" and args.strength_panel_memory,
-                    "num_train_pairs": len(train_dataset),
-                    "uses_levels": bool(design.levels),
-                    "uses_features": bool(design.num_features),
-                    **loss_kwargs,
-                }
-            loss_cls_params = inspect.signature(get_loss_class(loss_type)).parameters
-            if "beta" in loss_cls_params and "beta" not in loss_kwargs:
-                loss_kwargs["beta"] = args.beta
-            loss = get_loss(loss_type, **loss_kwargs)
+            loss, beta_users, smoothing_users = self._build_loss(args, train_dataset)
         self.loss_fn = loss
         if strength is None:
             if loss.uses_strength:
@@ -447,7 +523,9 @@ class MixDPOTrainer(Trainer):
 
                 strength = make_strength("point_mass", {"beta": getattr(loss, "beta", args.beta)})
         self.strength = strength
+        self._warn_unused_options(args, beta_users, smoothing_users)
         self._extra_columns = tuple(dict.fromkeys([*loss.extra_columns, *args.extra_columns]))
+        self._eval_batches = 0  # evaluation batches seen since evaluate() began (their seeds)
 
         # Data.
         train_dataset = self._prepare_dataset(
@@ -516,6 +594,93 @@ class MixDPOTrainer(Trainer):
             elif self.eval_dataset is not None:
                 self.eval_dataset = self._precompute_ref_logps(self.eval_dataset, "eval")
 
+    # ----------------------------------------------------------------------------- loss setup
+    def _build_loss(
+        self, args: MixDPOConfig, train_dataset: Any
+    ) -> tuple[PreferenceLoss, list[str], list[str]]:
+        """The loss of ``args.loss_type`` (a :class:`WeightedLoss` for a list), and the names
+        of its losses that take ``args.beta`` and ``args.label_smoothing``."""
+        names = args.loss_types
+        if len(names) > 1 or args.loss_weights is not None:
+            per_loss = dict(args.loss_kwargs or {})
+            unknown = sorted(set(per_loss) - set(names))
+            if unknown:
+                raise ValueError(
+                    f"with a loss_type list, loss_kwargs maps loss names to their keyword "
+                    f"arguments; {unknown} are not among loss_type {names}"
+                )
+            kwargs_of = {n: dict(per_loss.get(n) or {}) for n in names}
+        else:
+            kwargs_of = {names[0]: dict(args.loss_kwargs or {})}
+        losses, beta_users, smoothing_users = [], [], []
+        for name in names:
+            loss_kwargs = kwargs_of[name]
+            loss_type = name
+            if args.panel_loss:
+                import alignment.losses.panel  # noqa: F401  (registers "panel_mixdpo")
+
+                design = self._strength_inputs.design
+                loss_type = "panel_mixdpo"
+                loss_kwargs = {
+                    "level": args.strength_level,
+                    "memory": args.strength_level == "annotator" and args.strength_panel_memory,
+                    "num_train_pairs": len(train_dataset),
+                    "uses_levels": bool(design.levels),
+                    "uses_features": bool(design.num_features),
+                    **loss_kwargs,
+                }
+            params = inspect.signature(get_loss_class(loss_type)).parameters
+            if "beta" in params and "beta" not in loss_kwargs:
+                loss_kwargs["beta"] = args.beta
+                beta_users.append(name)
+            if "label_smoothing" in params and "label_smoothing" not in loss_kwargs:
+                loss_kwargs["label_smoothing"] = args.label_smoothing
+                smoothing_users.append(name)
+            losses.append(get_loss(loss_type, **loss_kwargs))
+        if len(losses) == 1 and args.loss_weights is None:
+            return losses[0], beta_users, smoothing_users
+        return WeightedLoss(losses, args.loss_weights), beta_users, smoothing_users
+
+    def _warn_unused_options(
+        self,
+        args: MixDPOConfig,
+        beta_users: list[str] | None,
+        smoothing_users: list[str] | None,
+    ) -> None:
+        """Warn when ``beta`` or ``label_smoothing`` is set to a non-default value that the
+        configured loss and strength never read (they would otherwise be ignored silently)."""
+        default_beta = type(args).__dataclass_fields__["beta"].default
+        if beta_users is not None and args.beta != default_beta and not beta_users:
+            # A point-mass strength built from the config holds beta itself.
+            point_mass = (
+                self.loss_fn.uses_strength
+                and getattr(self.strength, "family", None) == "point_mass"
+                and "beta" not in (args.strength_init or {})
+                and args.strength_family == "point_mass"
+            )
+            if not point_mass:
+                why = (
+                    f"with strength_family={args.strength_family!r} the strength distribution "
+                    "replaces the fixed beta (set its start with strength_init)"
+                    if self.loss_fn.uses_strength
+                    else "the loss does not read beta (it only scales the logged rewards)"
+                )
+                warnings.warn(
+                    f"beta={args.beta} has no effect on loss_type={args.loss_type!r}: {why}. "
+                    "For DPO with a fixed beta use loss_type='sigmoid' (or 'dpo'), or "
+                    "strength_family='point_mass'",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        if smoothing_users is not None and args.label_smoothing and not smoothing_users:
+            warnings.warn(
+                f"label_smoothing={args.label_smoothing} has no effect on loss_type="
+                f"{args.loss_type!r}: only loss_type='robust' (robust DPO) reads it, as in "
+                "TRL 1.16 (whose 'sigmoid' ignores it too)",
+                UserWarning,
+                stacklevel=3,
+            )
+
     # ----------------------------------------------------------------------------- data
     def _prepare_dataset(self, dataset: Any, tokenizer: Any, args: MixDPOConfig, name: str) -> Any:
         dataset = tokenize_preference_dataset(
@@ -528,7 +693,7 @@ class MixDPOTrainer(Trainer):
         )
         if self._strength_inputs is not None:
             dataset = self._strength_inputs.add_columns(dataset, name)
-        missing = [c for c in self._extra_columns if c not in dataset.column_names]
+        missing = [c for c in self._extra_columns if c not in (dataset.column_names or [])]
         if missing:
             raise ValueError(
                 f"{name} lacks column(s) {missing} needed by loss {self.loss_fn.name!r} / "
@@ -611,11 +776,13 @@ class MixDPOTrainer(Trainer):
         if self.ref_model is not None:
             logps = completion_logps(self.ref_model, *args)
         else:
-            # PEFT: the base model with the adapter switched off; full fine-tuning with
-            # precomputed log-probs: the model itself, before training starts.
+            # PEFT: the frozen copy "ref" of a pretrained adapter, or else the base model with
+            # the adapter switched off; full fine-tuning with precomputed log-probs: the model
+            # itself, before training starts.
+            peft_model = find_causal_lm_peft(self.model)
             context = (
-                find_causal_lm_peft(self.model).disable_adapter()
-                if _is_peft_model(find_causal_lm_peft(self.model))
+                _reference_adapter(peft_model)
+                if _is_peft_model(peft_model)
                 else contextlib.nullcontext()
             )
             with context:
@@ -635,6 +802,8 @@ class MixDPOTrainer(Trainer):
             model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         )
         chosen_logps, rejected_logps = logps.chunk(2)
+        lengths = inputs["completion_mask"].sum(1).to(chosen_logps.dtype)
+        chosen_lengths, rejected_lengths = lengths.chunk(2)
         if "ref_chosen_logps" in inputs and "ref_rejected_logps" in inputs:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
@@ -646,8 +815,24 @@ class MixDPOTrainer(Trainer):
             ref_rejected_logps=ref_rejected.to(chosen_logps.dtype),
             strength=self.strength if self.loss_fn.uses_strength else None,
             extras={k: inputs[k] for k in self._extra_columns},
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
         )
-        per_pair = self.loss_fn(batch)
+        if mode == "eval":
+            # Monte Carlo marginals (LogNormal "mc") draw fresh noise at every call: in
+            # evaluation use draws fixed by args.seed and the batch's position, so the same
+            # model gets the same eval loss, and leave the training RNG stream untouched.
+            device = chosen_logps.device
+            accelerated = device.type != "cpu"
+            with torch.random.fork_rng(
+                devices=[device] if accelerated else [],
+                device_type=device.type if accelerated else "cuda",
+            ):
+                torch.manual_seed(self.args.seed + 7919 * self._eval_batches)
+                self._eval_batches += 1
+                per_pair = self.loss_fn(batch)
+        else:
+            per_pair = self.loss_fn(batch)
         loss = per_pair.mean()
         self._record_metrics(mode, batch)
         if return_outputs:
@@ -694,6 +879,48 @@ class MixDPOTrainer(Trainer):
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
 
+    def train(
+        self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``Trainer.train``; resuming a run that already reached ``max_steps`` trains nothing.
+
+        Trainer checks ``max_steps`` only after a step, so resuming from the checkpoint of
+        the last step used to train one step past the end (and log it). Such a resume loads
+        the checkpoint (policy and strength) and returns its state with
+        ``metrics["train_steps_run"] == 0``.
+        """
+        from transformers.trainer_utils import TrainOutput, get_last_checkpoint
+
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        state_file = os.path.join(str(checkpoint), "trainer_state.json") if checkpoint else ""
+        if (
+            self.args.max_steps > 0
+            and state_file
+            and os.path.exists(state_file)
+            and not (self.is_deepspeed_enabled or self.is_fsdp_enabled)
+        ):
+            from transformers import TrainerState
+
+            state = TrainerState.load_from_json(state_file)
+            if state.global_step >= self.args.max_steps:
+                logging.getLogger(__name__).warning(
+                    "%s is at step %d and max_steps is %d: nothing to train",
+                    checkpoint,
+                    state.global_step,
+                    self.args.max_steps,
+                )
+                self._load_from_checkpoint(str(checkpoint))
+                self.state = state
+                losses = [r["train_loss"] for r in state.log_history if "train_loss" in r]
+                return TrainOutput(
+                    state.global_step,
+                    losses[-1] if losses else float("nan"),
+                    {"train_steps_run": 0, "train_runtime": 0.0, "epoch": state.epoch},
+                )
+        return super().train(checkpoint, *args, **kwargs)
+
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
     ):
@@ -714,7 +941,13 @@ class MixDPOTrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
-        """``Trainer.evaluate`` that also accepts raw (untokenised) preference datasets."""
+        """``Trainer.evaluate`` that also accepts raw (untokenised) preference datasets.
+
+        The loss is deterministic: Monte Carlo strength marginals use draws fixed by
+        ``args.seed`` and the batch's position in the evaluation set (taken from a forked RNG,
+        not from the training stream), so one model gives one eval loss.
+        """
+        self._eval_batches = 0
         if eval_dataset is not None and not isinstance(eval_dataset, str):
             if isinstance(eval_dataset, Mapping):
                 eval_dataset = {k: self._prepare_eval(v, k) for k, v in eval_dataset.items()}
@@ -739,6 +972,24 @@ class MixDPOTrainer(Trainer):
         return dataset
 
     # ----------------------------------------------------------------------------- optimiser
+    def _clip_grad_norm(self, model: nn.Module) -> Any:
+        """Trainer's clipping of the policy's gradients, then the strength's to the same
+        ``max_grad_norm``.
+
+        The strength lives outside the model, so Trainer never clips it. It is clipped by its
+        own norm rather than jointly: a few scalars whose gradient scale differs from the
+        policy's by orders of magnitude would otherwise either shrink every policy update
+        (a large strength gradient) or be shrunk to nothing by a large policy gradient. The
+        returned norm is the policy's, as Trainer logs it; the strength's pre-clip norm is
+        logged as ``strength/grad_norm``.
+        """
+        norm = super()._clip_grad_norm(model)
+        params = [p for p in self.strength.parameters() if p.grad is not None]
+        if params:
+            strength_norm = torch.nn.utils.clip_grad_norm_(params, self.args.max_grad_norm)
+            self._metrics["train"]["strength/grad_norm"].append(float(strength_norm))
+        return norm
+
     def _add_strength_group(self, optimizer: torch.optim.Optimizer) -> None:
         params = [p for p in self.strength.parameters() if p.requires_grad]
         if not params:

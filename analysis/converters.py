@@ -30,6 +30,7 @@ from mixlogit._deprecation import deprecated_keywords
 from mixlogit.families import FAMILY_NAMES, LOG_PREFIX, NUMPY_OPS, get_family
 
 __all__ = [
+    "TrainingInferenceData",
     "TrainingRun",
     "choice_fit_to_inference_data",
     "find_training_log",
@@ -296,33 +297,78 @@ def _as_runs(
     return runs
 
 
+class TrainingInferenceData(az.InferenceData):
+    """ArviZ ``InferenceData`` of training runs (standard groups only) with two views.
+
+    ``trajectory`` and ``strength`` are read from the ``constant_data`` group (see
+    :func:`training_runs_to_inference_data`); they are not groups, so ``to_netcdf`` writes
+    only the standard groups and ``az.from_netcdf`` returns a plain ``InferenceData`` whose
+    ``constant_data`` still holds both.
+    """
+
+    @property
+    def trajectory(self) -> xr.Dataset:
+        """Every logged key, dims ``(run, step)``, with coordinates ``dataset(run)``,
+        ``family(run)``."""
+        return _trajectory_view(self.constant_data)
+
+    @property
+    def strength(self) -> xr.Dataset:
+        """The fitted distribution of each run (its last logged step): ``mean``,
+        ``variance``, ``cv``, the families' parameters and ``final_step``, dim ``run``."""
+        return _strength_view(self.constant_data)
+
+
+#: Prefix of the last-step values in ``constant_data`` (the trajectories keep the log names).
+_FINAL = "final_"
+
+
+def _trajectory_view(constant: xr.Dataset) -> xr.Dataset:
+    names = [v for v in constant.data_vars if "step" in constant[v].dims]
+    return constant[names]
+
+
+def _strength_view(constant: xr.Dataset) -> xr.Dataset:
+    names = [v for v in constant.data_vars if str(v).startswith(_FINAL)]
+    view = constant[names].drop_vars("step", errors="ignore")
+    renames = {v: str(v).removeprefix(_FINAL) for v in names if v != _FINAL + "step"}
+    return view.rename(renames)
+
+
 @deprecated_keywords(num_strength_draws="num_draws")
 def training_runs_to_inference_data(
     runs: TrainingRun | Sequence[TrainingRun] | Mapping[str, LogSource],
     *,
-    num_draws: int = 0,
+    num_draws: int = 1000,
     seed: int = 0,
-) -> Any:
+) -> TrainingInferenceData:
     """Strength trajectories of one or several training runs as ArviZ ``InferenceData``.
 
-    Groups:
+    Only ArviZ's own groups, so ``az.summary(idata)``, ``az.plot_posterior`` and
+    ``to_netcdf`` work as on any fit:
 
-    * ``trajectory``: every logged numeric key, dims ``(run, step)``; ``step`` is the union of
-      the runs' logged steps, so a run that did not log a step (a shorter run, a different
+    * ``posterior`` (when ``num_draws > 0``): ``strength``, ``num_draws`` exact draws from each
+      run's fitted distribution (its last logged step), dims ``(chain, draw, run)``: independent
+      draws arranged in 4 chains when ``num_draws`` is a multiple of 4 (at least 16), else
+      one, so that r_hat (~1) and ESS are defined. These are draws of the learned *population* distribution of strength across
+      annotators (a training run is a point estimate), not a Bayesian posterior; the attribute
+      ``draws_of`` says so. A point-mass run has one value, repeated.
+    * ``constant_data``: what the draws are computed from. The trajectories: every logged
+      numeric key, dims ``(run, step)`` (``strength_mean``, ``loss``...); ``step`` is the union
+      of the runs' logged steps, so a run that did not log a step (a shorter run, another
       logging interval) holds NaN there, as do the parameters of the other families in a mix of
-      Gamma and LogNormal runs. Coordinates ``dataset(run)`` and ``family(run)`` label runs.
-    * ``strength``: the fitted strength distribution, i.e. the last logged step of each run:
-      ``mean``, ``variance``, ``cv`` and the family's parameters, dims ``(run,)``; parameters
-      of other families are NaN.
-    * ``strength_draws`` (only when ``num_draws > 0``): ``num_draws`` exact
-      draws from each run's fitted distribution, dims ``(chain, draw, run)`` with one chain, so
-      that ``az.summary(idata, group="strength_draws")`` and ArviZ density plots work. These are
-      draws of the population distribution of strength, not a Bayesian posterior.
+      Gamma and LogNormal runs. The fitted distributions: ``final_mean``, ``final_variance``,
+      ``final_cv``, ``final_<parameter>`` and ``final_step``, dim ``run`` (parameters of other
+      families are NaN). Coordinates ``dataset(run)`` and ``family(run)`` label runs.
+
+    The returned object also has the views ``idata.trajectory`` (the ``(run, step)``
+    variables) and ``idata.strength`` (the ``final_*`` variables without the prefix), see
+    :class:`TrainingInferenceData`.
 
     Args:
         runs: a :class:`TrainingRun`, a sequence of them, or a mapping ``{run name: log}``.
-        num_draws: draws per run for the ``strength_draws`` group (0 = no group); formerly
-            ``num_strength_draws``.
+        num_draws: draws per run in the ``posterior`` group (0 = no ``posterior``; formerly
+            ``num_strength_draws``).
         seed: seed of those draws.
     """
     run_list = _as_runs(runs)
@@ -346,22 +392,18 @@ def training_runs_to_inference_data(
     keys: list[str] = []
     for log in logs:
         keys.extend(c for c in log.columns if c != "step" and c not in keys)
-    trajectory = {}
+    constant: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     for key in keys:
         table = np.full((len(logs), steps.size), np.nan)
         for row, log in enumerate(logs):
             if key in log:
                 table[row, np.searchsorted(steps, log["step"].to_numpy())] = log[key].to_numpy()
-        trajectory[_variable_name(key)] = (("run", "step"), table)
+        constant[_variable_name(key)] = (("run", "step"), table)
     run_coords = {
         "run": names,
         "dataset": ("run", [run.dataset for run in run_list]),
         "family": ("run", families),
     }
-    trajectory_ds = xr.Dataset(trajectory, coords={**run_coords, "step": steps})
-    trajectory_ds.attrs["log_keys"] = json.dumps({_variable_name(k): k for k in keys})
-
-    final = {}
     for quantity in ("mean", "variance", "cv", *_ALL_PARAMETERS):
         values = np.full(len(logs), np.nan)
         for row, log in enumerate(logs):
@@ -372,9 +414,11 @@ def training_runs_to_inference_data(
             elif key in log:
                 values[row] = log[key].iloc[-1]
         if quantity in ("mean", "variance", "cv") or np.isfinite(values).any():
-            final[quantity] = (("run",), values)
-    final["final_step"] = (("run",), np.array([log["step"].iloc[-1] for log in logs]))
-    groups = {"trajectory": trajectory_ds, "strength": xr.Dataset(final, coords=run_coords)}
+            constant[_FINAL + quantity] = (("run",), values)
+    constant[_FINAL + "step"] = (("run",), np.array([log["step"].iloc[-1] for log in logs]))
+    constant_ds = xr.Dataset(constant, coords={**run_coords, "step": steps})
+    constant_ds.attrs["log_keys"] = json.dumps({_variable_name(k): k for k in keys})
+    groups = {"constant_data": constant_ds}
 
     if num_draws > 0:
         rng = np.random.default_rng(seed)
@@ -388,11 +432,20 @@ def training_runs_to_inference_data(
                 draws[0, :, row] = get_family(family).mean(NUMPY_OPS, parameters)
             else:
                 draws[0, :, row] = distribution.rvs(size=num_draws, random_state=rng)
-        groups["strength_draws"] = xr.Dataset(
-            {"strength": (("chain", "draw", "run"), draws)},
-            coords={**run_coords, "chain": [0], "draw": np.arange(num_draws)},
+        chains = _num_chains(num_draws)
+        groups["posterior"] = xr.Dataset(
+            {"strength": (("chain", "draw", "run"), draws.reshape(chains, -1, len(logs)))},
+            coords={
+                **run_coords,
+                "chain": np.arange(chains),
+                "draw": np.arange(num_draws // chains),
+            },
+            attrs={
+                "draws_of": "the fitted population distribution of strength of each run "
+                "(last logged step); not a Bayesian posterior"
+            },
         )
-    return az.InferenceData(**groups)
+    return TrainingInferenceData(**groups)
 
 
 @deprecated_keywords(population_draws="num_population_draws")
@@ -406,24 +459,40 @@ def choice_fit_to_inference_data(
 ) -> Any:
     """A ``mixlogit`` choice-model fit as ArviZ ``InferenceData``.
 
-    A Bayesian fit (``mixlogit`` ``BayesianResults``, which carries ``idata``) is returned as
-    is. A classical fit (``EstimationResults``: ``names``, ``params``, ``cov``,
-    ``robust_cov``...) becomes:
+    A Bayesian fit (``mixlogit`` ``BayesianResults``, which carries ``idata``) becomes a copy
+    of its ``idata`` arranged for ArviZ: ``posterior`` holds the population parameters
+    (``fit.population_vars`` first) and no per-person variable, so ``az.summary(idata)`` is
+    the population table; the person-level latent draws of a sampled hierarchical model
+    (``z``, ``u_std``: real-valued, dims ``(chain, draw, person, ...)``) move to
+    ``unconstrained_posterior`` (their Gamma transform ``u`` is left out: it follows from
+    ``u_std`` and ``log_shape``; each person's coefficients are ``fit.beta_person``); the
+    per-person log-likelihood is named ``person_choices`` (it scores all of a person's
+    choices, while ``observed_data["choice"]`` is per situation), so ``az.loo`` leaves out a
+    person and ``az.plot_loo_pit(idata, y="first_alternative_count")`` compares each person's
+    count of first-alternative choices with its leave-one-person-out predictive. Groups that
+    the fit lacks stay absent. A classical fit (``EstimationResults``: ``names``, ``params``, ``cov``,
+    ``robust_cov``...) becomes an object with ArviZ's own groups only:
 
-    * ``estimates``: ``estimate``, ``std_err``, ``robust_std_err``, ``z`` with dim
-      ``parameter``; attributes ``method``, ``loglik``, ``null_loglik``, ``aic``, ``bic``,
-      ``num_situations``, ``converged``.
-    * ``asymptotic_draws``: ``num_draws`` draws of the parameters from their asymptotic normal
-      distribution ``N(params, cov)`` (``robust_cov`` with ``robust=True``), dims ``(chain,
-      draw, parameter)`` with one chain, so ``az.summary(idata, group="asymptotic_draws")`` and
-      ArviZ plots apply. This is the sampling distribution of the estimator, not a posterior.
-    * ``population`` (when ``num_population_draws > 0`` (formerly ``population_draws``) and the
-      model has random coefficients):
-      draws of every coefficient over the population at the estimates, one variable per
-      coefficient, dims ``(chain, draw)``.
+    * ``posterior``: ``theta``, ``num_draws`` draws of the parameters from their asymptotic
+      normal distribution ``N(params, cov)`` (``robust_cov`` with ``robust=True``), dims
+      ``(chain, draw, parameter)``: independent draws arranged in 4 chains when ``num_draws``
+      is a multiple of 4 (at least 16), else one, so ``az.summary(idata)`` and ArviZ plots
+      apply (as a Laplace approximation is stored). This is the sampling distribution of the
+      estimator, not a Bayesian posterior: the attributes ``draws_of`` and ``covariance`` say
+      so.
+    * ``constant_data``: the estimates the draws are centred at: ``estimate``, ``std_err``,
+      ``robust_std_err``, ``z`` with dim ``parameter``.
+    * ``predictions`` (when ``num_population_draws > 0`` (formerly ``population_draws``) and
+      the model has random coefficients): draws of every coefficient over the population at
+      the estimates (the coefficients of new decision makers), one variable per coefficient,
+      dims ``(chain, draw)`` (chains as for ``posterior``).
+
+    The fit's header statistics (``method``, ``loglik``, ``null_loglik``, ``aic``, ``bic``,
+    ``num_situations``, ``converged``) are attributes of the object and of ``constant_data``,
+    stored netCDF-safe: numbers as float or int, ``converged`` as 0/1.
     """
     if hasattr(fit, "idata"):
-        return fit.idata
+        return _native_bayesian_idata(fit)
     required = ("names", "params", "cov")
     missing = [name for name in required if not hasattr(fit, name)]
     if missing:
@@ -439,7 +508,7 @@ def choice_fit_to_inference_data(
     std_err = np.sqrt(np.diag(np.asarray(fit.cov, dtype=np.float64)))
     robust_err = np.sqrt(np.diag(np.asarray(getattr(fit, "robust_cov", fit.cov), dtype=float)))
     attrs = {
-        key: (value if isinstance(value, str | bool | int) else float(value))
+        key: _netcdf_attribute(value)
         for key in ("method", "loglik", "null_loglik", "aic", "bic", "num_situations", "converged")
         if (value := getattr(fit, key, None)) is not None
     }
@@ -462,18 +531,84 @@ def choice_fit_to_inference_data(
         )
     root = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
     draws = params + rng.standard_normal((num_draws, params.size)) @ root.T
+    chains = _num_chains(num_draws)
     groups = {
-        "estimates": estimates,
-        "asymptotic_draws": xr.Dataset(
-            {"theta": (("chain", "draw", "parameter"), draws[None])},
-            coords={"chain": [0], "draw": np.arange(num_draws), "parameter": names},
-            attrs={"covariance": "robust" if robust else "classical"},
+        "posterior": xr.Dataset(
+            {"theta": (("chain", "draw", "parameter"), draws.reshape(chains, -1, params.size))},
+            coords={
+                "chain": np.arange(chains),
+                "draw": np.arange(num_draws // chains),
+                "parameter": names,
+            },
+            attrs={
+                "covariance": "robust" if robust else "classical",
+                "draws_of": "the asymptotic normal distribution of the estimator; not a "
+                "Bayesian posterior",
+            },
         ),
+        "constant_data": estimates,
     }
     if num_population_draws > 0 and getattr(getattr(fit, "model", None), "random", None):
         population = fit.population_coefficients(num_draws=num_population_draws, seed=seed)
-        groups["population"] = xr.Dataset(
-            {str(c): (("chain", "draw"), population[c].to_numpy()[None]) for c in population},
-            coords={"chain": [0], "draw": np.arange(num_population_draws)},
+        chains = _num_chains(num_population_draws)
+        groups["predictions"] = xr.Dataset(
+            {
+                str(c): (("chain", "draw"), population[c].to_numpy().reshape(chains, -1))
+                for c in population
+            },
+            coords={
+                "chain": np.arange(chains),
+                "draw": np.arange(num_population_draws // chains),
+            },
+            attrs={"draws_of": "coefficients of new decision makers at the estimates"},
         )
-    return az.InferenceData(**groups)
+    idata = az.InferenceData(**groups)
+    idata.attrs.update(attrs)
+    return idata
+
+
+#: Per-person latent draws moved out of ``posterior`` by :func:`_native_bayesian_idata`.
+_PERSON_LATENTS = ("z", "u_std")
+
+
+def _native_bayesian_idata(fit: Any) -> Any:
+    """The ArviZ-native copy of a ``BayesianResults``' ``idata`` (see
+    :func:`choice_fit_to_inference_data`)."""
+    source = fit.idata
+    posterior = source.posterior
+    person = [v for v in posterior.data_vars if "person" in posterior[v].dims]
+    population = [v for v in getattr(fit, "population_vars", []) if v in posterior]
+    rest = [v for v in posterior.data_vars if v not in person and v not in population]
+    groups = {"posterior": posterior[population + rest]}
+    latents = [v for v in _PERSON_LATENTS if v in person]
+    if latents:
+        groups["unconstrained_posterior"] = posterior[latents]
+    for group in source.groups():
+        if group == "posterior":
+            continue
+        dataset = source[group]
+        if group == "log_likelihood":
+            dataset = dataset.rename({"choice": "person_choices"} if "choice" in dataset else {})
+        groups[group] = dataset
+    idata = az.InferenceData(**groups)
+    idata.attrs.update({k: _netcdf_attribute(v) for k, v in source.attrs.items()})
+    return idata
+
+
+def _num_chains(num_draws: int) -> int:
+    """Chains to arrange ``num_draws`` independent draws in: 4 when they split evenly into
+    chains of at least 4 draws (ArviZ computes r_hat, ~1 for independent draws, and ESS only
+    with two chains or more), else 1."""
+    return 4 if num_draws % 4 == 0 and num_draws >= 16 else 1
+
+
+def _netcdf_attribute(value: Any) -> str | int | float:
+    """An attribute netCDF can store: strings stay, booleans become 0/1 (netCDF has no
+    boolean type), integers int, anything else float."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    return float(value)

@@ -40,7 +40,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import MCMC, NUTS, Predictive
 
 from analysis._arviz import az
 from analysis.margins import _label
@@ -187,8 +187,12 @@ class SubgroupPosterior:
     """Result of :func:`fit_subgroup_strengths`.
 
     Attributes:
-        idata: ArviZ ``InferenceData`` (``posterior``, ``sample_stats``, ``observed_data``;
-            ``log_likelihood`` when requested) with dim ``subgroup`` on per-subgroup sites.
+        idata: ArviZ ``InferenceData``: ``posterior`` (hyperparameters first, then the
+            per-subgroup sites with dim ``subgroup`` labelled by the subgroup names),
+            ``sample_stats``, ``observed_data`` (``y``, dim ``pair`` labelled by the pair ids),
+            ``constant_data`` (``margin`` and ``pair_subgroup``, dim ``pair``), and with
+            ``predictive=True`` ``prior``, ``prior_predictive`` and ``posterior_predictive``
+            (``y``); ``log_likelihood`` (``y``, per pair) when requested.
         by: the subgroup column (formerly ``attribute``).
         family: canonical name of the strength family of the likelihood.
         subgroups: subgroup labels in model order.
@@ -305,6 +309,26 @@ def _run_nuts(
     return mcmc
 
 
+def _pair_ids(frame: pd.DataFrame, column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Labels of the ``pair`` dimension and, when they are not ``frame[column]``, that column.
+
+    ``frame[column]`` labels the rows when its values are unique; when a pair was judged
+    several times (repeated ids) or the column is absent, the row index labels them (and the
+    repeated ids are returned to be stored per row); a repeated row index leaves the row
+    positions ``0 .. N-1``. Object labels become strings (netCDF)."""
+
+    def netcdf(values: np.ndarray) -> np.ndarray:
+        return values.astype(str) if values.dtype == object else values
+
+    if column is not None and column in frame and not frame[column].duplicated().any():
+        return netcdf(frame[column].to_numpy()), None
+    index = frame.index.to_series()
+    if index.duplicated().any():  # no label tells the rows apart: their positions do
+        index = pd.Series(np.arange(len(frame)))
+    stored = netcdf(frame[column].to_numpy()) if column is not None and column in frame else None
+    return netcdf(index.to_numpy()), stored
+
+
 def _outcomes(evaluation: pd.DataFrame, outcome: str | None) -> np.ndarray:
     if outcome is None:
         return np.ones(len(evaluation), dtype=np.int32)
@@ -348,6 +372,8 @@ def fit_subgroup_strengths(
     num_points: int = 16,
     num_terms: int = 12,
     log_likelihood: bool = False,
+    predictive: bool = True,
+    pair_id: str | None = "pair_id",
     progress: bool = False,
 ) -> SubgroupPosterior:
     """Posterior of each subgroup's mean strength and CV by NUTS (float64, chains vectorised).
@@ -378,6 +404,15 @@ def fit_subgroup_strengths(
         num_terms: Gamma series terms (see :func:`subgroup_strength_model`).
         log_likelihood: also store the pointwise log-likelihood (for ``az.loo``/``az.compare``
             across families); costs ``chains * draws * N`` floats.
+        predictive: also store ``prior`` / ``prior_predictive`` (as many prior draws as
+            posterior draws) and ``posterior_predictive`` (one replicated choice per pair and
+            posterior draw), for ``az.plot_ppc``, ``az.plot_loo_pit`` and prior-vs-posterior
+            plots; costs ``2 * chains * draws * N`` integers.
+        pair_id: column whose values label the ``pair`` dimension when they are unique among
+            the kept rows; when they repeat (a pair judged by several annotators), the row
+            index labels the dimension and the column is kept per row in ``constant_data``;
+            without the column (or with None) the row index labels it (the row positions
+            when the index repeats labels).
         progress: show NumPyro's progress bar (formerly ``progress_bar``).
 
     Returns:
@@ -399,6 +434,7 @@ def fit_subgroup_strengths(
         raise ValueError(f"column {by!r} has no known subgroup")
     d = _finite_values(frame, value)
     y = _outcomes(frame, outcome)
+    pair_ids, repeated_ids = _pair_ids(frame, pair_id)
     codes, levels = _codes(frame[by])
     counts = np.bincount(codes, minlength=len(levels))
     prior = prior or SubgroupStrengthPrior()
@@ -406,18 +442,20 @@ def fit_subgroup_strengths(
     if spread == 0.0:
         raise ValueError(f"column {value!r} is constant: strength is not identified")
 
+    model_kwargs = {
+        "family": spec.name,
+        "prior": prior,
+        "log_mean_loc": -math.log(spread),
+        "num_points": num_points,
+        "num_terms": num_terms,
+        "centered_mean": centered_mean,
+    }
     with jax.enable_x64(True):
+        args = (jnp.asarray(d), jnp.asarray(codes), len(levels))
         mcmc = _run_nuts(
             subgroup_strength_model,
-            (jnp.asarray(d), jnp.asarray(codes), len(levels), jnp.asarray(y)),
-            {
-                "family": spec.name,
-                "prior": prior,
-                "log_mean_loc": -math.log(spread),
-                "num_points": num_points,
-                "num_terms": num_terms,
-                "centered_mean": centered_mean,
-            },
+            (*args, jnp.asarray(y)),
+            model_kwargs,
             num_warmup=num_warmup,
             num_samples=num_samples,
             num_chains=num_chains,
@@ -427,15 +465,42 @@ def fit_subgroup_strengths(
             progress=progress,
             extra_fields=("diverging", "num_steps", "energy", "accept_prob"),
         )
+        groups: dict[str, Any] = {}
+        if predictive:  # prior (and prior predictive) draws, as many as posterior draws
+            key_prior, key_post = jax.random.split(jax.random.PRNGKey(seed + 1))
+            draws = num_chains * num_samples
+            groups["prior"] = Predictive(subgroup_strength_model, num_samples=draws)(
+                key_prior, *args, **model_kwargs
+            )
+            posterior_samples = mcmc.get_samples(group_by_chain=False)
+            replicated = Predictive(subgroup_strength_model, posterior_samples, return_sites=["y"])(
+                key_post, *args, **model_kwargs
+            )
+            groups["posterior_predictive"] = {
+                "y": np.asarray(replicated["y"]).reshape(num_chains, num_samples, -1)
+            }
         per_group = ["log_mean" if centered_mean else "z_log_mean", "mean_strength"]
         if _has_cv(spec):
             per_group += ["z_log_cv", "cv", *spec.parameters]
+        pair_dims = {"y": ["pair"], "margin": ["pair"], "pair_subgroup": ["pair"]}
+        constant = {"margin": d, "pair_subgroup": np.asarray([str(levels[c]) for c in codes])}
+        if repeated_ids is not None:  # several judgements per pair: rows label the dim
+            constant[str(pair_id)] = repeated_ids
+            pair_dims[str(pair_id)] = ["pair"]
         idata = az.from_numpyro(
             mcmc,
-            coords={"subgroup": [str(s) for s in levels], "pair": np.arange(d.size)},
-            dims={**{site: ["subgroup"] for site in per_group}, "y": ["pair"]},
+            coords={"subgroup": [str(s) for s in levels], "pair": pair_ids},
+            dims={**{site: ["subgroup"] for site in per_group}, **pair_dims},
             log_likelihood=log_likelihood,
+            constant_data=constant,
+            **groups,
         )
+    # hyperparameters first: az.summary(idata) then reads population, then subgroups
+    for group in ("posterior", "prior"):
+        if group in idata.groups():
+            dataset = idata[group]
+            order = sorted(dataset.data_vars, key=lambda v: dataset[v].ndim > 2)  # stable
+            setattr(idata, group, dataset[order])  # same group, variables reordered
     return SubgroupPosterior(
         idata=idata,
         by=by,

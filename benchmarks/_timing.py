@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 
 def best_time(function: Callable[[], object], repeats: int, *, warm_up: bool = True) -> float:
@@ -53,3 +53,15 @@ def timings_against_baseline(
             "ratio_fwd_bwd": times["fwd_bwd"] / base["fwd_bwd"],
         }
     return out
+
+
+def per_element(times: Mapping[str, float], n: int, scale: float, stem: str) -> dict[str, float]:
+    """One case of :func:`timings_against_baseline` per element of the input, as a result row
+    reads it: ``{stem_fwd, stem_fwd_bwd}`` (seconds per call times ``scale`` over ``n``: 1e9
+    for ns, 1e6 for us), then the two ratios to the baseline."""
+    return {
+        f"{stem}_fwd": scale * times["fwd"] / n,
+        f"{stem}_fwd_bwd": scale * times["fwd_bwd"] / n,
+        "ratio_fwd": times["ratio_fwd"],
+        "ratio_fwd_bwd": times["ratio_fwd_bwd"],
+    }

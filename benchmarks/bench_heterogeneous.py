@@ -43,6 +43,7 @@ import torch
 from scipy import stats
 
 from analysis.borda import alignment_accuracy, nbc_ranking_sensitivity, preference_matrix
+from benchmarks._report import markdown_table
 from benchmarks.synthetic_types import (
     METHODS,
     MIXDPO_FAMILIES,
@@ -417,12 +418,11 @@ def _ranked_table(
     cells: Callable[[dict], list[str]],
 ) -> list[str]:
     """A markdown table of the methods ranked by mean accuracy: ``rank | method | columns``."""
-    header = ("rank", "method", *columns)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     ranked = sorted(samples.items(), key=lambda kv: -kv[1]["accuracy_mean"])
-    for rank, (method, row) in enumerate(ranked, start=1):
-        lines.append(f"| {rank} | {label(method)} | " + " | ".join(cells(row)) + " |")
-    return lines
+    return markdown_table(
+        ("rank", "method", *columns),
+        ((rank, label(method), *cells(row)) for rank, (method, row) in enumerate(ranked, start=1)),
+    )
 
 
 def markdown(result: dict) -> str:
@@ -441,15 +441,20 @@ def markdown(result: dict) -> str:
         "",
         "## Population optima (exact)",
         "",
-        "| method | alignment accuracy | peak (x) | avg-reward regret at peak | kept share |",
-        "|---|---|---|---|---|",
     ]
-    for method, row in result["population"].items():
-        lines.append(
-            f"| {_label(method, 1.0)} | {row['accuracy']:.4f} | {row['peak']} "
-            f"({row['peak_position']:.2f}) | {row['average_reward_regret']:.4f} | "
-            f"{row['kept_share']:.3f} |"
-        )
+    lines += markdown_table(
+        ("method", "alignment accuracy", "peak (x)", "avg-reward regret at peak", "kept share"),
+        (
+            (
+                _label(method, 1.0),
+                f"{row['accuracy']:.4f}",
+                f"{row['peak']} ({row['peak_position']:.2f})",
+                f"{row['average_reward_regret']:.4f}",
+                f"{row['kept_share']:.3f}",
+            )
+            for method, row in result["population"].items()
+        ),
+    )
     sweep = result["population_alpha_sweep"]
     lines += [
         "",

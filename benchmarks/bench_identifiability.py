@@ -31,12 +31,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks._report import markdown_table
+from benchmarks.bench_two_stage import estimate, pooled_frame
+
 RESULTS = Path(__file__).resolve().parent / "results"
 CVS = (0.125, 0.25, 0.5, 0.707, 1.0, 1.41)
-
-
-def _frame(data: dict) -> pd.DataFrame:
-    return pd.concat([data[s].to_pandas() for s in ("train", "test")], ignore_index=True)
 
 
 def profiles(quick: bool) -> list[dict]:
@@ -58,7 +57,7 @@ def profiles(quick: bool) -> list[dict]:
     for (design, sizes), kind in itertools.product(
         designs.items(), ("heterogeneous", "homogeneous")
     ):
-        frame = _frame(
+        frame = pooled_frame(
             make_panel_preference_data(
                 **sizes,
                 num_annotators=annotators,
@@ -137,11 +136,7 @@ def two_stage(quick: bool) -> dict:
     first = table.index[0]
     subgroups = {
         name: {
-            "posterior_mean": float(table.loc[name, "mean_strength"]),
-            "interval": [
-                float(table.loc[name, "mean_strength_low"]),
-                float(table.loc[name, "mean_strength_high"]),
-            ],
+            **estimate(table.loc[name], "mean_strength", interval_key="interval"),
             "annotators_true_mean": float(realised[name]),
             "distribution_mean": next(g["mean"] for g in truth["subgroups"] if g["name"] == name),
             "ratio_to_first": float(
@@ -162,8 +157,7 @@ def two_stage(quick: bool) -> dict:
     for kind, data in frames.items():
         one = fit_panel_strengths(data, by=None, **draws)
         cvs[kind] = {
-            "cv": one.population["cv"],
-            "interval": [one.population["cv_low"], one.population["cv_high"]],
+            **estimate(one.population, "cv", mean_key="cv", interval_key="interval"),
             "true_annotator_cv": load_panel_ground_truth(kind)["annotator_cv"],
         }
     result = {
@@ -180,19 +174,25 @@ def two_stage(quick: bool) -> dict:
     return result
 
 
+_TRUE_COLUMNS = ("annotators_true_mean", "ratio_to_first", "true_ratio_to_first")
+
+
 def _markdown(payload: dict) -> str:
     lines = [
         "## Profile log-likelihood of the Gamma strength CV (free reward gap per pair)",
         "",
-        "| design | data | model | labels | " + " | ".join(f"CV {c}" for c in CVS) + " | range |",
-        "|---|---|---|---|" + "---|" * len(CVS) + "---|",
     ]
-    for row in payload["profiles"]:
-        values = " | ".join(f"{v:.2f}" for v in row["profile_loglik"].values())
-        lines.append(
-            f"| {row['design']} | {row['data']} | {row['model']} | {row['labels']} | {values} | "
-            f"{row['range']:.3g} |"
-        )
+    lines += markdown_table(
+        ("design", "data", "model", "labels", *(f"CV {c}" for c in CVS), "range"),
+        (
+            (
+                *(row[key] for key in ("design", "data", "model", "labels")),
+                *(f"{v:.2f}" for v in row["profile_loglik"].values()),
+                f"{row['range']:.3g}",
+            )
+            for row in payload["profiles"]
+        ),
+    )
     lines += [
         "",
         *[
@@ -211,15 +211,24 @@ def _markdown(payload: dict) -> str:
         f"{fit['labels']} labels, {fit['annotators']} annotators, {fit['seconds']} s; "
         f"diagnostics {fit['diagnostics']}.",
         "",
-        "| subgroup | posterior mean (90 %) | annotators' true mean | ratio to first | true ratio |",
-        "|---|---|---|---|---|",
     ]
-    for name, s in fit["subgroups"].items():
-        lines.append(
-            f"| {name} | {s['posterior_mean']:.3g} ({s['interval'][0]:.3g}-{s['interval'][1]:.3g})"
-            f" | {s['annotators_true_mean']:.3g} | {s['ratio_to_first']:.3g} | "
-            f"{s['true_ratio_to_first']:.3g} |"
-        )
+    lines += markdown_table(
+        (
+            "subgroup",
+            "posterior mean (90 %)",
+            "annotators' true mean",
+            "ratio to first",
+            "true ratio",
+        ),
+        (
+            (
+                name,
+                f"{s['posterior_mean']:.3g} ({s['interval'][0]:.3g}-{s['interval'][1]:.3g})",
+                *(f"{s[key]:.3g}" for key in _TRUE_COLUMNS),
+            )
+            for name, s in fit["subgroups"].items()
+        ),
+    )
     cvs = fit["population_cv_by_none"]
     lines += [
         "",

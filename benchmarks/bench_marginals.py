@@ -28,9 +28,9 @@ jax.config.update("jax_enable_x64", True)
 
 import mixlogit.jax as mj  # noqa: E402
 import mixlogit.torch as mt  # noqa: E402
-from benchmarks._timing import timings_against_baseline  # noqa: E402
+from benchmarks._report import markdown_table, save_report, timing_markdown  # noqa: E402
+from benchmarks._timing import per_element, timings_against_baseline  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 REFERENCE = Path(__file__).parents[1] / "tests" / "mixlogit" / "data" / "gamma_reference.json"
 
 
@@ -100,10 +100,7 @@ def timing_table(n: int, repeats: int) -> list[dict]:
                         "backend": backend,
                         "dtype": dtype_name,
                         "marginal": name,
-                        "ns_per_element_fwd": 1e9 * t["fwd"] / n,
-                        "ns_per_element_fwd_bwd": 1e9 * t["fwd_bwd"] / n,
-                        "ratio_fwd": t["ratio_fwd"],
-                        "ratio_fwd_bwd": t["ratio_fwd_bwd"],
+                        **per_element(t, n, 1e9, "ns_per_element"),
                     }
                 )
                 print(
@@ -214,18 +211,23 @@ def markdown(results) -> str:
     lines += [
         f"## Time per element at n = {results['n']:,} (ratio to log sigmoid(beta d))",
         "",
-        "| backend | dtype | marginal | fwd ns/el | fwd ratio | fwd+bwd ns/el | fwd+bwd ratio |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for r in results["timing"]:
-        lines.append(
-            f"| {r['backend']} | {r['dtype']} | {r['marginal']} | {r['ns_per_element_fwd']:.1f} | "
-            f"{r['ratio_fwd']:.1f} | {r['ns_per_element_fwd_bwd']:.1f} | {r['ratio_fwd_bwd']:.1f} |"
-        )
+    lines += timing_markdown(
+        results["timing"],
+        ("backend", "dtype", "marginal"),
+        "ns_per_element",
+        "ns/el",
+        time_format=".1f",
+        ratio_format=".1f",
+    )
     lines += ["", "## Gamma marginal accuracy vs series length (reference grid, float64)", ""]
-    lines += ["| method | max rel. error | median rel. error |", "|---|---|---|"]
-    for r in results["accuracy"]:
-        lines.append(f"| {r['method']} | {r['max_rel_error']:.2e} | {r['median_rel_error']:.2e} |")
+    lines += markdown_table(
+        ("method", "max rel. error", "median rel. error"),
+        (
+            (r["method"], f"{r['max_rel_error']:.2e}", f"{r['median_rel_error']:.2e}")
+            for r in results["accuracy"]
+        ),
+    )
     ex = results["naive_example"]
     lines += [
         "",
@@ -233,12 +235,19 @@ def markdown(results) -> str:
         "",
     ]
     lines += ["## LogNormal gradient variance (batch of 64, loss -mean log P)", ""]
-    lines += ["| estimator | d/dloc mean | var | d/dscale mean | var |", "|---|---|---|---|---|"]
-    for r in results["gradient_variance"]:
-        lines.append(
-            f"| {r['method']} | {r['grad_loc_mean']:+.5f} | {r['grad_loc_var']:.2e} | "
-            f"{r['grad_scale_mean']:+.5f} | {r['grad_scale_var']:.2e} |"
-        )
+    lines += markdown_table(
+        ("estimator", "d/dloc mean", "var", "d/dscale mean", "var"),
+        (
+            (
+                r["method"],
+                f"{r['grad_loc_mean']:+.5f}",
+                f"{r['grad_loc_var']:.2e}",
+                f"{r['grad_scale_mean']:+.5f}",
+                f"{r['grad_scale_var']:.2e}",
+            )
+            for r in results["gradient_variance"]
+        ),
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -255,10 +264,7 @@ def main() -> None:
     }
     results["accuracy"], results["naive_example"] = accuracy_vs_terms()
     results["gradient_variance"] = gradient_variance()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "marginals.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "marginals.md").write_text(markdown(results))
-    print(f"saved {RESULTS / 'marginals.json'} and marginals.md")
+    save_report("marginals", results, markdown(results))
 
 
 if __name__ == "__main__":

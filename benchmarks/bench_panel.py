@@ -28,13 +28,17 @@ import torch
 
 jax.config.update("jax_enable_x64", True)
 
-from benchmarks._timing import timings_against_baseline  # noqa: E402
+from benchmarks._report import markdown_table, save_report, timing_markdown  # noqa: E402
+from benchmarks._timing import per_element, timings_against_baseline  # noqa: E402
 from mixlogit.jax import panel as jp  # noqa: E402
 from mixlogit.torch import panel as tp  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
 REFERENCE = Path(__file__).parents[1] / "tests" / "mixlogit" / "data" / "panel_reference.json"
 PARAMS = {"gamma": {"shape": 2.0, "rate": 16.7}, "lognormal": {"loc": -2.3, "scale": 0.6}}
+
+
+#: The quantities whose largest relative error ``max_rel_error_<name>`` the accuracy rows hold.
+ERRORS = ("log_marginal", "grad_params", "grad_direction", "mean", "variance", "quantiles")
 
 
 def _max_rel(got, ref) -> float:
@@ -51,17 +55,7 @@ def accuracy(nodes_list) -> list[dict]:
     rows = []
     for num_nodes in nodes_list:
         row = {"num_nodes": num_nodes}
-        worst = {
-            k: 0.0
-            for k in (
-                "log_marginal",
-                "grad_params",
-                "grad_direction",
-                "mean",
-                "variance",
-                "quantiles",
-            )
-        }
+        worst = dict.fromkeys(ERRORS, 0.0)
         overshoot = []
         for family in ("gamma", "lognormal"):
             chosen = [g for g in groups if g["family"] == family]
@@ -210,10 +204,7 @@ def timing(n: int, num_groups: int, repeats: int) -> list[dict]:
                 {
                     "backend": backend,
                     "marginal": family,
-                    "us_per_observation_fwd": 1e6 * t["fwd"] / n,
-                    "us_per_observation_fwd_bwd": 1e6 * t["fwd_bwd"] / n,
-                    "ratio_fwd": t["ratio_fwd"],
-                    "ratio_fwd_bwd": t["ratio_fwd_bwd"],
+                    **per_element(t, n, 1e6, "us_per_observation"),
                 }
             )
             r = rows[-1]
@@ -233,29 +224,41 @@ def markdown(results) -> str:
         "Largest relative errors; the last column is the smallest ratio of the error estimate "
         "(`return_error=True`) to the actual error of L (>= 1: the estimate bounds it).",
         "",
-        "| nodes | L | dL/dparams | dL/dd . v | mean | variance | quantiles | estimate / actual |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in results["accuracy"]:
-        lines.append(
-            f"| {r['num_nodes']} | {r['max_rel_error_log_marginal']:.1e} | {r['max_rel_error_grad_params']:.1e} | "
-            f"{r['max_rel_error_grad_direction']:.1e} | {r['max_rel_error_mean']:.1e} | "
-            f"{r['max_rel_error_variance']:.1e} | {r['max_rel_error_quantiles']:.1e} | "
-            f"{r['min_error_estimate_over_actual']:.1e} |"
-        )
+    lines += markdown_table(
+        (
+            "nodes",
+            "L",
+            "dL/dparams",
+            "dL/dd . v",
+            "mean",
+            "variance",
+            "quantiles",
+            "estimate / actual",
+        ),
+        (
+            (
+                r["num_nodes"],
+                *(f"{r[f'max_rel_error_{e}']:.1e}" for e in ERRORS),
+                f"{r['min_error_estimate_over_actual']:.1e}",
+            )
+            for r in results["accuracy"]
+        ),
+    )
     lines += [
         "",
         f"## Time per observation, N = {results['n']:,} choices in {results['num_groups']:,} groups "
         "(float64, default 128 nodes; ratio to log sigmoid(beta d))",
         "",
-        "| backend | marginal | fwd us/obs | fwd ratio | fwd+bwd us/obs | fwd+bwd ratio |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in results["timing"]:
-        lines.append(
-            f"| {r['backend']} | {r['marginal']} | {r['us_per_observation_fwd']:.3f} | {r['ratio_fwd']:.0f} | "
-            f"{r['us_per_observation_fwd_bwd']:.3f} | {r['ratio_fwd_bwd']:.0f} |"
-        )
+    lines += timing_markdown(
+        results["timing"],
+        ("backend", "marginal"),
+        "us_per_observation",
+        "us/obs",
+        time_format=".3f",
+        ratio_format=".0f",
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -272,10 +275,7 @@ def main() -> None:
         "accuracy": accuracy((64, 96, 128, 192)),
         "timing": timing(args.n, args.groups, args.repeats),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "panel.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "panel.md").write_text(markdown(results))
-    print(f"saved {RESULTS / 'panel.json'} and {RESULTS / 'panel.md'}")
+    save_report("panel", results, markdown(results))
 
 
 if __name__ == "__main__":

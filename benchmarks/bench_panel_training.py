@@ -174,20 +174,18 @@ def make_data(seed: int, homogeneous: bool, structure: str = "development") -> d
 
 def _config(output_dir: str, settings: dict[str, Any]):
     from alignment import MixDPOConfig
+    from alignment.config import QUIET_RUN
 
     return MixDPOConfig(
         output_dir=output_dir,
-        report_to="none",
         per_device_train_batch_size=4,
         num_train_epochs=1,  # one pass: no pair is seen twice
         learning_rate=1e-2,
         lr_scheduler_type="constant",
         logging_steps=10_000,
-        disable_tqdm=True,
-        save_strategy="no",
         seed=0,
-        dataloader_pin_memory=False,
         strength_family="gamma",
+        **QUIET_RUN,
         **settings,
     )
 

@@ -46,6 +46,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,23 @@ def subgroups() -> tuple:
     )
 
 
-def _frame(data: dict) -> pd.DataFrame:
+def pooled_frame(data: Mapping[str, Any]) -> pd.DataFrame:
+    """The train and test labels of a panel data set (``{split: Dataset}``) in one frame."""
     return pd.concat([data[s].to_pandas() for s in ("train", "test")], ignore_index=True)
+
+
+def estimate(
+    values: Mapping[str, Any] | pd.Series,
+    name: str,
+    *,
+    mean_key: str = "posterior_mean",
+    interval_key: str = "interval_90",
+) -> dict[str, Any]:
+    """``{mean_key: values[name], interval_key: [values[name_low], values[name_high]]}`` as
+    floats, from a row of a panel fit's ``subgroups`` table (``name="mean_strength"``) or from
+    its ``population`` (``name="cv"``)."""
+    interval = [float(values[f"{name}_low"]), float(values[f"{name}_high"])]
+    return {mean_key: float(values[name]), interval_key: interval}
 
 
 def _fit_record(fit: Any, seconds: float) -> dict[str, float]:
@@ -118,7 +134,7 @@ def run_seed(seed: int, draws: dict[str, int] = DRAWS) -> dict[str, Any]:
     from alignment.datasets.annotator_panels import make_panel_preference_data
 
     frames = {
-        kind: _frame(
+        kind: pooled_frame(
             make_panel_preference_data(
                 **SIZES, subgroups=subgroups(), homogeneous=kind == "homogeneous", seed=seed
             )
@@ -159,25 +175,21 @@ def run_seed(seed: int, draws: dict[str, int] = DRAWS) -> dict[str, Any]:
     for kind, (one_fit, _) in one.items():
         strengths = frames[kind].groupby("annotator_id")["true_strength"].first()
         cv[kind] = {
-            "posterior_mean": one_fit.population["cv"],
-            "interval_90": [one_fit.population["cv_low"], one_fit.population["cv_high"]],
+            **estimate(one_fit.population, "cv"),
             "true_annotator_cv": float(strengths.std(ddof=0) / strengths.mean()),
         }
     cv["ratio"] = cv["heterogeneous"]["posterior_mean"] / cv["homogeneous"]["posterior_mean"]
+    subgroup_means = {
+        name: {
+            **estimate(table.loc[name], "mean_strength"),
+            "annotators_true_mean": float(true_means[name]),
+        }
+        for name in table.index
+    }
     return {
         "seed": seed,
         "labels": len(frame),
-        "subgroup_means": {
-            name: {
-                "posterior_mean": float(table.loc[name, "mean_strength"]),
-                "interval_90": [
-                    float(table.loc[name, "mean_strength_low"]),
-                    float(table.loc[name, "mean_strength_high"]),
-                ],
-                "annotators_true_mean": float(true_means[name]),
-            }
-            for name in table.index
-        },
+        "subgroup_means": subgroup_means,
         "ratios": ratios,
         "max_abs_ratio_error": max(abs(r["relative_error"]) for r in ratios),
         "spearman": rho,

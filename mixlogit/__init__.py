@@ -36,7 +36,10 @@ _LAZY_ATTRS: dict[str, str] = {
     "MixedLogit": "mixlogit.estimators",
     "ConvergenceWarning": "mixlogit.estimation.optimize",
     "SeparationWarning": "mixlogit.estimation.diagnostics",
+    "LocalMaximumWarning": "mixlogit.estimation.diagnostics",
+    "SimulationNoiseWarning": "mixlogit.estimation.diagnostics",
     "EstimationResults": "mixlogit.results",
+    "WTPMomentWarning": "mixlogit.results",
     "simulate_choices": "mixlogit.simulate",
     "make_draws": "mixlogit.draws",
     "load_electricity": "mixlogit.datasets",
@@ -57,4 +60,6 @@ __getattr__, __dir__ = lazy_exports(
     deprecated={"BayesSpec": "mixlogit.spec:ModelSpec"},
 )
 
-__all__ = ["__version__", *sorted(_LAZY_SUBMODULES), *sorted(_LAZY_ATTRS)]
+# The backend submodules stay out of ``__all__``: ``from mixlogit import *`` would import them,
+# and ``mixlogit.torch`` needs the optional torch (``mixlogit.jax`` would also shadow ``jax``).
+__all__ = ["__version__", *sorted(_LAZY_ATTRS)]

@@ -11,7 +11,7 @@ evaluated through ``ops``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import inspect
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,16 @@ from mixlogit.conditional import EncodedCovariates, StrengthDesign
 from mixlogit.families import LOG_PREFIX, StrengthFamily
 
 __all__ = ["ConditionalStrengthMixin"]
+
+#: ``{name: default}`` of :func:`mixlogit.conditional.make_spec`'s keyword arguments, which the
+#: constructor passes on to it; its signature is the one list of them.
+_SPEC_KEYWORDS: dict[str, Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(_cond.make_spec).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}
+#: The start values among them; the others are the hierarchy (recorded by torch's ``config``).
+_START_KEYWORDS = ("init", "mean", "cv")
 
 
 class ConditionalStrengthMixin:
@@ -55,35 +65,22 @@ class ConditionalStrengthMixin:
         family: str | StrengthFamily = "gamma",
         design: StrengthDesign | None = None,
         *,
-        init: Mapping[str, float] | None = None,
-        mean: float | None = None,
-        cv: float | None = None,
         learnable: bool = True,
-        pool_cv: bool = True,
-        regress_cv: bool = False,
-        tau_mean: float | None = None,
-        tau_cv: float | None = None,
-        tau_prior_scale: float = 1.0,
-        coef_prior_scale: float | None = None,
-        population_prior_scale: float | None = None,
-        init_tau: float = 0.5,
-        **options: Any,
+        **arguments: Any,
     ) -> None:
+        # ``arguments``: make_spec's keywords (its signature is the one list of them, see
+        # _constructor_signature) and the family's marginal options.
         super().__init__()
-        hierarchy: dict[str, Any] = {
-            "pool_cv": pool_cv,
-            "regress_cv": regress_cv,
-            "tau_mean": tau_mean,
-            "tau_cv": tau_cv,
-            "tau_prior_scale": tau_prior_scale,
-            "coef_prior_scale": coef_prior_scale,
-            "population_prior_scale": population_prior_scale,
-            "init_tau": init_tau,
-        }
-        self.spec = _cond.make_spec(family, design, init=init, mean=mean, cv=cv, **hierarchy)
-        self.options = self.spec.family.check_options(options)
+        spec_arguments = {name: arguments.pop(name) for name in _SPEC_KEYWORDS if name in arguments}
+        self.spec = _cond.make_spec(family, design, **spec_arguments)
+        self.options = self.spec.family.check_options(arguments)
         self.learnable = bool(learnable)
-        self._record_arguments(hierarchy, dict(options))
+        hierarchy = {
+            name: spec_arguments.get(name, default)
+            for name, default in _SPEC_KEYWORDS.items()
+            if name not in _START_KEYWORDS
+        }
+        self._record_arguments(hierarchy, dict(arguments))
         for name, value in _cond.initial_values(self.spec).items():
             self._store(name, value)
 
@@ -194,3 +191,20 @@ class ConditionalStrengthMixin:
         with self._no_grad():
             moments = {k: float(v) for k, v in self.population_moments().items()}
         return f"mean={moments['mean']:.6g}, cv={moments['cv']:.6g}"
+
+
+def _constructor_signature() -> inspect.Signature:
+    """The constructor's signature as users see it (``help``, the API page): ``make_spec``'s
+    arguments with ``learnable`` after the start values and ``**options``, spelled out although
+    the constructor takes them as ``**arguments``."""
+    spec = list(inspect.signature(_cond.make_spec).parameters.values())
+    after_starts = max(i for i, p in enumerate(spec) if p.name in _START_KEYWORDS) + 1
+    own = inspect.signature(ConditionalStrengthMixin.__init__).parameters
+    options = inspect.Parameter("options", inspect.Parameter.VAR_KEYWORD, annotation="Any")
+    return inspect.Signature(
+        [own["self"], *spec[:after_starts], own["learnable"], *spec[after_starts:], options],
+        return_annotation="None",
+    )
+
+
+ConditionalStrengthMixin.__init__.__signature__ = _constructor_signature()  # type: ignore[attr-defined]

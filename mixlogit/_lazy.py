@@ -12,7 +12,8 @@ transformers until a name that needs them is used)::
         __name__, _LAZY_ATTRS, submodules=("torch", "jax"),
         deprecated={"OldName": "mixlogit.data:ChoiceData"},
     )
-    __all__ = ["__version__", "jax", "torch", *sorted(_LAZY_ATTRS)]
+    # Submodules stay out of __all__: a star import would import them (torch is optional).
+    __all__ = ["__version__", *sorted(_LAZY_ATTRS)]
 
 Deprecated names stay importable for one release but warn with :class:`DeprecationWarning`
 and are left out of ``dir()``. A package that exports several names of each module can write

@@ -59,15 +59,40 @@ def alternating_series_error_bound(num_terms: int) -> float:
 def standard_normal_quadrature(num_points: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``eps_i`` and log-weights ``log w_i`` with ``sum_i w_i f(eps_i) ~ E[f(eps)]``.
 
-    Gauss-Hermite rule mapped to the standard normal (``eps = sqrt(2) x``, ``w = h / sqrt(pi)``);
-    exact for polynomials of degree ``2 * num_points - 1``. Float64 arrays of shape
-    ``(num_points,)``; the weights sum to one.
+    Gauss-Hermite rule of the standard normal (probabilists' Hermite polynomials); exact for
+    polynomials of degree ``2 * num_points - 1``. Float64 arrays of shape ``(num_points,)``;
+    the weights sum to one and every log-weight is finite at any ``num_points``.
+
+    The nodes come from :func:`scipy.special.roots_hermitenorm` (Golub-Welsch, asymptotic
+    expansions beyond 150 nodes). The weights are not taken from there: the outer ones
+    underflow to 0 beyond ~370 nodes (and ``numpy.polynomial.hermite.hermgauss`` returns NaN
+    there). They are formed in logs from the Christoffel formula
+    ``w_i = 1 / (n psi_{n-1}(eps_i)^2)`` with the orthonormal Hermite polynomials ``psi_k``,
+    whose three-term recurrence is rescaled at every step so that no value overflows.
     """
     if not isinstance(num_points, int) or num_points < 1:
         raise ValueError(f"num_points must be a positive integer, got {num_points!r}")
-    x, h = np.polynomial.hermite.hermgauss(num_points)
-    nodes = math.sqrt(2.0) * x
-    log_weights = np.log(h) - 0.5 * math.log(math.pi)
+    from scipy.special import roots_hermitenorm
+
+    n = num_points
+    nodes = np.asarray(roots_hermitenorm(n)[0], dtype=np.float64)
+    # psi_0 = 1, psi_1 = x, psi_{k+1} = (x psi_k - sqrt(k) psi_{k-1}) / sqrt(k + 1); carry
+    # psi_{k-1}, psi_k divided by exp(log_scale) to keep them O(1)
+    previous = np.zeros_like(nodes)
+    current = np.ones_like(nodes)
+    log_scale = np.zeros_like(nodes)
+    for k in range(n - 1):
+        following = (nodes * current - math.sqrt(k) * previous) / math.sqrt(k + 1)
+        previous, current = current, following
+        size = np.maximum(np.abs(current), np.abs(previous))
+        size = np.where(size > 0, size, 1.0)
+        previous, current = previous / size, current / size
+        log_scale += np.log(size)
+    log_weights = -math.log(n) - 2.0 * (np.log(np.abs(current)) + log_scale)
+    if not (np.all(np.isfinite(nodes)) and np.all(np.isfinite(log_weights))):
+        raise FloatingPointError(f"the {n}-node Gauss-Hermite rule has non-finite nodes or weights")
+    # remove the rounding of the product: the weights sum to one exactly in the mean
+    log_weights = log_weights - np.logaddexp.reduce(log_weights)
     nodes.setflags(write=False)
     log_weights.setflags(write=False)
     return nodes, log_weights

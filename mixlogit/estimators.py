@@ -133,6 +133,9 @@ class MixedLogit:
         hessian: bool = True,
         verbose: bool | int = False,
         progress: bool = False,
+        num_starts: int = 1,
+        start_seed: int | None = 0,
+        simulation_noise: bool = False,
         **kwargs: Any,
     ):
         """Estimate the model.
@@ -140,7 +143,8 @@ class MixedLogit:
         Args:
             data: the choice data.
             method: ``"simulation"`` (maximum simulated likelihood), ``"quadrature"``
-                (converged Gauss-Hermite/Legendre quadrature, one or two random coefficients),
+                (converged quadrature, one or two random coefficients: trapezoidal in the
+                standard normal for normal-based coefficients, Gauss-Legendre otherwise),
                 or ``"nuts"`` / ``"svi"`` (Bayesian: :func:`mixlogit.bayes.fit_bayes`, which
                 takes ``kwargs``, ``seed``, ``progress`` and, where they apply, ``num_draws``
                 (``"svi"`` only: draws of its simulated likelihood) and ``num_nodes``
@@ -166,12 +170,26 @@ class MixedLogit:
             chunk_size: draws processed at once (default bounds memory to ~64 MiB of utilities).
             quadrature_tolerance: target absolute log-likelihood error of the quadrature rule
                 (old name ``quadrature_tol``, deprecated).
-            num_nodes: starting nodes per dimension for quadrature (default 16 / 10; old
+            num_nodes: starting nodes per dimension for quadrature (default 33 / 17; old
                 name ``quadrature_nodes``, deprecated).
             hessian: compute the Hessian and standard errors.
             verbose: print an iteration log every ``verbose`` iterations (``True`` = 1).
             progress: show progress bars (optimiser iterations with the current
                 log-likelihood and largest gradient entry, then the Hessian's columns).
+            num_starts: starting values to optimise from (default 1: the default start
+                only). Start 1 is the default start; the others perturb it at random (means
+                by up to one unit of their variable's scale, spreads drawn positive; see
+                :func:`mixlogit.estimation.multistart.random_starts`) and run on the same
+                compiled likelihood. The results are those of the best start and
+                ``results.starts`` lists every start (``theta0``, ``params``, ``loglik``,
+                ``converged``, ``iterations``, ``evaluations``, ``time``); ``verbose`` prints
+                one line per start.
+            start_seed: seed of the random starts (the same seed gives the same starts).
+            simulation_noise: also run the simulation-noise diagnostic
+                (:func:`mixlogit.estimation.check_simulation_noise`: the fit repeated from its
+                estimates with an independent draw set); its report is
+                ``results.simulation_noise``. ``method="simulation"`` with random
+                coefficients only.
 
         Returns:
             :class:`~mixlogit.results.EstimationResults` (classical) or
@@ -181,6 +199,12 @@ class MixedLogit:
             SeparationWarning: a variable separates the choices, so the likelihood has no
                 finite maximum (``results.converged`` is then False and ``results.message``
                 names the variables).
+            LocalMaximumWarning: with ``num_starts > 1``, converged starts stopped at
+                log-likelihoods more than 0.01 apart (the message gives the best and how many
+                starts reached it).
+            SimulationNoiseWarning: with ``simulation_noise=True``, an estimate moved by more
+                than its standard error, or the log-likelihood by more than 1, with the
+                independent draws.
         """
         if method in ("nuts", "svi"):
             given = {
@@ -235,6 +259,9 @@ class MixedLogit:
             hessian=hessian,
             verbose=verbose,
             progress=progress,
+            num_starts=num_starts,
+            start_seed=start_seed,
+            simulation_noise=simulation_noise,
         )
 
 
@@ -254,6 +281,9 @@ _CLASSICAL_ONLY = (
     "quadrature_tolerance",
     "hessian",
     "verbose",
+    "num_starts",
+    "start_seed",
+    "simulation_noise",
 )
 #: Old names (:data:`FIT_RENAMES`) of classical-only arguments.
 _CLASSICAL_OLD_NAMES = ("gtol", "maxiter", "quadrature_tol")

@@ -15,6 +15,8 @@ passed explicitly after loading.
 from __future__ import annotations
 
 import json
+import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,11 @@ from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.quadrature import quadrature_rule
 from mixlogit.spec import ModelSpec, as_model_spec
 
-__all__ = ["EstimationResults", "interval_labels"]
+__all__ = ["EstimationResults", "WTPMomentWarning", "interval_labels"]
+
+
+class WTPMomentWarning(UserWarning):
+    """A willingness-to-pay ratio has no finite mean or SD (see :meth:`EstimationResults.wtp`)."""
 
 
 def interval_labels(interval: float) -> tuple[float, float, str, str]:
@@ -56,6 +62,13 @@ class EstimationResults:
             latter clustered by decision maker (panel) when the data have one.
         loglik, null_loglik: log-likelihood at the estimates and with equal probabilities.
         quadrature: for ``method="quadrature"``: nodes per dimension, error estimate, rounds.
+        starts: with ``num_starts > 1``: one record per start (start vector, final
+            log-likelihood and estimates, convergence, iterations, seconds), the default
+            start first (:mod:`mixlogit.estimation.multistart`).
+        simulation_noise: with ``simulation_noise=True`` or after
+            :func:`~mixlogit.estimation.check_simulation_noise`: the log-likelihood and
+            estimates with an independent draw set, and each estimate's shift in standard
+            errors.
     """
 
     model: Any
@@ -80,6 +93,8 @@ class EstimationResults:
     function_evaluations: int
     time: float
     quadrature: dict | None = None
+    starts: list | None = None
+    simulation_noise: dict | None = None
     data: ChoiceData | None = field(default=None, repr=False)
     problem: Any = field(default=None, repr=False)
 
@@ -124,32 +139,79 @@ class EstimationResults:
     def __getitem__(self, name: str) -> float:
         return float(self.params[self.names.index(name)])
 
-    def table(self) -> pd.DataFrame:
-        """Estimate, SE, robust SE, z and two-sided p-value (from the classical SE)."""
+    @property
+    def spread_signs(self) -> np.ndarray:
+        """``(P,)`` +-1 per parameter: the sign that makes every spread parameter a magnitude.
+
+        A spread enters the likelihood only through ``b * e`` with a standardised draw ``e``
+        that is symmetric about 0 (normal, lognormal, triangular, uniform; truncated normal
+        uses ``|b|``), so ``b`` and ``-b`` fit equally well and the sign of ``b`` is not
+        identified. Likewise flipping a column of the Cholesky factor leaves the covariance
+        unchanged, so each column takes the sign of its diagonal entry. Every other parameter
+        (and gamma's log scale) gets +1. ``spread_signs * params`` is what :meth:`table` shows.
+        """
+        layout = self.layout
+        signs = np.ones(self.num_params)
+        kf, kr = layout.num_fixed, layout.num_random
+        independent = layout.independent_index
+        for pos, k in enumerate(independent):
+            if layout.mixing[k].distribution != "gamma":
+                index = kf + kr + pos
+                signs[index] = -1.0 if self.params[index] < 0 else 1.0
+        start = kf + kr + len(independent)
+        rows, cols = np.tril_indices(len(layout.correlated))
+        diagonal = {c: start + i for i, (r, c) in enumerate(zip(rows, cols, strict=True)) if r == c}
+        for i, col in enumerate(cols):
+            signs[start + i] = -1.0 if self.params[diagonal[col]] < 0 else 1.0
+        return signs
+
+    def table(self, *, raw: bool = False) -> pd.DataFrame:
+        """Parameter table: robust (sandwich) columns first, as Biogeme and Apollo report.
+
+        Columns: ``estimate``, ``robust_std_err``, ``robust_z``, ``robust_p_value`` (two-sided,
+        normal), then the classical ``std_err``, ``z``, ``p_value`` (inverse negative Hessian).
+        The robust covariance is clustered by decision maker when the data have a panel.
+
+        Args:
+            raw: show spread parameters with the sign the optimiser ended at; by default they
+                are magnitudes (``spread_signs * params``: the sign is not identified, see
+                :attr:`spread_signs`). ``params`` and ``results[name]`` stay raw either way.
+        """
+        estimate = self.params if raw else self.spread_signs * self.params
+        robust_se = self.robust_std_errors
         se = self.std_errors
-        z = self.params / se
+        robust_z = estimate / robust_se
+        z = estimate / se
         return pd.DataFrame(
             {
-                "estimate": self.params,
+                "estimate": estimate,
+                "robust_std_err": robust_se,
+                "robust_z": robust_z,
+                "robust_p_value": 2.0 * stats.norm.sf(np.abs(robust_z)),
                 "std_err": se,
-                "robust_std_err": self.robust_std_errors,
                 "z": z,
                 "p_value": 2.0 * stats.norm.sf(np.abs(z)),
             },
             index=pd.Index(self.names, name="parameter"),
         )
 
-    def summary(self, interval: float = 0.95) -> pd.DataFrame:
-        """:meth:`table` with the bounds of the Wald ``interval`` (``estimate +- z SE``,
-        classical SE), columns ``q2.5%`` and ``q97.5%`` for the default 0.95."""
+    def summary(self, interval: float = 0.95, *, raw: bool = False) -> pd.DataFrame:
+        """:meth:`table` with the bounds of the Wald ``interval`` from the robust SE
+        (``estimate +- z robust SE``), columns ``q2.5%`` and ``q97.5%`` for the default 0.95;
+        ``raw`` as in :meth:`table`."""
         lower, upper, lower_label, upper_label = interval_labels(interval)
-        table = self.table()
-        table[lower_label] = self.params + stats.norm.ppf(lower) * self.std_errors
-        table[upper_label] = self.params + stats.norm.ppf(upper) * self.std_errors
+        table = self.table(raw=raw)
+        estimate = table["estimate"].to_numpy()
+        table[lower_label] = estimate + stats.norm.ppf(lower) * self.robust_std_errors
+        table[upper_label] = estimate + stats.norm.ppf(upper) * self.robust_std_errors
         return table
 
     def summary_text(self) -> str:
-        """Human-readable estimation report (also ``str(results)``)."""
+        """Human-readable estimation report (also ``str(results)``): the fit statistics, a
+        ``Converged: yes/no`` line (the library's criterion: the gradient test, and no
+        separation), a ``Termination:`` line (the optimiser's own stopping message, which may
+        mention precision loss at a point that meets the gradient test), the :meth:`table`
+        and footnotes on the standard errors and on spreads shown as magnitudes."""
         lines = [
             f"{self.model!r}",
             f"Method: {self.method}"
@@ -165,12 +227,69 @@ class EstimationResults:
             f"Log-likelihood: {self.loglik:.4f}   null: {self.null_loglik:.4f}   "
             f"rho2: {self.rho2:.4f}   adj. rho2: {self.rho2_adjusted:.4f}",
             f"AIC: {self.aic:.2f}   BIC: {self.bic:.2f}",
-            f"Converged: {self.converged} ({self.message}); iterations {self.iterations}, "
+            self._convergence_line(),
+            f"Termination: {self.message.rstrip('.')}; iterations {self.iterations}, "
             f"evaluations {self.function_evaluations}, time {self.time:.2f} s",
+            *(  # multistart and simulation-noise diagnostics, when the fit ran them
+                [
+                    "   ".join(
+                        part
+                        for part in (
+                            f"Starts: {len(self.starts)}, best reached by "
+                            f"{sum(s['loglik'] >= self.loglik - 1e-2 for s in self.starts)}"
+                            if self.starts
+                            else "",
+                            "Simulation noise (independent draws): log-lik change "
+                            f"{self.simulation_noise['loglik_change']:+.3f}, largest shift "
+                            f"{self.simulation_noise['max_abs_shift_in_se']:.2f} SE"
+                            if self.simulation_noise
+                            else "",
+                        )
+                        if part
+                    )
+                ]
+                if self.starts or self.simulation_noise
+                else []
+            ),
             "",
             self.table().to_string(float_format=lambda v: f"{v:.6g}"),
+            "",
+            "robust_*: sandwich covariance (clustered by decision maker when the data have a "
+            "panel);",
+            "std_err, z, p_value: classical (inverse negative Hessian).",
         ]
+        lines += self._spread_footnote()
         return "\n".join(lines)
+
+    def _convergence_line(self) -> str:
+        """``Converged: yes/no`` by the library's criterion (the gradient test, and no
+        separation), kept apart from the optimiser's own stopping message, which can read
+        "precision loss" at a point that meets the gradient test."""
+        largest = float(np.max(np.abs(self.gradient))) if self.gradient.size else 0.0
+        if self.converged:
+            return f"Converged: yes (gradient criterion met; largest |gradient| {largest:.2e})"
+        return f"Converged: no (largest |gradient| {largest:.2e}; see termination)"
+
+    def _spread_footnote(self) -> list[str]:
+        """The footnote that says spreads are magnitudes (empty without spread parameters)."""
+        layout = self.layout
+        spreads = [
+            name
+            for name in self.names[layout.num_fixed + layout.num_random :]
+            if not name.startswith("ln_scale.")
+        ]
+        if not spreads:
+            return []
+        flipped = [n for n, sign in zip(self.names, self.spread_signs, strict=True) if sign < 0]
+        note = (
+            "Spreads (" + ", ".join(spreads) + ") are shown as magnitudes: s and -s give the "
+            "same likelihood, so the sign of a spread (and of a Cholesky column) is not "
+            "identified."
+        )
+        if flipped:
+            note += " Estimated with a negative sign: " + ", ".join(flipped) + "."
+        note += " Raw estimates: results.params or results.table(raw=True)."
+        return textwrap.wrap(note, width=100, break_on_hyphens=False)
 
     def __str__(self) -> str:
         return self.summary_text()
@@ -306,11 +425,18 @@ class EstimationResults:
         """Willingness to pay for ``attribute`` in units of ``cost``: ``-beta_attr / beta_cost``.
 
         Both fixed: the ratio with a delta-method standard error (classical and robust).
-        Otherwise: the distribution of the ratio over the population (independent draws of
-        the random coefficients), summarised by mean, SD and quantiles.
+        Otherwise: the distribution of the ratio over the population (``num_draws``
+        independent draws of the random coefficients), summarised by its median and
+        quantiles, then its mean and SD. A random cost coefficient whose density does not
+        vanish at 0 (normal, truncated normal, a triangular or uniform that straddles 0, a
+        gamma of shape <= 1) gives a ratio without a finite mean; without a finite variance
+        for gamma shape <= 2. Such a moment is NaN (a sample mean of such draws estimates
+        nothing and does not settle as ``num_draws`` grows) and :class:`WTPMomentWarning`
+        says so: report the median and quantiles, or give the cost a lognormal distribution.
 
         Returns:
-            ``pd.Series`` with the summary statistics.
+            ``pd.Series``: ``wtp, std_err, robust_std_err`` (both fixed) or ``median, q05,
+            q25, q75, q95, mean, sd`` (in units of ``cost`` per unit of ``attribute``).
         """
         layout = self.layout
         for name in (attribute, cost):
@@ -333,18 +459,63 @@ class EstimationResults:
         population = self.population_coefficients(num_draws, seed)
         ratio = -population[attribute].to_numpy() / population[cost].to_numpy()
         quantiles = np.quantile(ratio, [0.05, 0.25, 0.5, 0.75, 0.95])
+        has_mean, has_variance, reason = self._inverse_cost_moments(cost)
+        if not has_variance:
+            missing = "mean or SD" if not has_mean else "SD"
+            warnings.warn(
+                f"wtp({attribute!r}, {cost!r}): the cost coefficient is {reason}, so the ratio "
+                f"has no finite {missing} across the population; it is reported as NaN. Use "
+                "the median and quantiles, or a lognormal (sign-constrained) cost coefficient",
+                WTPMomentWarning,
+                stacklevel=2,
+            )
         return pd.Series(
             {
-                "mean": float(np.mean(ratio)),
-                "sd": float(np.std(ratio)),
+                "median": quantiles[2],
                 "q05": quantiles[0],
                 "q25": quantiles[1],
-                "median": quantiles[2],
                 "q75": quantiles[3],
                 "q95": quantiles[4],
+                "mean": float(np.mean(ratio)) if has_mean else np.nan,
+                "sd": float(np.std(ratio)) if has_variance else np.nan,
             },
             name=f"wtp.{attribute}",
         )
+
+    def _inverse_cost_moments(self, cost: str) -> tuple[bool, bool, str]:
+        """Whether ``1 / beta_cost`` has a finite mean and variance over the population, and
+        the reason when not (``E|1/X|`` is infinite when the density of ``X`` is positive at
+        0; a gamma of shape ``k`` has ``E[X^-1]`` finite for ``k > 1``, ``E[X^-2]`` for
+        ``k > 2``; a lognormal has all moments)."""
+        layout = self.layout
+        if cost in layout.fixed:
+            return True, True, ""
+        k = layout.random.index(cost)
+        distribution = layout.mixing[k].distribution
+        first = self.params[layout.num_fixed + k]
+        if cost in layout.correlated:
+            spread = 1.0  # a correlated normal has a positive variance
+        else:
+            pos = int(np.flatnonzero(layout.independent_index == k)[0])
+            spread = self.params[layout.num_fixed + layout.num_random + pos]
+        if distribution == "lognormal" or (distribution != "gamma" and spread == 0.0):
+            return True, True, ""  # a lognormal has every moment; spread 0: a constant
+        if distribution in ("normal", "truncnormal"):
+            return False, False, f"{distribution} (its density is positive at 0)"
+        if distribution in ("triangular", "uniform"):
+            if abs(first) > abs(spread):
+                return True, True, ""
+            return (
+                False,
+                False,
+                (
+                    f"{distribution} on [{first - abs(spread):.4g}, {first + abs(spread):.4g}], "
+                    "which contains 0"
+                ),
+            )
+        shape = float(np.exp(first))  # gamma: first parameter is the log shape
+        reason = f"gamma with shape {shape:.4g}"
+        return shape > 1.0, shape > 2.0, reason + (" <= 1" if shape <= 1.0 else " <= 2")
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
@@ -372,6 +543,8 @@ class EstimationResults:
             "function_evaluations": self.function_evaluations,
             "time": self.time,
             "quadrature": self.quadrature,
+            "starts": self.starts,
+            "simulation_noise": self.simulation_noise,
         }
 
     def save(self, path: str | Path) -> None:

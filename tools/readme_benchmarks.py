@@ -467,11 +467,55 @@ def _panel_step_time(r: Results) -> Row:
     )
 
 
+def _quadrature_swissmetro(r: Results) -> Row:
+    one = r("quadrature_swissmetro", "one_dimensional")
+    situations = r("quadrature_swissmetro", "situations")
+    gauss_hermite = r.find("quadrature_swissmetro", "rule_errors", nodes=256)
+    cells = [
+        f"1-D (normal time): LL {one['loglik']:.4f}, reported error "
+        f"{_sci(one['error_estimate'])} with {one['nodes_per_dim']} nodes, {one['wall_s']:.0f} s "
+        f"(scipy quad_vec reference {one['reference']['loglik']:.4f}; Gauss-Hermite with 256 "
+        f"nodes is off by {_sci(abs(gauss_hermite['gauss_hermite_error']))})"
+    ]
+    two = r("quadrature_swissmetro", "two_dimensional")
+    for name, label in (("cost", "normal time and cost"), ("asc", "time and ASC_TRAIN")):
+        if name in two:
+            case = two[name]
+            nodes = " x ".join(str(n) for n in case["nodes_per_dim"])
+            cells.append(
+                f"2-D ({label}): LL {case['loglik']:.4f}, error {_sci(case['error_estimate'])} "
+                f"with {nodes} nodes, {case['wall_s']:.0f} s"
+            )
+    return (
+        f"Converged quadrature, Swissmetro b05 ({situations:,} situations, tolerance 1e-3)",
+        "; ".join(cells),
+        "`python -m benchmarks.bench_quadrature_swissmetro --second asc cost`",
+    )
+
+
+def _multistart_swissmetro(r: Results) -> Row:
+    case = r.find("multistart_swissmetro", "cases", variant="independent")
+    noise = case["simulation_noise"]
+    return (
+        f"Multistart simulated ML, Swissmetro panel (random ASC_TRAIN, ASC_CAR, time by person, "
+        f"{case['num_draws']} Halton draws, {case['num_starts']} starts)",
+        f"default start {case['default_start_loglik']:.3f} (converged=True); best "
+        f"{case['best_loglik']:.3f} (Biogeme {case['issue_figures']['biogeme']}), reached by "
+        f"{case['starts_reaching_best']} of {case['num_starts']} starts, first at start "
+        f"{case['first_start_reaching_best']}; an independent draw set moves the maximum by "
+        f"{noise['loglik_change']:+.2f} and an estimate by up to "
+        f"{noise['max_abs_shift_in_se']:.2f} SE; {case['wall_seconds']:.0f} s",
+        "`python -m benchmarks.bench_multistart_swissmetro`",
+    )
+
+
 ROWS: Sequence[Callable[[Results], Row]] = (
     _marginal_accuracy,
     _marginal_timing,
     _lognormal_gradients,
     _electricity,
+    _quadrature_swissmetro,
+    _multistart_swissmetro,
     _bayes,
     _mixdpo_overhead,
     _mixdpo_vs_trl,

@@ -23,6 +23,10 @@ Adding a loss::
 
 The collator passes every column named in ``extra_columns`` (and in
 ``MixDPOConfig.extra_columns``) through as a tensor, so the loss finds it in ``batch.extras``.
+
+TRL 1.16's names are registered as well (:mod:`alignment.losses.baselines`): ``sigmoid`` (DPO),
+``hinge``, ``ipo``, ``robust`` (with ``label_smoothing``) and ``sft`` (the chosen NLL term); a
+list of names with weights is a :class:`WeightedLoss`.
 """
 
 from __future__ import annotations
@@ -35,13 +39,27 @@ from alignment.losses.base import (
     get_loss_class,
     register_loss,
 )
+from alignment.losses.baselines import (
+    HingeLoss,
+    IPOLoss,
+    RobustDPOLoss,
+    SFTLoss,
+    SigmoidLoss,
+    WeightedLoss,
+)
 from alignment.losses.dpo import DPOLoss, MixDPOLoss, dpo_loss, mixdpo_loss
 
 __all__ = [
     "DPOLoss",
+    "HingeLoss",
+    "IPOLoss",
     "MixDPOLoss",
     "PairBatch",
     "PreferenceLoss",
+    "RobustDPOLoss",
+    "SFTLoss",
+    "SigmoidLoss",
+    "WeightedLoss",
     "available_losses",
     "dpo_loss",
     "get_loss",

@@ -36,6 +36,10 @@ class PairBatch:
             losses that do not use one.
         extras: extra per-pair columns from the batch, by column name; shape ``(B,)`` or
             ``(B, k)`` (for example a per-pair variance ``V``, per-type labels, annotator ids).
+        chosen_lengths: number of completion tokens of each chosen completion (float), or
+            ``None`` where unknown; the trainer always sets it. Read by the length-normalised
+            losses (``ipo``) and the NLL term (``sft``).
+        rejected_lengths: same for the rejected completions.
     """
 
     chosen_logps: torch.Tensor
@@ -44,6 +48,8 @@ class PairBatch:
     ref_rejected_logps: torch.Tensor
     strength: torch.nn.Module | None = None
     extras: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    chosen_lengths: torch.Tensor | None = None
+    rejected_lengths: torch.Tensor | None = None
 
     @property
     def chosen_logratios(self) -> torch.Tensor:
@@ -90,7 +96,11 @@ class PreferenceLoss(abc.ABC):
 _LOSS_REGISTRY: dict[str, type[PreferenceLoss]] = {}
 # Modules that register further losses on import; they are imported on first lookup so that a
 # loss written in another file of this package (or a later release) is found by name.
-_OPTIONAL_LOSS_MODULES = ("alignment.losses.heterogeneous", "alignment.losses.panel")
+_OPTIONAL_LOSS_MODULES = (
+    "alignment.losses.baselines",
+    "alignment.losses.heterogeneous",
+    "alignment.losses.panel",
+)
 _optional_modules_loaded = False
 
 

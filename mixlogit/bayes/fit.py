@@ -317,6 +317,7 @@ def fit_bayes(
         quadrature_error=quadrature_error,
         priors=priors,
         settings=settings,
+        person_ids=getattr(data, "panel_ids", None),
     )
     if diagnose:
         results.check(warn=True, stacklevel=4)

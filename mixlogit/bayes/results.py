@@ -62,8 +62,11 @@ class BayesianResults:
             draws ``z``/``u`` of a sampled hierarchical fit, natural-scale population ``mean`` and
             ``sd`` of each random coefficient), ``sample_stats`` (NUTS), ``log_likelihood``
             (``choice``: per decision-maker, random coefficients integrated out),
-            ``observed_data`` (``choice``: chosen slot per situation) and
-            ``posterior_predictive`` (``choice``: replicated chosen slot per situation).
+            ``observed_data`` (``choice``: chosen slot per situation;
+            ``first_alternative_count``: per person, how often the first alternative was
+            chosen) and ``posterior_predictive`` (the same two, replicated).
+            :func:`analysis.choice_fit_to_inference_data` gives an ArviZ-native copy
+            (distinct log-likelihood name, person draws outside ``posterior``).
         kind: ``"hierarchical"``, ``"quadrature"``, ``"latent_class"`` or ``"mnl"``.
         method, backend: how it was fitted.
         spec: the :class:`~mixlogit.spec.ModelSpec`.
@@ -76,6 +79,8 @@ class BayesianResults:
         beta_person: ``(chain, draw, person, K)`` draws of each person's coefficients from their
             conditional posterior, or None when not computed.
         class_probability: ``(chain, draw, person, C)`` posterior class probabilities.
+        person_ids: ``(P,)`` label of each person (the data's panel ids; ``0 .. P-1`` when
+            the data came as ``ChoiceArrays``), the ``person`` coordinate and columns.
         diagnostics: dict filled by :meth:`check`.
     """
 
@@ -102,7 +107,14 @@ class BayesianResults:
         quadrature_error: float | None,
         priors: BayesPriors,
         settings: dict,
+        person_ids: Sequence[Any] | np.ndarray | None = None,
     ) -> BayesianResults:
+        """Assemble the results of :func:`~mixlogit.bayes.fit.fit_bayes`.
+
+        ``person_ids``: ``(P,)`` label of each decision maker in panel order (the data's panel
+        ids, ``ChoiceData.panel_ids``), used for the ``person`` coordinate and columns as the
+        classical results do; default ``0 .. P-1`` (data given as bare ``ChoiceArrays``).
+        """
         import arviz as az
 
         first = next(iter(samples.values()))
@@ -116,6 +128,7 @@ class BayesianResults:
             posterior.update(hierarchical_moments(spec, posterior))
         P = panel.num_panels
         S = panel.num_situations
+        persons = _person_labels(person_ids, P)
         coords = {
             "fixed": list(spec.fixed),
             "random": list(spec.random),
@@ -124,7 +137,7 @@ class BayesianResults:
             "corr_row": list(spec.correlated),
             "corr_col": list(spec.correlated),
             "coefficient": list(spec.variables),
-            "person": np.arange(P),
+            "person": persons,
             "situation": np.arange(S),
         }
         if "class_share" in posterior:
@@ -141,14 +154,25 @@ class BayesianResults:
         groups: dict[str, Any] = {"posterior": posterior}
         if sample_stats:
             groups["sample_stats"] = sample_stats
-        groups["observed_data"] = {"choice": np.asarray(arrays.chosen)}
+        # per person (the unit the log-likelihood scores): how often the first alternative was
+        # chosen, a scalar statistic for az.plot_loo_pit(idata, y="first_alternative_count")
+        chosen_panel = np.asarray(arrays.chosen)[np.where(real, sit_index, 0)]
+        groups["observed_data"] = {
+            "choice": np.asarray(arrays.chosen),
+            "first_alternative_count": ((chosen_panel == 0) & real).sum(-1),
+        }
         dims["choice"] = ["situation"]
+        dims["first_alternative_count"] = ["person"]
         log_lik = None
         if post.log_likelihood is not None:
             log_lik = {"choice": post.log_likelihood.reshape(C, D, P)}
         pp = None
         if post.y_rep is not None:
-            pp = {"choice": to_situations(post.y_rep.reshape(C, D, *post.y_rep.shape[1:]))}
+            rep = post.y_rep.reshape(C, D, *post.y_rep.shape[1:])
+            pp = {
+                "choice": to_situations(rep),
+                "first_alternative_count": ((rep == 0) & real).sum(-1),
+            }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             idata = az.from_dict(
@@ -163,7 +187,7 @@ class BayesianResults:
             if log_lik is not None:
                 ll = az.from_dict(
                     log_likelihood=log_lik,
-                    coords={"person": np.arange(P)},
+                    coords={"person": persons},
                     dims={"choice": ["person"]},
                 )
                 idata.extend(ll)
@@ -196,6 +220,7 @@ class BayesianResults:
             class_probability=class_prob,
             priors=priors,
             settings=settings,
+            person_ids=persons,
             diagnostics={},
             _samples=samples,
         )
@@ -281,8 +306,10 @@ class BayesianResults:
     def individual_coefficients(self, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
         """Each person's coefficients given their choices (conditional posterior).
 
-        Columns: ``person, coefficient, mean, sd`` and the central ``interval`` (``q3%,
-        median, q97%`` by default), one row per person and coefficient. Summaries are over
+        Columns: ``person`` (the data's panel id, as the index of
+        :meth:`mixlogit.results.EstimationResults.individual_coefficients`), ``coefficient,
+        mean, sd`` and the central ``interval`` (``q3%, median, q97%`` by default), one row
+        per person and coefficient. Summaries are over
         posterior draws of the person's coefficients (for quadrature and latent-class fits: a
         draw from the person's conditional distribution per population draw).
         """
@@ -399,14 +426,15 @@ class BayesianResults:
     def class_membership(self) -> pd.DataFrame:
         """Posterior class probabilities per person (latent class only).
 
-        Columns: ``person``, ``p_class_0 .. p_class_{C-1}`` (averaged over posterior draws),
+        Columns: ``person`` (panel id), ``p_class_0 .. p_class_{C-1}`` (averaged over
+        posterior draws),
         ``most_likely_class``.
         """
         if self.class_probability is None:
             raise ValueError("class_membership is only available for LatentClassLogit fits")
         p = self.class_probability.mean((0, 1))
         df = pd.DataFrame(p, columns=[f"p_class_{c}" for c in range(p.shape[1])])
-        df.insert(0, "person", np.arange(p.shape[0]))
+        df.insert(0, "person", self._persons(p.shape[0]))
         df["most_likely_class"] = p.argmax(1)
         return df
 
@@ -509,24 +537,30 @@ class BayesianResults:
 
     @staticmethod
     def _warn_cost_sign(cost_draws: np.ndarray) -> None:
-        frac = float(np.mean(cost_draws >= 0))
-        if frac > 0:
+        count = int(np.count_nonzero(np.asarray(cost_draws) >= 0))
+        if count:
+            total = int(np.size(cost_draws))
             warnings.warn(
-                f"the cost coefficient is >= 0 in {frac:.1%} of draws; WTP ratios are unstable "
+                f"the cost coefficient is >= 0 in {count} of {total} draws "
+                f"({_format_share(count, total)}); WTP ratios are unstable "
                 "(use a sign-constrained lognormal/gamma cost coefficient)",
                 BayesDiagnosticWarning,
                 stacklevel=3,
             )
 
-    @staticmethod
+    def _persons(self, count: int) -> np.ndarray:
+        """``(P,)`` person labels: the panel ids of the data (``0 .. P-1`` without them)."""
+        ids = getattr(self, "person_ids", None)
+        return _person_labels(ids, count)
+
     def _tidy_person(
-        values: np.ndarray, names: list[str], label: str, interval: float
+        self, values: np.ndarray, names: list[str], label: str, interval: float
     ) -> pd.DataFrame:
         C, D, P, K = values.shape
         summary = _draw_summary(values.reshape(C * D, P, K), interval, axis=0)
         return pd.DataFrame(
             {
-                "person": np.repeat(np.arange(P), K),
+                "person": np.repeat(self._persons(P), K),
                 label: np.tile(np.asarray(names, dtype=object), P),
                 **{k: v.ravel() for k, v in summary.items()},
             }
@@ -538,6 +572,27 @@ class BayesianResults:
             f"backend={self.backend!r}, draws={dict(self.idata.posterior.sizes)}, "
             f"fit_seconds={self.fit_seconds:.1f})"
         )
+
+
+def _person_labels(ids: Sequence[Any] | np.ndarray | None, count: int) -> np.ndarray:
+    """``ids`` as a ``(count,)`` array (``0 .. count-1`` when None)."""
+    if ids is None:
+        return np.arange(count)
+    labels = np.asarray(ids)
+    if labels.shape != (count,):
+        raise ValueError(f"person_ids must have shape ({count},), got {labels.shape}")
+    return labels
+
+
+def _format_share(count: int, total: int) -> str:
+    """``count / total`` as a percentage that is never rounded to 0 or 100 (``"< 0.1%"``,
+    ``"> 99.9%"``) when it is not exactly that."""
+    share = count / total
+    if 0 < share < 0.001:
+        return "< 0.1%"
+    if 0.999 < share < 1:
+        return "> 99.9%"
+    return f"{share:.1%}"
 
 
 def _draw_summary(

@@ -6,6 +6,8 @@ package; nothing is downloaded.
 * :func:`load_electricity`: Train's electricity supplier stated-preference panel, long format
   (17,232 rows = 4,308 situations x 4 alternatives, 361 people).
 * :func:`load_swissmetro`: Swissmetro stated-preference survey, wide format (10,728 rows).
+* :func:`swissmetro_choice_data`: the same as Biogeme's examples b01-b05 prepare it
+  (6,768 situations, times and costs / 100), as :class:`~mixlogit.ChoiceData`.
 * :func:`load_car`: McFadden & Train (2000) car choice, wide format (4,654 rows, 6 alternatives).
 * :func:`load_modecanada`: ModeCanada intercity mode choice, long format (15,520 rows).
 * :func:`load_heating`: Train's California heating-system choice, wide format (900 rows).
@@ -14,8 +16,12 @@ package; nothing is downloaded.
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mixlogit.data import ChoiceData
 
 __all__ = [
     "load_car",
@@ -23,6 +29,7 @@ __all__ = [
     "load_heating",
     "load_modecanada",
     "load_swissmetro",
+    "swissmetro_choice_data",
 ]
 
 
@@ -50,6 +57,44 @@ def load_swissmetro() -> pd.DataFrame:
     time (minutes), ``*_CO`` cost (CHF), ``*_HE`` headway (minutes), ``ID`` the respondent.
     """
     return _read("swissmetro.dat.gz", sep="\t")
+
+
+def swissmetro_choice_data(
+    rows: int | None = None, seed: int = 0, *, panel: bool = False
+) -> ChoiceData:
+    """Swissmetro as Biogeme's examples b01-b05 prepare it, as :class:`~mixlogit.ChoiceData`.
+
+    Situations with ``PURPOSE`` in {1, 3} and a known ``CHOICE`` (6,768); alternatives 1 =
+    train, 2 = Swissmetro, 3 = car with their availabilities; variables ``time`` (``*_TT``,
+    hundreds of minutes) and ``cost`` (``*_CO``, hundreds of CHF; train and Swissmetro cost 0
+    for annual-pass holders, ``GA == 1``).
+
+    Args:
+        rows: a random subset of that many situations (``seed``), or all.
+        panel: group situations by respondent (``ID``, 752 people).
+    """
+    from mixlogit.data import ChoiceData
+
+    frame = load_swissmetro()
+    frame = frame.loc[frame.PURPOSE.isin([1, 3]) & (frame.CHOICE != 0)].copy()
+    if rows is not None:
+        frame = frame.sample(rows, random_state=seed)
+    frame["TRAIN_COST"] = frame.TRAIN_CO * (frame.GA == 0) / 100.0
+    frame["SM_COST"] = frame.SM_CO * (frame.GA == 0) / 100.0
+    frame["CAR_COST"] = frame.CAR_CO / 100.0
+    for mode in ("TRAIN", "SM", "CAR"):
+        frame[f"{mode}_TIME"] = frame[f"{mode}_TT"] / 100.0
+    return ChoiceData.from_wide(
+        frame,
+        choice="CHOICE",
+        alternatives=[1, 2, 3],
+        alternative_columns={
+            "time": {1: "TRAIN_TIME", 2: "SM_TIME", 3: "CAR_TIME"},
+            "cost": {1: "TRAIN_COST", 2: "SM_COST", 3: "CAR_COST"},
+        },
+        availability={1: "TRAIN_AV", 2: "SM_AV", 3: "CAR_AV"},
+        panel="ID" if panel else None,
+    )
 
 
 def load_car() -> pd.DataFrame:

@@ -6,10 +6,13 @@
   optimiser) and MNL starting values (:func:`mnl_newton`).
 * :mod:`~mixlogit.estimation.optimize`: the scipy optimiser, the Hessian by differences of the
   exact gradient, classical and cluster-robust covariances.
-* :mod:`~mixlogit.estimation.simulated`: maximum simulated likelihood.
+* :mod:`~mixlogit.estimation.simulated`: maximum simulated likelihood and its
+  simulation-noise diagnostic (:func:`check_simulation_noise`).
+* :mod:`~mixlogit.estimation.multistart`: the optimiser from several starts (``num_starts``).
 * :mod:`~mixlogit.estimation.quadrature`: maximum likelihood with a converged quadrature rule.
-* :mod:`~mixlogit.estimation.diagnostics`: the separation diagnostic
-  (:class:`SeparationWarning`).
+* :mod:`~mixlogit.estimation.diagnostics`: the separation, local-maximum and simulation-noise
+  diagnostics (:class:`SeparationWarning`, :class:`LocalMaximumWarning`,
+  :class:`SimulationNoiseWarning`).
 * :mod:`~mixlogit.estimation.fit`: :func:`estimate`, from the specification to the
   :class:`~mixlogit.results.EstimationResults`.
 
@@ -24,9 +27,14 @@ from mixlogit._lazy import lazy_exports, names_by_module
 _LAZY_ATTRS = names_by_module(
     {
         "mixlogit.estimation.optimize": ("ConvergenceWarning",),
-        "mixlogit.estimation.diagnostics": ("SeparationWarning",),
+        "mixlogit.estimation.diagnostics": (
+            "LocalMaximumWarning",
+            "SeparationWarning",
+            "SimulationNoiseWarning",
+        ),
         "mixlogit.estimation.problem": ("Problem", "build_problem"),
         "mixlogit.estimation.fit": ("estimate",),
+        "mixlogit.estimation.simulated": ("check_simulation_noise",),
         "mixlogit.estimation.start": ("mnl_newton",),
     }
 )

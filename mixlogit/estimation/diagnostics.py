@@ -1,4 +1,6 @@
-"""Separation: data in which the likelihood has no finite maximum.
+"""Diagnostics of a fit's maximum: separation, local maxima, simulation noise.
+
+Separation: data in which the likelihood has no finite maximum.
 
 A variable *separates* the choices when a coefficient direction exists along which every
 situation's chosen alternative gains utility over the others (complete separation) or none
@@ -18,6 +20,16 @@ The checks here are after the fact and cheap (a few log-likelihood evaluations):
   ``1e-3``: a genuine estimate of that size would lose ``~ (theta_k / se_k)^2 / 2``, which
   is large unless its standard error is many times the coefficient.
 
+Local maxima: a mixed logit's simulated log-likelihood is not concave, so BFGS from one start
+can stop at a worse maximum with a small gradient (``converged=True``). With several starts
+(``num_starts`` of :meth:`~mixlogit.estimators.MixedLogit.fit`) :func:`local_maxima_message`
+says when they stopped at different values (:class:`LocalMaximumWarning`).
+
+Simulation noise: the estimates of maximum simulated likelihood depend on the draws;
+:func:`simulation_noise_message` says when a re-estimation with an independent draw set moves
+an estimate by more than its standard error or the log-likelihood by more than
+:data:`NOISE_LOGLIK_TOLERANCE` (:class:`SimulationNoiseWarning`).
+
 Only NumPy is imported, so the torch-only strength MLE can use :class:`SeparationWarning`.
 """
 
@@ -28,12 +40,33 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Separation", "SeparationWarning", "find_separation", "strength_separation"]
+__all__ = [
+    "LocalMaximumWarning",
+    "Separation",
+    "SeparationWarning",
+    "SimulationNoiseWarning",
+    "find_separation",
+    "local_maxima_message",
+    "simulation_noise_message",
+    "strength_separation",
+]
 
 
 class SeparationWarning(UserWarning):
     """The data separate the choices: the likelihood has no finite maximum, so the reported
     estimates (and their standard errors) are where the optimiser stopped, not estimates."""
+
+
+class LocalMaximumWarning(UserWarning):
+    """Starts of a multistart fit stopped at different log-likelihoods: the likelihood has
+    several local maxima, and a single start (the default) may report a worse one as
+    converged. The results keep the best; ``results.starts`` lists every start."""
+
+
+class SimulationNoiseWarning(UserWarning):
+    """Re-estimated with an independent set of draws, an estimate moved by more than its
+    standard error or the log-likelihood by more than about 1: the estimates depend on the
+    draws, so use more draws before reading them."""
 
 
 class Separation(NamedTuple):
@@ -140,6 +173,94 @@ def strength_separation(signed_d: np.ndarray, weights: np.ndarray) -> str | None
             "as the strength falls to 0; the estimate is a boundary point, not a maximum"
         )
     return None
+
+
+#: starts whose log-likelihoods differ by at most this much reached the same maximum
+SAME_MAXIMUM_TOLERANCE = 1e-2
+#: a change of the maximised log-likelihood beyond this, with independent draws, is noise
+NOISE_LOGLIK_TOLERANCE = 1.0
+#: a change of an estimate beyond this many standard errors, with independent draws, is noise
+NOISE_SHIFT_TOLERANCE = 1.0
+
+
+def local_maxima_message(
+    logliks: Sequence[float],
+    converged: Sequence[bool],
+    tolerance: float = SAME_MAXIMUM_TOLERANCE,
+) -> str | None:
+    """Why the starts of a multistart fit disagree, or None when every converged start
+    reached the best log-likelihood within ``tolerance``.
+
+    Args:
+        logliks: ``(k,)`` final log-likelihood of each start (start 1, the default start,
+            first; non-finite for a start that failed).
+        converged: ``(k,)`` whether each start met the optimiser's convergence test.
+        tolerance: log-likelihood difference below which two starts reached the same maximum.
+    """
+    values = np.asarray(logliks, dtype=np.float64)
+    converged_array = np.asarray(converged, dtype=bool)
+    finite = np.isfinite(values)
+    if not np.any(finite):
+        return None
+    best = float(np.max(values[finite]))
+    at_best = finite & (values >= best - tolerance)
+    worse = converged_array & finite & ~at_best  # converged elsewhere: another local maximum
+    if not np.any(worse):
+        return None
+    first = int(np.argmax(at_best)) + 1
+    default = (
+        "the default start (start 1) reached it"
+        if at_best[0]
+        else f"the default start (start 1) stopped at {values[0]:.4f}"
+    )
+    others = ", ".join(
+        f"{values[i]:.4f} (start {i + 1})" for i in np.flatnonzero(worse)[:8].tolist()
+    )
+    unconverged = int(np.sum(~converged_array & ~at_best))
+    return (
+        f"the log-likelihood has several local maxima: {int(at_best.sum())} of {len(values)} "
+        f"starts reached the best, {best:.4f} (first by start {first}; within {tolerance:g}); "
+        f"{default}. Converged starts stopped lower at {others}"
+        + (f"; {unconverged} more did not converge" if unconverged else "")
+        + ". The results are those of the best start; results.starts lists every start. "
+        "Use more starts if few reached the best"
+    )
+
+
+def simulation_noise_message(
+    loglik_change: float,
+    shifts: np.ndarray,
+    names: Sequence[str],
+    loglik_tolerance: float = NOISE_LOGLIK_TOLERANCE,
+    shift_tolerance: float = NOISE_SHIFT_TOLERANCE,
+) -> str | None:
+    """Why the estimates depend on the draws, or None when they do not beyond the tolerances.
+
+    Args:
+        loglik_change: maximised log-likelihood with the independent draws minus the fit's.
+        shifts: ``(P,)`` change of each estimate in units of its standard error (NaN where the
+            standard error is unknown).
+        names: ``(P,)`` parameter names.
+    """
+    shifts = np.asarray(shifts, dtype=np.float64)
+    moved = [i for i in range(len(shifts)) if abs(shifts[i]) > shift_tolerance]
+    loglik_moved = not abs(loglik_change) <= loglik_tolerance  # NaN counts as moved
+    if not moved and not loglik_moved:
+        return None
+    parts = []
+    if loglik_moved:
+        parts.append(f"the maximised log-likelihood changed by {loglik_change:+.3f}")
+    if moved:
+        order = sorted(moved, key=lambda i: -abs(shifts[i]))
+        listed = ", ".join(f"{names[i]!r} by {shifts[i]:+.2f} SE" for i in order[:8])
+        parts.append(
+            f"{len(moved)} estimate(s) moved by more than {shift_tolerance:g} SE: {listed}"
+        )
+    return (
+        "simulation noise: re-estimated with an independent set of draws, "
+        + "; ".join(parts)
+        + ". The estimates depend on the draws: increase num_draws"
+    )
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 
 from mixlogit.data import ChoiceData
 from mixlogit.estimation.diagnostics import SeparationWarning, find_separation
+from mixlogit.estimation.multistart import check_num_starts, random_starts, run_starts
 from mixlogit.estimation.optimize import (
     LINEAR_DISTRIBUTIONS,
     OPTIMIZERS,
@@ -20,8 +21,13 @@ from mixlogit.estimation.optimize import (
     parameter_scales,
 )
 from mixlogit.estimation.quadrature import maximise_quadrature
-from mixlogit.estimation.simulated import maximise_simulated
-from mixlogit.estimation.start import mnl_newton, needs_mnl_start, starting_values
+from mixlogit.estimation.simulated import check_simulation_noise, simulated_problem
+from mixlogit.estimation.start import (
+    mnl_newton,
+    needs_mnl_start,
+    starting_values,
+    variable_scales,
+)
 from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.results import EstimationResults
 from mixlogit.spec import ModelSpec, as_model_spec
@@ -50,6 +56,9 @@ def estimate(
     hessian: bool = True,
     verbose: bool | int = False,
     progress: bool = False,
+    num_starts: int = 1,
+    start_seed: int | None = 0,
+    simulation_noise: bool = False,
 ) -> EstimationResults:
     """Maximum simulated likelihood or converged quadrature of ``model`` on ``data``.
 
@@ -57,8 +66,15 @@ def estimate(
     :class:`~mixlogit.spec.ModelSpec`; the arguments are those of
     :meth:`mixlogit.estimators.MixedLogit.fit`. A model without random coefficients is fitted
     by exact maximum likelihood whatever ``method`` says.
+
+    With ``num_starts > 1`` the optimiser also runs from ``num_starts - 1`` random
+    perturbations of the default start (:func:`~mixlogit.estimation.multistart.random_starts`,
+    seeded by ``start_seed``) on the same compiled problem and keeps the best;
+    ``simulation_noise=True`` then runs
+    :func:`~mixlogit.estimation.simulated.check_simulation_noise` on the results.
     """
     start = time.perf_counter()
+    num_starts = check_num_starts(num_starts, start_seed)
     if not isinstance(data, ChoiceData):
         raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
     if method not in METHODS:
@@ -67,6 +83,11 @@ def estimate(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
     spec = as_model_spec(model)
     num_random = len(spec.random)
+    if simulation_noise and (method != "simulation" or not num_random):
+        raise ValueError(
+            "simulation_noise=True needs method='simulation' and random coefficients; got "
+            f"method={method!r} with {num_random} random coefficients (nothing is simulated)"
+        )
     if method == "quadrature" and num_random > 2:
         raise ValueError(
             f"quadrature supports one or two random coefficients; the model has {num_random}"
@@ -84,30 +105,42 @@ def estimate(
                 chunk_size=chunk_size,
             ).params
     theta0 = starting_values(spec, init, mnl_params)
-    options = dict(
-        panel=panel,
-        chunk_size=chunk_size,
-        optimiser=Optimiser(optimizer, tolerance, max_iterations, verbose, progress),
-    )
+    optimiser = Optimiser(optimizer, tolerance, max_iterations, verbose, progress)
+    options = dict(panel=panel, chunk_size=chunk_size, optimiser=optimiser)
     if method == "quadrature" and num_random:
-        found = maximise_quadrature(
-            model,
-            data,
-            theta0,
-            nodes=num_nodes,
-            quadrature_tolerance=quadrature_tolerance,
-            **options,
-        )
+
+        def maximise(theta_start: np.ndarray) -> Maximum:
+            # each start refines its own rule: the node count it converges at may differ
+            return maximise_quadrature(
+                model,
+                data,
+                theta_start,
+                nodes=num_nodes,
+                quadrature_tolerance=quadrature_tolerance,
+                **options,
+            )
+
     else:
-        found = maximise_simulated(
+        problem = simulated_problem(
             model,
             data,
-            theta0,
             num_draws=num_draws if num_random else 1,
             draws=draws,
             seed=seed,
-            **options,
+            panel=panel,
+            chunk_size=chunk_size,
         )
+
+        def maximise(theta_start: np.ndarray) -> Maximum:
+            return optimiser.maximise(problem, theta_start)  # compiled once
+
+    records = None
+    if num_starts == 1:
+        found = maximise(theta0)
+    else:
+        arrays = data.to_arrays(spec.variables, check_identified=False)
+        starts = random_starts(theta0, spec, 1.0 / variable_scales(arrays), num_starts, start_seed)
+        found, records = run_starts(maximise, starts, verbose=verbose, stacklevel=4)
     theta = found.result.x
     converged, message = found.converged, str(found.result.message)
     separation = _separation(spec, found)
@@ -129,7 +162,7 @@ def estimate(
         hess = cov = robust = np.full((len(theta), len(theta)), np.nan)
     arrays = found.problem.arrays
     null_ll = float(-np.sum(arrays.weights * np.log(arrays.available.sum(axis=1))))
-    return EstimationResults(
+    results = EstimationResults(
         model=model,
         names=list(spec.parameter_names),
         params=np.asarray(theta, dtype=np.float64),
@@ -154,7 +187,12 @@ def estimate(
         quadrature=found.quadrature,
         data=data,
         problem=found.problem,
+        starts=records,
     )
+    if simulation_noise:
+        check_simulation_noise(results, optimiser=optimiser, stacklevel=4)
+        results.time = time.perf_counter() - start
+    return results
 
 
 def _separation(spec: ModelSpec, found: Maximum):

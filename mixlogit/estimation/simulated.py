@@ -1,14 +1,68 @@
-"""Maximum simulated likelihood: quasi-Monte Carlo draws per decision maker, then BFGS."""
+"""Maximum simulated likelihood: quasi-Monte Carlo draws per decision maker, then BFGS; and
+the simulation-noise diagnostic (the fit repeated with an independent draw set).
+
+The simulated log-likelihood is a function of the draws. :func:`check_simulation_noise`
+re-evaluates it at the estimates with draws independent of the estimation's
+(:func:`independent_draws`), re-maximises from the estimates, and reports how far the
+log-likelihood and each estimate (in units of its standard error) moved; it warns
+(:class:`~mixlogit.estimation.diagnostics.SimulationNoiseWarning`) when that is more than
+the standard error or about one log-likelihood unit, i.e. when the draws decide what the
+results say.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from typing import Any
+
+import jax.numpy as jnp
 import numpy as np
 
+from mixlogit._choice_ops import choice_ops
 from mixlogit.data import ChoiceData
-from mixlogit.estimation.optimize import Maximum, Optimiser
-from mixlogit.estimation.problem import build_problem
+from mixlogit.draws import DRAW_TYPES, make_draws
+from mixlogit.estimation.diagnostics import SimulationNoiseWarning, simulation_noise_message
+from mixlogit.estimation.optimize import Maximum, Optimiser, hessian_matrix
+from mixlogit.estimation.problem import Problem, build_problem
+from mixlogit.likelihood import ParameterLayout, make_likelihood_data, x64
+from mixlogit.mixing import standardise_uniform
+from mixlogit.spec import as_model_spec
 
-__all__ = ["maximise_simulated"]
+__all__ = [
+    "HALTON_SKIP",
+    "check_simulation_noise",
+    "independent_draws",
+    "maximise_simulated",
+    "redrawn_problem",
+    "simulated_problem",
+]
+
+#: leading Halton points the estimation drops (:func:`mixlogit.draws.make_draws`' default)
+HALTON_SKIP = 100
+
+
+def simulated_problem(
+    model,
+    data: ChoiceData,
+    *,
+    num_draws: int,
+    draws: str,
+    seed: int | None,
+    panel: bool,
+    chunk_size: int | None,
+) -> Problem:
+    """The problem of maximum simulated likelihood: ``num_draws`` draws of type ``draws`` per
+    unit (one draw for a model without random coefficients: the exact likelihood)."""
+    return build_problem(
+        model,
+        data,
+        num_draws=num_draws,
+        draws=draws,
+        seed=seed,
+        panel=panel,
+        chunk_size=chunk_size,
+    )
 
 
 def maximise_simulated(
@@ -25,7 +79,7 @@ def maximise_simulated(
 ) -> Maximum:
     """Maximise the log-likelihood simulated with ``num_draws`` draws of type ``draws`` per
     unit (one draw for a model without random coefficients: the exact likelihood)."""
-    problem = build_problem(
+    problem = simulated_problem(
         model,
         data,
         num_draws=num_draws,
@@ -35,3 +89,146 @@ def maximise_simulated(
         chunk_size=chunk_size,
     )
     return optimiser.maximise(problem, theta0)
+
+
+def independent_draws(
+    spec, num_units: int, num_draws: int, kind: str, seed: int | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Standardised draws ``(U, R, Kr)``, log weights ``(R,)`` and their description, sharing
+    no point with the estimation's draws of type ``kind``.
+
+    Halton draws (``"halton"``, ``"halton-scrambled"``, ``"halton-shuffled"``) continue the
+    sequence after the ``U * R`` points the estimation used (skip ``100 + U * R`` instead of
+    100), with ``seed`` for the scrambling or shuffling; the other types are redrawn with
+    ``seed``. The caller passes a seed other than the estimation's.
+    """
+    if kind not in DRAW_TYPES:
+        raise ValueError(f"unknown draw type {kind!r}; choose one of {DRAW_TYPES}")
+    mixing = list(spec.random.values())
+    skip = HALTON_SKIP + num_units * num_draws if kind.startswith("halton") else None
+    uniforms = make_draws(
+        num_units, num_draws, len(mixing), kind, seed=seed, skip=skip or HALTON_SKIP
+    )
+    ops = choice_ops("numpy")
+    standard = np.stack(
+        [standardise_uniform(ops, uniforms[..., k], m.distribution) for k, m in enumerate(mixing)],
+        axis=-1,
+    )
+    description = {"draws": kind, "num_draws": num_draws, "seed": seed, "skip": skip}
+    return standard, np.full(num_draws, -np.log(num_draws)), description
+
+
+def redrawn_problem(problem: Problem, standard: np.ndarray, log_weights: np.ndarray) -> Problem:
+    """``problem`` with the draws ``standard (U, R, Kr)`` (log weights ``(R,)``) in place of
+    its own, keeping its jitted functions: with as many draws as before the device arrays
+    have the same shapes, so nothing is compiled again."""
+    layout = ParameterLayout.from_spec(as_model_spec(problem.model))
+    chunk = int(problem.data.standard.shape[2])  # (C, U, Rc, Kr): the draws per chunk
+    with x64():
+        data, _, _ = make_likelihood_data(
+            problem.arrays,
+            layout,
+            problem.unit,
+            np.asarray(problem.data.unit_weights),
+            standard,
+            log_weights,
+            chunk,
+        )
+    return dataclasses.replace(problem, data=data, num_draws=standard.shape[1])
+
+
+def check_simulation_noise(
+    results,
+    *,
+    seed: int | None = None,
+    optimiser: Optimiser | None = None,
+    stacklevel: int = 2,
+) -> dict[str, Any]:
+    """Simulation-noise diagnostic of a maximum simulated likelihood fit.
+
+    Re-evaluates the log-likelihood at ``results.params`` with an independent draw set of the
+    same type and size (:func:`independent_draws`), re-maximises it from there, and compares.
+    The result is also stored as ``results.simulation_noise``.
+
+    Args:
+        results: :class:`~mixlogit.results.EstimationResults` of ``method="simulation"`` with
+            random coefficients (its ``problem`` or ``data`` is needed).
+        seed: of the independent draws (default ``results.seed + 1``, or 1 without a seed).
+        optimiser: how to re-maximise (default BFGS, tolerance 1e-6, as ``fit``).
+        stacklevel: of the warning.
+
+    Returns:
+        ``{"draws", "num_draws", "seed", "skip"}`` (the independent draw set; ``skip``: Halton
+        points dropped, else None), ``"loglik"`` (the fit's), ``"loglik_at_estimates"`` (the
+        new draws at the fit's estimates), ``"loglik_reestimated"`` (their maximum),
+        ``"loglik_change"`` (re-estimated minus the fit's), ``"params_reestimated"``,
+        ``"shift_in_se"`` (``{name: (new - estimate) / SE}``, classical SE),
+        ``"max_abs_shift_in_se"``, ``"converged"`` (of the re-estimation) and ``"warning"``
+        (the message, or None).
+
+    Warns:
+        SimulationNoiseWarning: an estimate moved by more than its standard error
+            (:data:`~mixlogit.estimation.diagnostics.NOISE_SHIFT_TOLERANCE`) or the maximised
+            log-likelihood by more than
+            :data:`~mixlogit.estimation.diagnostics.NOISE_LOGLIK_TOLERANCE`.
+    """
+    spec = as_model_spec(results.model)
+    if not spec.random or results.method != "simulation":
+        raise ValueError(
+            "the simulation-noise diagnostic needs a maximum simulated likelihood fit with "
+            f"random coefficients; these results are method={results.method!r} with "
+            f"{len(spec.random)} random coefficients (their likelihood is not simulated)"
+        )
+    problem = results.problem
+    if problem is None:
+        if results.data is None:
+            raise ValueError(
+                "the simulation-noise diagnostic needs the data: results loaded from disk keep "
+                "none (EstimationResults.load(path, data=...))"
+            )
+        problem = build_problem(
+            results.model,
+            results.data,
+            num_draws=results.num_draws,
+            draws=results.draws or "halton",
+            seed=results.seed,
+            panel=results.panel,
+            check_identified=False,
+        )
+    if seed is None:
+        seed = 1 if results.seed is None else int(results.seed) + 1
+    num_units = int(problem.data.unit_weights.shape[0])
+    standard, log_w, description = independent_draws(
+        spec, num_units, results.num_draws, results.draws or "halton", seed
+    )
+    redrawn = redrawn_problem(problem, standard, log_w)
+    theta = np.asarray(results.params, dtype=np.float64)
+    with x64():
+        at_estimates = float(redrawn.loglik(jnp.asarray(theta), redrawn.data))
+    found = (optimiser or Optimiser()).maximise(redrawn, theta, desc="simulation noise")
+    se = np.asarray(results.std_errors, dtype=np.float64)
+    if not np.all(np.isfinite(se)):  # fitted with hessian=False: the SEs of the fit's draws
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.diag(np.linalg.pinv(-hessian_matrix(problem, theta))))
+    new = np.asarray(found.result.x, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shifts = (new - theta) / se
+    names = list(results.names)
+    change = float(found.loglik - results.loglik)
+    message = simulation_noise_message(change, shifts, names)
+    report = {
+        **description,
+        "loglik": float(results.loglik),
+        "loglik_at_estimates": at_estimates,
+        "loglik_reestimated": float(found.loglik),
+        "loglik_change": change,
+        "params_reestimated": dict(zip(names, map(float, new), strict=True)),
+        "shift_in_se": dict(zip(names, map(float, shifts), strict=True)),
+        "max_abs_shift_in_se": float(np.nanmax(np.abs(shifts), initial=0.0)),
+        "converged": bool(found.converged),
+        "warning": message,
+    }
+    results.simulation_noise = report
+    if message is not None:
+        warnings.warn(message, SimulationNoiseWarning, stacklevel=stacklevel)
+    return report

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from alignment.config import QUIET_RUN
+
 
 @pytest.fixture(scope="session")
 def hetero_train():
@@ -22,16 +24,13 @@ def word_tokenizer(hetero_train):
 
 #: Trainer settings shared by the tests that train the tiny model (one place for all of them).
 TINY_TRAINING = dict(
-    report_to="none",
+    QUIET_RUN,
     per_device_train_batch_size=8,
     per_device_eval_batch_size=8,
     learning_rate=1e-2,
     lr_scheduler_type="constant",
     logging_steps=1,
-    disable_tqdm=True,
-    save_strategy="no",
     seed=0,
-    dataloader_pin_memory=False,
 )
 
 

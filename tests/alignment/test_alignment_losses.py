@@ -134,3 +134,52 @@ def test_registered_loss_receives_extra_columns():
     expected = np.log1p(np.exp(-DELTA)) + np.arange(4)
     np.testing.assert_allclose(loss(batch).numpy(), expected, atol=1e-14)
     np.testing.assert_allclose(batch.margin.numpy(), DELTA, atol=1e-14)
+
+
+def _batch(**extra):
+    keys = ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+    values = [LOGPS[k] for k in ("policy_chosen_logps", "policy_rejected_logps",
+                                 "ref_chosen_logps", "ref_rejected_logps")]  # fmt: skip
+    return PairBatch(**dict(zip(keys, values, strict=True)), **extra)
+
+
+def test_trl_named_losses_against_hand_formulas():
+    """TRL's names on the hand-computed margins DELTA (the TRL side-by-side checks are in
+    test_alignment_trl_parity.py)."""
+    beta, eps = 0.5, 0.2
+    lengths = torch.tensor([4.0, 2.0, 5.0, 1.0], dtype=torch.float64)
+    rej_lengths = torch.tensor([3.0, 6.0, 1.0, 2.0], dtype=torch.float64)
+    batch = _batch(chosen_lengths=lengths, rejected_lengths=rej_lengths)
+    ls = lambda x: -np.log1p(np.exp(-x))  # noqa: E731  (log sigmoid)
+    np.testing.assert_allclose(get_loss("sigmoid", beta=beta)(batch), -ls(beta * DELTA))
+    np.testing.assert_allclose(get_loss("hinge", beta=beta)(batch), np.maximum(0, 1 - beta * DELTA))
+    chosen_ratio = (LOGPS["policy_chosen_logps"] - LOGPS["ref_chosen_logps"]).numpy()
+    rejected_ratio = (LOGPS["policy_rejected_logps"] - LOGPS["ref_rejected_logps"]).numpy()
+    per_token = chosen_ratio / lengths.numpy() - rejected_ratio / rej_lengths.numpy()
+    np.testing.assert_allclose(get_loss("ipo", beta=beta)(batch), (per_token - 1 / (2 * beta)) ** 2)
+    robust = (-(1 - eps) * ls(beta * DELTA) + eps * ls(-beta * DELTA)) / (1 - 2 * eps)
+    np.testing.assert_allclose(
+        get_loss("robust", beta=beta, label_smoothing=eps)(batch), robust, rtol=1e-12
+    )
+    np.testing.assert_allclose(  # eps = 0 is DPO
+        get_loss("robust", beta=beta)(batch), get_loss("dpo", beta=beta)(batch), rtol=1e-12
+    )
+    nll = -LOGPS["policy_chosen_logps"].sum().item() / lengths.sum().item()
+    np.testing.assert_allclose(get_loss("sft")(batch), [nll] * 4)
+    with pytest.raises(ValueError, match="needs the completion token counts"):
+        get_loss("ipo")(_batch())
+    with pytest.raises(ValueError, match=r"label_smoothing must lie in \[0, 0.5\)"):
+        get_loss("robust", label_smoothing=0.5)
+
+
+def test_weighted_loss_adds_its_losses():
+    from alignment.losses import WeightedLoss
+
+    batch = _batch(chosen_lengths=torch.ones(4, dtype=torch.float64))
+    combined = WeightedLoss([get_loss("sigmoid", beta=0.5), get_loss("sft")], [1.0, 0.3])
+    expected = get_loss("sigmoid", beta=0.5)(batch) + 0.3 * get_loss("sft")(batch)
+    torch.testing.assert_close(combined(batch), expected)
+    assert combined.name == "sigmoid+sft" and not combined.uses_strength
+    assert combined.reward_scale(batch) == 0.5  # the preference loss's, not the NLL term's
+    with pytest.raises(ValueError, match="1 weights for 2 losses"):
+        WeightedLoss([get_loss("sigmoid"), get_loss("sft")], [1.0])

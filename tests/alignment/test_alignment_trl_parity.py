@@ -92,3 +92,70 @@ def test_loss_and_gradients_match_trl_dpo(tmp_path, hetero_train, word_tokenizer
     trl_metrics = trl_trainer._metrics["train"]
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
         assert metrics[key][-1] == pytest.approx(trl_metrics[key][-1], abs=1e-6), key
+
+
+# TRL 1.16 loss configurations and the same losses here (names, lists with weights, smoothing).
+_TRL_LOSSES = {
+    "sigmoid": ({"loss_type": ["sigmoid"]}, {"loss_type": "sigmoid"}),
+    "hinge": ({"loss_type": ["hinge"]}, {"loss_type": "hinge"}),
+    "ipo": ({"loss_type": ["ipo"]}, {"loss_type": "ipo"}),
+    "robust": (
+        {"loss_type": ["robust"], "label_smoothing": 0.2},
+        {"loss_type": "robust", "label_smoothing": 0.2},
+    ),
+    "sft": ({"loss_type": ["sft"]}, {"loss_type": "sft"}),
+    "sigmoid+sft": (
+        {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.3]},
+        {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.3]},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TRL_LOSSES))
+def test_trl_loss_names_match_trl(tmp_path, hetero_train, word_tokenizer, name):
+    """TRL's loss names (and a weighted list) give TRL's loss and gradients on the same batch."""
+    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
+
+    trl_options, our_options = _TRL_LOSSES[name]
+    data = _pairs(hetero_train.shuffle(seed=11), 6)  # a fresh draw of rows, not the first six
+    base = tiny_causal_lm(len(word_tokenizer), seed=5)
+    reference = tiny_causal_lm(len(word_tokenizer), seed=6)
+    common = dict(report_to="none", per_device_train_batch_size=6, disable_tqdm=True, beta=0.3)
+    trl_trainer = trl.DPOTrainer(
+        model=copy.deepcopy(base),
+        ref_model=copy.deepcopy(reference),
+        args=trl.DPOConfig(
+            output_dir=str(tmp_path / "trl"),
+            bf16=False,
+            gradient_checkpointing=False,
+            **trl_options,
+            **common,
+        ),
+        train_dataset=data,
+        processing_class=word_tokenizer,
+    )
+    ours = MixDPOTrainer(
+        copy.deepcopy(base),
+        ref_model=copy.deepcopy(reference),
+        args=MixDPOConfig(output_dir=str(tmp_path / "ours"), **our_options, **common),
+        train_dataset=data,
+        processing_class=word_tokenizer,
+    )
+    rows = [ours.train_dataset[i] for i in range(len(data))]
+    batch = ours.data_collator(rows)
+    trl_batch = trl_trainer.data_collator([trl_trainer.train_dataset[i] for i in range(len(data))])
+    assert torch.equal(trl_batch["input_ids"], batch["input_ids"])
+    losses, grads = [], []
+    for trainer, inputs in ((trl_trainer, trl_batch), (ours, batch)):
+        trainer.model.train()
+        loss = trainer.compute_loss(trainer.model, inputs)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({n: p.grad for n, p in trainer.model.named_parameters()})
+    assert losses[1] == pytest.approx(losses[0], abs=1e-6), losses
+    worst = max((grads[1][n] - grads[0][n]).abs().max().item() for n in grads[0])
+    assert worst <= 1e-6, worst
+    if name != "sft":  # TRL logs beta * log-ratio as the rewards for every loss
+        for key in ("rewards/chosen", "rewards/margins"):
+            ours_value = ours._metrics["train"][key][-1]
+            assert ours_value == pytest.approx(trl_trainer._metrics["train"][key][-1], abs=1e-6)

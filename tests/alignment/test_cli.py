@@ -71,26 +71,13 @@ def test_build_data_for_prism_files():
         build_data(load_config(None, ["data.name=imdb"]))
 
 
-def test_train_eval_compare_run_directory(tmp_path, capsys):
+def test_train_eval_compare_run_directory(tmp_path, capsys, write_tiny_run):
     run_dir = tmp_path / "run"
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "run_dir": str(run_dir),
-                "model": "tiny",
-                "data": {"max_train_pairs": 16, "max_eval_pairs": 6},
-                "training": {
-                    "max_steps": 2,
-                    "save_steps": 1,
-                    "learning_rate": 0.01,
-                    "strength_family": "gamma",
-                    "disable_tqdm": True,
-                    "dataloader_pin_memory": False,
-                },
-                "compare": {"num_prompts": 3, "max_new_tokens": 4},
-            }
-        )
+    config = write_tiny_run(
+        tmp_path / "run.yaml",
+        run_dir,
+        training={"save_steps": 1, "strength_family": "gamma"},
+        compare={"num_prompts": 3, "max_new_tokens": 4},
     )
     assert main(["train", "--config", str(config), "--set", "training.beta=0.3"]) == 0
     assert "held-out margins" in capsys.readouterr().out
@@ -145,24 +132,17 @@ _PAUSED_TRAIN = textwrap.dedent(
 )
 
 
-def _tiny_run(tmp_path: Path, run_dir: Path) -> Path:
-    path = tmp_path / "run.yaml"
-    training = {"max_steps": 1, "save_steps": 1, "per_device_train_batch_size": 4}
-    training.update(disable_tqdm=True, dataloader_pin_memory=False)
-    config = {
-        "run_dir": str(run_dir),
-        "model": "tiny",
-        "data": {"max_train_pairs": 8, "max_eval_pairs": 4},
-        "eval": {"after_train": False},
-        "training": training,
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def test_a_second_train_on_a_run_directory_fails_at_once_naming_the_holder(tmp_path, capsys):
+def test_a_second_train_on_a_run_directory_fails_at_once_naming_the_holder(
+    tmp_path, capsys, write_tiny_run
+):
     run_dir = tmp_path / "run"
-    path = _tiny_run(tmp_path, run_dir)
+    path = write_tiny_run(
+        tmp_path / "run.yaml",
+        run_dir,
+        data={"max_train_pairs": 8, "max_eval_pairs": 4},
+        training={"max_steps": 1, "save_steps": 1, "per_device_train_batch_size": 4},
+        eval={"after_train": False},
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     stderr = tmp_path / "first.err"  # a file, not a pipe: the child never blocks on writing it
     with stderr.open("w") as err_file:
@@ -178,7 +158,7 @@ def test_a_second_train_on_a_run_directory_fails_at_once_naming_the_holder(tmp_p
         assert main(["train", "--config", str(path)]) == 4  # cli.EXIT_LOCKED
         err = capsys.readouterr().err
         assert err.startswith(f"mixdpo: error: run directory {run_dir} is in use by another")
-        assert f"(pid {first.pid} on " in err
+        assert f"(`mixdpo train`, pid {first.pid} on " in err
         assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
         from alignment._run_lock import RunDirLock, read_holder
 
@@ -195,6 +175,24 @@ def test_a_second_train_on_a_run_directory_fails_at_once_naming_the_holder(tmp_p
     assert read_holder(run_dir)["pid"] == os.getpid()  # the last holder's record stays
     with RunDirLock(run_dir):  # and the lock was released when the run ended
         pass
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_eval_and_compare_refuse_a_run_directory_in_use(tmp_path, capsys, command):
+    """eval and compare read run_dir/final and write beside it: they used to run on a directory
+    that a train was writing."""
+    from alignment._run_lock import RunDirLock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    overrides = ["--set", f"run_dir={run_dir}", "--set", "model=tiny"]
+    if command == "compare":
+        overrides += ["--set", f"compare.model_b={tmp_path / 'other'}"]
+    with RunDirLock(run_dir):
+        assert main([command, *overrides]) == 4  # cli.EXIT_LOCKED
+    err = capsys.readouterr().err
+    assert err.startswith(f"mixdpo: error: run directory {run_dir} is in use by another")
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]  # nothing written
 
 
 def test_the_run_directory_lock_is_exclusive_and_released(tmp_path):

@@ -18,28 +18,26 @@ from alignment.cli import DEFAULT_CONFIG, load_config, main
 _RECORD = "mixdpo-config.yaml"  # cli.CHECKPOINT_CONFIG
 
 
-def _write_config(tmp_path: Path, run_dir: Path, **training) -> Path:
-    """A 2-step tiny run (the sizes of test_fault_tolerance), checkpoints at steps 1 and 2."""
-    path = tmp_path / f"{run_dir.name}.yaml"
-    settings = {
-        "max_steps": 2,
-        "save_steps": 1,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 0.01,
-        "strength_learning_rate": 0.05,
-        "disable_tqdm": True,
-        "dataloader_pin_memory": False,
-        **training,
-    }
-    config = {
-        "run_dir": str(run_dir),
-        "model": "tiny",
-        "data": {"max_train_pairs": 16, "max_eval_pairs": 4},
-        "eval": {"after_train": False},
-        "training": settings,
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+@pytest.fixture
+def write_config(tmp_path, write_tiny_run):
+    """``write_config(run_dir, **training)``: a 2-step tiny run (the sizes of
+    test_fault_tolerance), checkpoints at steps 1 and 2, its config in ``<run_dir name>.yaml``."""
+
+    def write(run_dir: Path, **training) -> Path:
+        return write_tiny_run(
+            tmp_path / f"{run_dir.name}.yaml",
+            run_dir,
+            data={"max_eval_pairs": 4},
+            training={
+                "save_steps": 1,
+                "per_device_train_batch_size": 4,
+                "strength_learning_rate": 0.05,
+                **training,
+            },
+            eval={"after_train": False},
+        )
+
+    return write
 
 
 def _logs(run_dir: Path) -> dict[int, dict]:
@@ -48,10 +46,10 @@ def _logs(run_dir: Path) -> dict[int, dict]:
 
 
 def test_a_resume_that_cannot_honour_the_new_config_is_refused_then_allowed_and_recorded(
-    tmp_path, capsys
+    tmp_path, capsys, write_config
 ):
     run_dir = tmp_path / "run"
-    path = _write_config(tmp_path, run_dir)
+    path = write_config(run_dir)
     assert main(["train", "--config", str(path)]) == 0
     capsys.readouterr()
     started_with = (run_dir / "config.yaml").read_text()
@@ -119,13 +117,15 @@ def test_a_resume_that_cannot_honour_the_new_config_is_refused_then_allowed_and_
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["resume"] == "none"
 
 
-def test_extending_max_steps_under_a_constant_schedule_resumes_as_one_longer_run(tmp_path):
+def test_extending_max_steps_under_a_constant_schedule_resumes_as_one_longer_run(
+    tmp_path, write_config
+):
     reference_dir = tmp_path / "reference"
-    reference = _write_config(tmp_path, reference_dir, lr_scheduler_type="constant", max_steps=4)
+    reference = write_config(reference_dir, lr_scheduler_type="constant", max_steps=4)
     assert main(["train", "--config", str(reference)]) == 0
 
     run_dir = tmp_path / "extended"
-    path = _write_config(tmp_path, run_dir, lr_scheduler_type="constant")
+    path = write_config(run_dir, lr_scheduler_type="constant")
     assert main(["train", "--config", str(path)]) == 0
     # Honoured changes: the resume goes on with a note and a record of them.
     longer = ["--set", "training.max_steps=4", "--set", "eval.batch_size=4"]
@@ -236,3 +236,22 @@ def test_a_checkpoint_without_its_own_record_is_checked_against_the_run_config(t
     assert "training.beta: 0.1 -> 0.3" in err
     assert "learning_rate" not in err and "max_steps" not in err and "eval" not in err
     assert not (run_dir / "logs.jsonl").exists()
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path, write_config):
+    """Trainer checks max_steps only after a step: resuming from the last step's checkpoint
+    used to train (and log) a step 3 of a 2-step run."""
+    import torch
+
+    run_dir = tmp_path / "run"
+    path = write_config(run_dir)
+    assert main(["train", "--config", str(path)]) == 0
+    assert main(["train", "--config", str(path)]) == 0
+    assert sorted(_logs(run_dir)) == [1, 2]
+    assert not (run_dir / "checkpoints" / "checkpoint-3").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train"]["train_steps_run"] == 0
+    assert metrics["resumed_from"].endswith("checkpoint-2")
+    saved = torch.load(run_dir / "checkpoints" / "checkpoint-2" / "strength.pt", weights_only=True)
+    final = torch.load(run_dir / "final" / "strength.pt", weights_only=True)
+    assert saved.keys() == final.keys() and all(torch.equal(saved[k], final[k]) for k in saved)

@@ -175,17 +175,22 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(
     trainer, _ = _guarded_trainer(tmp_path, word_tokenizer, hetero_train)
     trainer.add_callback(JsonlLogger(tmp_path / "logs.jsonl"))
     trainer.add_callback(_PoisonStrengthAt(trainer, 3))
-    with pytest.raises(
-        NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 4"
-    ) as info:
-        trainer.train()
-    assert "checkpoint-2" in str(info.value)
+    message = _stopped(trainer, r"non-finite training loss \(nan\) at step 4")
+    assert "checkpoint-2" in message
     assert trainer.state.global_step == 3
     checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
     assert checkpoints == ["checkpoint-2"]
     assert (tmp_path / "checkpoints" / "checkpoint-2" / COMPLETE_MARKER).exists()
     saved = torch.load(tmp_path / "checkpoints" / "checkpoint-2" / "strength.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in saved.values())
+
+
+def _stopped(trainer, match: str) -> str:
+    """Train until the guard stops the run with a :class:`NonFiniteLossError` matching
+    ``match``; its message."""
+    with pytest.raises(NonFiniteLossError, match=match) as info:
+        trainer.train()
+    return str(info.value)
 
 
 def _guarded_trainer(tmp_path, word_tokenizer, hetero_train, **overrides):
@@ -220,13 +225,8 @@ def test_a_checkpoint_with_a_non_finite_strength_is_never_marked_complete(
     check at the save can catch it (this checkpoint used to be marked COMPLETE)."""
     trainer, _ = _guarded_trainer(tmp_path, word_tokenizer, hetero_train)
     trainer.add_callback(_PoisonStrengthAt(trainer, 4))  # after step 4's update, before its save
-    with pytest.raises(
-        NonFiniteLossError, match=r"checkpoint-4 holds a non-finite value of strength\."
-    ) as info:
-        trainer.train()
-    assert "it is not marked COMPLETE" in str(info.value) and str(info.value).endswith(
-        "checkpoint-2"
-    )
+    message = _stopped(trainer, r"checkpoint-4 holds a non-finite value of strength\.")
+    assert "it is not marked COMPLETE" in message and message.endswith("checkpoint-2")
     assert last_complete_checkpoint(tmp_path / "checkpoints").endswith("checkpoint-2")
     assert not (tmp_path / "checkpoints" / "checkpoint-4" / COMPLETE_MARKER).exists()
 
@@ -243,11 +243,8 @@ def test_a_non_finite_strength_gradient_with_a_finite_loss_stops_before_the_step
                     param.register_hook(lambda grad: grad * math.nan)
 
     trainer.add_callback(PoisonGradientAt())
-    with pytest.raises(
-        NonFiniteLossError, match=r"non-finite gradient of strength\.\S+ at step 3"
-    ) as info:
-        trainer.train()
-    assert "before the optimiser step" in str(info.value)
+    message = _stopped(trainer, r"non-finite gradient of strength\.\S+ at step 3")
+    assert "before the optimiser step" in message
     assert trainer.state.global_step == 2
     assert all(bool(torch.isfinite(p).all()) for p in trainer.strength.parameters())
 
@@ -279,3 +276,27 @@ def test_rotation_removes_old_checkpoints_only_after_the_new_one_is_complete(
         assert any(int(c.split("-")[1]) > step for c in complete), (name, complete)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["checkpoint-4"]
     assert last_complete_checkpoint(tmp_path / "checkpoints").endswith("checkpoint-4")
+
+
+def test_strength_gradients_are_clipped_to_max_grad_norm(tmp_path, word_tokenizer, hetero_train):
+    """The strength lives outside the model, so Trainer's clipping never reached it: a
+    strength gradient scaled by 1e6 went into the optimiser step as it was."""
+    trainer, _ = _guarded_trainer(tmp_path, word_tokenizer, hetero_train, max_steps=3)
+    trainer.args.max_grad_norm = 0.5
+    for param in trainer.strength.parameters():
+        param.register_hook(lambda grad: grad * 1e9)
+    seen: list[float] = []
+
+    class RecordGradientNorm(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            grads = [p.grad for p in trainer.strength.parameters() if p.grad is not None]
+            seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    trainer.add_callback(RecordGradientNorm())
+    trainer.train()
+    assert len(seen) == 3 and max(seen) <= 0.5 * (1 + 1e-5)
+    # Step 1 starts at the reference (all margins 0), where the strength gradient is 0.
+    logged = [
+        r["strength/grad_norm"] for r in trainer.state.log_history if "strength/grad_norm" in r
+    ]
+    assert len(logged) == 3 and min(logged[1:]) > 1e3  # the pre-clip norm is logged

@@ -23,13 +23,8 @@ from alignment.losses.panel import (
 from mixlogit.conditional import StrengthDesign
 from mixlogit.torch.conditional import ConditionalStrength
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(dtype)
+# the references (scipy quadrature, scipy.stats) are float64 (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_float64")
 
 
 def _panel_log_likelihood(dist, d: np.ndarray) -> float:

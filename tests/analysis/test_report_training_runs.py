@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 import analysis
 from alignment.cli import main
@@ -13,28 +12,15 @@ from analysis.converters import read_training_log
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, write_tiny_run):
     """Two steps of MixDPO on the tiny model, logging every step (so the last step also carries
     the Trainer's end-of-training summary, stamped a moment later)."""
     root = tmp_path_factory.mktemp("mixdpo")
     directory = root / "run"
-    config = root / "run.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "run_dir": str(directory),
-                "model": "tiny",
-                "data": {"max_train_pairs": 16, "max_eval_pairs": 6},
-                "training": {
-                    "max_steps": 2,
-                    "logging_steps": 1,
-                    "learning_rate": 0.01,
-                    "strength_family": "gamma",
-                    "disable_tqdm": True,
-                    "dataloader_pin_memory": False,
-                },
-            }
-        )
+    config = write_tiny_run(
+        root / "run.yaml",
+        directory,
+        training={"logging_steps": 1, "strength_family": "gamma"},
     )
     assert main(["train", "--config", str(config)]) == 0
     return directory

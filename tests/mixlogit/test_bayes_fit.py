@@ -377,7 +377,10 @@ def test_fit_bayes_rejects_bad_arguments():
         LatentClassLogit(["x0"], order_by="zz")
 
 
-def test_mixedlogit_dispatches_to_bayes():
+@pytest.fixture(scope="module")
+def svi_panel_fit():
+    """``MixedLogit.fit(method="svi")`` on ChoiceData whose panel ids are not ``0 .. P-1``
+    (30 people labelled ``1000 + 7 * (29 - p)``: descending, so an id is not its position)."""
     from mixlogit import ChoiceData, MixedLogit
 
     spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal"})
@@ -388,7 +391,7 @@ def test_mixedlogit_dispatches_to_bayes():
         {
             "sit": np.repeat(np.arange(S), J),
             "alt": np.tile(np.arange(J), S),
-            "person": np.repeat(arr.panel, J),
+            "person": np.repeat(1000 + 7 * (29 - arr.panel), J),
             "chosen": (np.arange(J)[None, :] == arr.chosen[:, None]).ravel().astype(int),
             "x0": arr.X[..., 0].ravel(),
             "x1": arr.X[..., 1].ravel(),
@@ -397,9 +400,52 @@ def test_mixedlogit_dispatches_to_bayes():
     data = ChoiceData(frame, choice="chosen", alternative="alt", situation="sit", panel="person")
     model = MixedLogit(fixed=["x0"], random={"x1": "normal"})
     res = model.fit(data, method="svi", num_steps=200, num_samples=50, diagnose=False)
+    return spec, data, res
+
+
+def test_mixedlogit_dispatches_to_bayes(svi_panel_fit):
+    spec, _, res = svi_panel_fit
     assert res.spec == spec
     assert res.idata.log_likelihood["choice"].shape == (1, 50, 30)
     assert res.idata.observed_data["choice"].shape == (120,)
+
+
+def test_person_labels_are_the_panel_ids(svi_panel_fit):
+    # before: people were labelled 0 .. P-1 where the classical results use the panel ids
+    _, data, res = svi_panel_fit
+    ids = np.asarray(data.panel_ids)
+    assert not np.array_equal(ids, np.arange(len(ids)))
+    individual = res.individual_coefficients()
+    np.testing.assert_array_equal(individual["person"].to_numpy(), np.repeat(ids, 2))
+    np.testing.assert_array_equal(res.idata.posterior["z"].coords["person"].values, ids)
+    np.testing.assert_array_equal(res.idata.log_likelihood["choice"].coords["person"].values, ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # x0 > 0: the cost-sign warning of every draw
+        wtp = res.wtp("x1", "x0")
+    np.testing.assert_array_equal(wtp["person"].to_numpy(), ids)
+    # the person with the most extreme conditional mean of x1 is found under their own id
+    person = individual[individual["coefficient"] == "x1"].set_index("person")["mean"]
+    k = int(np.argmax(res.beta_person[..., 1].mean((0, 1))))
+    assert person.idxmax() == ids[k]
+
+
+def test_cost_sign_warning_never_rounds_a_share_to_zero():
+    from mixlogit.bayes.results import BayesDiagnosticWarning, BayesianResults
+
+    # before: "the cost coefficient is >= 0 in 0.0% of draws" for 1 draw in 4000
+    cost = -np.ones(4000)
+    cost[7] = 0.2
+    with pytest.warns(BayesDiagnosticWarning, match=r">= 0 in 1 of 4000 draws \(< 0\.1%\)"):
+        BayesianResults._warn_cost_sign(cost)
+    cost[:1000] = 0.5
+    with pytest.warns(BayesDiagnosticWarning, match=r"in 1000 of 4000 draws \(25\.0%\)"):
+        BayesianResults._warn_cost_sign(cost)
+    cost[:3999] = 0.5
+    with pytest.warns(BayesDiagnosticWarning, match=r"in 3999 of 4000 draws \(> 99\.9%\)"):
+        BayesianResults._warn_cost_sign(cost)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BayesianResults._warn_cost_sign(-np.ones(4000))  # all negative: silent
 
 
 # ------------------------------------------------------------------------------------------

@@ -54,12 +54,8 @@ def _set_torch(strength: ConditionalStrength, values: dict[str, np.ndarray]) -> 
             getattr(strength, name).copy_(torch.as_tensor(value))
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(dtype)
+# the references (scipy quadrature, scipy.stats) are float64 (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("torch_float64")
 
 
 # ----------------------------------------------------------------------------- design

@@ -7,7 +7,7 @@ from scipy.special import logsumexp
 
 from mixlogit import MultinomialLogit
 from mixlogit.data import ChoiceData
-from mixlogit.datasets import load_electricity, load_swissmetro
+from mixlogit.datasets import load_electricity, swissmetro_choice_data
 
 ELECTRICITY_VARIABLES = ["pf", "cl", "loc", "wk", "tod", "seas"]
 
@@ -66,25 +66,7 @@ def test_mnl_standard_errors_match_numeric_hessian_and_sandwich(electricity, ele
 
 
 def test_swissmetro_mnl_matches_biogeme_b01logit():
-    frame = load_swissmetro()
-    keep = frame.PURPOSE.isin([1, 3]) & (frame.CHOICE != 0)
-    frame = frame.loc[keep].copy()
-    frame["TRAIN_COST"] = frame.TRAIN_CO * (frame.GA == 0) / 100.0
-    frame["SM_COST"] = frame.SM_CO * (frame.GA == 0) / 100.0
-    frame["CAR_COST"] = frame.CAR_CO / 100.0
-    for mode in ("TRAIN", "SM", "CAR"):
-        frame[f"{mode}_TIME"] = frame[f"{mode}_TT"] / 100.0
-    data = ChoiceData.from_wide(
-        frame,
-        choice="CHOICE",
-        alternatives=[1, 2, 3],
-        alternative_columns={
-            "time": {1: "TRAIN_TIME", 2: "SM_TIME", 3: "CAR_TIME"},
-            "cost": {1: "TRAIN_COST", 2: "SM_COST", 3: "CAR_COST"},
-        },
-        availability={1: "TRAIN_AV", 2: "SM_AV", 3: "CAR_AV"},
-        panel="ID",
-    )
+    data = swissmetro_choice_data(panel=True)
     results = MultinomialLogit(["ASC_1", "ASC_3", "time", "cost"]).fit(data)
     # Biogeme 3 example b01logit: final log likelihood -5331.252, estimates below
     assert results.loglik == pytest.approx(-5331.252, abs=1e-3)
@@ -93,9 +75,10 @@ def test_swissmetro_mnl_matches_biogeme_b01logit():
         assert results[name] == pytest.approx(value, abs=0.006)
     text = str(results)
     assert "Log-likelihood: -5331.25" in text and "ASC_1" in text
-    # summary() is the parameter table with the 95% Wald interval (the Bayesian contract)
+    # summary() is the parameter table with the 95% Wald interval (the Bayesian contract),
+    # built on the robust SE that the table leads with
     table = results.summary()
-    se = table.loc["ASC_1", "std_err"]
+    se = table.loc["ASC_1", "robust_std_err"]
     assert table.loc["ASC_1", "q2.5%"] == pytest.approx(results["ASC_1"] - 1.959963984540054 * se)
     assert table.loc["ASC_1", "q97.5%"] == pytest.approx(results["ASC_1"] + 1.959963984540054 * se)
 

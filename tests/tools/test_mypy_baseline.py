@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import tomllib
+
+import pytest
 
 REPORT = """\
 mixlogit/bayes/results.py:227: error: "BayesianResults" has no attribute "kind"  [attr-defined]

@@ -1,0 +1,148 @@
+"""What the classical results report (issue 14, item 16): robust inference first, spreads as
+magnitudes, WTP moments that exist, and a convergence line that does not contradict itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mixlogit import MixedLogit, simulate_choices
+from mixlogit.results import WTPMomentWarning
+
+TRUTH = {"x2": 0.5, "price": -1.0, "x1": 0.0, "sd.price": 0.6, "sd.x1": 0.5}
+
+
+@pytest.fixture(scope="module")
+def fit():
+    """A small panel mixed logit (normal price, lognormal x1) started at a negative SD of
+    price, so the optimiser ends with ``sd.price < 0`` (seed 29; 60 people x 4 situations,
+    30 draws: a second or so)."""
+    model = MixedLogit(fixed=["x2"], random={"price": "normal", "x1": "lognormal"})
+    data = simulate_choices(model, TRUTH, num_people=60, situations_per_person=4, seed=29)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny sample may stop short of the tolerance
+        return model.fit(data, num_draws=30, init={"sd.price": -0.6, "sd.x1": 0.5})
+
+
+def test_fixture_ends_with_a_negative_spread(fit):
+    # the premise of the magnitude test below: the raw parameter is negative
+    assert fit["sd.price"] < 0
+
+
+def test_table_leads_with_robust_inference(fit):
+    # before: columns estimate, std_err, robust_std_err, z, p_value (p from the classical SE)
+    table = fit.table()
+    assert list(table.columns) == [
+        "estimate",
+        "robust_std_err",
+        "robust_z",
+        "robust_p_value",
+        "std_err",
+        "z",
+        "p_value",
+    ]
+    estimate = table["estimate"].to_numpy()
+    np.testing.assert_allclose(table["robust_std_err"], np.sqrt(np.diag(fit.robust_cov)))
+    np.testing.assert_allclose(table["robust_z"], estimate / fit.robust_std_errors)
+    np.testing.assert_allclose(
+        table["robust_p_value"], 2 * stats.norm.sf(np.abs(estimate / fit.robust_std_errors))
+    )
+    np.testing.assert_allclose(
+        table["p_value"], 2 * stats.norm.sf(np.abs(estimate / fit.std_errors))
+    )
+    # robust and classical SEs differ here, so the test tells which one the p-value used
+    assert not np.allclose(table["robust_std_err"], table["std_err"], rtol=0.01)
+    # the Wald interval of summary() is built on the robust SE too
+    summary = fit.summary(interval=0.9)
+    half = stats.norm.ppf(0.95) * fit.robust_std_errors
+    np.testing.assert_allclose(summary["q5%"], estimate - half)
+    np.testing.assert_allclose(summary["q95%"], estimate + half)
+
+
+def test_spreads_are_reported_as_magnitudes_with_a_footnote(fit):
+    # before: the table and report showed sd.price < 0 (as Electricity's sd.seas = -1.606)
+    table = fit.table()
+    assert table.loc["sd.price", "estimate"] == pytest.approx(-fit["sd.price"])
+    assert table.loc["sd.price", "estimate"] > 0 and table.loc["sd.x1", "estimate"] > 0
+    assert table.loc["price", "estimate"] == fit["price"]  # means keep their sign
+    # the raw parameter stays accessible
+    raw = fit.table(raw=True)
+    np.testing.assert_array_equal(raw["estimate"], fit.params)
+    assert fit.summary(raw=True).loc["sd.price", "estimate"] == fit["sd.price"]
+    # the SE does not change with the sign; |z| does not either
+    assert table.loc["sd.price", "robust_z"] == pytest.approx(-raw.loc["sd.price", "robust_z"])
+    text = str(fit)
+    flat = " ".join(text.split())  # the footnote is wrapped
+    assert "Spreads (sd.price, sd.x1) are shown as magnitudes" in flat
+    assert "is not identified" in flat and "Estimated with a negative sign: sd.price." in flat
+    assert "robust_*: sandwich covariance" in text
+    row = next(line for line in text.splitlines() if line.startswith("sd.price"))
+    assert "-" not in row.split()[1]
+
+
+def test_cholesky_columns_take_the_sign_of_their_diagonal(fit):
+    # a correlated block: flipping a column of L leaves L L' unchanged
+    model = MixedLogit(random={"x1": "normal", "x2": "normal"}, correlated=["x1", "x2"])
+    names = ["x1", "x2", "chol.x1.x1", "chol.x2.x1", "chol.x2.x2"]
+    params = np.array([0.3, -0.2, -0.8, 0.4, -0.6])
+    fake = dataclasses.replace(fit, model=model, names=names, params=params)
+    np.testing.assert_array_equal(fake.spread_signs, [1, 1, -1, -1, -1])
+    L = np.array([[-0.8, 0.0], [0.4, -0.6]])
+    shown = fake.spread_signs[2:] * params[2:]
+    L_shown = np.array([[shown[0], 0.0], [shown[1], shown[2]]])
+    np.testing.assert_allclose(L_shown @ L_shown.T, L @ L.T)
+
+
+def test_random_cost_wtp_without_moments_warns_and_reports_quantiles(fit):
+    # before: mean and SD of -x2 / price (price normal: no finite moments), silently
+    with pytest.warns(WTPMomentWarning, match=r"normal \(its density is positive at 0\)"):
+        wtp = fit.wtp("x2", "price", num_draws=20_000)
+    assert list(wtp.index[:5]) == ["median", "q05", "q25", "q75", "q95"]
+    assert np.isnan(wtp["mean"]) and np.isnan(wtp["sd"])
+    population = fit.population_coefficients(num_draws=20_000)
+    ratio = -population["x2"] / population["price"]
+    assert wtp["median"] == pytest.approx(np.median(ratio))
+    # a lognormal cost has every moment: no warning, finite mean
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WTPMomentWarning)
+        lognormal = fit.wtp("price", "x1", num_draws=20_000)
+    assert np.isfinite(lognormal["mean"]) and np.isfinite(lognormal["sd"])
+
+
+@pytest.mark.parametrize(
+    ("distribution", "first", "spread", "expected"),
+    [
+        ("uniform", 2.0, 1.0, (True, True)),  # on [1, 3]: bounded away from 0
+        ("triangular", 0.5, 1.0, (False, False)),  # straddles 0
+        ("truncnormal", 1.0, 0.5, (False, False)),  # density positive at the truncation 0
+        ("gamma", np.log(1.5), 0.0, (True, False)),  # shape 1.5: mean only
+        ("gamma", np.log(3.0), 0.0, (True, True)),
+        ("gamma", np.log(0.8), 0.0, (False, False)),
+    ],
+)
+def test_inverse_cost_moments_by_distribution(fit, distribution, first, spread, expected):
+    model = MixedLogit(random={"price": distribution})
+    names = list(model.spec.parameter_names)
+    fake = dataclasses.replace(fit, model=model, names=names, params=np.array([first, spread]))
+    assert fake._inverse_cost_moments("price")[:2] == expected
+
+
+def test_convergence_line_does_not_contradict_the_termination_message(fit):
+    # before: "Converged: True (Desired error not necessarily achieved due to precision loss.)"
+    lossy = dataclasses.replace(
+        fit, converged=True, message="Desired error not necessarily achieved due to precision loss."
+    )
+    lines = str(lossy).splitlines()
+    converged = next(line for line in lines if line.startswith("Converged:"))
+    assert converged.startswith("Converged: yes (gradient criterion met")
+    assert "Desired error" not in converged
+    termination = next(line for line in lines if line.startswith("Termination:"))
+    assert termination.startswith("Termination: Desired error not necessarily achieved")
+    failed = dataclasses.replace(fit, converged=False, message="Maximum number of iterations")
+    text = str(failed)
+    assert "Converged: no (largest |gradient|" in text
+    assert "Termination: Maximum number of iterations" in text
