@@ -97,6 +97,14 @@ class NonFiniteLossGuard(TrainerCallback):
         return guard
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        # MixDPOTrainer records the step's gradient norms when it clips (max_grad_norm > 0):
+        # finite norms mean finite gradients, one number each instead of a scan of every
+        # parameter; the scan runs only to name the first bad gradient, or without clipping.
+        norms = getattr(self.trainer, "step_grad_norms", None)
+        if norms is not None:
+            self.trainer.step_grad_norms = None
+            if all(math.isfinite(float(n)) for n in norms):
+                return
         strength = _strength_of(self.trainer)
         grads = [
             (f"strength.{n}", p.grad)

@@ -12,7 +12,19 @@ resolved config), ``logs.jsonl`` (one record per logging step), ``checkpoints/ch
 ``final/`` (model, tokenizer, strength), ``data_report.json`` (pair counts and dropped rows),
 ``metrics.json``, ``margins.csv`` (per-pair held-out margins with subgroup columns),
 ``eval_metrics.json`` and ``compare.json``. ``train`` resumes from the last complete checkpoint
-by default (``resume: auto``); a non-finite loss stops it with exit code 3.
+by default (``resume: auto``); a non-finite loss stops it with exit code 3. It keeps the two
+newest complete checkpoints (``training.save_total_limit: 2``; ``null`` keeps all) and, with
+``training.eval_strategy`` ``steps``/``epoch``, evaluates on the held-out split during training.
+
+Held-out evaluation (``eval``, and ``train`` after training): per pair the policy margin
+``log pi(c) - log pi(r)``, the reference's margin and their difference, the
+reference-subtracted margin (the DPO implicit reward margin before its scale; reference:
+``eval.reference`` or the model training started from); summarised as the micro average over
+pairs and, per subgroup column, the macro average over subgroups, with the preference accuracy
+(share of pairs with a reference-subtracted margin > 0). ``compare`` generates through the
+tokenizer's chat template when it has one (``compare.chat_template``), from raw prompt strings
+otherwise; prompts may be conversations. Progress bars of evaluation and generation show on a
+terminal unless ``training.disable_tqdm``.
 
 One command per run directory: ``train``, ``eval`` and ``compare`` each hold an exclusive lock
 on ``run_dir/.lock`` (``flock``, released by the kernel when the process exits, even by SIGKILL;
@@ -35,10 +47,11 @@ with changes writes them (old and new values, whether honoured, and the resolved
 
 Config keys (defaults in :data:`DEFAULT_CONFIG`): ``run_dir``; ``model`` (``"smollm2"``, a hub id
 or path, or ``"tiny"`` for a tiny random Llama with a word tokenizer built from the data, for
-tests); ``tiny_model``; ``data`` (``name``: ``default``/``prism``/``community_alignment``/
-``hh_rlhf``, ``path``, ``survey``, ``kind``, ``split_by``, ``test_fraction``, ``seed``,
-``max_train_pairs``, ``max_eval_pairs``, ...); ``training`` (any :class:`MixDPOConfig` field;
-``output_dir`` is ``run_dir/checkpoints``); ``resume``; ``eval``; ``compare``. YAML numbers in
+tests); ``tiny_model``; ``data`` (``name``: ``default``/``files``/``prism``/
+``community_alignment``/``hh_rlhf``, ``path``, ``eval_path`` (``files``), ``survey``, ``kind``,
+``split_by``, ``test_fraction``, ``seed``, ``max_train_pairs``, ``max_eval_pairs``, ...);
+``training`` (any :class:`MixDPOConfig` field; ``output_dir`` is ``run_dir/checkpoints``);
+``resume``; ``eval``; ``compare``. YAML numbers in
 exponent form (``1e-6``) are floats; a syntax error, an unknown key, a value of the wrong type
 or a section given a scalar stops the command with one ``mixdpo: error:`` line (exit code 2).
 """
@@ -130,6 +143,13 @@ def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any,
                     train = Dataset.from_list(rows)
                 else:
                     test = Dataset.from_list(rows)
+    elif name == "files":
+        if data["drop_long_prompts"]:
+            raise ValueError(
+                "data.drop_long_prompts is not supported with data.name='files' (the trainer "
+                "warns with counts where it cuts prompts); set it to false"
+            )
+        train, test = _load_files(data)
     elif name in ("prism", "community_alignment", "hh_rlhf"):
         if name == "prism":
             load = hub_datasets.load_prism(
@@ -152,8 +172,8 @@ def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any,
         train, test, dropped = load.dataset["train"], load.dataset["test"], load.dropped
     else:
         raise ValueError(
-            f"data.name must be 'default', 'prism', 'community_alignment' or 'hh_rlhf', "
-            f"got {name!r}"
+            f"data.name must be 'default', 'files', 'prism', 'community_alignment' or "
+            f"'hh_rlhf', got {name!r}"
         )
     if data["max_train_pairs"] is not None:
         train = train.select(range(min(len(train), int(data["max_train_pairs"]))))
@@ -165,6 +185,47 @@ def build_data(config: dict[str, Any], tokenizer: Any = None) -> tuple[Any, Any,
     return train, test, report
 
 
+def _load_files(data: dict[str, Any]) -> tuple[Any, Any]:
+    """``(train, test)`` of ``data.name: files``: preference rows in TRL's format.
+
+    ``data.path`` holds the training pairs (``.jsonl``, ``.json``, ``.parquet`` or ``.csv``):
+    ``prompt``/``chosen``/``rejected`` as strings or as conversations (lists of ``{"role",
+    "content"}`` messages), or ``chosen``/``rejected`` alone (implicit prompts, split off by
+    TRL's rule). ``data.eval_path`` holds the held-out pairs; without it ``data.test_fraction``
+    of the rows (a seeded random split, ``data.seed``) are held out.
+    """
+    from alignment.data import extract_implicit_prompt, validate_preference_dataset
+    from alignment.datasets.hub_datasets import _read_table
+
+    def read(key: str) -> Any:
+        path = data[key]
+        if not os.path.exists(path):
+            raise ValueError(f"data.{key} = {path!r}: no such file")
+        table = _read_table(path)
+        if "prompt" not in table.column_names and {"chosen", "rejected"} <= set(table.column_names):
+            table = table.map(extract_implicit_prompt)
+        validate_preference_dataset(table, name=f"data.{key} ({path})")
+        return table
+
+    if not data["path"]:
+        raise ValueError(
+            "data.name='files' needs data.path: a .jsonl/.json/.parquet/.csv file of "
+            "prompt/chosen/rejected pairs (strings or lists of messages)"
+        )
+    train = read("path")
+    if data["eval_path"]:
+        return train, read("eval_path")
+    fraction = data["test_fraction"] or 0.0
+    if fraction == 0.0:
+        return train, train.select([])
+    split = train.train_test_split(test_size=fraction, seed=data["seed"])
+    return split["train"], split["test"]
+
+
+def _is_conversational(dataset: Any) -> bool:
+    return len(dataset) > 0 and isinstance(dataset[0]["prompt"], list)
+
+
 def _eval_by(config: dict[str, Any], dataset: Any) -> list[str]:
     chosen = config["eval"]["by"]
     if chosen is not None:
@@ -172,7 +233,17 @@ def _eval_by(config: dict[str, Any], dataset: Any) -> list[str]:
     return [c for c in dataset.column_names if c not in _NOT_SUBGROUPS]
 
 
-def _build_model(config: dict[str, Any], texts: Sequence[str]) -> tuple[Any, Any]:
+# The tiny model's chat template (conversational data): "role: content" lines, the stand-in for
+# an Instruct model's template in tests.
+_TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {{ eos_token }} {% endfor %}"
+    "{% if add_generation_prompt %}assistant : {% endif %}"
+)
+
+
+def _build_model(
+    config: dict[str, Any], texts: Sequence[str], *, conversational: bool = False
+) -> tuple[Any, Any]:
     from alignment.policy_models import (
         build_word_tokenizer,
         load_model,
@@ -181,9 +252,41 @@ def _build_model(config: dict[str, Any], texts: Sequence[str]) -> tuple[Any, Any
     )
 
     if config["model"] == "tiny":
-        tokenizer = build_word_tokenizer(texts)
+        if conversational:  # the template's words join the vocabulary
+            tokenizer = build_word_tokenizer([*texts, "user assistant system :"])
+            tokenizer.chat_template = _TINY_CHAT_TEMPLATE
+        else:
+            tokenizer = build_word_tokenizer(texts)
         return tiny_causal_lm(len(tokenizer), **config["tiny_model"]), tokenizer
     return load_model(config["model"]), load_tokenizer(config["model"])
+
+
+def _reference_model(config: dict[str, Any], tokenizer: Any) -> Any:
+    """The DPO reference of the run: ``eval.reference`` (a saved model directory) or else the
+    model training started from (``model``: the hub id or path, or the tiny model rebuilt from
+    its seed, which is how the trainer's reference was made)."""
+    if config["eval"]["reference"]:
+        return _load_saved(config["eval"]["reference"])[0]
+    if config["model"] == "tiny":
+        from alignment.policy_models import tiny_causal_lm
+
+        return tiny_causal_lm(len(tokenizer), **config["tiny_model"])
+    from alignment.policy_models import load_model
+
+    return load_model(config["model"])
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def _progress(config: dict[str, Any], label: str) -> str | None:
+    """``label`` for a progress bar of evaluation or generation, or None for no bar: bars are
+    off with ``training.disable_tqdm: true`` and when stderr is not a terminal (a log file
+    would fill with carriage-return redraws)."""
+    if config["training"].get("disable_tqdm") or not _stderr_is_tty():
+        return None
+    return label
 
 
 def _load_saved(path: str | os.PathLike) -> tuple[Any, Any]:
@@ -198,11 +301,83 @@ def _load_saved(path: str | os.PathLike) -> tuple[Any, Any]:
 
 
 def _texts(*datasets: Any) -> list[str]:
-    return [t for d in datasets for c in ("prompt", "chosen", "rejected") for t in d[c]]
+    """Every text of the pairs (message contents and roles of conversations)."""
+    out: list[str] = []
+    for dataset in datasets:
+        for column in ("prompt", "chosen", "rejected"):
+            for value in dataset[column]:
+                if isinstance(value, str):
+                    out.append(value)
+                else:
+                    out.extend(f"{m['role']} {m['content']}" for m in value)
+    return out
+
+
+def _held_out_metrics(
+    config: dict[str, Any],
+    model: Any,
+    reference: Any,
+    test: Any,
+    tokenizer: Any,
+    *,
+    max_length: int | None,
+    max_prompt_length: int | None,
+    output_path: Path,
+) -> dict[str, Any]:
+    """Held-out margins of ``model`` against ``reference``, written to ``output_path``.
+
+    Returns ``{"n_pairs", "reward_margin", "preference_accuracy", "policy_margin"}``, each of
+    the last three as :func:`~alignment.evaluation.summarize_margins` gives it (micro over
+    pairs; per subgroup column micro and macro): ``reward_margin`` is the reference-subtracted
+    margin (DPO implicit reward margin before its scale, nats), ``preference_accuracy`` the
+    share of pairs whose reward margin is > 0 (TRL's ``rewards/accuracies``; ties count as
+    wrong), ``policy_margin`` the raw ``log pi(chosen) - log pi(rejected)`` (no reference).
+    """
+    from alignment.evaluation import evaluate_margins, summarize_margins
+
+    columns = _eval_by(config, test)
+    frame = evaluate_margins(
+        model,
+        test,
+        tokenizer,
+        by=columns,
+        batch_size=config["eval"]["batch_size"],
+        max_length=max_length,
+        max_prompt_length=max_prompt_length,
+        progress=_progress(config, "eval margins"),
+        reference_model=reference,
+    )
+    frame.insert(4, "correct", (frame["reward_margin"] > 0).astype(float))
+    from alignment.evaluation import _save_frame
+
+    _save_frame(frame, output_path)
+    return {
+        "n_pairs": len(frame),
+        "reward_margin": summarize_margins(frame, columns, value="reward_margin"),
+        "preference_accuracy": summarize_margins(frame, columns, value="correct"),
+        "policy_margin": summarize_margins(frame, columns, value="margin"),
+    }
 
 
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def _check_launch(world_size: int, environ: Any) -> None:
+    """Refuse a multi-process launch that the trainer would run as independent processes.
+
+    On a machine without GPUs, ``torchrun --nproc_per_node N`` (or ``accelerate launch
+    --multi_gpu``) sets ``WORLD_SIZE=N``, but Trainer forms the process group only with
+    ``use_cpu``; without it each process trains alone on the full data and all write the same
+    run directory.
+    """
+    launched = int(environ.get("WORLD_SIZE", "1") or 1)
+    if launched > 1 and world_size == 1:
+        raise ValueError(
+            f"launched as {launched} processes (WORLD_SIZE={launched}), but the trainer "
+            "sees one: each would train alone and write the same run directory. Without GPUs "
+            "set training.use_cpu=true (DDP over gloo); with GPUs check that torch sees them"
+        )
 
 
 def _run_callback(config: dict[str, Any]) -> Any:
@@ -284,7 +459,6 @@ def _train_locked(
         last_complete_checkpoint,
     )
     from alignment.config import MixDPOConfig
-    from alignment.evaluation import evaluate_margins, summarize_margins
     from alignment.trainer import MixDPOTrainer
 
     checkpoints = run_dir / "checkpoints"
@@ -296,7 +470,20 @@ def _train_locked(
     # Checked before the data and the model are built: a refusal costs nothing.
     changes = _check_resume(config, resume, allow_config_change) if resume else None
     train, test, report = build_data(config)
-    model, tokenizer = _build_model(config, _texts(train, test))
+    strategy = config["training"].get("eval_strategy", "no")
+    evaluating = str(getattr(strategy, "value", strategy)) != "no"
+    if evaluating and len(test) == 0:
+        raise ValueError(
+            f"training.eval_strategy={getattr(strategy, 'value', strategy)!r} evaluates during "
+            f"training, but data {config['data']['name']!r} gives no held-out pairs "
+            f"(data.test_fraction={config['data']['test_fraction']}, "
+            f"data.max_eval_pairs={config['data']['max_eval_pairs']}"
+            + (", data.eval_path=None" if config["data"]["name"] == "files" else "")
+            + "); give held-out data or set training.eval_strategy=no"
+        )
+    model, tokenizer = _build_model(
+        config, _texts(train, test), conversational=_is_conversational(train)
+    )
     if config["data"]["drop_long_prompts"]:  # needs the tokenizer: reload with it
         train, test, report = build_data(config, tokenizer)
     training = {**config["training"], "output_dir": str(checkpoints)}
@@ -304,6 +491,7 @@ def _train_locked(
         args = MixDPOConfig(**training)
     except TypeError as error:
         raise ValueError(f"training: {error}") from error
+    _check_launch(args.world_size, os.environ)
     is_main = args.process_index == 0
     if is_main:
         # config.yaml: the config the run started with. A resume leaves it alone and records
@@ -321,6 +509,8 @@ def _train_locked(
         model,
         args=args,
         train_dataset=train,
+        # The held-out split, for evaluation during training (`training.eval_strategy`).
+        eval_dataset=test if evaluating else None,
         processing_class=tokenizer,
         # Before the marker (attached below): a checkpoint holds its config before COMPLETE.
         callbacks=[JsonlLogger(run_dir / "logs.jsonl"), _run_callback(config)],
@@ -331,17 +521,22 @@ def _train_locked(
     metrics: dict[str, Any] = {"train": result.metrics, "resumed_from": resume}
     trainer.save_model(str(run_dir / "final"))
     if is_main and config["eval"]["after_train"] and len(test):
-        frame = evaluate_margins(
+        # The trainer's own reference where it holds one (full fine-tuning), else rebuilt.
+        reference = trainer.ref_model
+        if reference is not None and not config["eval"]["reference"]:
+            reference = trainer.accelerator.unwrap_model(reference)
+        else:
+            reference = _reference_model(config, tokenizer).to(args.device)
+        metrics["eval"] = _held_out_metrics(
+            config,
             trainer.model,
+            reference,
             test,
             tokenizer,
-            by=_eval_by(config, test),
-            batch_size=config["eval"]["batch_size"],
             max_length=args.max_length,
             max_prompt_length=args.max_prompt_length,
             output_path=run_dir / "margins.csv",
         )
-        metrics["eval"] = summarize_margins(frame, _eval_by(config, test))
     from alignment.trainer import strength_log_values
 
     metrics["strength"] = strength_log_values(trainer.strength)
@@ -359,24 +554,20 @@ def run_eval(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _eval_locked(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    from alignment.evaluation import evaluate_margins, summarize_margins
-
     model, tokenizer = _load_saved(config["eval"]["checkpoint"] or run_dir / "final")
     _, test, _ = build_data(config)
     if len(test) == 0:
         raise ValueError("the test split is empty; raise data.test_fraction")
-    columns = _eval_by(config, test)
-    frame = evaluate_margins(
+    summary = _held_out_metrics(
+        config,
         model,
+        _reference_model(config, tokenizer),
         test,
         tokenizer,
-        by=columns,
-        batch_size=config["eval"]["batch_size"],
         max_length=config["training"].get("max_length", DEFAULT_MAX_LENGTH),
         max_prompt_length=config["training"].get("max_prompt_length"),
         output_path=run_dir / "margins.csv",
     )
-    summary = summarize_margins(frame, columns)
     _write_json(run_dir / "eval_metrics.json", summary)
     return summary
 
@@ -415,7 +606,11 @@ def _compare_locked(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     model_a, tokenizer = _load_saved(options["model_a"] or run_dir / "final")
     model_b, _ = _load_saved(options["model_b"])
     _, test, _ = build_data(config)
-    prompts = list(dict.fromkeys(test["prompt"]))[: options["num_prompts"]]
+    # Distinct prompts in data order (conversations compare by their JSON text).
+    distinct = {json.dumps(p, sort_keys=True): p for p in test["prompt"]}
+    prompts = list(distinct.values())[: options["num_prompts"]]
+    if not prompts:
+        raise ValueError("the test split is empty: no prompts to compare on")
     result = compare_models(
         model_a,
         model_b,
@@ -425,6 +620,8 @@ def _compare_locked(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         length_controlled=options["length_controlled"],
         swap_positions=options["swap_positions"],
         max_new_tokens=options["max_new_tokens"],
+        chat_template=options["chat_template"],
+        progress=_progress(config, "generate"),
     )
     result["prompts"] = prompts
     _write_json(run_dir / "compare.json", result)
@@ -436,6 +633,27 @@ def _print_summary(title: str, values: dict[str, Any]) -> None:
     for key, value in values.items():
         if isinstance(value, (int, float, str)):
             print(f"  {key:<24} {value}")
+
+
+_HELD_OUT_ROWS = (
+    ("reward_margin", "reference-subtracted margin"),
+    ("preference_accuracy", "preference accuracy"),
+    ("policy_margin", "raw policy margin (no ref)"),
+)
+
+
+def _print_held_out(summary: dict[str, Any]) -> None:
+    """A table of :func:`_held_out_metrics`: one row per measure, the micro average (over
+    pairs) and, per subgroup column, the macro average (mean of the subgroup means)."""
+    columns = list(summary["reward_margin"]["by_column"])
+    heads = ["micro", *(f"macro[{c}]" for c in columns)]
+    width = max(12, *(len(h) + 2 for h in heads))
+    print(f"== held-out margins ({summary['n_pairs']} pairs; margins in nats)")
+    print(f"  {'':<30}" + "".join(f"{h:>{width}}" for h in heads))
+    for key, label in _HELD_OUT_ROWS:
+        part = summary[key]
+        values = [part["micro"], *(part["by_column"][c]["macro"] for c in columns)]
+        print(f"  {label:<30}" + "".join(f"{v:>{width}.4f}" for v in values))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -459,15 +677,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     from alignment.callbacks import NonFiniteLossError
 
+    # One summary per launch: the other ranks of a multi-process run print nothing.
+    quiet = int(os.environ.get("RANK", "0") or 0) != 0
     try:
         if options.command == "train":
             metrics = run_train(config, allow_config_change=options.allow_config_change)
+            if quiet:
+                return 0
             _print_summary("train", metrics["train"])
             _print_summary("strength", metrics["strength"])
             if "eval" in metrics:
-                _print_summary("held-out margins", metrics["eval"])
+                _print_held_out(metrics["eval"])
         elif options.command == "eval":
-            _print_summary("held-out margins", run_eval(config))
+            _print_held_out(run_eval(config))
         else:
             result = run_compare(config)
             _print_summary("compare", {k: v for k, v in result.items() if not isinstance(v, list)})

@@ -2,7 +2,8 @@
 
 * :func:`preference_margins` computes ``log pi(chosen|x) - log pi(rejected|x)`` (nats) for every
   pair of a preference set, as in the MixDPO paper's evaluation; :func:`evaluate_margins` returns
-  them with the pairs' subgroup columns (optionally saved as ``.csv``/``.jsonl``/``.parquet``);
+  them (and, given the reference model, the reference-subtracted ``reward_margin``, the DPO
+  implicit reward margin before its scale) with the pairs' subgroup columns (optionally saved as ``.csv``/``.jsonl``/``.parquet``);
   :func:`summarize_margins` gives micro (over pairs) and macro (mean of subgroup means, so small
   subgroups count as much as large ones) averages per subgroup column, the point estimates of
   :func:`analysis.subgroup_margins` (both average with :func:`micro_macro_margins`).
@@ -14,7 +15,8 @@
   ``sigmoid(theta)`` is the win rate at equal lengths (the idea of AlpacaEval 2's
   length-controlled win rate, without its per-instruction terms).
 * :func:`generate_responses` / :func:`compare_models`: greedy (or sampled) generations of two
-  models on the same prompts, then :func:`win_rate`.
+  models on the same prompts (string or conversational; through the tokenizer's chat template
+  when it has one, see :func:`render_generation_prompts`), then :func:`win_rate`.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ __all__ = [
     "generate_responses",
     "length_controlled_win_rate",
     "preference_margins",
+    "render_generation_prompts",
     "summarize_margins",
     "win_rate",
 ]
 
-Judge = Callable[[str, str, str], float]
+# judge(prompt, response_a, response_b): the prompt as in the data (a string or messages).
+Judge = Callable[[Any, str, str], float]
 
 
 # ----------------------------------------------------------------------------- margins
@@ -118,6 +122,7 @@ def evaluate_margins(
     max_prompt_length: int | None = None,
     output_path: str | os.PathLike | None = None,
     progress: str | None = None,
+    reference_model: torch.nn.Module | None = None,
 ) -> Any:
     """Per-pair policy margins with the pairs' subgroup columns, as a ``pandas.DataFrame``.
 
@@ -126,9 +131,16 @@ def evaluate_margins(
             or reference log-probs); formerly ``subgroup_columns``.
         output_path: also write the table (``.csv``, ``.jsonl`` or ``.parquet``).
         progress: label of a progress bar over the batches (default: none).
+        reference_model: the DPO reference (the model training started from). With it the
+            table also holds ``reference_margin`` (its margin on the same tokens) and
+            ``reward_margin = margin - reference_margin``: the DPO implicit reward margin
+            ``[log pi(c) - log ref(c)] - [log pi(r) - log ref(r)]`` before the reward scale
+            (``beta`` in DPO), i.e. the trainer's ``rewards/margins`` divided by that scale.
 
     Returns:
-        One row per pair: ``pair_index``, ``margin`` (nats, float64) and the ``by`` columns.
+        One row per pair: ``pair_index``, ``margin`` (nats, float64; the raw policy margin),
+        with ``reference_model`` also ``reference_margin`` and ``reward_margin`` (nats), and
+        the ``by`` columns.
     """
     import pandas as pd
 
@@ -160,6 +172,18 @@ def evaluate_margins(
         progress=progress,
     )
     frame = pd.DataFrame({"pair_index": np.arange(len(margins)), "margin": margins})
+    if reference_model is not None:
+        reference = preference_margins(
+            reference_model,
+            dataset,
+            tokenizer,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_prompt_length=max_prompt_length,
+            progress=None if progress is None else f"{progress} (reference)",
+        )
+        frame["reference_margin"] = reference
+        frame["reward_margin"] = margins - reference
     for column in by:
         frame[column] = dataset[column]
     if output_path is not None:
@@ -181,18 +205,25 @@ def _save_frame(frame: Any, path: str | os.PathLike) -> None:
 
 
 @deprecated_keywords(subgroup_columns="by")
-def summarize_margins(frame: Any, by: Sequence[str]) -> dict[str, Any]:
-    """Micro and macro averages of ``frame["margin"]`` for each subgroup column in ``by``
+def summarize_margins(frame: Any, by: Sequence[str], *, value: str = "margin") -> dict[str, Any]:
+    """Micro and macro averages of ``frame[value]`` for each subgroup column in ``by``
     (formerly ``subgroup_columns``).
+
+    Args:
+        value: the per-pair column to average: ``"margin"`` (raw policy margin, default),
+            ``"reward_margin"`` (reference-subtracted, from :func:`evaluate_margins` with a
+            ``reference_model``) or any numeric column, e.g. a 0/1 preference-accuracy column.
 
     Returns:
         ``{"micro": mean over pairs, "n_pairs": n, "by_column": {column: {"micro", "macro",
         "by_group", "counts"}}}`` (see :func:`micro_macro_margins`).
     """
-    margins = frame["margin"].to_numpy(dtype=float)
+    if value not in frame.columns:
+        raise ValueError(f"column {value!r} is not in the table; it has {list(frame.columns)}")
+    margins = frame[value].to_numpy(dtype=float)
     if not np.all(np.isfinite(margins)):
         bad = np.flatnonzero(~np.isfinite(margins))[:5].tolist()
-        raise ValueError(f"non-finite margins at pair indices {bad}")
+        raise ValueError(f"non-finite {value} values at pair indices {bad}")
     return {
         "micro": float(margins.mean()),
         "n_pairs": int(margins.size),
@@ -261,7 +292,7 @@ def length_controlled_win_rate(
 
 
 def win_rate(
-    prompts: Sequence[str],
+    prompts: Sequence[Any],
     responses_a: Sequence[str],
     responses_b: Sequence[str],
     judge: Judge,
@@ -312,32 +343,110 @@ def win_rate(
 
 
 # ----------------------------------------------------------------------------- generation
+Prompt = str | list[dict[str, str]]
+
+
+def render_generation_prompts(
+    tokenizer: Any, prompts: Sequence[Prompt], *, chat_template: bool | None = None
+) -> tuple[list[str], bool]:
+    """The texts a model generates from, and whether the chat template made them.
+
+    Args:
+        prompts: strings, or conversations (lists of ``{"role", "content"}`` messages, as in
+            conversational preference data).
+        chat_template: ``None`` (default): use the tokenizer's chat template when it has one
+            (an Instruct model), raw prompt strings otherwise; ``True``: always (an error
+            without a template); ``False``: never (then every prompt must be a string).
+            With the template, a string prompt is one user message, and the generation
+            prompt (the assistant turn's opening) is appended.
+
+    Returns:
+        ``(texts, templated)``; templated texts already hold the template's special tokens
+        (tokenise them with ``add_special_tokens=False``).
+    """
+    has_template = getattr(tokenizer, "chat_template", None) is not None
+    use = has_template if chat_template is None else bool(chat_template)
+    if use and not has_template:
+        raise ValueError(
+            "chat_template=True, but the tokenizer has no chat template (set "
+            "tokenizer.chat_template, or generate from raw strings with chat_template=False)"
+        )
+    texts: list[str] = []
+    for index, prompt in enumerate(prompts):
+        if isinstance(prompt, str) and not use:
+            texts.append(prompt)
+            continue
+        if not use:
+            raise ValueError(
+                f"prompt {index} is a conversation ({type(prompt).__name__}), but "
+                + (
+                    "chat_template=False"
+                    if has_template
+                    else "the tokenizer has no chat template to render it"
+                )
+                + "; give string prompts or a tokenizer with a chat template"
+            )
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        if not (
+            isinstance(messages, list)
+            and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in messages)
+        ):
+            raise ValueError(
+                f"prompt {index}: expected a string or a list of {{'role', 'content'}} "
+                f"messages, got {prompt!r:.80}"
+            )
+        texts.append(
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+    return texts, use
+
+
 @torch.no_grad()
 def generate_responses(
     model: torch.nn.Module,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     *,
     max_new_tokens: int = 64,
     batch_size: int = 8,
     do_sample: bool = False,
     seed: int = 0,
+    chat_template: bool | None = None,
+    progress: str | None = None,
     **generate_kwargs: Any,
 ) -> list[str]:
-    """Completions of ``prompts`` (left-padded batches; greedy unless ``do_sample``)."""
+    """Completions of ``prompts`` (left-padded batches; greedy unless ``do_sample``).
+
+    Args:
+        prompts: strings or conversations (lists of ``{"role", "content"}`` messages).
+        chat_template: see :func:`render_generation_prompts` (default: the tokenizer's chat
+            template when it has one, raw strings otherwise).
+        progress: label of a ``tqdm`` progress bar over the batches (default: no bar).
+    """
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer needs a pad token")
+    texts, templated = render_generation_prompts(tokenizer, prompts, chat_template=chat_template)
     device = next(model.parameters()).device
     was_training, side = model.training, tokenizer.padding_side
     model.eval()
     tokenizer.padding_side = "left"
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
+    starts: Any = range(0, len(texts), batch_size)
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=progress, leave=False)
     out: list[str] = []
     try:
-        for start in range(0, len(prompts), batch_size):
+        for start in starts:
             batch = tokenizer(
-                list(prompts[start : start + batch_size]), return_tensors="pt", padding=True
+                texts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                # A rendered template already holds its BOS: a second one would shift the
+                # model off the format it was tuned on.
+                add_special_tokens=not templated,
             ).to(device)
             generated = model.generate(
                 **batch,
@@ -360,19 +469,35 @@ def compare_models(
     model_a: torch.nn.Module,
     model_b: torch.nn.Module,
     tokenizer: Any,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     judge: Judge,
     *,
     length_controlled: bool = False,
     swap_positions: bool = False,
+    progress: str | None = None,
     **generation_kwargs: Any,
 ) -> dict[str, Any]:
     """Generate with both models on ``prompts`` and judge ``a`` against ``b`` (:func:`win_rate`).
 
-    The result also holds ``responses_a`` and ``responses_b``.
+    ``generation_kwargs`` go to :func:`generate_responses` (e.g. ``chat_template``,
+    ``max_new_tokens``); ``progress`` labels its bars (``"<progress> a"``, ``"<progress> b"``).
+    The judge gets each prompt as given (a string or a list of messages). The result also
+    holds ``responses_a``, ``responses_b`` and ``chat_template`` (whether the template was
+    used).
     """
-    responses_a = generate_responses(model_a, tokenizer, prompts, **generation_kwargs)
-    responses_b = generate_responses(model_b, tokenizer, prompts, **generation_kwargs)
+    _, templated = render_generation_prompts(
+        tokenizer, prompts, chat_template=generation_kwargs.get("chat_template")
+    )
+    responses_a, responses_b = (
+        generate_responses(
+            model,
+            tokenizer,
+            prompts,
+            progress=None if progress is None else f"{progress} {name}",
+            **generation_kwargs,
+        )
+        for model, name in ((model_a, "a"), (model_b, "b"))
+    )
     result = win_rate(
         prompts,
         responses_a,
@@ -381,5 +506,5 @@ def compare_models(
         length_controlled=length_controlled,
         swap_positions=swap_positions,
     )
-    result.update(responses_a=responses_a, responses_b=responses_b)
+    result.update(responses_a=responses_a, responses_b=responses_b, chat_template=templated)
     return result

@@ -32,6 +32,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "name": "default",
         "kind": "heterogeneous",
         "path": None,
+        "eval_path": None,  # data.name: files: the held-out pairs (else test_fraction of path)
         "survey": None,
         "data_dir": None,
         "language": "en",
@@ -51,6 +52,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "per_device_train_batch_size": 8,
         "per_device_eval_batch_size": 8,
         "seed": 0,
+        # Keep the 2 newest complete checkpoints: a SmolLM2-135M checkpoint is ~1.5 GB (513 MiB
+        # weights + 1026 MiB Adam state), and a run saving every 50 steps would otherwise keep
+        # them all. `null` keeps every checkpoint.
+        "save_total_limit": 2,
         # Sequence limits sized for the CPU models the CLI trains (the tiny model, SmolLM2):
         # TRL's 1024 would hold 8x the activations per pair. The trainer warns with counts
         # when rows are cut or dropped; `eval` uses the same limits.
@@ -61,7 +66,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "ddp_find_unused_parameters": False,
     },
     "resume": "auto",
-    "eval": {"checkpoint": None, "by": None, "batch_size": 16, "after_train": True},
+    # eval.reference: the DPO reference of the reference-subtracted margins (a saved model
+    # directory); null: the model training started from (`model`).
+    "eval": {
+        "checkpoint": None,
+        "reference": None,
+        "by": None,
+        "batch_size": 16,
+        "after_train": True,
+    },
     "compare": {
         "model_a": None,
         "model_b": None,
@@ -70,6 +83,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "judge": "semisynthetic",
         "length_controlled": True,
         "swap_positions": False,
+        # null: the tokenizer's chat template when it has one (Instruct models), raw prompt
+        # strings otherwise; true/false force it on/off.
+        "chat_template": None,
     },
 }
 
@@ -91,6 +107,7 @@ _CLI_TYPES: dict[str, Any] = {
     "data.name": str,
     "data.kind": str,
     "data.path": str | None,
+    "data.eval_path": str | None,
     "data.survey": str | None,
     "data.data_dir": str | None,
     "data.language": str,
@@ -101,6 +118,7 @@ _CLI_TYPES: dict[str, Any] = {
     "data.max_eval_pairs": int | None,
     "data.drop_long_prompts": bool,
     "eval.checkpoint": str | None,
+    "eval.reference": str | None,
     "eval.by": list[str] | None,
     "eval.batch_size": int,
     "eval.after_train": bool,
@@ -111,6 +129,7 @@ _CLI_TYPES: dict[str, Any] = {
     "compare.judge": str,
     "compare.length_controlled": bool,
     "compare.swap_positions": bool,
+    "compare.chat_template": bool | None,
 }
 _TYPE_NAMES = {
     bool: "true or false",

@@ -43,7 +43,7 @@ from alignment.logprobs import completion_logps, find_causal_lm
 from alignment.losses import PairBatch, PreferenceLoss, WeightedLoss, get_loss, get_loss_class
 from alignment.policy_models import load_model, load_tokenizer
 from mixlogit.conditional import StrengthDesign
-from mixlogit.families import LOG_PREFIX, LOGNORMAL, NUMPY_OPS, get_family
+from mixlogit.families import LOG_PREFIX, LOGNORMAL, NUMPY_OPS, REFIT_LOG_PREFIX, get_family
 
 __all__ = [
     "STRENGTH_CONFIG_NAME",
@@ -561,6 +561,7 @@ class MixDPOTrainer(Trainer):
         self.strength.to(self.args.device)
         self.add_callback(_ZeroStrengthGradients(self.strength))
         self._strength_average: _StrengthAverage | None = None
+        self.step_grad_norms: list[Any] | None = None  # set by _clip_grad_norm each step
         half_life = args.strength_average_half_life
         if half_life and any(p.requires_grad for p in self.strength.parameters()):
             self._strength_average = _StrengthAverage(self.strength, half_life)
@@ -798,31 +799,12 @@ class MixDPOTrainer(Trainer):
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean per-pair loss of one concatenated chosen+rejected forward pass."""
         mode = "train" if self.model.training else "eval"
-        logps = completion_logps(
-            model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
-        )
-        chosen_logps, rejected_logps = logps.chunk(2)
-        lengths = inputs["completion_mask"].sum(1).to(chosen_logps.dtype)
-        chosen_lengths, rejected_lengths = lengths.chunk(2)
-        if "ref_chosen_logps" in inputs and "ref_rejected_logps" in inputs:
-            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-        else:
-            ref_chosen, ref_rejected = self._reference_logps(inputs)
-        batch = PairBatch(
-            chosen_logps=chosen_logps,
-            rejected_logps=rejected_logps,
-            ref_chosen_logps=ref_chosen.to(chosen_logps.dtype),
-            ref_rejected_logps=ref_rejected.to(chosen_logps.dtype),
-            strength=self.strength if self.loss_fn.uses_strength else None,
-            extras={k: inputs[k] for k in self._extra_columns},
-            chosen_lengths=chosen_lengths,
-            rejected_lengths=rejected_lengths,
-        )
+        batch = self._pair_batch(model, inputs)
         if mode == "eval":
             # Monte Carlo marginals (LogNormal "mc") draw fresh noise at every call: in
             # evaluation use draws fixed by args.seed and the batch's position, so the same
             # model gets the same eval loss, and leave the training RNG stream untouched.
-            device = chosen_logps.device
+            device = batch.chosen_logps.device
             accelerated = device.type != "cpu"
             with torch.random.fork_rng(
                 devices=[device] if accelerated else [],
@@ -838,6 +820,29 @@ class MixDPOTrainer(Trainer):
         if return_outputs:
             return loss, {"per_pair_loss": per_pair.detach(), "margin": batch.margin.detach()}
         return loss
+
+    def _pair_batch(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> PairBatch:
+        """Policy and reference log-probs of one concatenated chosen+rejected forward pass."""
+        logps = completion_logps(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        )
+        chosen_logps, rejected_logps = logps.chunk(2)
+        lengths = inputs["completion_mask"].sum(1).to(chosen_logps.dtype)
+        chosen_lengths, rejected_lengths = lengths.chunk(2)
+        if "ref_chosen_logps" in inputs and "ref_rejected_logps" in inputs:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self._reference_logps(inputs)
+        return PairBatch(
+            chosen_logps=chosen_logps,
+            rejected_logps=rejected_logps,
+            ref_chosen_logps=ref_chosen.to(chosen_logps.dtype),
+            ref_rejected_logps=ref_rejected.to(chosen_logps.dtype),
+            strength=self.strength if self.loss_fn.uses_strength else None,
+            extras={k: inputs[k] for k in self._extra_columns},
+            chosen_lengths=chosen_lengths,
+            rejected_lengths=rejected_lengths,
+        )
 
     @torch.no_grad()
     def _record_metrics(self, mode: str, batch: PairBatch) -> None:
@@ -914,12 +919,113 @@ class MixDPOTrainer(Trainer):
                 self._load_from_checkpoint(str(checkpoint))
                 self.state = state
                 losses = [r["train_loss"] for r in state.log_history if "train_loss" in r]
+                if self.args.strength_refit:
+                    self.refit_strength()
                 return TrainOutput(
                     state.global_step,
                     losses[-1] if losses else float("nan"),
                     {"train_steps_run": 0, "train_runtime": 0.0, "epoch": state.epoch},
                 )
-        return super().train(checkpoint, *args, **kwargs)
+        output = super().train(checkpoint, *args, **kwargs)
+        if self.args.strength_refit:
+            self.refit_strength()
+        return output
+
+    def refit_strength(self, dataset: Any = None) -> dict[str, float]:
+        """Refit the strength to the current policy: its MAP over every pair of ``dataset``.
+
+        The margins of every pair are computed once with the policy fixed (one forward pass of
+        policy and reference, no gradients), and the strength is set to the maximiser of its
+        full objective at those margins, ``log-likelihood + log prior``
+        (:func:`alignment.losses.panel.refit_panel_strength`: the full panel likelihood at
+        the annotator level, partial pooling over covariate levels), starting from the
+        strength training left. ``MixDPOConfig.strength_refit`` runs it at the end of
+        ``train``; the model written by ``save_model`` afterwards holds the refit strength
+        (checkpoints saved during training hold the training iterate). Deterministic: DDP
+        ranks gather all margins and fit the same strength.
+
+        Args:
+            dataset: the pairs to fit on (default: the training set), raw or tokenised, with
+                the annotator and covariate columns of training.
+
+        Returns:
+            The refit record, also logged (``strength_refit/...``: the strength's log values,
+            ``objective_gain`` in nats, ``iterations``); the strength's new log values are
+            :meth:`strength_values`.
+        """
+        from alignment.losses.panel import (
+            FEATURES_COLUMN,
+            GROUP_COLUMN,
+            LEVELS_COLUMN,
+            refit_panel_strength,
+        )
+
+        if not self.args.panel_loss or not hasattr(self.strength, "natural_params"):
+            raise ValueError(
+                "refit_strength needs strength_level='annotator' or strength_covariates (a "
+                f"ConditionalStrength), got strength_level={self.args.strength_level!r} and "
+                f"{type(self.strength).__name__}"
+            )
+        if dataset is None:
+            dataset = self.train_dataset
+        else:
+            dataset = self._prepare_eval(dataset, "refit_strength dataset")
+        loader = self.get_eval_dataloader(dataset)
+        model = self.model_wrapped
+        was_training = model.training
+        model.eval()
+        columns = [
+            c for c in (GROUP_COLUMN, LEVELS_COLUMN, FEATURES_COLUMN) if c in self._extra_columns
+        ]
+        gathered: dict[str, list[torch.Tensor]] = {"margin": [], **{c: [] for c in columns}}
+        try:
+            with torch.no_grad():
+                for inputs in loader:
+                    inputs = self._prepare_inputs(inputs)
+                    batch = self._pair_batch(model, inputs)
+                    values = {"margin": batch.margin.float(), **{c: inputs[c] for c in columns}}
+                    for key, value in self.accelerator.gather_for_metrics(values).items():
+                        gathered[key].append(value.cpu())
+        finally:
+            model.train(was_training)
+        data = {k: torch.cat(v) for k, v in gathered.items()}
+        margin = data["margin"]
+        if self.args.strength_level == "annotator":
+            group = data[GROUP_COLUMN]
+        else:  # pair level: every pair is its own group
+            group = torch.arange(margin.shape[0])
+        result = refit_panel_strength(
+            self.strength,
+            margin,
+            group,
+            levels=data.get(LEVELS_COLUMN),
+            features=data.get(FEATURES_COLUMN),
+            num_nodes=getattr(self.loss_fn, "num_nodes", None),
+        )
+        with torch.no_grad():
+            fitted = dict(result.strength.named_parameters())
+            for name, param in self.strength.named_parameters():
+                param.copy_(fitted[name].to(param.dtype))
+        self.strength.to(self.args.device)
+        record = {
+            REFIT_LOG_PREFIX + k.removeprefix(LOG_PREFIX): v
+            for k, v in self.strength_values().items()
+        }
+        record[REFIT_LOG_PREFIX + "objective_gain"] = result.start_objective - result.objective
+        record[REFIT_LOG_PREFIX + "iterations"] = float(result.iterations)
+        record[REFIT_LOG_PREFIX + "gradient_norm"] = result.gradient_norm
+        if result.gradient_norm > 1e-3:
+            warnings.warn(
+                "refit_strength: the refit stopped with gradient max-norm "
+                f"{result.gradient_norm:.3g} after {result.iterations} L-BFGS-B iterations "
+                f"(objective {result.objective:.6g}, from {result.start_objective:.6g}): the "
+                "strength may not be at its optimum",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        # Trainer.log, not self.log: these keys must not overwrite the step's strength/ values.
+        Trainer.log(self, dict(record))
+        return record
 
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
@@ -984,10 +1090,15 @@ class MixDPOTrainer(Trainer):
         logged as ``strength/grad_norm``.
         """
         norm = super()._clip_grad_norm(model)
+        norms = [norm]
         params = [p for p in self.strength.parameters() if p.grad is not None]
         if params:
             strength_norm = torch.nn.utils.clip_grad_norm_(params, self.args.max_grad_norm)
             self._metrics["train"]["strength/grad_norm"].append(float(strength_norm))
+            norms.append(strength_norm)
+        # the pre-clip norms of this step: NonFiniteLossGuard checks them instead of every
+        # gradient (a norm is finite exactly when all its gradients are)
+        self.step_grad_norms = norms
         return norm
 
     def _add_strength_group(self, optimizer: torch.optim.Optimizer) -> None:

@@ -27,7 +27,7 @@ import xarray as xr
 
 from analysis._arviz import az
 from mixlogit._deprecation import deprecated_keywords
-from mixlogit.families import FAMILY_NAMES, LOG_PREFIX, NUMPY_OPS, get_family
+from mixlogit.families import FAMILY_NAMES, LOG_PREFIX, NUMPY_OPS, REFIT_LOG_PREFIX, get_family
 
 __all__ = [
     "TrainingInferenceData",
@@ -194,7 +194,11 @@ def read_training_log(source: LogSource, *, name: str | None = None) -> pd.DataF
         raise ValueError(
             f"{label}: missing key(s) {missing}; found {sorted(map(str, frame.columns))}"
         )
-    frame = frame.loc[frame[LOG_PREFIX + "mean"].notna()].copy()
+    # the refit record (REFIT_LOG_PREFIX keys, at the last step) joins that step's row below
+    keep = frame[LOG_PREFIX + "mean"].notna()
+    if REFIT_LOG_PREFIX + "mean" in frame:
+        keep |= frame[REFIT_LOG_PREFIX + "mean"].notna()
+    frame = frame.loc[keep].copy()
     if frame.empty:
         raise ValueError(f"{label}: no record has a value for 'strength/mean'")
 
@@ -211,6 +215,9 @@ def read_training_log(source: LogSource, *, name: str | None = None) -> pd.DataF
         raise ValueError(f"{label}: record {row} has step {steps.iloc[row]!r}, not an integer")
     frame["step"] = steps.astype(np.int64)
     frame = _merge_duplicate_steps(frame, label)
+    frame = frame.loc[frame[LOG_PREFIX + "mean"].notna()]
+    if frame.empty:
+        raise ValueError(f"{label}: no record has a value for 'strength/mean'")
     for column, rule in _VALUE_RULES.items():
         if column not in frame:
             continue
@@ -227,6 +234,15 @@ def read_training_log(source: LogSource, *, name: str | None = None) -> pd.DataF
                 f"{int(frame['step'].iloc[row])} (must be {rule})"
             )
     return frame.sort_values("step").reset_index(drop=True)
+
+
+def _final_prefix(log: pd.DataFrame) -> str:
+    """The log prefix of a run's learned strength: the end-of-training refit's when the log has
+    it (``strength_refit/...`` at the last step), else the last ``strength/...`` values."""
+    key = REFIT_LOG_PREFIX + "mean"
+    if key in log and np.isfinite(log[key].iloc[-1]):
+        return REFIT_LOG_PREFIX
+    return LOG_PREFIX
 
 
 def strength_family(log: pd.DataFrame) -> str:
@@ -359,7 +375,10 @@ def training_runs_to_inference_data(
       logging interval) holds NaN there, as do the parameters of the other families in a mix of
       Gamma and LogNormal runs. The fitted distributions: ``final_mean``, ``final_variance``,
       ``final_cv``, ``final_<parameter>`` and ``final_step``, dim ``run`` (parameters of other
-      families are NaN). Coordinates ``dataset(run)`` and ``family(run)`` label runs.
+      families are NaN): the end-of-training refit's values (``strength_refit/...``) where the
+      run logged them (annotator-level runs, ``MixDPOConfig.strength_refit``), else the last
+      logged ones; the posterior draws use the same. Coordinates ``dataset(run)`` and
+      ``family(run)`` label runs.
 
     The returned object also has the views ``idata.trajectory`` (the ``(run, step)``
     variables) and ``idata.strength`` (the ``final_*`` variables without the prefix), see
@@ -407,10 +426,11 @@ def training_runs_to_inference_data(
     for quantity in ("mean", "variance", "cv", *_ALL_PARAMETERS):
         values = np.full(len(logs), np.nan)
         for row, log in enumerate(logs):
-            key = LOG_PREFIX + quantity
+            prefix = _final_prefix(log)
+            key = prefix + quantity
             if quantity == "cv" and key not in log:
                 last = log.iloc[-1]
-                values[row] = math.sqrt(last[LOG_PREFIX + "variance"]) / last[LOG_PREFIX + "mean"]
+                values[row] = math.sqrt(last[prefix + "variance"]) / last[prefix + "mean"]
             elif key in log:
                 values[row] = log[key].iloc[-1]
         if quantity in ("mean", "variance", "cv") or np.isfinite(values).any():
@@ -424,9 +444,8 @@ def training_runs_to_inference_data(
         rng = np.random.default_rng(seed)
         draws = np.empty((1, num_draws, len(logs)))
         for row, (log, family) in enumerate(zip(logs, families, strict=True)):
-            parameters = {
-                p: float(log[LOG_PREFIX + p].iloc[-1]) for p in get_family(family).parameters
-            }
+            prefix = _final_prefix(log)
+            parameters = {p: float(log[prefix + p].iloc[-1]) for p in get_family(family).parameters}
             distribution = strength_distribution(family, **parameters)
             if distribution is None:  # a point mass
                 draws[0, :, row] = get_family(family).mean(NUMPY_OPS, parameters)

@@ -85,6 +85,7 @@ from benchmarks.bench_mixdpo import (
     loss_step_seconds,
     step_ratio_summary,
 )
+from benchmarks.bench_panel_training import strength_summary
 
 RESULTS = Path(__file__).parent / "results"
 KINDS = ("heterogeneous", "homogeneous")
@@ -241,6 +242,9 @@ def train_once(
             strength_family="gamma",
             # the reference log-probs are columns of `train` (computed once, see the docstring)
             precompute_ref_log_probs=True,
+            # the refit is run below, after the training iterate is recorded (train() would
+            # run the same refit at the same point)
+            strength_refit=False,
             **settings,
         )
         model = load_model()
@@ -259,16 +263,17 @@ def train_once(
         values = trainer.strength_values()
         logged = [h for h in trainer.state.log_history if "loss" in h]
         steps = trainer.state.global_step
-    levels = sorted({k.split("/")[1] for k in values if k.count("/") == 2})
+        refit = None
+        if args.panel_loss:  # MixDPOConfig.strength_refit's default for these runs
+            refit_start = time.perf_counter()
+            trainer.refit_strength()
+            refit = {**strength_summary(trainer.strength_values())}
+            refit["seconds"] = round(time.perf_counter() - refit_start, 1)
     del trainer, model
     gc.collect()
     return {
-        "cv": values["strength/cv"],
-        "mean": values["strength/mean"],
-        "subgroups": {
-            level: {"mean": values[f"strength/{level}/mean"], "cv": values[f"strength/{level}/cv"]}
-            for level in levels
-        },
+        **strength_summary(values),
+        "refit": refit,
         "steps": steps,
         "labels": len(train),
         "seconds": round(seconds, 1),
@@ -517,6 +522,19 @@ def table(report: dict[str, Any]) -> str:
             f"{run.get('cv_ratio', float('nan')):6.2f} {het['mean']:8.3f} {het['steps']:5d} "
             f"{het['seconds']:6.0f} {run.get('order_correct', '')!s:>6}  {means}"
         )
+        refit, hom_refit = het.get("refit"), (hom or {}).get("refit")
+        if refit:
+            means = " ".join(f"{k}={v['mean']:.3g}" for k, v in refit["subgroups"].items())
+            ratio = refit["cv"] / hom_refit["cv"] if hom_refit else float("nan")
+            order = ""
+            if refit["subgroups"]:
+                learned = {k: v["mean"] for k, v in refit["subgroups"].items()}
+                order = str(true_order(learned) == true_order(truth["subgroup_means"]))
+            lines.append(
+                f"{name + ' refit':<20} {refit['cv']:7.3f} "
+                f"{(hom_refit['cv'] if hom_refit else float('nan')):7.3f} {ratio:6.2f} "
+                f"{refit['mean']:8.3f} {'':>5} {refit['seconds']:6.0f} {order:>6}  {means}"
+            )
     means = " ".join(f"{k}={v:.3g}" for k, v in truth["subgroup_means"].items())
     lines.append(f"{'truth':<20} {truth['population_cv']:7.3f} {0.0:7.3f} {'':>6} {'':>8}  {means}")
     return "\n".join(lines)

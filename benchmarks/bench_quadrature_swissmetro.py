@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import sys
 import time
 import warnings
@@ -63,6 +64,8 @@ def fit(model: MixedLogit, data: ChoiceData, tolerance: float) -> tuple[object, 
             for r in info["rounds"]
         ],
         "wall_s": wall,
+        # peak resident memory of the whole process so far (Linux: KiB), an upper bound for this fit
+        "peak_rss_gib_so_far": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "params": dict(zip(results.names, map(float, results.params), strict=True)),
         "std_err": dict(zip(results.names, map(float, results.std_errors), strict=True)),
         "warnings": [str(w.message) for w in caught],
@@ -131,7 +134,8 @@ def print_fit(label: str, row: dict) -> None:
         f"{label}: LL {row['loglik']:.6f}, reported error {row['error_estimate']:.2e} "
         f"(tolerance {row['tolerance']:g}, met: {row['converged_rule']}), "
         f"{row['nodes_per_dim']} nodes/dim ({row['nodes_total']} in all), "
-        f"{row['optimisations']} optimisations, {row['wall_s']:.1f} s",
+        f"{row['optimisations']} optimisations, {row['wall_s']:.1f} s, "
+        f"peak RSS so far {row['peak_rss_gib_so_far']:.2f} GiB",
         flush=True,
     )
     for w in row["warnings"]:
@@ -144,7 +148,7 @@ def markdown(results: dict) -> str:
     fits = [("b05 (normal time)", results["one_dimensional"])]
     fits += [(f"b05 + {k}", v) for k, v in results["two_dimensional"].items()]
     lines += markdown_table(
-        ("model", "LL", "reported error", "nodes/dim", "optimisations", "wall s"),
+        ("model", "LL", "reported error", "nodes/dim", "optimisations", "wall s", "peak RSS GiB"),
         (
             (
                 name,
@@ -153,6 +157,7 @@ def markdown(results: dict) -> str:
                 r["nodes_per_dim"],
                 r["optimisations"],
                 f"{r['wall_s']:.1f}",
+                f"{r['peak_rss_gib_so_far']:.2f}",
             )
             for name, r in fits
         ),

@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import special
 
-from mixlogit.families import get_family
+from mixlogit.families import NUMPY_OPS, get_family
 
 Array = Any
 Params = Mapping[str, Array]
@@ -991,7 +991,35 @@ def _prepare(plumbing: PanelPlumbing, d, group, family, params, num_groups):
                 )
         ones = plumbing.ops.const(np.ones(num_groups), like=d_)
         natural[name] = value * ones
+    _check_spread(plumbing, family, natural)
     return family, d_, group_, natural, num_groups, restore
+
+
+#: Smallest strength CV the rule is validated for: narrower priors (a Gamma shape above 1e4, a
+#: LogNormal scale below ~0.01) fall between its nodes, and the error estimate grows to O(1).
+MIN_STRENGTH_CV = 0.01
+
+
+def _check_spread(plumbing: PanelPlumbing, family, natural: Mapping[str, Array]) -> None:
+    """Refuse (concrete) parameters whose CV is below :data:`MIN_STRENGTH_CV`: the rule would
+    return a wrong value there, not an error. A point mass has no spread and its own rule."""
+    if not family.parameters or family.name == "point_mass":
+        return
+    concrete = {k: plumbing.concrete(v) for k, v in natural.items()}
+    known = {k: v for k, v in concrete.items() if v is not None}
+    if len(known) < len(concrete):
+        return  # traced (under jit): nothing to check here
+
+    cv = np.atleast_1d(family.cv(NUMPY_OPS, known))
+    bad = ~(cv >= MIN_STRENGTH_CV)
+    if bad.any():
+        i = _first_bad(bad)
+        values = ", ".join(f"{k}={np.atleast_1d(v)[i]:.6g}" for k, v in known.items())
+        raise ValueError(
+            f"{family.name} strength of group {i} ({values}) has CV {cv[i]:.3g} < "
+            f"{MIN_STRENGTH_CV}: the panel rule is not accurate for so narrow a strength "
+            "distribution; use strength family 'point_mass' for a common strength"
+        )
 
 
 _NODES_DOC = """num_nodes: quadrature nodes per group (>= 3; the default 128 gives a relative error

@@ -10,8 +10,12 @@ independent random coefficient | lower Cholesky factor of the correlated block, 
 
 The log-likelihood of unit ``u`` (a decision maker with a panel, else a situation) is
 ``log sum_r w_r prod_{s in u} P_s(beta_ur)`` with ``w_r = 1/R`` for simulation draws or the
-quadrature weights; draws are processed in chunks (``lax.map`` with rematerialisation) so that
-memory is bounded by ``S * J * chunk`` doubles whatever the number of draws.
+quadrature weights. The unit log-likelihoods and scores are accumulated over chunks of draws
+(:func:`chunk_draws`, a running log-sum-exp in ``lax.scan``), so their memory is bounded by
+``S * J * chunk`` doubles whatever the number of draws; the unit-blocked layout
+(:class:`PanelBlocks`) bounds it by blocks of units instead. Only :meth:`Likelihood.draw_terms`
+(behind :meth:`~Likelihood.draw_loglik` and the unblocked :meth:`~Likelihood.value_and_grad`)
+holds the terms of all ``(U, R)`` draws at once.
 """
 
 from __future__ import annotations
@@ -162,7 +166,7 @@ class PanelBlocks(NamedTuple):
 
     dX: jax.Array  # (NB, J-1, B, T, Kf + Kr) attribute differences to the chosen alternative
     available: jax.Array  # (NB, J-1, B, T) 1.0 where the non-chosen alternative is available
-    standard: jax.Array  # (NB, B, R, Kr) draws of each unit, or (NB, 1, R, Kr) shared nodes
+    standard: jax.Array  # (NB, B, R, Kr) draws of each unit, or (1, 1, R, Kr) shared nodes
     unit_weights: jax.Array  # (NB, B)
     log_draw_weights: jax.Array  # (R,)
 
@@ -300,7 +304,7 @@ def make_panel_blocks(
     dX = blocked(dX).transpose(0, 3, 1, 2, 4)  # (NB, J-1, B, T, K)
     other_available = blocked(other_available.astype(np.float64)).transpose(0, 3, 1, 2)
     if standard.shape[0] == 1:
-        standard_blocks = np.broadcast_to(standard[None], (num_blocks, *standard.shape))
+        standard_blocks = standard[None]  # shared nodes, not copied per block (NB * R * Kr)
     else:
         standard_blocks = blocked(standard)
     return PanelBlocks(
@@ -391,9 +395,49 @@ class Likelihood:
         """``(U, R)`` per-draw unit log-likelihoods plus log weights of the draws."""
         return self.draw_terms(theta, data, with_derivatives=False)[0]
 
+    def _chunked_units(self, theta, data, with_scores: bool):
+        """Unit log-likelihoods ``(U,)`` and, with ``with_scores``, unit scores ``(U, P)``
+        (else None), accumulated over the draw chunks of ``data.standard``.
+
+        A running log-sum-exp over the chunks: per unit the largest term so far ``m``, the sum
+        ``s`` of ``exp(z - m)`` and the ``exp(z - m)``-weighted sum of the per-draw scores, both
+        rescaled when ``m`` grows. A unit's score is the posterior-weighted (Revelt-Train) mean
+        of its per-draw scores, so it is that sum over ``s``. No array holds more than one
+        chunk's draws: the largest are the ``(G, T, J, Rc)`` utilities of :meth:`_utilities`
+        and, for the scores, the ``(U, Rc, Kf + Kr)`` per-draw derivatives.
+        """
+        num_u, num_p = self.num_units, theta.shape[0]
+        dtype = jnp.result_type(theta, data.Xf, data.log_draw_weights)
+
+        def body(carry, inputs):
+            peak, total, weighted = carry
+            standard, log_w = inputs  # (U or 1, Rc, Kr), (Rc,)
+            z, grad_fixed, grad_random = self._chunk_terms(theta, data, standard, with_scores)
+            z = z + log_w  # (U, Rc)
+            new_peak = jnp.maximum(peak, jnp.max(z, axis=1))
+            scale = jnp.exp(peak - new_peak)  # 0 at the first chunk (peak = -inf)
+            expo = jnp.exp(z - new_peak[:, None])
+            total = total * scale + jnp.sum(expo, axis=1)
+            if with_scores:
+                standard = jnp.broadcast_to(standard, (num_u, *standard.shape[1:]))
+                _, pullbacks = self._unit_pullbacks(theta, standard)
+                cotangent = expo[..., None] * jnp.concatenate([grad_fixed, grad_random], axis=-1)
+                scores = jax.vmap(lambda pullback, c: pullback(c)[0])(pullbacks, cotangent)
+                weighted = weighted * scale[:, None] + scores
+            return (new_peak, total, weighted), None
+
+        init = (
+            jnp.full(num_u, -jnp.inf, dtype),
+            jnp.zeros(num_u, dtype),
+            jnp.zeros((num_u, num_p) if with_scores else (), dtype),
+        )
+        (peak, total, weighted), _ = lax.scan(body, init, (data.standard, data.log_draw_weights))
+        unit_ll = peak + jnp.log(total)
+        return unit_ll, (weighted / total[:, None] if with_scores else None)
+
     def unit_loglik(self, theta, data):
-        """Log-likelihood of each unit, ``(U,)`` (unweighted)."""
-        return jax.nn.logsumexp(self.draw_loglik(theta, data), axis=1)
+        """Log-likelihood of each unit, ``(U,)`` (unweighted), accumulated over draw chunks."""
+        return self._chunked_units(theta, data, with_scores=False)[0]
 
     def loglik(self, theta, data):
         """Weighted total log-likelihood (scalar)."""
@@ -416,6 +460,19 @@ class Likelihood:
         random = jnp.broadcast_to(random, (num_b, *random.shape[1:]))
         fixed = jnp.broadcast_to(theta[:kf], (*random.shape[:2], kf))
         return jnp.concatenate([fixed, random], axis=-1)
+
+    def _unit_pullbacks(self, theta, standard):
+        """Coefficients ``(B, R, Kf + Kr)`` of the draws ``standard`` ``(B, R, Kr)`` of ``B``
+        units and each unit's pullback ``(R, Kf + Kr) -> (P,)`` (a ``vmap`` of its VJP).
+
+        Each unit's coefficients depend only on ``theta`` and its own draws, so a unit's score
+        is the pullback of its own cotangent: the per-unit Jacobians are never formed.
+        """
+
+        def one(standard_u):  # (R, Kr) -> (R, K)
+            return jax.vjp(lambda t: self._block_coefficients(t, standard_u[None], 1)[0], theta)
+
+        return jax.vmap(one)(standard)
 
     def _block_draw_terms(self, beta, dX, available, log_draw_weights):
         """Per-draw unit log-likelihoods ``z`` ``(B, R)`` (plus log draw weights) of one block
@@ -446,15 +503,14 @@ class Likelihood:
         Hessian and the robust covariance.
         """
 
-        def unit_coefficients(t, standard_u):  # (R, Kr) -> (R, K)
-            return self._block_coefficients(t, standard_u[None], 1)[0]
+        # shared nodes are stored once, (1, 1, R, Kr), and closed over rather than mapped
+        shared = blocks.standard.shape[0] != blocks.dX.shape[0]
 
         def block(inputs):
-            dX, available, standard, weights = inputs
+            dX, available, weights = inputs[:3]
+            standard = blocks.standard[0] if shared else inputs[3]
             standard = jnp.broadcast_to(standard, (dX.shape[1], *standard.shape[1:]))
-            beta, pullbacks = jax.vmap(lambda s: jax.vjp(lambda t: unit_coefficients(t, s), theta))(
-                standard
-            )
+            beta, pullbacks = self._unit_pullbacks(theta, standard)
             z, grad_beta = self._block_draw_terms(beta, dX, available, blocks.log_draw_weights)
             unit_ll = jax.nn.logsumexp(z, axis=1)
             posterior = jnp.exp(z - unit_ll[:, None])  # Revelt-Train draw weights (B, R)
@@ -465,9 +521,8 @@ class Likelihood:
             value = jnp.sum(jnp.where(weights > 0, weights * unit_ll, 0.0))
             return value, weights @ scores, scores
 
-        values, grads, scores = lax.map(
-            block, (blocks.dX, blocks.available, blocks.standard, blocks.unit_weights)
-        )
+        inputs = (blocks.dX, blocks.available, blocks.unit_weights)
+        values, grads, scores = lax.map(block, inputs if shared else (*inputs, blocks.standard))
         scores = scores.reshape(-1, theta.shape[0])[: self.num_units]
         return jnp.sum(values), jnp.sum(grads, axis=0), scores
 
@@ -496,18 +551,14 @@ class Likelihood:
         return jnp.sum(data.unit_weights * unit_ll), grad
 
     def unit_scores(self, theta, data):
-        """Gradient of each unit's log-likelihood, ``(U, P)`` (unweighted)."""
+        """Gradient of each unit's log-likelihood, ``(U, P)`` (unweighted).
+
+        Blocked layout: from the blocks of units; otherwise accumulated over the draw chunks
+        (:meth:`_chunked_units`), so memory does not grow with ``U * R``.
+        """
         if data.blocks is not None:
             return self._block_value_grad_scores(theta, data.blocks)[2]
-        _, posterior, gf, gr = self._posterior(theta, data)
-        kf = self.layout.num_fixed
-        scores = jnp.zeros((posterior.shape[0], theta.shape[0]), theta.dtype)
-        scores = scores.at[:, :kf].set(jnp.einsum("ur,urk->uk", posterior, gf))
-        if self.layout.num_random:
-            standard = self._all_standard(data)
-            jac = jax.jacfwd(lambda t: self.layout.random_coefficients(t, standard))(theta)
-            scores = scores + jnp.einsum("ur,urk,urkp->up", posterior, gr, jac)
-        return scores
+        return self._chunked_units(theta, data, with_scores=True)[1]
 
     def grid_probabilities(self, theta, data, conditional: bool = False):
         """Choice probabilities ``(G, T, J)`` averaged over draws.

@@ -361,7 +361,8 @@ def _panel_training(r: Results) -> Row:
     rerun_ratios = listed([s["runs"]["annotator"]["cv_ratio"] for s in rerun])
     rerun_ordered = sum(bool(s["runs"]["annotator+subgroup"]["order_correct"]) for s in rerun)
     return (
-        f"Annotator-level vs pair-level MixDPO on panel data (tiny model, one pass, default "
+        f"Annotator-level vs pair-level MixDPO on panel data, the training iterate (before the "
+        f"end-of-training refit, next row; tiny model, one pass, default "
         f"strength LR, {sizes['num_annotators']} annotators x {sizes['pairs_per_annotator']} "
         f"pairs, {len(r(name, 'settings/subgroups'))} subgroups, fresh seeds "
         f"{seeds[0]['seed']}-{seeds[-1]['seed']} and structure)",
@@ -376,6 +377,45 @@ def _panel_training(r: Results) -> Row:
         "`python -m benchmarks.bench_panel_training --structure evaluation --jobs 2`; the "
         "rerun: `... --runs annotator annotator+subgroup --out "
         "benchmarks/results/panel_training_development_memory.json`",
+    )
+
+
+def _panel_training_refit(r: Results) -> Row:
+    name = "panel_training_holdout"
+    seeds = r(name, "seeds")
+    sizes = r(name, "settings/sizes")
+
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    def summary(runs: list[Mapping[str, Any]]) -> tuple[str, int, str, int]:
+        refit = [s["runs"]["annotator"]["refit_cv_ratio"] for s in runs]
+        iterate = [s["runs"]["annotator"]["cv_ratio"] for s in runs]
+        ordered = sum(bool(s["runs"]["annotator+subgroup"]["refit_order_correct"]) for s in runs)
+        iterate_ordered = sum(bool(s["runs"]["annotator+subgroup"]["order_correct"]) for s in runs)
+        return listed(refit), ordered, listed(iterate), iterate_ordered
+
+    refit, ordered, iterate, iterate_ordered = summary(seeds)
+    met_cv = min(s["runs"]["annotator"]["refit_cv_ratio"] for s in seeds) >= 1.5
+    met = "met" if met_cv and ordered == len(seeds) else "**not met**"
+    earlier = r("panel_training_evaluation_refit", "seeds")
+    e_refit, e_ordered, e_iterate, e_iterate_ordered = summary(earlier)
+    return (
+        f"Annotator-level MixDPO with the end-of-training strength refit (the default; tiny "
+        f"model, one pass, default strength LR, {sizes['num_annotators']} annotators x "
+        f"{sizes['pairs_per_annotator']} pairs, {len(r(name, 'settings/subgroups'))} subgroups; "
+        f"holdout structure and seeds {seeds[0]['seed']}-{seeds[-1]['seed']}, fixed before "
+        "any run)",
+        f"CV heterogeneous / control: {refit}; subgroup order right in {ordered} of "
+        f"{len(seeds)} (both targets: {met}); the training iterate of the same runs: {iterate}, "
+        f"order right in {iterate_ordered} of {len(seeds)}. On the earlier evaluation seeds "
+        f"{earlier[0]['seed']}-{earlier[-1]['seed']} (seen before): refit {e_refit}, order "
+        f"{e_ordered} of {len(earlier)}; iterate {e_iterate}, order {e_iterate_ordered} of "
+        f"{len(earlier)}",
+        "`python -m benchmarks.bench_panel_training --structure holdout --runs annotator "
+        "annotator+subgroup --jobs 2`; the earlier seeds: `--structure evaluation --runs "
+        "annotator annotator+subgroup --out benchmarks/results/"
+        "panel_training_evaluation_refit.json`",
     )
 
 
@@ -524,6 +564,7 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _semisynthetic_types,
     _panel_marginal,
     _panel_training,
+    _panel_training_refit,
     _identifiability,
     _two_stage,
     _panel_smollm2,

@@ -33,6 +33,10 @@ information and change nothing.
 With ``level="pair"`` every pair is its own group: pair-level MixDPO whose strength may depend
 on rater covariates (:meth:`ConditionalStrength.log_marginal` with the rows' covariates).
 
+At the end of training :func:`refit_panel_strength` refits the strength with the policy fixed:
+the same objective at one set of margins, maximised by full-batch L-BFGS-B
+(``MixDPOConfig.strength_refit``, :meth:`alignment.MixDPOTrainer.refit_strength`).
+
 The hierarchical prior of the strength enters as ``-log_prior / num_train_pairs`` per pair.
 A batch's loss is then ``-sum_g L_g / B - log_prior / N`` (``N`` training pairs), and over an
 epoch of ``N / B`` full batches the losses add up to ``(-log-likelihood - log prior) / B``
@@ -47,7 +51,13 @@ when the strength has them.
 
 from __future__ import annotations
 
+import copy
+import math
+from typing import NamedTuple
+
+import numpy as np
 import torch
+from scipy import optimize
 
 from alignment.losses.base import PairBatch, PreferenceLoss, register_loss
 from mixlogit.conditional import EncodedCovariates
@@ -59,7 +69,9 @@ __all__ = [
     "ROW_COLUMN",
     "PanelMemory",
     "PanelMixDPOLoss",
+    "StrengthRefit",
     "panel_mixdpo_loss",
+    "refit_panel_strength",
 ]
 
 #: Batch column with each pair's annotator index (``0..G-1`` over the training annotators).
@@ -317,3 +329,162 @@ class PanelMixDPOLoss(PreferenceLoss):
         prior = "" if self.num_train_pairs is None else f", num_train_pairs={self.num_train_pairs}"
         memory = ", memory=True" if self.memory is not None else ""
         return f"{type(self).__name__}(level={self.level!r}{prior}{memory})"
+
+
+class StrengthRefit(NamedTuple):
+    """Result of :func:`refit_panel_strength`.
+
+    Attributes:
+        strength: the fitted copy of the strength (the input is left as it was).
+        objective: ``-log-likelihood - log prior`` at the fit (nats, summed over pairs).
+        start_objective: the same at the input strength.
+        iterations: L-BFGS-B iterations run.
+        gradient_norm: max-norm of the projected gradient at the fit (at the start when no
+            point better than the start was found).
+    """
+
+    strength: torch.nn.Module
+    objective: float
+    start_objective: float
+    iterations: int
+    gradient_norm: float
+
+
+def refit_panel_strength(
+    strength,
+    margin: torch.Tensor,
+    group: torch.Tensor,
+    *,
+    levels: torch.Tensor | None = None,
+    features: torch.Tensor | None = None,
+    num_nodes: int | None = None,
+    max_iter: int = 200,
+    tolerance: float = 1e-7,
+) -> StrengthRefit:
+    """The strength's MAP given fixed margins: full-panel log-likelihood plus log prior.
+
+    Training moves the strength by small stochastic steps while the policy's margins grow, so
+    its final value mixes margins of different scales and the step noise of the last few
+    batches. With the policy fixed, the strength's own objective over every pair is cheap and
+    smooth: this maximises it with full-batch L-BFGS-B (scipy, box bounds, :func:`_refit_bounds`) in float64, from the given strength,
+
+        sum_g log E_{beta ~ F_g}[prod_{i: annotator(i) = g} sigmoid(beta delta_i)] + log_prior,
+
+    the same objective that a pass of annotator-level training (with the panel memory) adds up
+    to, but at one set of margins. Pair-level data: give every pair its own ``group``.
+
+    Args:
+        strength: a :class:`mixlogit.torch.conditional.ConditionalStrength`.
+        margin: implicit-reward margins ``delta`` (nats) of every pair, shape ``(N,)``.
+        group: annotator ids, ``(N,)``.
+        levels, features: encoded rater covariates per pair, ``(N, C)`` and ``(N, P)``.
+        num_nodes: quadrature nodes of the panel marginal (default: the kernel's).
+        max_iter: L-BFGS-B iteration cap.
+        tolerance: stop when the gradient's max-norm falls below it.
+
+    Returns:
+        A :class:`StrengthRefit`. Raises ``ValueError`` for non-finite margins (naming the
+        first bad row) or when the objective is not finite at the start.
+    """
+    margin = margin.detach()
+    bad = torch.nonzero(~torch.isfinite(margin)).flatten()
+    if bad.numel():
+        row = int(bad[0])
+        raise ValueError(
+            f"refit_panel_strength: margin row {row} is {float(margin[row])}; "
+            f"{bad.numel()} of {margin.numel()} margins are not finite"
+        )
+    fitted = copy.deepcopy(strength).to(device=margin.device, dtype=torch.float64)
+    params = {k: p for k, p in fitted.named_parameters() if p.requires_grad}
+    margin = margin.to(torch.float64)
+    features = None if features is None else features.to(torch.float64)
+
+    def objective() -> torch.Tensor:
+        per_pair = panel_mixdpo_loss(
+            margin, group, fitted, levels=levels, features=features, num_nodes=num_nodes
+        )
+        return per_pair.sum() - fitted.log_prior()
+
+    with torch.no_grad():
+        start = float(objective())
+    if not math.isfinite(start):
+        raise ValueError(f"refit_panel_strength: the objective is {start} at the start")
+    if not params:
+        return StrengthRefit(fitted, start, start, 0, 0.0)
+    sizes = [p.numel() for p in params.values()]
+    x0 = torch.cat([p.detach().reshape(-1) for p in params.values()]).cpu().numpy()
+    bounds = [b for name, n in zip(params, sizes, strict=True) for b in [_refit_bounds(name)] * n]
+    # keep the start inside the bounds (a strength trained far out is refit from the edge)
+    x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
+
+    def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        with torch.no_grad():
+            for param, piece in zip(params.values(), torch.as_tensor(x).split(sizes), strict=True):
+                param.copy_(piece.reshape(param.shape))
+        for param in params.values():
+            param.grad = None
+        try:
+            value = objective()
+            value.backward()
+        except ValueError:  # a line-search trial outside the family's domain
+            return _REFIT_OUTSIDE, np.zeros_like(x)
+        if not torch.isfinite(value):
+            return _REFIT_OUTSIDE, np.zeros_like(x)
+        gradient = torch.cat([p.grad.reshape(-1) for p in params.values()])
+        return float(value.detach()), gradient.cpu().numpy()
+
+    result = optimize.minimize(
+        value_and_gradient,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": max_iter, "gtol": tolerance, "ftol": 1e-15, "maxcor": 20},
+    )
+    value, gradient = value_and_gradient(result.x)
+    if not value <= start:
+        # Keep the start: a refit never makes the strength worse than training left it (a
+        # start already at the optimum ends here too, up to rounding).
+        x0_value, x0_gradient = value_and_gradient(x0)
+        if not math.isfinite(x0_value):
+            x0_gradient = np.full_like(x0, np.nan)
+        fitted = copy.deepcopy(strength).to(device=margin.device, dtype=torch.float64)
+        return StrengthRefit(
+            fitted, start, start, int(result.nit), float(np.abs(x0_gradient).max(initial=0.0))
+        )
+    # the projected gradient (zero along a bound the optimum presses against)
+    lower = np.array([b[0] for b in bounds])
+    upper = np.array([b[1] for b in bounds])
+    projected = np.where(
+        ((result.x <= lower) & (gradient > 0)) | ((result.x >= upper) & (gradient < 0)),
+        0.0,
+        gradient,
+    )
+    return StrengthRefit(
+        fitted, value, start, int(result.nit), float(np.abs(projected).max(initial=0.0))
+    )
+
+
+#: Objective value returned for a trial point outside the family's domain (L-BFGS-B then
+#: shortens its step).
+_REFIT_OUTSIDE = 1e300
+
+
+def _refit_bounds(name: str) -> tuple[float, float]:
+    """Box bounds of one strength parameter in the refit (its unconstrained coordinates).
+
+    They keep every rater's CV at or above 0.01 (population CV >= 0.05, level effects on the
+    log CV within ``0.4 * 4``): the panel rule is validated down to that CV, not below (its
+    nodes miss a narrower prior). Level offsets ``z`` (standard normal a priori) stay within
+    8; a CV at its bound 0.05 reads "0.05 or less"."""
+    if name == "log_cv":
+        return (math.log(0.05), math.log(20.0))
+    if name == "log_tau_cv":
+        return (-12.0, math.log(0.4))
+    if name == "log_cv_level_z":
+        return (-4.0, 4.0)
+    if name == "log_mean_level_z":
+        return (-8.0, 8.0)
+    if name.startswith("log_tau"):
+        return (-12.0, 4.0)
+    return (-30.0, 30.0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import jax.numpy as jnp
 import numpy as np
@@ -31,6 +31,7 @@ from mixlogit.spec import as_model_spec
 
 __all__ = [
     "HALTON_SKIP",
+    "SimulatedOptions",
     "check_simulation_noise",
     "independent_draws",
     "maximise_simulated",
@@ -42,27 +43,29 @@ __all__ = [
 HALTON_SKIP = 100
 
 
-def simulated_problem(
-    model,
-    data: ChoiceData,
-    *,
-    num_draws: int,
-    draws: str,
-    seed: int | None,
-    panel: bool,
-    chunk_size: int | None,
-) -> Problem:
+class SimulatedOptions(TypedDict):
+    """The keyword arguments of :func:`simulated_problem` and :func:`maximise_simulated`, all
+    required (see :func:`~mixlogit.estimation.problem.build_problem`)."""
+
+    num_draws: int
+    draws: str
+    seed: int | None
+    panel: bool
+    chunk_size: int | None
+
+
+def simulated_problem(model, data: ChoiceData, **options: Unpack[SimulatedOptions]) -> Problem:
     """The problem of maximum simulated likelihood: ``num_draws`` draws of type ``draws`` per
     unit (one draw for a model without random coefficients: the exact likelihood)."""
-    return build_problem(
-        model,
-        data,
-        num_draws=num_draws,
-        draws=draws,
-        seed=seed,
-        panel=panel,
-        chunk_size=chunk_size,
-    )
+    # what a keyword-only signature would refuse (mypy checks typed callers; this, the rest)
+    names = SimulatedOptions.__annotations__.keys()
+    missing, unknown = sorted(names - options.keys()), sorted(options.keys() - names)
+    if missing or unknown:
+        raise TypeError(
+            f"simulated_problem() takes the keyword arguments {list(names)}: missing {missing}, "
+            f"unexpected {unknown}"
+        )
+    return build_problem(model, data, **options)
 
 
 def maximise_simulated(
@@ -70,25 +73,12 @@ def maximise_simulated(
     data: ChoiceData,
     theta0: np.ndarray,
     *,
-    num_draws: int,
-    draws: str,
-    seed: int | None,
-    panel: bool,
-    chunk_size: int | None,
     optimiser: Optimiser,
+    **options: Unpack[SimulatedOptions],
 ) -> Maximum:
     """Maximise the log-likelihood simulated with ``num_draws`` draws of type ``draws`` per
     unit (one draw for a model without random coefficients: the exact likelihood)."""
-    problem = simulated_problem(
-        model,
-        data,
-        num_draws=num_draws,
-        draws=draws,
-        seed=seed,
-        panel=panel,
-        chunk_size=chunk_size,
-    )
-    return optimiser.maximise(problem, theta0)
+    return optimiser.maximise(simulated_problem(model, data, **options), theta0)
 
 
 def independent_draws(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from mixlogit.families._base import (
     LOG_PREFIX,
+    REFIT_LOG_PREFIX,
     StrengthFamily,
     get_family,
     inverse_softplus,
@@ -36,6 +37,7 @@ __all__ = [
     "LOG_PREFIX",
     "NUMPY_OPS",
     "POINT_MASS",
+    "REFIT_LOG_PREFIX",
     "StrengthFamily",
     "get_family",
     "inverse_softplus",

@@ -23,6 +23,9 @@ Params = Mapping[str, Array]
 
 #: The prefix of every strength quantity in training logs (``strength/mean``, ``strength/shape``).
 LOG_PREFIX = "strength/"
+#: Prefix of the same values after the end-of-training refit of the strength (alignment's
+#: ``MixDPOTrainer.refit_strength``), logged once at the last step.
+REFIT_LOG_PREFIX = "strength_refit/"
 
 #: The fields of :class:`StrengthFamily` that are functions (see :meth:`StrengthFamily.from_module`).
 FUNCTION_FIELDS = (

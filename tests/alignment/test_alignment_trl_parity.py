@@ -14,9 +14,40 @@ def _pairs(dataset, n):
     return dataset.select(range(n)).select_columns(["prompt", "chosen", "rejected"])
 
 
+def _trainers(tmp_path, base, reference, data, tokenizer, trl_options, our_options):
+    """``(trl.DPOTrainer, MixDPOTrainer)`` on copies of the same policy and reference.
+
+    ``trl_options`` and ``our_options`` are the keywords of ``trl.DPOConfig`` and
+    ``MixDPOConfig`` beyond the output directory (TRL's with bf16 and gradient checkpointing
+    off, its defaults on a GPU machine, so that both run the same float32 computation).
+    """
+    from alignment import MixDPOConfig, MixDPOTrainer
+
+    trl_trainer = trl.DPOTrainer(
+        model=copy.deepcopy(base),
+        ref_model=copy.deepcopy(reference),
+        args=trl.DPOConfig(
+            output_dir=str(tmp_path / "trl"),
+            bf16=False,
+            gradient_checkpointing=False,
+            **trl_options,
+        ),
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
+    ours = MixDPOTrainer(
+        copy.deepcopy(base),
+        ref_model=copy.deepcopy(reference),
+        args=MixDPOConfig(output_dir=str(tmp_path / "ours"), **our_options),
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
+    return trl_trainer, ours
+
+
 @pytest.mark.parametrize("family", ["fixed-mixdpo", "dpo"])
 def test_loss_and_gradients_match_trl_dpo(tmp_path, hetero_train, word_tokenizer, family):
-    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
+    from alignment import tiny_causal_lm
 
     data = _pairs(hetero_train, 6)
     base = tiny_causal_lm(len(word_tokenizer), seed=3)
@@ -24,42 +55,17 @@ def test_loss_and_gradients_match_trl_dpo(tmp_path, hetero_train, word_tokenizer
 
     # A reference that is a *different* model from the policy, so the log-ratios are not zero.
     reference = tiny_causal_lm(len(word_tokenizer), seed=4)
-    trl_trainer = trl.DPOTrainer(
-        model=copy.deepcopy(base),
-        ref_model=copy.deepcopy(reference),
-        args=trl.DPOConfig(
-            output_dir=str(tmp_path / "trl"),
-            max_length=None,
-            bf16=False,
-            gradient_checkpointing=False,
-            **common,
-        ),
-        train_dataset=data,
-        processing_class=word_tokenizer,
-    )
-    if family == "dpo":
-        ours_args = MixDPOConfig(
-            output_dir=str(tmp_path / "ours"),
-            loss_type="dpo",
-            max_length=None,
-            max_prompt_length=None,
-            **common,
-        )
-    else:
-        ours_args = MixDPOConfig(
-            output_dir=str(tmp_path / "ours"),
-            loss_type="mixdpo",
-            strength_family="fixed",
-            max_length=None,
-            max_prompt_length=None,
-            **common,
-        )
-    ours = MixDPOTrainer(
-        copy.deepcopy(base),
-        ref_model=copy.deepcopy(reference),
-        args=ours_args,
-        train_dataset=data,
-        processing_class=word_tokenizer,
+    loss = {"loss_type": "dpo"}
+    if family != "dpo":
+        loss = {"loss_type": "mixdpo", "strength_family": "fixed"}
+    trl_trainer, ours = _trainers(
+        tmp_path,
+        base,
+        reference,
+        data,
+        word_tokenizer,
+        {"max_length": None, **common},
+        {**loss, "max_length": None, "max_prompt_length": None, **common},
     )
     trl_rows = [trl_trainer.train_dataset[i] for i in range(len(data))]
     our_rows = [ours.train_dataset[i] for i in range(len(data))]
@@ -114,32 +120,21 @@ _TRL_LOSSES = {
 @pytest.mark.parametrize("name", sorted(_TRL_LOSSES))
 def test_trl_loss_names_match_trl(tmp_path, hetero_train, word_tokenizer, name):
     """TRL's loss names (and a weighted list) give TRL's loss and gradients on the same batch."""
-    from alignment import MixDPOConfig, MixDPOTrainer, tiny_causal_lm
+    from alignment import tiny_causal_lm
 
     trl_options, our_options = _TRL_LOSSES[name]
     data = _pairs(hetero_train.shuffle(seed=11), 6)  # a fresh draw of rows, not the first six
     base = tiny_causal_lm(len(word_tokenizer), seed=5)
     reference = tiny_causal_lm(len(word_tokenizer), seed=6)
     common = dict(report_to="none", per_device_train_batch_size=6, disable_tqdm=True, beta=0.3)
-    trl_trainer = trl.DPOTrainer(
-        model=copy.deepcopy(base),
-        ref_model=copy.deepcopy(reference),
-        args=trl.DPOConfig(
-            output_dir=str(tmp_path / "trl"),
-            bf16=False,
-            gradient_checkpointing=False,
-            **trl_options,
-            **common,
-        ),
-        train_dataset=data,
-        processing_class=word_tokenizer,
-    )
-    ours = MixDPOTrainer(
-        copy.deepcopy(base),
-        ref_model=copy.deepcopy(reference),
-        args=MixDPOConfig(output_dir=str(tmp_path / "ours"), **our_options, **common),
-        train_dataset=data,
-        processing_class=word_tokenizer,
+    trl_trainer, ours = _trainers(
+        tmp_path,
+        base,
+        reference,
+        data,
+        word_tokenizer,
+        {**trl_options, **common},
+        {**our_options, **common},
     )
     rows = [ours.train_dataset[i] for i in range(len(data))]
     batch = ours.data_collator(rows)

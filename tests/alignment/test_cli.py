@@ -91,16 +91,19 @@ def test_train_eval_compare_run_directory(tmp_path, capsys, write_tiny_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     margins = pd.read_csv(run_dir / "margins.csv")
     assert len(margins) == 6 and "subgroup" in margins.columns
-    assert metrics["eval"]["micro"] == pytest.approx(margins["margin"].mean())
+    assert metrics["eval"]["policy_margin"]["micro"] == pytest.approx(margins["margin"].mean())
     assert metrics["strength"]["strength/shape"] != pytest.approx(2.0, abs=1e-7)
 
     # `eval` reloads the saved final model: the same held-out margins.
     assert main(["eval", "--config", str(config)]) == 0
     evaluated = json.loads((run_dir / "eval_metrics.json").read_text())
-    assert evaluated["micro"] == pytest.approx(metrics["eval"]["micro"], rel=1e-6)
-    assert evaluated["by_column"]["subgroup"]["macro"] == pytest.approx(
-        metrics["eval"]["by_column"]["subgroup"]["macro"], rel=1e-6
-    )
+    for measure in ("policy_margin", "reward_margin", "preference_accuracy"):
+        assert evaluated[measure]["micro"] == pytest.approx(
+            metrics["eval"][measure]["micro"], rel=1e-6
+        )
+        assert evaluated[measure]["by_column"]["subgroup"]["macro"] == pytest.approx(
+            metrics["eval"][measure]["by_column"]["subgroup"]["macro"], rel=1e-6
+        )
 
     # `compare` against the first checkpoint with the semi-synthetic reward judge.
     model_b = run_dir / "checkpoints" / "checkpoint-1"

@@ -72,6 +72,34 @@ def test_margins_table_and_summary(tmp_path, word_tokenizer, held_out):
         assert summarize_margins(frame, subgroup_columns=["subgroup"]) == summary
 
 
+def test_reference_subtracted_margins_and_their_summary(word_tokenizer, held_out):
+    """reward_margin = [log pi(c) - log ref(c)] - [log pi(r) - log ref(r)], checked against the
+    full-logits margins of both models; summarize_margins averages it micro and macro."""
+    policy = tiny_causal_lm(len(word_tokenizer), seed=2)
+    reference = tiny_causal_lm(len(word_tokenizer), seed=3)
+    options = dict(by=["subgroup"], batch_size=5, max_length=None, max_prompt_length=None)
+    frame = evaluate_margins(policy, held_out, word_tokenizer, reference_model=reference, **options)
+    assert list(frame.columns) == [
+        "pair_index", "margin", "reference_margin", "reward_margin", "subgroup",
+    ]  # fmt: skip
+    for i in (1, 9):
+        expected = _reference_margin(policy, word_tokenizer, held_out[i]) - _reference_margin(
+            reference, word_tokenizer, held_out[i]
+        )
+        assert frame["reward_margin"][i] == pytest.approx(expected, abs=1e-4)
+    summary = summarize_margins(frame, ["subgroup"], value="reward_margin")
+    assert summary["micro"] == pytest.approx(frame["reward_margin"].mean())
+    macro = frame.groupby("subgroup")["reward_margin"].mean().mean()
+    assert summary["by_column"]["subgroup"]["macro"] == pytest.approx(macro)
+    assert summary["micro"] != pytest.approx(summarize_margins(frame, ["subgroup"])["micro"])
+    # The policy as its own reference: every reward margin is 0, whatever its raw margin.
+    itself = evaluate_margins(policy, held_out, word_tokenizer, reference_model=policy, **options)
+    assert np.abs(itself["reward_margin"]).max() == 0.0
+    assert np.abs(itself["margin"]).min() > 0.0
+    with pytest.raises(ValueError, match="column 'reward' is not in the table"):
+        summarize_margins(frame, ["subgroup"], value="reward")
+
+
 def test_reward_judge_win_rate_matches_reward_gaps(hetero_train):
     rows = hetero_train.select(range(60))
     judge = RewardJudge(lambda prompt, response: response_reward(response))

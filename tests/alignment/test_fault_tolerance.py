@@ -249,6 +249,31 @@ def test_a_non_finite_strength_gradient_with_a_finite_loss_stops_before_the_step
     assert all(bool(torch.isfinite(p).all()) for p in trainer.strength.parameters())
 
 
+@pytest.mark.parametrize("max_grad_norm", [1.0, 0.0])
+def test_the_gradient_check_reads_the_clipping_norms_and_scans_only_without_them(
+    tmp_path, word_tokenizer, hetero_train, monkeypatch, max_grad_norm
+):
+    """With clipping (Trainer's default max_grad_norm=1) the guard checks the step's two
+    gradient norms, not every parameter; without it, it scans the gradients."""
+    import alignment.callbacks as callbacks
+
+    scanned: list[str] = []
+    scan = callbacks._first_non_finite
+
+    def recording(values, what):
+        scanned.append(what)
+        return scan(values, what)
+
+    monkeypatch.setattr(callbacks, "_first_non_finite", recording)
+    trainer, _ = _guarded_trainer(
+        tmp_path, word_tokenizer, hetero_train, max_steps=3, max_grad_norm=max_grad_norm
+    )
+    trainer.train()
+    gradient_scans = scanned.count("gradient of")
+    assert gradient_scans == (0 if max_grad_norm else 3)
+    assert scanned.count("strength parameter") == 3  # the values after each step
+
+
 def test_rotation_removes_old_checkpoints_only_after_the_new_one_is_complete(
     tmp_path, word_tokenizer, hetero_train, monkeypatch
 ):

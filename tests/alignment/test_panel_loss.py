@@ -227,3 +227,105 @@ def test_memory_errors_are_named():
             memory=PanelMemory(),
             rows=torch.tensor([0]),
         )
+
+
+# ----------------------------------------------------------------------------- refit
+
+
+def _gamma_panel_objective(log_mean: float, log_cv: float, margin, group) -> float:
+    """``-sum_g log-likelihood_g`` of a Gamma(mean, CV) strength by scipy quadrature (the
+    log density written out: ``scipy.stats`` frozen pdfs are slow in ``quad``'s loop)."""
+    mean, cv = math.exp(log_mean), math.exp(log_cv)
+    shape, scale = 1 / cv**2, mean * cv**2
+    const = -special.gammaln(shape) - shape * math.log(scale)
+    total = 0.0
+    for g in np.unique(group):
+        d = margin[group == g]
+
+        def integrand(b, d=d):
+            log_choices = float(np.sum(special.log_expit(b * d)))
+            return math.exp(const + (shape - 1) * math.log(b) - b / scale + log_choices)
+
+        value, _ = integrate.quad(integrand, 0, np.inf, epsabs=0, epsrel=1e-11, limit=200)
+        total -= math.log(value)
+    return total
+
+
+def test_refit_is_the_maximum_likelihood_strength_of_the_fixed_margins():
+    from alignment.losses.panel import refit_panel_strength
+
+    rng = np.random.default_rng(20261201)
+    group = np.repeat(np.arange(6), 5)
+    beta = rng.gamma(2.0, 0.5, size=6)[group]  # mean 1, CV 0.71
+    margin = rng.normal(0.0, 3.0, size=group.size)
+    margin = np.where(rng.random(group.size) < special.expit(beta * margin), margin, -margin)
+    start = ConditionalStrength("gamma", mean=0.3, cv=0.4)
+    refit = refit_panel_strength(start, torch.tensor(margin), torch.tensor(group))
+    # the input is left as it was
+    assert float(start.log_mean.detach()) == pytest.approx(math.log(0.3))
+    fitted = refit.strength
+    x = np.array([float(fitted.log_mean.detach()), float(fitted.log_cv.detach())])
+    assert refit.objective == pytest.approx(_gamma_panel_objective(*x, margin, group), rel=1e-9)
+    assert refit.start_objective > refit.objective + 1.0
+    assert refit.gradient_norm < 1e-6
+    # stationary for the independent objective: central differences (error ~1e-6 here)
+    step = 1e-4
+    for k in range(2):
+        e = np.eye(2)[k] * step
+        slope = (
+            _gamma_panel_objective(*(x + e), margin, group)
+            - _gamma_panel_objective(*(x - e), margin, group)
+        ) / (2 * step)
+        assert abs(slope) < 1e-4, (k, slope)
+
+
+def test_refit_with_levels_is_the_partially_pooled_map():
+    from alignment.losses.panel import _refit_bounds, refit_panel_strength
+
+    rng = np.random.default_rng(1202)
+    group = np.repeat(np.arange(16), 8)
+    kind = np.where(group < 8, "sure", "unsure")
+    beta = np.where(kind == "sure", 3.0, 0.3)
+    margin = rng.normal(0.0, 2.0, size=group.size)
+    margin = np.where(rng.random(group.size) < special.expit(beta * margin), margin, -margin)
+    design = StrengthDesign.fit(pd.DataFrame({"kind": kind}), levels=["kind"])
+    levels = torch.as_tensor(design.encode(pd.DataFrame({"kind": kind})).level_index)
+    strength = ConditionalStrength("gamma", design)
+    refit = refit_panel_strength(strength, torch.tensor(margin), torch.tensor(group), levels=levels)
+    fitted = refit.strength
+    with torch.no_grad():
+        means = {k: float(v["mean"]) for k, v in fitted.level_moments().items()}
+    # truth 10x; the partial pooling shrinks the ratio but keeps it well away from 1
+    assert means["sure"] > 2 * means["unsure"], means
+
+    def objective(module) -> float:
+        with torch.no_grad():
+            per_pair = panel_mixdpo_loss(
+                torch.tensor(margin), torch.tensor(group), module, levels=levels
+            )
+            return float(per_pair.sum() - module.log_prior())
+
+    # a stationary point of likelihood + prior (projected on the refit's box), and no nearby
+    # point inside the box is better
+    assert refit.objective == pytest.approx(objective(fitted), rel=1e-12)
+    assert refit.gradient_norm < 1e-5
+    for name, value in fitted.named_parameters():
+        low, high = _refit_bounds(name)
+        for index in range(value.numel()):
+            for step in (-1e-3, 1e-3):
+                moved = ConditionalStrength.from_config(fitted.config())
+                moved.load_state_dict(fitted.state_dict())
+                with torch.no_grad():
+                    flat = getattr(moved, name).view(-1)
+                    if not low <= float(flat[index]) + step <= high:
+                        continue
+                    flat[index] += step
+                assert objective(moved) >= refit.objective - 1e-9, (name, index, step)
+
+
+def test_refit_names_a_non_finite_margin():
+    from alignment.losses.panel import refit_panel_strength
+
+    margin = torch.tensor([1.0, 2.0, float("nan"), 0.5])
+    with pytest.raises(ValueError, match="margin row 2 is nan; 1 of 4"):
+        refit_panel_strength(ConditionalStrength("gamma"), margin, torch.tensor([0, 0, 1, 1]))

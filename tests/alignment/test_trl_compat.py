@@ -23,10 +23,13 @@ def _pairs(dataset, n, seed=21):
     )
 
 
-def _trl_trainer(tmp_path, model, ref_model, data, tokenizer, **options):
-    return trl.DPOTrainer(
-        model=model,
-        ref_model=ref_model,
+def _trl_and_ours(tmp_path, data, tokenizer, **options):
+    """``(trl.DPOTrainer, MixDPOTrainer)`` on ``data`` with the same options (e.g.
+    ``max_length``): each gets its own tiny policy (seed 0) and reference (seed 1)."""
+    vocab = len(tokenizer)
+    theirs = trl.DPOTrainer(
+        model=tiny_causal_lm(vocab, seed=0),
+        ref_model=tiny_causal_lm(vocab, seed=1),
         args=trl.DPOConfig(
             output_dir=str(tmp_path / "trl"),
             report_to="none",
@@ -38,6 +41,14 @@ def _trl_trainer(tmp_path, model, ref_model, data, tokenizer, **options):
         train_dataset=data,
         processing_class=tokenizer,
     )
+    ours = MixDPOTrainer(
+        tiny_causal_lm(vocab, seed=0),
+        ref_model=tiny_causal_lm(vocab, seed=1),
+        args=MixDPOConfig(output_dir=str(tmp_path / "ours"), report_to="none", **options),
+        train_dataset=data,
+        processing_class=tokenizer,
+    )
+    return theirs, ours
 
 
 # ----------------------------------------------------------------------------- silent differences
@@ -57,24 +68,8 @@ def test_over_long_rows_are_dropped_and_truncated_as_trl_does_and_counted(
     data = _pairs(hetero_train, 12)
     prompt_lengths = sorted(len(word_tokenizer(p)["input_ids"]) for p in data["prompt"])
     max_length = prompt_lengths[4] + 1  # some prompts fill it, most completions are cut
-    theirs = _trl_trainer(
-        tmp_path,
-        tiny_causal_lm(len(word_tokenizer), seed=0),
-        tiny_causal_lm(len(word_tokenizer), seed=1),
-        data,
-        word_tokenizer,
-        max_length=max_length,
-    )
     caplog.set_level(logging.WARNING, logger="alignment.data")
-    ours = MixDPOTrainer(
-        tiny_causal_lm(len(word_tokenizer), seed=0),
-        ref_model=tiny_causal_lm(len(word_tokenizer), seed=1),
-        args=MixDPOConfig(
-            output_dir=str(tmp_path / "ours"), report_to="none", max_length=max_length
-        ),
-        train_dataset=data,
-        processing_class=word_tokenizer,
-    )
+    theirs, ours = _trl_and_ours(tmp_path, data, word_tokenizer, max_length=max_length)
     kept = len(theirs.train_dataset)
     assert 0 < kept < len(data)
     assert len(ours.train_dataset) == kept
@@ -268,20 +263,7 @@ def test_implicit_prompt_datasets_tokenise_as_trl(tmp_path, hetero_train, word_t
     data = Dataset.from_list(implicit)
     tokenizer = copy.deepcopy(word_tokenizer)
     tokenizer.chat_template = _TEMPLATE
-    theirs = _trl_trainer(
-        tmp_path,
-        tiny_causal_lm(len(tokenizer), seed=0),
-        tiny_causal_lm(len(tokenizer), seed=1),
-        data,
-        tokenizer,
-    )
-    ours = MixDPOTrainer(
-        tiny_causal_lm(len(tokenizer), seed=0),
-        ref_model=tiny_causal_lm(len(tokenizer), seed=1),
-        args=MixDPOConfig(output_dir=str(tmp_path / "ours"), report_to="none"),
-        train_dataset=data,
-        processing_class=tokenizer,
-    )
+    theirs, ours = _trl_and_ours(tmp_path, data, tokenizer)
     assert len(ours.train_dataset) == len(theirs.train_dataset) == len(rows)
     for i in range(len(rows)):
         for key in ("prompt_ids", "chosen_ids", "rejected_ids"):

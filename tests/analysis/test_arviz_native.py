@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -128,18 +127,9 @@ def test_training_runs(tmp_path):
     assert draws.mean() == pytest.approx(1.3 / 1.1, abs=4 * math.sqrt(1.3) / 1.1 / 20)
 
 
-def test_classical_fit(tmp_path):
-    cov = np.array([[0.04, 0.01, 0.0], [0.01, 0.09, -0.02], [0.0, -0.02, 0.25]])
-    fit = SimpleNamespace(
-        names=["price", "quality", "sd.quality"],
-        params=np.array([-1.0, 0.5, 0.8]),
-        cov=cov,
-        robust_cov=2 * cov,
-        loglik=-100.0,
-        method="simulation",
-        converged=True,
-        num_situations=np.int64(250),
-    )
+def test_classical_fit(tmp_path, classical_fit):
+    fit = classical_fit  # conftest.py
+    fit.num_situations = np.int64(250)  # a numpy integer attribute must survive netCDF too
     idata = choice_fit_to_inference_data(fit, num_draws=800, seed=4)
     assert set(idata.groups()) == {"posterior", "constant_data"}
     summary, back = _exercise(idata, tmp_path)

@@ -174,6 +174,36 @@ def test_runs_to_inference_data_dims_coords_and_values():
     )
 
 
+def test_a_refit_record_gives_the_final_strength_and_leaves_the_trajectory(tmp_path):
+    """Annotator-level runs end with the strength refit to the final policy, logged at the
+    last step as ``strength_refit/...`` (what ``MixDPOTrainer.refit_strength`` writes)."""
+    history = gamma_log([5, 10], [2.0, 1.8], [16.7, 15.0])
+    refit = gamma_log([10], [0.9], [4.0])[0]
+    history.append(
+        {
+            "step": 10,
+            "epoch": 1.0,
+            **{k.replace("strength/", "strength_refit/"): v for k, v in refit.items() if "/" in k},
+            "strength_refit/objective_gain": 3.2,
+        }
+    )
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+    log = read_training_log(tmp_path)
+    assert log["step"].tolist() == [5, 10]
+    assert log["strength/shape"].tolist() == [2.0, 1.8]  # the trajectory is the iterate's
+    assert log["strength_refit/shape"].iloc[-1] == 0.9
+    idata = training_runs_to_inference_data({"run": tmp_path}, num_draws=4_000, seed=3)
+    final = idata.strength
+    assert float(final["shape"].sel(run="run")) == 0.9
+    assert float(final["rate"].sel(run="run")) == 4.0
+    assert float(final["cv"].sel(run="run")) == pytest.approx(1 / math.sqrt(0.9))
+    draws = idata.posterior["strength"].sel(run="run").values.ravel()
+    assert stats.kstest(draws, stats.gamma(a=0.9, scale=1 / 4.0).cdf).pvalue > 1e-3
+    # without the refit record the last iterate is the final strength
+    plain = training_runs_to_inference_data({"run": gamma_log([5, 10], [2.0, 1.8], [16.7, 15.0])})
+    assert float(plain.strength["shape"].sel(run="run")) == 1.8
+
+
 def test_mapping_input_infers_family_and_rejects_wrong_label():
     idata = training_runs_to_inference_data({"a": gamma_log([1, 2], [2.0, 2.0], [1.0, 2.0])})
     assert idata.trajectory["family"].values.tolist() == ["gamma"]
@@ -186,19 +216,11 @@ def test_mapping_input_infers_family_and_rejects_wrong_label():
         training_runs_to_inference_data([TrainingRun("a", gamma_log([1], [2.0], [1.0]))] * 2)
 
 
-def test_classical_fit_to_inference_data_draws_have_the_fit_covariance():
+def test_classical_fit_to_inference_data_draws_have_the_fit_covariance(classical_fit):
     from types import SimpleNamespace
 
-    cov = np.array([[0.04, 0.01, 0.0], [0.01, 0.09, -0.02], [0.0, -0.02, 0.25]])
-    fit = SimpleNamespace(
-        names=["price", "quality", "sd.quality"],
-        params=np.array([-1.0, 0.5, 0.8]),
-        cov=cov,
-        robust_cov=2 * cov,
-        loglik=-100.0,
-        method="simulation",
-        converged=True,
-    )
+    fit = classical_fit  # conftest.py
+    cov = fit.cov
     idata = choice_fit_to_inference_data(fit, num_draws=40_000, seed=2)
     estimates = idata.constant_data
     assert estimates["parameter"].values.tolist() == fit.names

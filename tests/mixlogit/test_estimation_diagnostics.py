@@ -7,8 +7,6 @@ of a variable), 4 (the MNL default is Newton's method and converges on ModeCanad
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -199,18 +197,7 @@ def test_mnl_default_is_newton_and_converges_on_modecanada(modecanada):
 
 
 # ------------------------------------------------------------------ item 14: Bayesian route
-@pytest.fixture
-def fake_bayes(monkeypatch):
-    calls = {}
-    fake = types.ModuleType("mixlogit.bayes")
-
-    def fit_bayes(model, data, method, **kwargs):
-        calls.update(method=method, kwargs=kwargs)
-        return "posterior"
-
-    fake.fit_bayes = fit_bayes
-    monkeypatch.setitem(sys.modules, "mixlogit.bayes", fake)
-    return calls
+# fake_bayes (conftest.py): mixlogit.bayes replaced by a recorder of the fit_bayes call
 
 
 def test_bayesian_fit_refuses_classical_arguments_naming_each(fake_bayes):

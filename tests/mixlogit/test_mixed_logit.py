@@ -1,9 +1,8 @@
 """Mixed logit: likelihood and gradient vs numpy, recovery of known truth, results API."""
 
-import sys
-import types
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -16,8 +15,10 @@ from mixlogit.datasets import load_electricity
 from mixlogit.draws import standardised_draws
 from mixlogit.estimation import build_problem
 from mixlogit.likelihood import x64
+from mixlogit.quadrature import quadrature_rule
 from mixlogit.results import EstimationResults
 from mixlogit.simulate import simulate_choices
+from mixlogit.spec import as_model_spec
 
 ELECTRICITY_VARIABLES = ["pf", "cl", "loc", "wk", "tod", "seas"]
 
@@ -198,6 +199,107 @@ def test_unbalanced_panel_uses_gathered_layout_with_same_likelihood():
     assert value == pytest.approx(numpy_loglik(model, unbalanced, theta, standard), rel=1e-11)
 
 
+CHUNKED = MixedLogit(
+    fixed=["ASC_1", "ASC_2"],
+    random={"x1": "-lognormal", "x2": "uniform", "x3": "normal"},
+    correlated=["x1", "x3"],
+)
+# at most two random coefficients, for the quadrature (shared nodes) layout
+CHUNKED_QUADRATURE = MixedLogit(
+    fixed=["ASC_1", "ASC_2", "x1"], random={"x2": "uniform", "x3": "normal"}
+)
+
+
+def _chunk_test_case(layout: str, num_draws: int = 23):
+    """Model, data and build options of one layout: grid, gathered or quadrature."""
+    truth = dict.fromkeys(CHUNKED.parameter_names, 0.2)
+    data = simulate_choices(CHUNKED, truth, num_people=14, situations_per_person=3, seed=29)
+    if layout == "gathered":
+        frame = data.frame.copy()
+        frame.loc[frame.situation < 15, "person"] = 0  # one long panel: gathered layout
+        data = ChoiceData(
+            frame, choice="choice", alternative="alt", situation="situation", panel="person"
+        )
+    if layout == "quadrature":
+        side = int(np.sqrt(num_draws))
+        standard, log_w = quadrature_rule(as_model_spec(CHUNKED_QUADRATURE), (side, side + 2))
+        options = {"standard": standard, "log_weights": log_w, "panel": False}
+        return CHUNKED_QUADRATURE, data, options
+    return CHUNKED, data, {"num_draws": num_draws, "draws": "halton", "seed": 8}
+
+
+@pytest.mark.parametrize("layout", ["grid", "gathered", "quadrature"])
+def test_unit_loglik_and_scores_chunked_over_draws_match_one_chunk(layout):
+    """Draw chunks of 2 (a running log-sum-exp over chunks) give the one-chunk unit
+    log-likelihoods and scores to rounding, and the scores sum to the gradient."""
+    model, data, options = _chunk_test_case(layout)
+    one = build_problem(model, data, **options)
+    tiny = build_problem(model, data, chunk_size=2, **options)
+    assert one.likelihood.gathered == (layout == "gathered")
+    assert one.data.standard.shape[0] == 1  # the reference is a single chunk
+    assert tiny.data.standard.shape[2] == 2
+    assert tiny.data.standard.shape[0] == -(-one.num_draws // 2)
+    theta = np.random.default_rng(31).normal(0.0, 0.3, len(model.parameter_names))
+    with x64():
+        t = jnp.asarray(theta)
+        ll_one, ll_tiny = (np.asarray(p.likelihood.unit_loglik(t, p.data)) for p in (one, tiny))
+        # the draw-chunked scores, whatever the layout (blocks=None: not the unit blocks)
+        sc_one, sc_tiny = (
+            np.asarray(p.likelihood.unit_scores(t, p.data._replace(blocks=None)))
+            for p in (one, tiny)
+        )
+        value, grad = one.value_and_grad(t, one.data)
+        blocked = None if one.data.blocks is None else np.asarray(one.unit_scores(t, one.data))
+    np.testing.assert_allclose(ll_tiny, ll_one, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(sc_tiny, sc_one, rtol=1e-12, atol=1e-12)
+    weights = np.asarray(one.data.unit_weights)
+    assert float(-value) == pytest.approx(weights @ ll_one, rel=1e-13)
+    np.testing.assert_allclose(weights @ sc_one, -np.asarray(grad), rtol=1e-11, atol=1e-11)
+    assert (blocked is None) == (layout == "gathered")
+    if blocked is not None:  # the unit-blocked scores agree with the draw-chunked ones
+        np.testing.assert_allclose(blocked, sc_one, rtol=1e-12, atol=1e-12)
+
+
+def _largest_intermediate(jaxpr) -> int:
+    """Elements of the largest array any equation of ``jaxpr`` (or a sub-jaxpr) produces."""
+    largest = 0
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            largest = max(largest, int(np.prod(getattr(var.aval, "shape", ()))))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                sub = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(sub, "eqns"):
+                    largest = max(largest, _largest_intermediate(sub))
+    return largest
+
+
+@pytest.mark.parametrize("layout", ["grid", "gathered", "quadrature"])
+def test_unit_loglik_and_scores_memory_does_not_grow_with_the_draws(layout):
+    """With a fixed chunk of 4 draws, the largest array of the (unblocked) unit
+    log-likelihoods and scores is the same for 16 and 144 draws: one chunk's worth."""
+    largest = {}
+    for num_draws in (16, 144):
+        model, data, options = _chunk_test_case(layout, num_draws)
+        problem = build_problem(model, data, chunk_size=4, **options)
+        lik, lik_data = problem.likelihood, problem.data._replace(blocks=None)
+        num_chunks, _, chunk, _ = lik_data.standard.shape
+        assert chunk == 4 and num_chunks * chunk >= problem.num_draws >= num_draws
+        with x64():
+            theta = jnp.zeros(len(model.parameter_names))
+            largest[num_draws] = [
+                _largest_intermediate(
+                    jax.make_jaxpr(lambda t, f=f, d=lik_data: f(t, d))(theta).jaxpr
+                )
+                for f in (lik.unit_loglik, lik.unit_scores)
+            ]
+        # one chunk: the (G, T, J, chunk) utilities or the (U, chunk, K) per-draw derivatives
+        grid = lik_data.available.size * chunk
+        per_draw = lik.num_units * chunk * len(model.variables)
+        assert max(largest[num_draws]) <= max(grid, per_draw), largest
+    assert largest[16] == largest[144]
+
+
 @pytest.fixture(scope="module")
 def recovered():
     model = MixedLogit(
@@ -303,16 +405,8 @@ def test_progress_bars_report_iterations_loglik_and_hessian(capsys):
     assert f"{len(results.names)}/{len(results.names)}" in err  # every Hessian column
 
 
-def test_bayesian_methods_dispatch_to_mixlogit_bayes(monkeypatch):
-    calls = {}
-    fake = types.ModuleType("mixlogit.bayes")
-
-    def fit_bayes(model, data, method, **kwargs):
-        calls.update(model=model, data=data, method=method, kwargs=kwargs)
-        return "posterior"
-
-    fake.fit_bayes = fit_bayes
-    monkeypatch.setitem(sys.modules, "mixlogit.bayes", fake)
+def test_bayesian_methods_dispatch_to_mixlogit_bayes(fake_bayes):
+    calls = fake_bayes  # the fit_bayes call's record (conftest.py)
     model = MixedLogit(random={"x1": "normal"})
     assert model.fit("data", method="svi", num_steps=3) == "posterior"
     # the options both routes share are forwarded (num_draws only when given)
