@@ -50,16 +50,6 @@ def _is_conversation(value: Any) -> bool:
     )
 
 
-def _shared_prefix(chosen: Any, rejected: Any) -> int:
-    """Length of the common beginning of two strings or two message lists."""
-    n = 0
-    for a, b in zip(chosen, rejected, strict=False):
-        if a != b:
-            break
-        n += 1
-    return n
-
-
 def extract_implicit_prompt(example: Mapping[str, Any]) -> dict[str, Any]:
     """Split an implicit-prompt pair (``chosen`` and ``rejected`` only) into
     ``prompt``/``chosen``/``rejected``, by TRL's rule.
@@ -75,7 +65,7 @@ def extract_implicit_prompt(example: Mapping[str, Any]) -> dict[str, Any]:
             "chosen and rejected must both be strings or both be message lists to extract "
             f"an implicit prompt, got {type(chosen).__name__} and {type(rejected).__name__}"
         )
-    cut = _shared_prefix(chosen, rejected)
+    cut = _common_prefix_length(chosen, rejected)
     if isinstance(chosen, str) and 0 < cut < min(len(chosen), len(rejected)):
         if chosen[cut - 1] == " ":
             cut -= 1
@@ -142,7 +132,8 @@ def _check_pair(name: str, row: int, prompt: Any, chosen: Any, rejected: Any) ->
         )
 
 
-def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+def _common_prefix_length(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Length of the common beginning of two sequences (token ids, strings, message lists)."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:

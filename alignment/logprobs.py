@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -23,25 +23,34 @@ _CHUNK_ELEMENTS = 1 << 24  # logits per chunk (64 MiB in float32)
 
 
 class _ChunkedTokenLogProbs(torch.autograd.Function):
-    """``log softmax(hidden @ weight.T + bias)[label]`` per row, chunked over rows."""
+    """``log softmax(hidden @ weight.T + bias)[label]`` per row, chunked over rows.
+
+    With ``mean_logits`` it also returns each row's logits averaged over the vocabulary (no
+    gradient; an empty tensor otherwise), read from the chunk of logits the log-softmax
+    builds anyway.
+    """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, chunk_rows):  # type: ignore[override]
+    def forward(ctx, hidden, weight, bias, labels, chunk_rows, mean_logits):  # type: ignore[override]
         acc = torch.promote_types(hidden.dtype, torch.float32)  # at least float32 for the softmax
         out = hidden.new_empty(hidden.shape[0], dtype=acc)
         lse = hidden.new_empty(hidden.shape[0], dtype=acc)
+        means = hidden.new_empty(hidden.shape[0] if mean_logits else 0, dtype=acc)
         for start in range(0, hidden.shape[0], chunk_rows):
             stop = start + chunk_rows
             logits = nn.functional.linear(hidden[start:stop], weight, bias).to(acc)
             chunk_lse = torch.logsumexp(logits, dim=-1)
             out[start:stop] = logits.gather(1, labels[start:stop, None]).squeeze(1) - chunk_lse
             lse[start:stop] = chunk_lse
+            if mean_logits:
+                means[start:stop] = logits.mean(dim=-1)
         ctx.save_for_backward(hidden, weight, bias, labels, lse)
         ctx.chunk_rows = chunk_rows
-        return out
+        ctx.mark_non_differentiable(means)
+        return out, means
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out, grad_means):  # type: ignore[override]
         hidden, weight, bias, labels, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         grad_hidden = torch.zeros_like(hidden) if need_h else None
@@ -68,7 +77,7 @@ class _ChunkedTokenLogProbs(torch.autograd.Function):
             grad_weight = grad_weight.to(weight.dtype)
         if grad_bias is not None:
             grad_bias = grad_bias.to(bias.dtype)
-        return grad_hidden, grad_weight, grad_bias, None, None
+        return grad_hidden, grad_weight, grad_bias, None, None, None
 
 
 def find_causal_lm(model: nn.Module) -> nn.Module:
@@ -115,6 +124,32 @@ def _head_returns_hidden(head: nn.Module) -> Iterator[None]:
         del head.forward
 
 
+@overload
+def completion_logps(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    *,
+    chunk_rows: int | None = ...,
+    return_logit_sums: Literal[False] = ...,
+    **model_kwargs: Any,
+) -> torch.Tensor: ...
+
+
+@overload
+def completion_logps(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    *,
+    chunk_rows: int | None = ...,
+    return_logit_sums: Literal[True],
+    **model_kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
 def completion_logps(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -122,8 +157,9 @@ def completion_logps(
     completion_mask: torch.Tensor,
     *,
     chunk_rows: int | None = None,
+    return_logit_sums: bool = False,
     **model_kwargs: Any,
-) -> torch.Tensor:
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed log-probability (nats) of the completion tokens of each sequence.
 
     Args:
@@ -134,9 +170,18 @@ def completion_logps(
         completion_mask: 1 on completion tokens, shape ``(N, L)``; the log-prob of token ``t``
             is read from the model's output at position ``t - 1``.
         chunk_rows: token rows per LM-head chunk (default: 64 MiB of float32 logits).
+        return_logit_sums: also return, per sequence, the sum over its completion tokens of
+            the logits averaged over the vocabulary (the logits at position ``t - 1`` that
+            predict completion token ``t``), and the number of those tokens: TRL's
+            ``logits/chosen`` and ``logits/rejected`` are the ratio of their batch totals.
+            Read from the logits the log-softmax computes anyway (no second forward pass, no
+            extra ``(rows, vocab)`` buffer); no gradient.
 
     Returns:
-        Log-probabilities, shape ``(N,)``, at least float32, differentiable in the model parameters.
+        Log-probabilities, shape ``(N,)``, at least float32, differentiable in the model
+        parameters; with ``return_logit_sums`` the tuple ``(logps, logit_sums, num_tokens)``,
+        all of shape ``(N,)`` (``logit_sums`` in logit units, at least float32 and detached;
+        ``num_tokens`` the completion token counts, as ``logit_sums``' dtype).
     """
     if input_ids.shape != completion_mask.shape or input_ids.shape != attention_mask.shape:
         raise ValueError(
@@ -154,6 +199,7 @@ def completion_logps(
         selected = logits[:, :-1][target_mask]
         selected = selected.to(torch.promote_types(selected.dtype, torch.float32))
         token_logps = selected.gather(1, targets[:, None]).squeeze(1) - selected.logsumexp(-1)
+        token_means = selected.detach().mean(-1) if return_logit_sums else None
     else:
         with _head_returns_hidden(head):
             hidden = model(
@@ -168,8 +214,14 @@ def completion_logps(
         selected = hidden[:, :-1][target_mask]
         if chunk_rows is None:
             chunk_rows = max(16, _CHUNK_ELEMENTS // head.out_features)
-        token_logps = _ChunkedTokenLogProbs.apply(
-            selected, head.weight, head.bias, targets, int(chunk_rows)
+        token_logps, token_means = _ChunkedTokenLogProbs.apply(
+            selected, head.weight, head.bias, targets, int(chunk_rows), return_logit_sums
         )
     out = torch.zeros(input_ids.shape[0], dtype=token_logps.dtype, device=input_ids.device)
-    return out.index_add(0, rows, token_logps)
+    logps = out.index_add(0, rows, token_logps)
+    if not return_logit_sums:
+        return logps
+    assert token_means is not None
+    logit_sums = torch.zeros_like(logps).index_add_(0, rows, token_means.detach())
+    num_tokens = target_mask.sum(1).to(logps.dtype)
+    return logps, logit_sums, num_tokens

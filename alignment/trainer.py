@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback, set_seed
+from transformers import EvalPrediction, PreTrainedModel, Trainer, TrainerCallback, set_seed
 
 from alignment.config import MixDPOConfig
 from alignment.data import (
@@ -399,6 +399,8 @@ class MixDPOTrainer(Trainer):
             frozen copy of its adapter, named ``"ref"``, as the reference (as in TRL).
         strength: a ready ``mixlogit.torch`` strength module overriding ``args.strength_*``.
         loss: a ready :class:`PreferenceLoss` overriding ``args.loss_type``/``loss_kwargs``.
+        compute_metrics: called at evaluation with an ``EvalPrediction`` of per-pair values
+            (below); returns a dict of metrics.
 
     Annotator level / rater covariates (``MixDPOConfig.strength_level="annotator"``,
     ``strength_covariates``): the annotators of the training set are numbered in sorted order
@@ -414,11 +416,37 @@ class MixDPOTrainer(Trainer):
     dict plus, in ``strength_config.json``, the design (level mapping, standardisation) and the
     annotator ids in index order, and resuming checks the design is the same.
 
+    ``compute_metrics`` (as in TRL and ``transformers.Trainer``: a callable taking an
+    ``EvalPrediction`` and returning a dict of metrics, logged and returned by ``evaluate``
+    with the ``eval_`` prefix) receives per-pair values, not logits:
+    ``EvalPrediction.predictions`` is a float32 array of shape ``(N, 6)``, one row per
+    evaluation pair in dataset order, with the columns of :attr:`prediction_columns`:
+    ``rewards/chosen``, ``rewards/rejected`` (the loss's reward scale, ``beta`` or the
+    strength mean, times the policy-minus-reference log-ratio; the per-pair values of the logged
+    ``rewards/*``), ``logps/chosen``, ``logps/rejected`` (the policy's summed completion
+    log-probabilities, nats) and ``ref_logps/chosen``, ``ref_logps/rejected`` (the reference's,
+    nats); ``EvalPrediction.label_ids`` is an int64 array of shape ``(N,)``, all 1 (the chosen
+    completion is the preferred one). TRL 1.16 instead passes the policy's full logits,
+    ``(2N, L, vocab)`` from a second forward pass, with the ``input_ids`` as labels (deprecated
+    there); the per-pair values cost nothing and stay small. ``batch_eval_metrics`` works as in
+    ``Trainer`` (one batch's rows per call).
+
     Attributes:
         strength: the strength module (trained in its own optimiser group, saved as
             ``strength.pt`` in every checkpoint).
         loss_fn: the loss object.
+        prediction_columns: the column names of ``EvalPrediction.predictions`` (and of
+            ``predict``'s predictions), in order.
     """
+
+    prediction_columns: tuple[str, ...] = (
+        "rewards/chosen",
+        "rewards/rejected",
+        "logps/chosen",
+        "logps/rejected",
+        "ref_logps/chosen",
+        "ref_logps/rejected",
+    )
 
     def __init__(
         self,
@@ -434,6 +462,7 @@ class MixDPOTrainer(Trainer):
         peft_config: Any = None,
         strength: nn.Module | None = None,
         loss: PreferenceLoss | None = None,
+        compute_metrics: Callable[[EvalPrediction], dict] | None = None,
     ):
         if args is None:
             args = MixDPOConfig(output_dir="mixdpo-output")
@@ -554,6 +583,7 @@ class MixDPOTrainer(Trainer):
             processing_class=processing_class,
             callbacks=callbacks,
             optimizers=optimizers,
+            compute_metrics=compute_metrics,
         )
         # The loss is a mean over pairs, not a token-count-normalised LM loss: let Trainer
         # divide it by the gradient-accumulation steps.
@@ -797,9 +827,15 @@ class MixDPOTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Any = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Mean per-pair loss of one concatenated chosen+rejected forward pass."""
+        """Mean per-pair loss of one concatenated chosen+rejected forward pass.
+
+        With ``return_outputs`` also a dict of per-pair tensors (shape ``(B,)``, detached):
+        ``per_pair_loss``, ``margin`` and ``predictions``, shape ``(B, 6)``, the columns of
+        :attr:`prediction_columns` (what ``compute_metrics`` receives).
+        """
         mode = "train" if self.model.training else "eval"
-        batch = self._pair_batch(model, inputs)
+        logit_stats: dict[str, torch.Tensor] = {}
+        batch = self._pair_batch(model, inputs, logit_stats)
         if mode == "eval":
             # Monte Carlo marginals (LogNormal "mc") draw fresh noise at every call: in
             # evaluation use draws fixed by args.seed and the batch's position, so the same
@@ -816,16 +852,47 @@ class MixDPOTrainer(Trainer):
         else:
             per_pair = self.loss_fn(batch)
         loss = per_pair.mean()
-        self._record_metrics(mode, batch)
+        chosen_rewards, rejected_rewards = self._record_metrics(mode, batch, logit_stats)
         if return_outputs:
-            return loss, {"per_pair_loss": per_pair.detach(), "margin": batch.margin.detach()}
+            columns = [
+                chosen_rewards,
+                rejected_rewards,
+                batch.chosen_logps,
+                batch.rejected_logps,
+                batch.ref_chosen_logps,
+                batch.ref_rejected_logps,
+            ]
+            predictions = torch.stack([c.detach().float() for c in columns], dim=1)
+            return loss, {
+                "per_pair_loss": per_pair.detach(),
+                "margin": batch.margin.detach(),
+                "predictions": predictions,
+            }
         return loss
 
-    def _pair_batch(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> PairBatch:
-        """Policy and reference log-probs of one concatenated chosen+rejected forward pass."""
-        logps = completion_logps(
-            model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+    def _pair_batch(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        logit_stats: dict[str, torch.Tensor] | None = None,
+    ) -> PairBatch:
+        """Policy and reference log-probs of one concatenated chosen+rejected forward pass.
+
+        ``logit_stats``, when given, receives the policy's ``logit_sums`` and ``num_tokens``
+        per sequence (shape ``(2B,)``, chosen rows first; :func:`completion_logps` with
+        ``return_logit_sums``), from the same forward pass.
+        """
+        ids, mask, completion = (
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            inputs["completion_mask"],
         )
+        if logit_stats is None:
+            logps = completion_logps(model, ids, mask, completion)
+        else:
+            logps, logit_stats["logit_sums"], logit_stats["num_tokens"] = completion_logps(
+                model, ids, mask, completion, return_logit_sums=True
+            )
         chosen_logps, rejected_logps = logps.chunk(2)
         lengths = inputs["completion_mask"].sum(1).to(chosen_logps.dtype)
         chosen_lengths, rejected_lengths = lengths.chunk(2)
@@ -845,7 +912,17 @@ class MixDPOTrainer(Trainer):
         )
 
     @torch.no_grad()
-    def _record_metrics(self, mode: str, batch: PairBatch) -> None:
+    def _record_metrics(
+        self, mode: str, batch: PairBatch, logit_stats: Mapping[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the batch's logged metrics (gathered over ranks) to ``self._metrics[mode]``
+        and return the per-pair rewards ``(chosen, rejected)``, shape ``(B,)``.
+
+        ``logits/chosen`` and ``logits/rejected`` (from ``logit_stats``, see
+        :meth:`_pair_batch`) are token-weighted as in TRL 1.16: the sum over every chosen
+        (rejected) completion token of the batch, on all ranks, of the policy's logits averaged
+        over the vocabulary, divided by the number of those tokens (0 when there are none).
+        """
         scale_batch = PairBatch(**{**batch.__dict__, "strength": self.strength})
         scale = self.loss_fn.reward_scale(scale_batch)
         scale = float(scale) if not isinstance(scale, float) else scale
@@ -859,18 +936,41 @@ class MixDPOTrainer(Trainer):
             "logps/chosen": batch.chosen_logps.detach(),
             "logps/rejected": batch.rejected_logps.detach(),
         }
+        # token totals per pair (summed, not averaged, over pairs): (logit sum, token count)
+        totals: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        if logit_stats is not None:
+            logit_sums = logit_stats["logit_sums"].float().chunk(2)
+            num_tokens = logit_stats["num_tokens"].float().chunk(2)
+            totals["logits/chosen"] = (logit_sums[0], num_tokens[0])
+            totals["logits/rejected"] = (logit_sums[1], num_tokens[1])
         metrics = self._metrics[mode]
         if mode == "train" and self.args.strength_level == "annotator":
             # Annotator batches differ in size across ranks, and all_gather needs equal
             # shapes: gather each rank's sums and pair count instead.
             count = torch.tensor(float(len(chosen)), device=chosen.device)
-            sums = torch.stack([*(v.float().sum() for v in values.values()), count])
+            sums = torch.stack(
+                [
+                    *(v.float().sum() for v in values.values()),
+                    *(t.sum() for pair in totals.values() for t in pair),
+                    count,
+                ]
+            )
             sums = self.accelerator.gather(sums[None]).sum(0)
             for k, key in enumerate(values):
                 metrics[key].append((sums[k] / sums[-1]).item())
-            return
+            for j, key in enumerate(totals):
+                total, tokens = sums[len(values) + 2 * j], sums[len(values) + 2 * j + 1]
+                metrics[key].append((total / tokens).item() if tokens > 0 else 0.0)
+            return chosen, rejected
         for key, value in values.items():
             metrics[key].append(self.accelerator.gather_for_metrics(value).float().mean().item())
+        for key, (total, tokens) in totals.items():
+            # per pair through gather_for_metrics, so that the padding pairs of an uneven last
+            # evaluation batch are dropped before the token totals are formed
+            total = self.accelerator.gather_for_metrics(total).sum()
+            tokens = self.accelerator.gather_for_metrics(tokens).sum()
+            metrics[key].append((total / tokens).item() if tokens > 0 else 0.0)
+        return chosen, rejected
 
     def prediction_step(
         self,
@@ -878,11 +978,24 @@ class MixDPOTrainer(Trainer):
         inputs: dict[str, Any],
         prediction_loss_only: bool,
         ignore_keys: list[str] | None = None,
-    ) -> tuple[torch.Tensor, None, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The batch's loss; unless ``prediction_loss_only``, also ``(predictions, labels)``.
+
+        ``predictions`` has shape ``(B, 6)`` (float32), one row per pair, the columns of
+        :attr:`prediction_columns`; ``labels`` has shape ``(B,)`` (int64), all 1 (the chosen
+        completion is the preferred one). ``evaluate`` asks for them only when the trainer
+        has a ``compute_metrics``; ``predict`` always (``args.prediction_loss_only``). They
+        come from the loss's own forward pass: no second pass, no logits kept.
+        """
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+            if prediction_loss_only:
+                loss = self.compute_loss(model, inputs)
+                return loss.detach(), None, None
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        predictions = outputs["predictions"]
+        labels = torch.ones(predictions.shape[0], dtype=torch.long, device=predictions.device)
+        return loss.detach(), predictions, labels
 
     def train(
         self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any

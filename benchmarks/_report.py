@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def git_output(*args: str) -> str | None:
+    """``git <args>`` in the project (stripped stdout), or None outside a checkout."""
+    try:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def torch_run_provenance(module: str, argv: Sequence[str] | None) -> dict[str, Any]:
+    """What a torch benchmark's saved result records about its run: ``machine`` (CPUs, torch
+    threads, platform, versions, load average at the start), ``commit``, ``uncommitted_files``
+    (the run measures the working tree: the files that differ from the commit) and
+    ``command`` (``python -m <module> <argv>``; ``argv`` None: this process's arguments)."""
+    import torch
+
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_avg_start": os.getloadavg(),
+        },
+        "commit": git_output("rev-parse", "HEAD"),
+        "uncommitted_files": (git_output("status", "--porcelain") or "").splitlines(),
+        "command": f"python -m {module} " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
 
 
 def save_report(stem: str, results: Mapping[str, Any], markdown: str) -> None:

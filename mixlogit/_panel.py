@@ -970,6 +970,8 @@ def _prepare(plumbing: PanelPlumbing, d, group, family, params, num_groups):
         i = _first_bad(~np.isfinite(margins))
         raise ValueError(f"d must be finite; d[{i}] = {margins[i]}")
     natural = {}
+    # the parameters' values per group where known (not traced), for the spread check
+    known_values: dict[str, np.ndarray | None] = {}
     for name, value in zip(family.parameters, values, strict=True):
         if value.ndim > 1 or (value.ndim == 1 and value.shape[0] != num_groups):
             raise ValueError(
@@ -989,9 +991,11 @@ def _prepare(plumbing: PanelPlumbing, d, group, family, params, num_groups):
                 raise ValueError(
                     f"{family.name} parameter {name}{where} must be {word}, got {known[i]}"
                 )
+            known = np.broadcast_to(known, (num_groups,))
+        known_values[name] = known
         ones = plumbing.ops.const(np.ones(num_groups), like=d_)
         natural[name] = value * ones
-    _check_spread(plumbing, family, natural)
+    _check_spread(family, known_values)
     return family, d_, group_, natural, num_groups, restore
 
 
@@ -1000,12 +1004,16 @@ def _prepare(plumbing: PanelPlumbing, d, group, family, params, num_groups):
 MIN_STRENGTH_CV = 0.01
 
 
-def _check_spread(plumbing: PanelPlumbing, family, natural: Mapping[str, Array]) -> None:
-    """Refuse (concrete) parameters whose CV is below :data:`MIN_STRENGTH_CV`: the rule would
-    return a wrong value there, not an error. A point mass has no spread and its own rule."""
+def _check_spread(family, concrete: Mapping[str, np.ndarray | None]) -> None:
+    """Refuse parameters whose CV is below :data:`MIN_STRENGTH_CV`: the rule would return a
+    wrong value there, not an error. A point mass has no spread and its own rule.
+
+    ``concrete`` maps each parameter to its values per group, shape ``(G,)``, as NumPy (those
+    :func:`_prepare` has already read for its positivity check, so no second host transfer),
+    or to ``None`` when traced under ``jax.jit``.
+    """
     if not family.parameters or family.name == "point_mass":
         return
-    concrete = {k: plumbing.concrete(v) for k, v in natural.items()}
     known = {k: v for k, v in concrete.items() if v is not None}
     if len(known) < len(concrete):
         return  # traced (under jit): nothing to check here

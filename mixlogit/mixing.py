@@ -41,6 +41,7 @@ __all__ = [
     "gamma_inverse_cdf",
     "hierarchical_coefficients",
     "hierarchical_moments",
+    "reciprocal_moments_exist",
     "standardise_normal",
     "standardise_uniform",
 ]
@@ -100,6 +101,63 @@ def coefficient_from_standard(
     else:
         raise _unknown(distribution)
     return beta if sign == 1 else -beta
+
+
+def reciprocal_moments_exist(
+    distribution: str | None, first: float, spread: float
+) -> tuple[bool, bool, str]:
+    """Whether ``1 / beta`` has a finite mean and a finite variance when the coefficient
+    ``beta`` follows ``distribution`` with parameters ``(first, spread)``, and why not.
+
+    The rule behind every willingness-to-pay ratio ``-beta_attr / beta_cost`` over a
+    population: ``E|1/X|`` is infinite when the density of ``X`` is positive at 0, and
+    ``E[X^-2]`` is infinite when it is positive or vanishes only linearly there. So a normal,
+    a truncated normal (its density at the truncation point 0 is positive) and a uniform or
+    triangular whose support contains 0 give neither moment (a triangular with an endpoint at
+    exactly 0 gives the mean only); a gamma of shape ``k`` has ``E[X^-1]`` finite iff ``k > 1``
+    and ``E[X^-2]`` iff ``k > 2`` (whatever its scale); a lognormal has every moment (``1/X``
+    is lognormal too). The sign of the coefficient does not matter.
+
+    Args:
+        distribution: one of :data:`~mixlogit.spec.DISTRIBUTIONS`, or None for a fixed
+            coefficient (the constant ``first``).
+        first: the first parameter of the module table (location, centre; for a gamma the
+            log shape, in the classical and in the hierarchical parameterisation alike).
+        spread: the second one (SD, half-width); a spread of 0 makes the coefficient the
+            constant ``first`` (``max(first, 0)`` for a truncated normal). Unused for a
+            gamma, whose scale does not change the answer.
+
+    Returns:
+        ``(has_mean, has_variance, reason)``: ``reason`` says why a moment is missing (for a
+        message: "normal (its density is positive at 0)"), ``""`` when both exist.
+    """
+    first, spread = float(first), float(spread)
+    if distribution == "gamma":
+        shape = float(np.exp(first))
+        reason = f"gamma with shape {shape:.4g}"
+        if shape > 2.0:
+            return True, True, ""
+        return shape > 1.0, False, reason + (" <= 1" if shape <= 1.0 else " <= 2")
+    if distribution is not None and distribution not in DISTRIBUTIONS:
+        raise _unknown(distribution)
+    if distribution == "lognormal":
+        return True, True, ""
+    if distribution is None or spread == 0.0:
+        constant = max(first, 0.0) if distribution == "truncnormal" else first
+        if constant != 0.0:
+            return True, True, ""
+        return False, False, "the constant 0"
+    if distribution in ("normal", "truncnormal"):
+        return False, False, f"{distribution} (its density is positive at 0)"
+    # triangular / uniform on [first - |spread|, first + |spread|]
+    lower, upper = first - abs(spread), first + abs(spread)
+    if lower > 0.0 or upper < 0.0:
+        return True, True, ""
+    support = f"{distribution} on [{lower:.4g}, {upper:.4g}]"
+    if distribution == "triangular" and (lower == 0.0 or upper == 0.0):
+        # the triangular density falls linearly to 0 at its endpoints: E|1/X| is finite
+        return True, False, support + ", which ends at 0"
+    return False, False, support + ", which contains 0"
 
 
 def gamma_inverse_cdf(u: Array, shape: Array) -> Array:

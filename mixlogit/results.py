@@ -31,6 +31,7 @@ from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.estimation.problem import build_problem
 from mixlogit.likelihood import ParameterLayout, x64
+from mixlogit.mixing import reciprocal_moments_exist
 from mixlogit.quadrature import quadrature_rule
 from mixlogit.spec import ModelSpec, as_model_spec
 
@@ -38,7 +39,9 @@ __all__ = ["EstimationResults", "WTPMomentWarning", "interval_labels"]
 
 
 class WTPMomentWarning(UserWarning):
-    """A willingness-to-pay ratio has no finite mean or SD (see :meth:`EstimationResults.wtp`)."""
+    """A willingness-to-pay ratio has no finite mean or SD (see :meth:`EstimationResults.wtp`,
+    :meth:`mixlogit.bayes.BayesianResults.wtp` and :func:`mixlogit.mixing.reciprocal_moments_exist`).
+    """
 
 
 def interval_labels(interval: float) -> tuple[float, float, str, str]:
@@ -484,38 +487,18 @@ class EstimationResults:
 
     def _inverse_cost_moments(self, cost: str) -> tuple[bool, bool, str]:
         """Whether ``1 / beta_cost`` has a finite mean and variance over the population, and
-        the reason when not (``E|1/X|`` is infinite when the density of ``X`` is positive at
-        0; a gamma of shape ``k`` has ``E[X^-1]`` finite for ``k > 1``, ``E[X^-2]`` for
-        ``k > 2``; a lognormal has all moments)."""
+        the reason when not (the rule: :func:`mixlogit.mixing.reciprocal_moments_exist`)."""
         layout = self.layout
         if cost in layout.fixed:
             return True, True, ""
         k = layout.random.index(cost)
-        distribution = layout.mixing[k].distribution
         first = self.params[layout.num_fixed + k]
         if cost in layout.correlated:
             spread = 1.0  # a correlated normal has a positive variance
         else:
             pos = int(np.flatnonzero(layout.independent_index == k)[0])
             spread = self.params[layout.num_fixed + layout.num_random + pos]
-        if distribution == "lognormal" or (distribution != "gamma" and spread == 0.0):
-            return True, True, ""  # a lognormal has every moment; spread 0: a constant
-        if distribution in ("normal", "truncnormal"):
-            return False, False, f"{distribution} (its density is positive at 0)"
-        if distribution in ("triangular", "uniform"):
-            if abs(first) > abs(spread):
-                return True, True, ""
-            return (
-                False,
-                False,
-                (
-                    f"{distribution} on [{first - abs(spread):.4g}, {first + abs(spread):.4g}], "
-                    "which contains 0"
-                ),
-            )
-        shape = float(np.exp(first))  # gamma: first parameter is the log shape
-        reason = f"gamma with shape {shape:.4g}"
-        return shape > 1.0, shape > 2.0, reason + (" <= 1" if shape <= 1.0 else " <= 2")
+        return reciprocal_moments_exist(layout.mixing[k].distribution, first, spread)
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:

@@ -400,6 +400,10 @@ def _panel_training_refit(r: Results) -> Row:
     met = "met" if met_cv and ordered == len(seeds) else "**not met**"
     earlier = r("panel_training_evaluation_refit", "seeds")
     e_refit, e_ordered, e_iterate, e_iterate_ordered = summary(earlier)
+    # pair level has no refit (MixDPOConfig.strength_refit refuses it): the iterate
+    pair = r("panel_training_holdout_pair", "seeds")
+    pair_paper = listed([s["runs"]["pair"]["cv_ratio"] for s in pair])
+    pair_mean_cv = listed([s["runs"]["pair/mean_cv"]["cv_ratio"] for s in pair])
     return (
         f"Annotator-level MixDPO with the end-of-training strength refit (the default; tiny "
         f"model, one pass, default strength LR, {sizes['num_annotators']} annotators x "
@@ -411,11 +415,13 @@ def _panel_training_refit(r: Results) -> Row:
         f"order right in {iterate_ordered} of {len(seeds)}. On the earlier evaluation seeds "
         f"{earlier[0]['seed']}-{earlier[-1]['seed']} (seen before): refit {e_refit}, order "
         f"{e_ordered} of {len(earlier)}; iterate {e_iterate}, order {e_iterate_ordered} of "
-        f"{len(earlier)}",
+        f"{len(earlier)}. Pair level on the same holdout seeds (no refit): paper defaults "
+        f"{pair_paper}, (log mean, log CV) {pair_mean_cv}",
         "`python -m benchmarks.bench_panel_training --structure holdout --runs annotator "
         "annotator+subgroup --jobs 2`; the earlier seeds: `--structure evaluation --runs "
         "annotator annotator+subgroup --out benchmarks/results/"
-        "panel_training_evaluation_refit.json`",
+        "panel_training_evaluation_refit.json`; pair level: `--structure holdout --runs pair "
+        "pair/mean_cv --jobs 2 --out benchmarks/results/panel_training_holdout_pair.json`",
     )
 
 
@@ -549,6 +555,42 @@ def _multistart_swissmetro(r: Results) -> Row:
     )
 
 
+def _hh_smollm2(r: Results) -> Row:
+    runs = r("hh_smollm2", "runs")
+    summary = r("hh_smollm2", "summary")
+    data = r("hh_smollm2", "data")
+
+    def interval(cell: Mapping[str, float], key: str = "mean") -> str:
+        return f"{cell[key]:+.3f} [{cell['ci_low']:+.3f}, {cell['ci_high']:+.3f}]"
+
+    cells = []
+    for name, run in runs.items():
+        text = (
+            f"{name}: margin {interval(summary['reward_margin'][name])}, accuracy "
+            f"{interval(summary['correct'][name])}"
+        )
+        gain = summary.get("gain_over_dpo", {}).get("reward_margin", {}).get(name)
+        if gain:
+            text += f", margin gain over dpo {interval(gain, 'gain')}"
+        if "strength_start" in run:
+            start, learned = run["strength_start"], run["strength_learned"]
+            text += (
+                f", strength variance {start['variance']:.3g} -> {learned['variance']:.3g} "
+                f"(CV {start['cv']:.3g} -> {learned['cv']:.3g})"
+            )
+        cells.append(text)
+    steps = next(iter(runs.values()))["steps"]
+    return (
+        f"DPO vs MixDPO on real human pairs (Anthropic HH-RLHF harmless-base, shipped), "
+        f"SmolLM2-135M, one pass over {data['train_pairs']} pairs ({steps} steps, last 2 "
+        f"blocks trained, same settings for all); {data['eval_pairs']} held-out pairs",
+        "held-out reward margin (nats, reference-subtracted) and preference accuracy, 95 % "
+        f"bootstrap intervals (reference model's accuracy {data['reference_accuracy']:.3f}): "
+        + "; ".join(cells),
+        "`python -m benchmarks.bench_hh_smollm2`",
+    )
+
+
 ROWS: Sequence[Callable[[Results], Row]] = (
     _marginal_accuracy,
     _marginal_timing,
@@ -569,6 +611,7 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _two_stage,
     _panel_smollm2,
     _panel_step_time,
+    _hh_smollm2,
 )
 
 

@@ -22,8 +22,12 @@ from mixlogit.bayes.panel import PanelArrays
 from mixlogit.bayes.postprocess import PostProcessed
 from mixlogit.bayes.priors import BayesPriors
 from mixlogit.draws import sobol_normals
-from mixlogit.mixing import hierarchical_coefficients, hierarchical_moments
-from mixlogit.results import interval_labels
+from mixlogit.mixing import (
+    hierarchical_coefficients,
+    hierarchical_moments,
+    reciprocal_moments_exist,
+)
+from mixlogit.results import WTPMomentWarning, interval_labels
 from mixlogit.spec import ModelSpec
 
 __all__ = ["BayesDiagnosticWarning", "BayesianResults"]
@@ -333,12 +337,37 @@ class BayesianResults:
         Args:
             attribute: coefficient(s) to value (default: all but ``cost``).
             cost: name of the cost coefficient.
-            level: ``"individual"`` (each person's WTP, tidy: ``person, attribute, mean, sd``
-                and the ``interval`` columns) or ``"population"`` (posterior of the mean and
-                median of the WTP distribution across people: ``attribute, statistic,
-                posterior_mean, ...``).
+            level: ``"individual"`` or ``"population"``, see Returns.
             num_draws: draws of new people per posterior draw for ``level="population"``
                 (old name ``num_population_draws``, deprecated).
+            seed: seed of those draws.
+            interval: mass of the central interval columns (``q3%, median, q97%`` by
+                default).
+
+        Returns:
+            ``level="individual"``: one row per person and attribute, columns ``person,
+            attribute, mean, sd`` and the interval columns: the summary of the person's
+            ``C * D`` posterior draws of their ratio. ``level="population"``: two rows per
+            attribute, columns ``attribute, statistic, posterior_mean, posterior_sd`` and the
+            interval columns: the posterior (over the ``C * D`` draws of the population
+            parameters) of the ``"mean"`` and of the ``"median"`` of the ratio across
+            ``num_draws`` new people.
+
+        Moments that do not exist are NaN, with a :class:`~mixlogit.results.WTPMomentWarning`
+        (the rule of :func:`mixlogit.mixing.reciprocal_moments_exist`, applied to the cost's
+        population distribution in every posterior draw): a normal or truncated-normal cost,
+        a uniform or triangular one whose support reaches 0, or a gamma of shape <= 1 gives
+        ``-beta_attribute / beta_cost`` no finite mean across people, so at the population
+        level the ``"mean"`` rows are NaN (all their columns; the ``"median"`` rows exist)
+        when that holds in any posterior draw, and the message gives the share of such
+        draws. A person's posterior density of ``beta_cost`` is their (positive) likelihood
+        times the population density, so near 0 it behaves as the population's: at the
+        individual level the same draws make the ``mean`` and ``sd`` columns NaN, and a gamma
+        of shape <= 2 the ``sd`` column (the median and interval columns stay). A fixed or
+        lognormal cost, and latent classes, have every moment. Independently,
+        :class:`BayesDiagnosticWarning` reports posterior draws with ``beta_cost >= 0``
+        (a fixed cost's posterior under a normal prior is not bounded away from 0 either;
+        that warning is the check there).
 
         The old order ``wtp(cost, attributes=None)`` still works for one release, with a
         ``DeprecationWarning``: a call without ``cost``, or with ``attributes=``.
@@ -358,7 +387,7 @@ class BayesianResults:
         if deprecated:
             raise TypeError(f"wtp: unexpected keyword arguments {sorted(deprecated)}")
         names = list(self.spec.variables)
-        if cost not in names:
+        if not isinstance(cost, str) or cost not in names:
             raise ValueError(f"cost coefficient {cost!r} is not in the model {names}")
         if attribute is None:
             attributes = [a for a in names if a != cost]
@@ -369,15 +398,25 @@ class BayesianResults:
             raise ValueError(f"attributes {bad} are not coefficients of the model {names}")
         kc = names.index(cost)
         ka = [names.index(a) for a in attributes]
+        if level not in ("individual", "population"):
+            raise ValueError(f"level must be 'individual' or 'population', got {level!r}")
+        gaps = self._cost_moment_gaps(cost)
+        no_mean = gaps["mean"][0] > 0
         if level == "individual":
             beta = self._require_person_level()
             self._warn_cost_sign(beta[..., kc])
             ratio = -beta[..., ka] / beta[..., kc : kc + 1]
-            return self._tidy_person(ratio, attributes, "attribute", interval)
-        if level != "population":
-            raise ValueError(f"level must be 'individual' or 'population', got {level!r}")
+            table = self._tidy_person(ratio, attributes, "attribute", interval)
+            if gaps["sd"][0]:  # no mean implies no variance
+                missing = ["mean", "sd"] if no_mean else ["sd"]
+                what = "mean or SD" if no_mean else "SD"
+                self._warn_wtp_moments(attributes, cost, level, *gaps[missing[0]], what)
+                table[missing] = np.nan
+            return table
         draws = self.population_draws(num_draws, seed)  # (N, R, K)
         self._warn_cost_sign(draws[..., kc])
+        if no_mean:
+            self._warn_wtp_moments(attributes, cost, level, *gaps["mean"], "mean")
         ratio = -draws[..., ka] / draws[..., kc : kc + 1]
         rows = []
         for j, a in enumerate(attributes):
@@ -386,6 +425,10 @@ class BayesianResults:
                 ("median", np.median(ratio[..., j], 1)),
             ):
                 summary = _draw_summary(values, interval, prefix="posterior_")
+                if stat == "mean" and no_mean:
+                    # a sample mean of draws without a finite mean estimates nothing: it does
+                    # not settle as num_draws grows
+                    summary = dict.fromkeys(summary, np.nan)
                 rows.append({"attribute": a, "statistic": stat, **summary})
         return pd.DataFrame(rows)
 
@@ -534,6 +577,62 @@ class BayesianResults:
                 "for SVI, enough memory for draws x persons x coefficients)"
             )
         return self.beta_person
+
+    def _cost_moment_gaps(self, cost: str) -> dict[str, tuple[int, str]]:
+        """For ``"mean"`` and ``"sd"``: in how many posterior draws of the population
+        parameters ``1 / beta_cost`` has no finite mean (variance) across people, by the rule
+        of :func:`mixlogit.mixing.reciprocal_moments_exist`, and the reason (that of the
+        first such draw, ``""`` when there is none). A fixed cost coefficient and latent
+        classes (finitely many values) have every moment."""
+        i = self.spec.variables.index(cost)
+        c = self.spec.coefficients[i]
+        gaps = {"mean": (0, ""), "sd": (0, "")}
+        if self.kind == "latent_class" or c.distribution is None:
+            return gaps
+        samples = self._samples
+        if c.distribution == "gamma":
+            g = self.spec.gamma_random.index(cost)
+            first = np.asarray(samples["log_shape"])[..., g].ravel()
+            spread = np.zeros_like(first)  # the scale does not matter
+        else:
+            r, q = self.spec.random_index.index(i), self.spec.z_random.index(cost)
+            first = np.asarray(samples["mu"])[..., r].ravel()
+            spread = np.asarray(samples["sigma"])[..., q].ravel()
+        verdicts = [
+            reciprocal_moments_exist(c.distribution, a, b)
+            for a, b in zip(first, spread, strict=True)
+        ]
+        for key, position in (("mean", 0), ("sd", 1)):
+            reasons = [v[2] for v in verdicts if not v[position]]
+            if reasons:
+                unique = len(set(reasons)) == 1
+                gaps[key] = (
+                    len(reasons),
+                    reasons[0] + ("" if unique else " (the first such draw)"),
+                )
+        return gaps
+
+    def _warn_wtp_moments(
+        self, attributes: Sequence[str], cost: str, level: str, count: int, reason: str, what: str
+    ) -> None:
+        """:class:`WTPMomentWarning` from :meth:`wtp`: ``what`` (e.g. "mean or SD") is missing
+        in ``count`` posterior draws because the cost's population distribution is ``reason``."""
+        first = next(iter(self._samples.values()))
+        total = int(first.shape[0] * first.shape[1])
+        if level == "population":
+            where, nan = "across people", "the 'mean' rows are NaN"
+        else:
+            columns = "'mean' and 'sd'" if what != "SD" else "'sd'"
+            where, nan = "in a person's posterior", f"the {columns} columns are NaN"
+        warnings.warn(
+            f"wtp({list(attributes)}, {cost!r}, level={level!r}): in {count} of {total} "
+            f"posterior draws ({_format_share(count, total)}) the population distribution of "
+            f"the cost coefficient is {reason}, so the ratio has no finite {what} {where}; "
+            f"{nan}. Use the median and quantiles, or a lognormal (sign-constrained) cost "
+            "coefficient",
+            WTPMomentWarning,
+            stacklevel=3,
+        )
 
     @staticmethod
     def _warn_cost_sign(cost_draws: np.ndarray) -> None:

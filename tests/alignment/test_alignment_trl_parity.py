@@ -154,3 +154,33 @@ def test_trl_loss_names_match_trl(tmp_path, hetero_train, word_tokenizer, name):
         for key in ("rewards/chosen", "rewards/margins"):
             ours_value = ours._metrics["train"][key][-1]
             assert ours_value == pytest.approx(trl_trainer._metrics["train"][key][-1], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_logits_metrics_match_trl(tmp_path, hetero_train, word_tokenizer, mode):
+    """``logits/chosen``, ``logits/rejected`` (and ``logps/*``) equal TRL's on the same batch,
+    in training and in evaluation (MixDPO loss: the metrics do not depend on the loss)."""
+    from alignment import tiny_causal_lm
+
+    data = _pairs(hetero_train.shuffle(seed=29), 7)
+    base = tiny_causal_lm(len(word_tokenizer), hidden_size=48, seed=9)
+    with torch.no_grad():  # vocabulary-mean logits of order 1, not the init's ~1e-3
+        base.lm_head.weight.add_(0.05)
+    reference = tiny_causal_lm(len(word_tokenizer), hidden_size=48, seed=10)
+    common = dict(report_to="none", per_device_train_batch_size=7, disable_tqdm=True)
+    trl_trainer, ours = _trainers(
+        tmp_path, base, reference, data, word_tokenizer, common, {"loss_type": "mixdpo", **common}
+    )
+    batch = ours.data_collator([ours.train_dataset[i] for i in range(len(data))])
+    trl_batch = trl_trainer.data_collator([trl_trainer.train_dataset[i] for i in range(len(data))])
+    assert torch.equal(trl_batch["input_ids"], batch["input_ids"])
+    assert torch.equal(trl_batch["completion_mask"], batch["completion_mask"])
+    for trainer, inputs in ((trl_trainer, trl_batch), (ours, batch)):
+        trainer.model.train(mode == "train")
+        with torch.no_grad():
+            trainer.compute_loss(trainer.model, inputs)
+    theirs, metrics = trl_trainer._metrics[mode], ours._metrics[mode]
+    for key in ("logits/chosen", "logits/rejected", "logps/chosen", "logps/rejected"):
+        assert len(metrics[key]) == 1, key
+        assert metrics[key][0] == pytest.approx(theirs[key][-1], rel=1e-5, abs=1e-8), key
+    assert metrics["logits/chosen"][0] != pytest.approx(metrics["logits/rejected"][0], abs=1e-6)

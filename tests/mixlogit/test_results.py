@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from mixlogit import MixedLogit, simulate_choices
+from mixlogit.mixing import reciprocal_moments_exist
 from mixlogit.results import WTPMomentWarning
 
 TRUTH = {"x2": 0.5, "price": -1.0, "x1": 0.0, "sd.price": 0.6, "sd.x1": 0.5}
@@ -129,6 +130,49 @@ def test_inverse_cost_moments_by_distribution(fit, distribution, first, spread, 
     names = list(model.spec.parameter_names)
     fake = dataclasses.replace(fit, model=model, names=names, params=np.array([first, spread]))
     assert fake._inverse_cost_moments("price")[:2] == expected
+
+
+@pytest.mark.parametrize(
+    ("distribution", "first", "spread", "expected", "reason"),
+    [
+        ("normal", -1.0, 0.3, (False, False), "normal (its density is positive at 0)"),
+        ("normal", -1.0, 0.0, (True, True), ""),  # a constant -1
+        ("normal", 0.0, 0.0, (False, False), "the constant 0"),
+        ("truncnormal", 2.0, 0.1, (False, False), "truncnormal (its density is positive at 0)"),
+        ("lognormal", -3.0, 2.0, (True, True), ""),
+        ("uniform", -2.0, 1.5, (True, True), ""),  # on [-3.5, -0.5]
+        ("uniform", -2.0, -2.5, (False, False), "uniform on [-4.5, 0.5], which contains 0"),
+        ("uniform", 1.0, 1.0, (False, False), "uniform on [0, 2], which contains 0"),
+        ("triangular", 0.5, 1.0, (False, False), "triangular on [-0.5, 1.5], which contains 0"),
+        # the triangular density falls linearly to 0 at an endpoint: E|1/X| is finite there
+        ("triangular", 1.0, 1.0, (True, False), "triangular on [0, 2], which ends at 0"),
+        ("gamma", np.log(0.5), 3.0, (False, False), "gamma with shape 0.5 <= 1"),
+        ("gamma", 0.0, 0.0, (False, False), "gamma with shape 1 <= 1"),
+        ("gamma", np.log(1.7), -2.0, (True, False), "gamma with shape 1.7 <= 2"),
+        ("gamma", np.log(2.5), 0.0, (True, True), ""),
+        (None, -0.4, 0.0, (True, True), ""),  # a fixed coefficient
+    ],
+)
+def test_reciprocal_moments_rule(distribution, first, spread, expected, reason):
+    assert reciprocal_moments_exist(distribution, first, spread) == (*expected, reason)
+
+
+def test_reciprocal_moments_rule_matches_simulated_sample_means():
+    # the rule against simulation (seed 71): with moments, the sample mean of 1/X over 10^6
+    # draws matches its closed form; without, the sample means of successive blocks disagree
+    rng = np.random.default_rng(71)
+    lognormal = np.exp(rng.normal(0.3, 0.5, 1_000_000))
+    assert reciprocal_moments_exist("lognormal", 0.3, 0.5)[0]
+    assert np.mean(1 / lognormal) == pytest.approx(np.exp(-0.3 + 0.5**2 / 2), rel=2e-3)
+    gamma = rng.gamma(3.0, 1.0, 1_000_000)
+    assert reciprocal_moments_exist("gamma", np.log(3.0), 0.0)[:2] == (True, True)
+    assert np.mean(1 / gamma) == pytest.approx(1 / 2, rel=5e-3)  # E[1/X] = 1 / (k - 1)
+    assert not reciprocal_moments_exist("normal", -1.0, 0.5)[0]
+    block_means = (1 / rng.normal(-1.0, 0.5, (20, 50_000))).mean(1)
+    # (a 1/X with a finite SD of order 1 would give block means within about 0.05)
+    assert block_means.max() - block_means.min() > 1.0
+    with pytest.raises(ValueError, match="unknown mixing distribution 'beta'"):
+        reciprocal_moments_exist("beta", 0.0, 1.0)
 
 
 def test_convergence_line_does_not_contradict_the_termination_message(fit):
