@@ -571,7 +571,11 @@ def _hh_smollm2(r: Results) -> Row:
         )
         gain = summary.get("gain_over_dpo", {}).get("reward_margin", {}).get(name)
         if gain:
-            text += f", margin gain over dpo {interval(gain, 'gain')}"
+            accuracy_gain = summary["gain_over_dpo"]["correct"][name]
+            text += (
+                f", paired gain over dpo: margin {interval(gain, 'gain')}, accuracy "
+                f"{interval(accuracy_gain, 'gain')}"
+            )
         if "strength_start" in run:
             start, learned = run["strength_start"], run["strength_learned"]
             text += (
@@ -585,9 +589,14 @@ def _hh_smollm2(r: Results) -> Row:
         f"SmolLM2-135M, one pass over {data['train_pairs']} pairs ({steps} steps, last 2 "
         f"blocks trained, same settings for all); {data['eval_pairs']} held-out pairs",
         "held-out reward margin (nats, reference-subtracted) and preference accuracy, 95 % "
-        f"bootstrap intervals (reference model's accuracy {data['reference_accuracy']:.3f}): "
-        + "; ".join(cells),
-        "`python -m benchmarks.bench_hh_smollm2`",
+        f"bootstrap intervals (the reference model's raw-margin accuracy "
+        f"{data['reference_accuracy']:.3f}): " + "; ".join(cells),
+        "`python -m benchmarks.bench_hh_smollm2`"
+        + (
+            ""
+            if r("hh_smollm2", "complete")
+            else f" (the saved run stopped after {len(runs)} runs)"
+        ),
     )
 
 
