@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_LENGTH",
     "PREFERENCE_COLUMNS",
     "PreferenceCollator",
+    "distinct_pairs",
     "extract_implicit_prompt",
     "tokenize_preference_dataset",
     "tokenize_preference_example",
@@ -356,6 +357,45 @@ def _tokenize_iterable(
     # columns: resolve them from the first row (private datasets API, hence the fallback).
     resolve = getattr(dataset, "_resolve_features", None)
     return resolve() if callable(resolve) else dataset
+
+
+def distinct_pairs(dataset: Any) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """The distinct pairs of a tokenised dataset, whichever way round each row has them.
+
+    Panel data repeat a pair once per annotator who labelled it, half of them with chosen and
+    rejected swapped; a pair's implicit-reward margin is a function of its token ids alone and
+    changes sign with the orientation, so it needs computing once per distinct
+    ``{prompt, {chosen, rejected}}``.
+
+    Args:
+        dataset: rows with ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` (``N`` rows).
+
+    Returns:
+        ``(rows, inverse, sign)``: ``rows`` the index of each distinct pair's first row (``U``
+        indices, ascending); ``inverse`` ``(N,)`` long, row ``i``'s position in ``rows``;
+        ``sign`` ``(N,)`` float32, +1 where row ``i`` has the orientation of ``rows[inverse[i]]``
+        and -1 where it is swapped. A margin ``m`` computed on ``rows`` gives every row's as
+        ``sign * m[inverse]``.
+    """
+    prompts, chosen, rejected = (dataset[c] for c in TOKENIZED_COLUMNS)
+    first: dict[tuple[tuple[int, ...], ...], int] = {}
+    rows: list[int] = []
+    inverse, sign = [], []
+    for i, (p, c, r) in enumerate(zip(prompts, chosen, rejected, strict=True)):
+        key = (tuple(p), tuple(c), tuple(r))
+        swapped = (key[0], key[2], key[1])
+        if key in first:
+            inverse.append(first[key])
+            sign.append(1.0)
+        elif swapped in first:
+            inverse.append(first[swapped])
+            sign.append(-1.0)
+        else:
+            first[key] = len(rows)
+            rows.append(i)
+            inverse.append(first[key])
+            sign.append(1.0)
+    return rows, torch.tensor(inverse, dtype=torch.long), torch.tensor(sign)
 
 
 def _pad(rows: list[list[int]], value: int, length: int) -> torch.Tensor:

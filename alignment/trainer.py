@@ -37,6 +37,8 @@ from alignment.data import (
     REFERENCE_COLUMNS,
     TOKENIZED_COLUMNS,
     PreferenceCollator,
+    _column_tensor,
+    distinct_pairs,
     tokenize_preference_dataset,
 )
 from alignment.logprobs import completion_logps, find_causal_lm
@@ -1044,6 +1046,26 @@ class MixDPOTrainer(Trainer):
             self.refit_strength()
         return output
 
+    def _refit_margins(self, dataset: Any, columns: list[str]) -> dict[str, torch.Tensor]:
+        """The policy's margins on every row of ``dataset`` (no gradients), with ``columns``,
+        gathered over the ranks in dataset order, on the host."""
+        loader = self.get_eval_dataloader(dataset)
+        model = self.model_wrapped
+        was_training = model.training
+        model.eval()
+        gathered: dict[str, list[torch.Tensor]] = {"margin": [], **{c: [] for c in columns}}
+        try:
+            with torch.no_grad():
+                for inputs in loader:
+                    inputs = self._prepare_inputs(inputs)
+                    batch = self._pair_batch(model, inputs)
+                    values = {"margin": batch.margin.float(), **{c: inputs[c] for c in columns}}
+                    for key, value in self.accelerator.gather_for_metrics(values).items():
+                        gathered[key].append(value.cpu())
+        finally:
+            model.train(was_training)
+        return {k: torch.cat(v) for k, v in gathered.items()}
+
     def refit_strength(self, dataset: Any = None) -> dict[str, float]:
         """Refit the strength to the current policy: its MAP over every pair of ``dataset``.
 
@@ -1083,25 +1105,18 @@ class MixDPOTrainer(Trainer):
             dataset = self.train_dataset
         else:
             dataset = self._prepare_eval(dataset, "refit_strength dataset")
-        loader = self.get_eval_dataloader(dataset)
-        model = self.model_wrapped
-        was_training = model.training
-        model.eval()
         columns = [
             c for c in (GROUP_COLUMN, LEVELS_COLUMN, FEATURES_COLUMN) if c in self._extra_columns
         ]
-        gathered: dict[str, list[torch.Tensor]] = {"margin": [], **{c: [] for c in columns}}
-        try:
-            with torch.no_grad():
-                for inputs in loader:
-                    inputs = self._prepare_inputs(inputs)
-                    batch = self._pair_batch(model, inputs)
-                    values = {"margin": batch.margin.float(), **{c: inputs[c] for c in columns}}
-                    for key, value in self.accelerator.gather_for_metrics(values).items():
-                        gathered[key].append(value.cpu())
-        finally:
-            model.train(was_training)
-        data = {k: torch.cat(v) for k, v in gathered.items()}
+        if hasattr(dataset, "select"):
+            # Score each distinct pair once (a panel repeats it per annotator, either way
+            # round) and broadcast: the margin depends on the token ids only.
+            rows, inverse, sign = distinct_pairs(dataset)
+            scored = self._refit_margins(dataset.select(rows), [])["margin"]
+            data = {"margin": sign * scored[inverse]}
+            data.update({c: _column_tensor(c, dataset[c]) for c in columns})
+        else:  # an IterableDataset cannot be indexed: score it as it streams
+            data = self._refit_margins(dataset, columns)
         margin = data["margin"]
         if self.args.strength_level == "annotator":
             group = data[GROUP_COLUMN]

@@ -91,19 +91,18 @@ class _StepTimer:
 def _comparison_args(max_steps: int, **extra) -> dict:
     """Training arguments shared by our trainer and TRL's in every comparison (one place, so
     the two always run with the same settings)."""
+    from alignment.config import QUIET_RUN
+
     return dict(
+        **QUIET_RUN,
         per_device_train_batch_size=BATCH_PAIRS,
         max_steps=max_steps,
         learning_rate=1e-6,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
         bf16=False,
         gradient_checkpointing=False,
         max_length=MAX_LENGTH,
         beta=0.1,
         seed=0,
-        dataloader_pin_memory=False,
         **extra,
     )
 

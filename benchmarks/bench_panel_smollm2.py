@@ -57,7 +57,8 @@ and passed to every run as the ``ref_chosen_logps`` / ``ref_rejected_logps`` col
 training step then runs only the policy.
 
 Run: ``python -m benchmarks.bench_panel_smollm2 --annotators 24 --skip-ratio`` (the saved
-comparison); without ``--skip-ratio`` it also measures the step-time ratio; ``--runs`` for fewer
+comparison); without ``--skip-ratio`` it also measures the step-time ratio (``--skip-comparison``:
+only the ratio, as in the saved ``panel_smollm2_ratio.json``); ``--runs`` for fewer
 configurations, ``--out A.json`` and ``--table-from A.json B.json`` to merge runs made in parallel
 processes. ``--quick`` is a smoke test (3 annotators, 2 rounds, 4 pairs per ratio batch, max
 length 64; writes ``panel_smollm2-quick.json``). A table is printed at the end.
@@ -141,12 +142,11 @@ def _subset(train, annotators: list[str]):
 def _base_args(
     output_dir: str, max_length: int, *, max_prompt_length: int | None, **extra
 ) -> dict[str, Any]:
+    from alignment.config import QUIET_RUN
+
     return dict(
+        **QUIET_RUN,
         output_dir=output_dir,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
         max_length=max_length,
         max_prompt_length=max_prompt_length,
         seed=0,
@@ -416,7 +416,7 @@ def run_ratio(options: argparse.Namespace) -> dict[str, Any]:
     from alignment import MixDPOConfig, MixDPOTrainer
     from alignment.datasets.shipped import load_default_preferences
     from alignment.losses import PairBatch, get_loss
-    from alignment.losses.panel import GROUP_COLUMN
+    from alignment.losses.panel import GROUP_COLUMN, ROW_COLUMN
     from alignment.policy_models import load_model, load_tokenizer
     from mixlogit.torch import FixedStrength, GammaStrength
 
@@ -480,8 +480,8 @@ def run_ratio(options: argparse.Namespace) -> dict[str, Any]:
                 )
                 + f"; DPO step {out[setting]['median_step_s']['dpo']:.2f} s"
             )
-        group = batch[GROUP_COLUMN]
-        extras = {GROUP_COLUMN: group}
+        # the batch's own columns: the annotator ids and, with the panel memory, its row ids
+        extras = {k: batch[k] for k in (GROUP_COLUMN, ROW_COLUMN) if k in batch}
         zero = torch.zeros(pairs)
         margin = torch.randn(pairs) * 5
 
@@ -531,7 +531,10 @@ def table(report: dict[str, Any]) -> str:
         lines += _ratio_lines(ratio)
     comparison = report.get("comparison")
     if comparison is None:
-        return "\n".join([*lines, "", "(no comparison run finished)"])
+        finished = (
+            "(comparison not run)" if report.get("complete") else "(no comparison run finished)"
+        )
+        return "\n".join([*lines, "", finished])
     truth = comparison["truth"]
     lines.append("")
     lines.append(
@@ -620,6 +623,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-every", type=int, default=15, help="progress every this many steps")
     parser.add_argument("--skip-ratio", action="store_true", help="skip the step-time ratio")
     parser.add_argument(
+        "--skip-comparison", action="store_true", help="measure only the step-time ratio"
+    )
+    parser.add_argument(
         "--runs", nargs="+", choices=list(RUNS), default=None, help="only these configurations"
     )
     parser.add_argument("--quick", action="store_true", help="smoke test (see the docstring)")
@@ -634,6 +640,8 @@ def main(argv: list[str] | None = None) -> None:
         "(default: the first file); trains nothing",
     )
     options = parser.parse_args(argv)
+    if options.skip_ratio and options.skip_comparison:
+        parser.error("--skip-ratio and --skip-comparison together leave nothing to run")
     if options.table_from is not None:
         merged = merge_reports([json.loads(path.read_text()) for path in options.table_from])
         target = options.out or options.table_from[0]
@@ -690,7 +698,8 @@ def main(argv: list[str] | None = None) -> None:
     if not options.skip_ratio:
         report["ratio"] = run_ratio(options)
         save()
-    report["comparison"] = run_comparison(options, save)
+    if not options.skip_comparison:
+        report["comparison"] = run_comparison(options, save)
     report["complete"] = True
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -509,7 +509,8 @@ def _panel_step_time(r: Results) -> Row:
         f"{ratio['batch_annotators']} annotator, {ratio['rounds']} interleaved rounds (load "
         f"average {load:.1f} at start)",
         "; ".join(cells),
-        "`python -m benchmarks.bench_panel_smollm2 --annotators 3 --runs annotator`",
+        "`python -m benchmarks.bench_panel_smollm2 --annotators 3 --skip-comparison "
+        "--ratio-rounds 16 --out benchmarks/results/panel_smollm2_ratio.json`",
     )
 
 

@@ -277,3 +277,20 @@ def test_type_columns_survive_tokenisation_and_collation(word_tokenizer):
     assert batch["type_reward_gaps"].dtype == torch.float32
     assert np.allclose(batch["type_reward_gaps"].numpy(), data["type_reward_gaps"], atol=1e-6)
     assert np.allclose(batch["reward_variance"].numpy(), data["reward_variance"], rtol=1e-6)
+
+
+def test_distinct_pairs_finds_each_pair_once_in_either_orientation():
+    from alignment.data import distinct_pairs
+
+    rows = {
+        "prompt_ids": [[1], [1], [2], [1], [2], [1]],
+        "chosen_ids": [[5], [6], [5], [5], [5], [5, 6]],
+        "rejected_ids": [[6], [5], [6], [6], [6], [6]],
+    }
+    first, inverse, sign = distinct_pairs(rows)
+    # (1: 5 vs 6) three times, once swapped; (2: 5 vs 6) twice; a longer completion is new
+    assert first == [0, 2, 5]
+    assert inverse.tolist() == [0, 0, 1, 0, 1, 2]
+    assert sign.tolist() == [1, -1, 1, 1, 1, 1]
+    margin = torch.tensor([0.5, -2.0, 3.0])
+    assert (sign * margin[inverse]).tolist() == [0.5, -0.5, -2.0, 0.5, -2.0, 3.0]

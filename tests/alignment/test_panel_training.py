@@ -334,8 +334,22 @@ def test_the_refit_is_the_strengths_map_at_the_final_policy(
         torch.testing.assert_close(
             value.detach(), dict(again.strength.named_parameters())[name].float(), atol=2e-4, rtol=0
         )
-    # refitting at the optimum changes nothing, and save_model writes the refit strength
+    # refitting at the optimum changes nothing, and save_model writes the refit strength; the
+    # refit scores each distinct pair once, however many annotators labelled it either way round
+    scored = []
+    pair_batch = refit._pair_batch
+
+    def counting_pair_batch(model, inputs):
+        batch = pair_batch(model, inputs)
+        scored.append(batch.margin.shape[0])
+        return batch
+
+    refit._pair_batch = counting_pair_batch
     assert refit.refit_strength()["strength_refit/objective_gain"] == pytest.approx(0, abs=1e-6)
+    raw = small_panels["train"]
+    labels = zip(raw["prompt"], raw["chosen"], raw["rejected"], strict=True)
+    distinct = {(p, frozenset((c, r))) for p, c, r in labels}
+    assert sum(scored) == len(distinct) < len(raw)
     refit.save_model(str(tmp_path / "final"))
     state = torch.load(tmp_path / "final" / "strength.pt", weights_only=True)
     for name, value in refit.strength.state_dict().items():
