@@ -39,6 +39,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "LocalMaximumWarning": "mixlogit.estimation.diagnostics",
     "SimulationNoiseWarning": "mixlogit.estimation.diagnostics",
     "EstimationResults": "mixlogit.results",
+    "Elasticities": "mixlogit.elasticities",
     "WTPMomentWarning": "mixlogit.results",
     "simulate_choices": "mixlogit.simulate",
     "make_draws": "mixlogit.draws",

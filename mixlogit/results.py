@@ -29,6 +29,7 @@ from scipy import stats
 
 from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
+from mixlogit.elasticities import elasticities
 from mixlogit.estimation.problem import build_problem
 from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.mixing import reciprocal_moments_exist
@@ -359,6 +360,21 @@ class EstimationResults:
             index=pd.Index(source.situation_ids, name="situation"),
             columns=pd.Index(source.alternatives, name="alternative"),
         )
+
+    def elasticities(self, variable: str, **kwargs: Any):
+        """Aggregate and point elasticities (``kind="elasticity"``, the default) or marginal
+        effects of the choice probabilities with respect to the data column ``variable``,
+        direct and cross, with delta-method standard errors (robust covariance by default).
+
+        See :func:`mixlogit.elasticities.elasticities` for the definitions and options
+        (``data``, ``kind``, ``changed``, ``covariance``, ``num_draws``).
+
+        Returns:
+            :class:`~mixlogit.elasticities.Elasticities`: ``aggregate`` and ``std_errors``
+            ``(I, J)`` (changed alternative x responding alternative), ``point`` ``(S, I, J)``,
+            ``table()``.
+        """
+        return elasticities(self, variable, **kwargs)
 
     def market_shares(self, data: ChoiceData | None = None, **kwargs: Any) -> pd.Series:
         """Weighted average predicted probability of each alternative."""
