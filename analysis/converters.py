@@ -37,6 +37,7 @@ __all__ = [
     "read_training_log",
     "strength_distribution",
     "strength_family",
+    "subgroup_strengths",
     "training_runs_to_inference_data",
 ]
 
@@ -243,6 +244,42 @@ def _final_prefix(log: pd.DataFrame) -> str:
     if key in log and np.isfinite(log[key].iloc[-1]):
         return REFIT_LOG_PREFIX
     return LOG_PREFIX
+
+
+def subgroup_strengths(log: LogSource) -> pd.DataFrame:
+    """The learned strength of each covariate level of a run (annotator-level or covariate
+    MixDPO logs ``strength/<level>/mean`` and ``/cv``; the refit ``strength_refit/...``).
+
+    Args:
+        log: anything :func:`read_training_log` reads.
+
+    Returns:
+        One row per level, most decisive (largest mean) first: ``level``, ``mean`` (strength
+        units, as ``beta``), ``cv``, ``source`` (``"refit"`` for the end-of-training refit,
+        else ``"training"``: the last logged iterate) and ``step``. Empty for a run without
+        covariate levels.
+    """
+    frame = log if isinstance(log, pd.DataFrame) else read_training_log(log)
+    prefix = _final_prefix(frame)
+    last = frame.iloc[-1]
+    rows = []
+    for column in frame.columns:
+        level = column.removeprefix(prefix).removesuffix("/mean")
+        if not column.startswith(prefix) or not column.endswith("/mean") or not level:
+            continue
+        if "/" in level or prefix + level + "/cv" not in frame:
+            continue
+        rows.append(
+            {
+                "level": level,
+                "mean": float(last[column]),
+                "cv": float(last[prefix + level + "/cv"]),
+                "source": "refit" if prefix == REFIT_LOG_PREFIX else "training",
+                "step": int(last["step"]),
+            }
+        )
+    table = pd.DataFrame(rows, columns=["level", "mean", "cv", "source", "step"])
+    return table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def strength_family(log: pd.DataFrame) -> str:

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from analysis.converters import (
     LogSource,
     TrainingRun,
+    subgroup_strengths,
     training_runs_to_inference_data,
 )
 from analysis.margins import subgroup_gains, subgroup_margins
@@ -139,6 +140,38 @@ def _runs_section(runs: list[TrainingRun]) -> list[str]:
         " a CV that collapses means they agree.</p>"
     )
     parts.append(_figure_html(plot_strength_densities(idata), "densities"))
+    parts += _subgroup_strength_parts(runs)
+    return parts
+
+
+def _subgroup_strength_parts(runs: list[TrainingRun]) -> list[str]:
+    """Per-level learned strengths of the runs that have them (annotator level / covariates)."""
+    parts: list[str] = []
+    for run in runs:
+        table = subgroup_strengths(run.log)
+        if table.empty:
+            continue
+        source = table["source"].iloc[0]
+        top, bottom = table.iloc[0], table.iloc[-1]
+        parts.append(f"<h3>Subgroup strengths learned by {html.escape(str(run.name))}</h3>")
+        parts.append(
+            f'<p class="key">Most decisive: <b>{html.escape(str(top["level"]))}</b> (mean '
+            f"{top['mean']:.4g}, CV {top['cv']:.3g}); least: "
+            f"<b>{html.escape(str(bottom['level']))}</b> (mean {bottom['mean']:.4g}, CV "
+            f"{bottom['cv']:.3g}); ratio {top['mean'] / bottom['mean']:.3g}.</p>"
+        )
+        what = (
+            "the end-of-training refit (the strength's MAP at the final policy's margins)"
+            if source == "refit"
+            else "the last logged training iterate"
+        )
+        parts.append(
+            f'<p class="note">Point estimates from {what}, step {table["step"].iloc[0]}; they '
+            "carry no interval. For intervals, fit the two-stage panel model on held-out "
+            "reward gaps (<code>analysis.fit_panel_strengths</code>, the section "
+            "&ldquo;Which subgroups are decisive&rdquo;).</p>"
+        )
+        parts.append(_table_html(table.drop(columns=["step"]), digits=4))
     return parts
 
 

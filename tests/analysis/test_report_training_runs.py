@@ -8,7 +8,7 @@ import pytest
 
 import analysis
 from alignment.cli import main
-from analysis.converters import read_training_log
+from analysis.converters import read_training_log, subgroup_strengths
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,62 @@ def test_records_of_one_step_that_disagree_on_a_value_still_raise():
     ]
     with pytest.raises(ValueError, match=r"step 1 is logged more than once .*'loss'"):
         read_training_log(records)
+
+
+@pytest.fixture(scope="module")
+def annotator_run_dir(tmp_path_factory, write_tiny_run):
+    """Two steps of annotator-level MixDPO with the subgroup as a strength covariate, on the
+    shipped annotator panels, ending with the strength refit (the default)."""
+    root = tmp_path_factory.mktemp("annotator")
+    directory = root / "run"
+    config = write_tiny_run(
+        root / "run.yaml",
+        directory,
+        data={"kind": "panel_heterogeneous", "max_train_pairs": 32},
+        training={
+            "logging_steps": 1,
+            "strength_family": "gamma",
+            "strength_level": "annotator",
+            "strength_covariates": ["subgroup"],
+        },
+    )
+    assert main(["train", "--config", str(config)]) == 0
+    return directory
+
+
+def test_report_of_an_annotator_level_cli_run_ranks_its_subgroups(annotator_run_dir, tmp_path):
+    final = [
+        json.loads(line) for line in (annotator_run_dir / "logs.jsonl").read_text().splitlines()
+    ][-1]
+    levels = {"decisive", "moderate", "uncertain"}
+    means = {level: final[f"strength_refit/{level}/mean"] for level in levels}
+    table = subgroup_strengths(annotator_run_dir)
+    assert set(table["level"]) == levels and set(table["source"]) == {"refit"}
+    assert table["mean"].tolist() == sorted(means.values(), reverse=True)
+    top = max(means, key=means.__getitem__)
+    bottom = min(means, key=means.__getitem__)
+    text = analysis.report(tmp_path / "report.html", run_dirs=[annotator_run_dir]).read_text()
+    assert f"Most decisive: <b>{top}</b> (mean {means[top]:.4g}" in text
+    assert f"least: <b>{bottom}</b> (mean {means[bottom]:.4g}" in text
+    assert "end-of-training refit" in text
+
+
+def test_subgroup_strengths_read_the_iterate_without_a_refit_and_nothing_at_pair_level(run_dir):
+    records = [
+        {
+            "step": 1,
+            "strength/mean": 0.1,
+            "strength/variance": 0.01,
+            "strength/shape": 1.0,
+            "strength/rate": 10.0,
+            "strength/a/mean": 0.3,
+            "strength/a/cv": 0.5,
+            "strength/b/mean": 0.7,
+            "strength/b/cv": 0.2,
+        },
+    ]
+    table = subgroup_strengths(records)
+    assert table["level"].tolist() == ["b", "a"]
+    assert table["source"].tolist() == ["training", "training"]
+    assert table["cv"].tolist() == [0.2, 0.5]
+    assert subgroup_strengths(run_dir).empty  # a pair-level run has no levels
