@@ -116,6 +116,20 @@ class ChoiceData:
         self._validate_and_index(frame)
 
     # ------------------------------------------------------------------ construction helpers
+    def with_frame(self, data: pd.DataFrame) -> ChoiceData:
+        """The same column roles (choice, alternative, situation, panel, availability,
+        weights) on another long-format frame: a scenario with changed attributes, or new
+        situations; validated as the constructor validates."""
+        return ChoiceData(
+            data,
+            choice=self.choice_column,
+            alternative=self.alternative_column,
+            situation=self.situation_column,
+            panel=self.panel_column,
+            availability=self.availability_column,
+            weights=self.weights_column,
+        )
+
     @classmethod
     def from_wide(
         cls,

@@ -54,13 +54,7 @@ def _with_column_scaled(data: ChoiceData, column: str, alternatives, factor: flo
     frame = data.frame.copy()
     rows = frame[data.alternative_column].isin(alternatives)
     frame.loc[rows, column] = frame.loc[rows, column] * factor
-    return ChoiceData(
-        frame,
-        choice=data.choice_column,
-        alternative=data.alternative_column,
-        situation=data.situation_column,
-        panel=data.panel_column,
-    )
+    return data.with_frame(frame)
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +78,7 @@ def mixed():
         zip(people, np.random.default_rng(5).lognormal(0.0, 0.5, len(people)), strict=True)
     )
     frame["income"] = frame[drawn.panel_column].map(income)
-    data = ChoiceData(
-        frame,
-        choice=drawn.choice_column,
-        alternative=drawn.alternative_column,
-        situation=drawn.situation_column,
-        panel=drawn.panel_column,
-    )
+    data = drawn.with_frame(frame)
     model = MixedLogit(fixed=["x1", "income@1", "income@2"], random={"price": "normal"})
     return model.fit(data, num_draws=64), data
 
@@ -130,13 +118,7 @@ def test_point_marginal_effects_match_finite_differences_per_situation(mixed):
     def shifted(sign):
         moved = frame.copy()
         moved["price"] = moved["price"] + sign * step
-        return ChoiceData(
-            moved,
-            choice=data.choice_column,
-            alternative=data.alternative_column,
-            situation=data.situation_column,
-            panel=data.panel_column,
-        )
+        return data.with_frame(moved)
 
     finite = (fit.predict(shifted(1)).to_numpy() - fit.predict(shifted(-1)).to_numpy()) / (2 * h)
     np.testing.assert_allclose(result.point[:, 0, :], finite, rtol=1e-6, atol=1e-9)

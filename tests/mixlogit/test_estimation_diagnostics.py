@@ -111,13 +111,7 @@ def test_strength_mle_separation_is_reported(lib):
 def _rescaled(data: ChoiceData, column: str, factor: float) -> ChoiceData:
     frame = data.frame.copy()
     frame[column] = frame[column] * factor
-    return ChoiceData(
-        frame,
-        choice=data.choice_column,
-        alternative=data.alternative_column,
-        situation=data.situation_column,
-        panel=data.panel_column,
-    )
+    return data.with_frame(frame)
 
 
 @pytest.mark.parametrize("optimizer", ["auto", "bfgs", "newton"])
