@@ -40,6 +40,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "SimulationNoiseWarning": "mixlogit.estimation.diagnostics",
     "EstimationResults": "mixlogit.results",
     "Elasticities": "mixlogit.elasticities",
+    "likelihood_ratio_test": "mixlogit.model_comparison",
     "WTPMomentWarning": "mixlogit.results",
     "simulate_choices": "mixlogit.simulate",
     "make_draws": "mixlogit.draws",
