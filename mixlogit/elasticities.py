@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mixlogit._intervals import interval_labels
 from mixlogit.data import ChoiceData, ChoiceDataError
 from mixlogit.likelihood import x64
 
@@ -67,12 +68,10 @@ class Elasticities(NamedTuple):
     def table(self, interval: float = 0.95) -> pd.DataFrame:
         """One row per (changed, responding) pair: estimate, standard error, z, p and the
         Wald interval, with ``direct`` marking ``i = j``."""
-        if not 0 < interval < 1:
-            raise ValueError(f"interval must be in (0, 1), got {interval!r}")
+        _, upper, lo, hi = interval_labels(interval)
         estimate = self.aggregate.stack()
         se = self.std_errors.stack()
-        half = stats.norm.ppf(0.5 + interval / 2) * se
-        lo, hi = f"q{(1 - interval) / 2:.3g}", f"q{(1 + interval) / 2:.3g}"
+        half = stats.norm.ppf(upper) * se
         with np.errstate(divide="ignore", invalid="ignore"):
             z = estimate / se
         frame = pd.DataFrame(

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mixlogit._intervals import interval_labels
 from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.elasticities import elasticities
@@ -43,15 +44,6 @@ class WTPMomentWarning(UserWarning):
     """A willingness-to-pay ratio has no finite mean or SD (see :meth:`EstimationResults.wtp`,
     :meth:`mixlogit.bayes.BayesianResults.wtp` and :func:`mixlogit.mixing.reciprocal_moments_exist`).
     """
-
-
-def interval_labels(interval: float) -> tuple[float, float, str, str]:
-    """Lower and upper probabilities of a central ``interval`` and their column labels,
-    e.g. ``0.94 -> (0.03, 0.97, "q3%", "q97%")`` (shared by both results classes)."""
-    if not 0.0 < interval < 1.0:
-        raise ValueError(f"interval must be in (0, 1), got {interval!r}")
-    lower, upper = (1.0 - interval) / 2.0, (1.0 + interval) / 2.0
-    return lower, upper, f"q{round(100 * lower, 6):g}%", f"q{round(100 * upper, 6):g}%"
 
 
 @dataclass
@@ -440,10 +432,21 @@ class EstimationResults:
                 columns[name] = betas[:, k]
         return pd.DataFrame(columns)
 
-    def wtp(self, attribute: str, cost: str, *, num_draws: int = 100_000, seed: int = 1):
+    def wtp(
+        self,
+        attribute: str,
+        cost: str,
+        *,
+        num_draws: int = 100_000,
+        seed: int = 1,
+        interval: float = 0.95,
+    ):
         """Willingness to pay for ``attribute`` in units of ``cost``: ``-beta_attr / beta_cost``.
 
-        Both fixed: the ratio with a delta-method standard error (classical and robust).
+        Both fixed: the ratio with delta-method standard errors (classical and robust), the
+        robust Wald interval, and the Krinsky-Robb interval: percentiles of the ratio over
+        ``num_draws`` draws of the estimates from their asymptotic normal distribution (robust
+        covariance), which follows the skew of a ratio whose denominator is imprecise.
         Otherwise: the distribution of the ratio over the population (``num_draws``
         independent draws of the random coefficients), summarised by its median and
         quantiles, then its mean and SD. A random cost coefficient whose density does not
@@ -454,8 +457,10 @@ class EstimationResults:
         says so: report the median and quantiles, or give the cost a lognormal distribution.
 
         Returns:
-            ``pd.Series``: ``wtp, std_err, robust_std_err`` (both fixed) or ``median, q05,
-            q25, q75, q95, mean, sd`` (in units of ``cost`` per unit of ``attribute``).
+            ``pd.Series`` in units of ``cost`` per unit of ``attribute``. Both fixed:
+            ``wtp, std_err, robust_std_err``, the delta-method bounds (``q2.5%, q97.5%`` at
+            ``interval=0.95``) and the Krinsky-Robb ``kr_median`` and bounds
+            (``kr_q2.5%, kr_q97.5%``). Otherwise: ``median, q05, q25, q75, q95, mean, sd``.
         """
         layout = self.layout
         for name in (attribute, cost):
@@ -467,11 +472,26 @@ class EstimationResults:
             gradient = np.zeros(self.num_params)
             gradient[i] = -1.0 / c
             gradient[j] = a / c**2
+            robust_se = float(np.sqrt(gradient @ self.robust_cov @ gradient))
+            lower, upper, lower_label, upper_label = interval_labels(interval)
+            half = stats.norm.ppf(upper) * robust_se
+            # Krinsky-Robb: the ratio at draws of (beta_attr, beta_cost) from N(estimate, cov)
+            block = self.robust_cov[np.ix_([i, j], [i, j])]
+            draws = np.random.default_rng(seed).multivariate_normal(
+                [a, c], block, size=num_draws, method="eigh"
+            )
+            simulated = -draws[:, 0] / draws[:, 1]
+            kr = np.quantile(simulated, [lower, 0.5, upper])
             return pd.Series(
                 {
                     "wtp": -a / c,
                     "std_err": float(np.sqrt(gradient @ self.cov @ gradient)),
-                    "robust_std_err": float(np.sqrt(gradient @ self.robust_cov @ gradient)),
+                    "robust_std_err": robust_se,
+                    lower_label: -a / c - half,
+                    upper_label: -a / c + half,
+                    "kr_median": kr[1],
+                    f"kr_{lower_label}": kr[0],
+                    f"kr_{upper_label}": kr[2],
                 },
                 name=f"wtp.{attribute}",
             )

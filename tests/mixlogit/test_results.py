@@ -190,3 +190,48 @@ def test_convergence_line_does_not_contradict_the_termination_message(fit):
     text = str(failed)
     assert "Converged: no (largest |gradient|" in text
     assert "Termination: Maximum number of iterations" in text
+
+
+# ------------------------------------------------------------------ issue 16, item 5: WTP intervals
+def test_fixed_wtp_delta_and_krinsky_robb_intervals_agree_within_monte_carlo_error():
+    from mixlogit import MultinomialLogit
+
+    model = MultinomialLogit(["x1", "price"])
+    # a precise model (3,000 situations, seed 8123): the ratio is close to normal
+    data = simulate_choices(model, {"x1": 1.0, "price": -2.0}, num_people=600, seed=8123)
+    fit = model.fit(data)
+    wtp = fit.wtp("x1", "price", num_draws=200_000, seed=3)
+    value, se = wtp["wtp"], wtp["robust_std_err"]
+    assert wtp["q2.5%"] == pytest.approx(value - stats.norm.ppf(0.975) * se, rel=1e-12)
+    assert wtp["q97.5%"] == pytest.approx(value + stats.norm.ppf(0.975) * se, rel=1e-12)
+    # Monte Carlo SE of a 2.5% quantile of 200,000 draws: sqrt(p (1 - p) / n) / density
+    mc = np.sqrt(0.025 * 0.975 / 200_000) / (stats.norm.pdf(1.96) / se)
+    for bound in ("q2.5%", "q97.5%"):
+        assert abs(wtp[f"kr_{bound}"] - wtp[bound]) < 4 * mc + 0.02 * se
+    assert abs(wtp["kr_median"] - value) < 0.02 * se
+    # the Krinsky-Robb quantiles are those of the ratio at draws from N(estimate, robust cov)
+    i, j = fit.names.index("x1"), fit.names.index("price")
+    draws = np.random.default_rng(3).multivariate_normal(
+        fit.params[[i, j]], fit.robust_cov[np.ix_([i, j], [i, j])], size=200_000, method="eigh"
+    )
+    np.testing.assert_allclose(
+        [wtp["kr_q2.5%"], wtp["kr_median"], wtp["kr_q97.5%"]],
+        np.quantile(-draws[:, 0] / draws[:, 1], [0.025, 0.5, 0.975]),
+        rtol=1e-12,
+    )
+
+
+def test_krinsky_robb_follows_the_skew_of_an_imprecise_cost_coefficient():
+    from mixlogit import MultinomialLogit
+
+    model = MultinomialLogit(["x1", "price"])
+    # a weak price effect in a small sample (seed 8124): 1 / beta_price is skewed
+    data = simulate_choices(model, {"x1": 1.0, "price": -0.4}, num_people=40, seed=8124)
+    fit = model.fit(data)
+    wtp = fit.wtp("x1", "price", interval=0.9)
+    assert {"q5%", "q95%", "kr_q5%", "kr_q95%"} <= set(wtp.index)
+    delta_low, delta_high = wtp["wtp"] - wtp["q5%"], wtp["q95%"] - wtp["wtp"]
+    assert delta_low == pytest.approx(delta_high, rel=1e-12)  # Wald: symmetric
+    kr_low, kr_high = wtp["kr_median"] - wtp["kr_q5%"], wtp["kr_q95%"] - wtp["kr_median"]
+    # a positive WTP over a cost coefficient that may come near 0: the upper tail is longer
+    assert wtp["wtp"] > 0 and kr_high > 1.2 * kr_low
