@@ -128,9 +128,9 @@ def accuracy(nodes_list) -> list[dict]:
     return rows
 
 
-def _rel_diff(a, b) -> float:
-    a, b = np.ravel(np.asarray(a, dtype=np.float64)), np.ravel(np.asarray(b, dtype=np.float64))
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+def _max_rel_of(got, ref) -> float:
+    """:func:`_max_rel` of two arrays of any shape."""
+    return _max_rel(np.ravel(np.asarray(got, dtype=np.float64)), np.ravel(np.asarray(ref)))
 
 
 def backend_agreement(num_nodes: int = 128) -> dict:
@@ -164,7 +164,7 @@ def backend_agreement(num_nodes: int = 128) -> dict:
         j_grad_d, j_grad_p = jax.grad(total, argnums=(0, 1))(
             jnp.asarray(d_np), {k: jnp.asarray(v) for k, v in params_np.items()}
         )
-        worst["log_marginal"] = max(worst["log_marginal"], _rel_diff(value.detach(), j_value))
+        worst["log_marginal"] = max(worst["log_marginal"], _max_rel_of(value.detach(), j_value))
         # derivatives: relative where they exceed 1e-3 (1 + |L|), the test's rounding floor
         # for those that vanish (d = 0 groups); along each group's reference direction in d
         size = 1e-3 * (1.0 + np.abs(value.detach().numpy()))
@@ -197,7 +197,7 @@ def backend_agreement(num_nodes: int = 128) -> dict:
             num_nodes=num_nodes,
         )
         for name in ("mean", "variance", "quantiles"):
-            worst[name] = max(worst[name], _rel_diff(getattr(post, name), getattr(j_post, name)))
+            worst[name] = max(worst[name], _max_rel_of(getattr(post, name), getattr(j_post, name)))
     print("torch vs JAX:", "  ".join(f"{k} {v:.1e}" for k, v in worst.items()), flush=True)
     return {"num_nodes": num_nodes, **{f"max_rel_diff_{k}": v for k, v in worst.items()}}
 
@@ -265,10 +265,10 @@ def direct_quadrature(seed: int = 20261202, num_groups: int = 24) -> dict:
             mean = moments[1] / moments[0]
             variance = moments[2] / moments[0] - mean**2
             worst["log_marginal"] = max(
-                worst["log_marginal"], _rel_diff(post.log_marginal[g], np.log(moments[0]))
+                worst["log_marginal"], _max_rel_of(post.log_marginal[g], np.log(moments[0]))
             )
-            worst["mean"] = max(worst["mean"], _rel_diff(post.mean[g], mean))
-            worst["variance"] = max(worst["variance"], _rel_diff(post.variance[g], variance))
+            worst["mean"] = max(worst["mean"], _max_rel_of(post.mean[g], mean))
+            worst["variance"] = max(worst["variance"], _max_rel_of(post.variance[g], variance))
     print("vs direct quadrature:", "  ".join(f"{k} {v:.1e}" for k, v in worst.items()), flush=True)
     return {
         "seed": seed,

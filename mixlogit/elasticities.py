@@ -200,23 +200,23 @@ def elasticities(
             grid = likelihood.grid_probabilities(theta, shifted, False)
             return grid[where[:, 0], where[:, 1]]
 
-        def effects(theta):
-            """Probabilities ``(S, J)`` and their derivatives in each eps_i ``(S, I, J)``."""
-            eps = jnp.zeros(len(rows), dtype=theta.dtype)
-            derivative = jax.jacfwd(lambda e: probabilities(theta, e))(eps)  # (S, J, I)
-            return probabilities(theta, eps), jnp.moveaxis(derivative, 2, 1)
-
         def aggregate(theta):
-            prob, derivative = effects(theta)
+            """The aggregate ``(I, J)``, with the probabilities ``(S, J)`` and their
+            derivatives in each eps_i ``(S, I, J)`` as auxiliary outputs: one forward pass
+            (forward mode in eps), differentiated once more in theta (reverse mode)."""
+            eps = jnp.zeros(len(rows), dtype=theta.dtype)
+            derivative, prob = jax.jacfwd(lambda e: (probabilities(theta, e),) * 2, has_aux=True)(
+                eps
+            )  # (S, J, I), (S, J)
+            derivative = jnp.moveaxis(derivative, 2, 1)
             total = jnp.einsum("s,sij->ij", w, derivative)
-            if kind == "marginal_effect":
-                return total / jnp.sum(w)
-            return total / (w @ prob)[None, :]
+            value = total / jnp.sum(w) if kind == "marginal_effect" else total / (w @ prob)[None]
+            return value, (value, prob, derivative)
 
         theta = jnp.asarray(results.params)
-        prob, derivative = (np.asarray(a) for a in jax.jit(effects)(theta))
-        value = np.asarray(jax.jit(aggregate)(theta))
-        jacobian = np.asarray(jax.jit(jax.jacrev(aggregate))(theta))  # (I, J, P)
+        jacobian, outputs = jax.jit(jax.jacrev(aggregate, has_aux=True))(theta)  # (I, J, P)
+        value, prob, derivative = (np.asarray(a) for a in outputs)
+        jacobian = np.asarray(jacobian)
     variance = np.einsum("ijp,pq,ijq->ij", jacobian, cov, jacobian)
     if kind == "elasticity":
         with np.errstate(divide="ignore", invalid="ignore"):
