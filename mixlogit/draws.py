@@ -24,6 +24,8 @@ dimensions, strictly inside (0, 1) so that inverse-CDF transforms stay finite.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm, qmc
@@ -54,6 +56,23 @@ def first_primes(count: int) -> np.ndarray:
             primes.append(candidate)
         candidate += 1
     return np.array(primes, dtype=np.int64)
+
+
+def check_primes(primes: Sequence[int], dim: int) -> np.ndarray:
+    """``primes`` as an int array after checking they are ``dim`` distinct primes.
+
+    Raises:
+        ValueError: the wrong count, a repeated base or one that is not a prime.
+    """
+    bases = [int(p) for p in primes]
+    if len(bases) != dim:
+        raise ValueError(f"Halton primes: need one per random coefficient ({dim}); got {bases}")
+    not_prime = [p for p in bases if p < 2 or any(p % q == 0 for q in range(2, int(p**0.5) + 1))]
+    if not_prime:
+        raise ValueError(f"Halton primes {not_prime} are not prime numbers")
+    if len(set(bases)) != len(bases):
+        raise ValueError(f"Halton primes must be distinct (one base per dimension); got {bases}")
+    return np.asarray(bases, dtype=np.int64)
 
 
 def halton_sequence(
@@ -89,6 +108,7 @@ def make_draws(
     *,
     seed: int | None = 0,
     skip: int = 100,
+    primes: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Uniform draws of shape ``(num_units, num_draws, dim)`` strictly inside (0, 1).
 
@@ -99,6 +119,8 @@ def make_draws(
         kind: one of :data:`DRAW_TYPES`.
         seed: seed of the randomisation (scrambling, shuffling, MLHS, pseudo-random).
         skip: leading Halton points dropped (they are strongly correlated across primes).
+        primes: ``(dim,)`` Halton bases, one per dimension in order (default the first
+            ``dim`` primes); distinct primes, as Biogeme, Apollo and xlogit let one choose.
     """
     if skip < 1:
         raise ValueError(f"skip must be >= 1 (the Halton sequence starts at 0), got {skip}")
@@ -113,9 +135,9 @@ def make_draws(
     if dim == 0:
         return np.zeros((num_units, num_draws, 0))
     if kind.startswith("halton"):
-        primes = first_primes(dim)
+        bases = first_primes(dim) if primes is None else check_primes(primes, dim)
         columns = []
-        for base in primes:
+        for base in bases:
             permutation = None
             if kind == "halton-scrambled":
                 permutation = np.concatenate([[0], 1 + rng.permutation(int(base) - 1)])
@@ -143,21 +165,59 @@ def make_draws(
 
 
 def standardised_draws(
-    spec, num_units: int, num_draws: int, kind: str, seed: int | None
+    spec,
+    num_units: int,
+    num_draws: int,
+    kind: str,
+    seed: int | None,
+    *,
+    halton_options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Standardised draws ``(U, R, Kr)`` of the random coefficients of ``spec`` (a
     :class:`~mixlogit.spec.ModelSpec` or an estimator) and their log weights ``(R,)``
-    (``-log R``); ``(1, 1, 0)`` and ``(0,)`` for a model without random coefficients."""
+    (``-log R``); ``(1, 1, 0)`` and ``(0,)`` for a model without random coefficients.
+
+    ``halton_options``: ``{"skip": int, "primes": [...]}`` for the Halton types
+    (:func:`check_halton_options`)."""
     mixing = list(spec.random.values())
     if not mixing:
         return np.zeros((1, 1, 0)), np.zeros(1)
-    uniforms = make_draws(num_units, num_draws, len(mixing), kind, seed=seed)
+    options = check_halton_options(halton_options, kind, len(mixing))
+    uniforms = make_draws(num_units, num_draws, len(mixing), kind, seed=seed, **options)
     ops = choice_ops("numpy")
     standard = np.stack(
         [standardise_uniform(ops, uniforms[..., k], m.distribution) for k, m in enumerate(mixing)],
         axis=-1,
     )
     return standard, np.full(num_draws, -np.log(num_draws))
+
+
+def check_halton_options(options: Mapping[str, Any] | None, kind: str, dim: int) -> dict[str, Any]:
+    """``{"skip": ..., "primes": ...}`` keyword arguments of :func:`make_draws` from the
+    ``halton_options`` of a fit, checked.
+
+    Raises:
+        ValueError: an unknown key, options given for draws that are not Halton, a skip
+            below 1, or primes that :func:`check_primes` refuses.
+    """
+    if not options:
+        return {}
+    unknown = sorted(set(options) - {"skip", "primes"})
+    if unknown:
+        raise ValueError(f"halton_options: unknown keys {unknown}; expected 'skip' and 'primes'")
+    if not kind.startswith("halton"):
+        raise ValueError(f"halton_options apply to Halton draws; draws={kind!r}")
+    checked: dict[str, Any] = {}
+    if "skip" in options:
+        skip = int(options["skip"])
+        if skip < 1 or skip != options["skip"]:
+            raise ValueError(
+                f"halton_options['skip'] must be an integer >= 1; got {options['skip']!r}"
+            )
+        checked["skip"] = skip
+    if options.get("primes") is not None:
+        checked["primes"] = tuple(int(p) for p in check_primes(options["primes"], dim))
+    return checked
 
 
 def sobol_normals(num: int, dim: int, seed: int) -> np.ndarray:

@@ -136,6 +136,9 @@ class MixedLogit:
         num_starts: int = 1,
         start_seed: int | None = 0,
         simulation_noise: bool = False,
+        fix: Mapping[str, float] | None = None,
+        bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+        halton_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
         """Estimate the model.
@@ -190,6 +193,19 @@ class MixedLogit:
                 estimates with an independent draw set); its report is
                 ``results.simulation_noise``. ``method="simulation"`` with random
                 coefficients only.
+            fix: ``{parameter: value}`` held at its value (names as in
+                ``spec.parameter_names``: a coefficient, ``sd.<v>``, ...). For normalisations
+                (an ASC at 0, the mean of an error component at 0: a variable whose coefficient
+                or mean is fixed is left out of the identification check) and offsets (a
+                variable with its coefficient fixed at 1). Fixed parameters stay in
+                ``results.params`` with NaN standard errors and zero (co)variance, and are
+                not counted in AIC, BIC and adjusted rho2.
+            bounds: ``{parameter: (lower, upper)}``, ``None`` for an open side; fitted by
+                L-BFGS-B (``optimizer="auto"`` chooses it). A parameter that ends at its
+                bound gets a warning: its standard error assumes an interior maximum.
+            halton_options: for Halton draws, ``{"skip": n}`` leading points dropped (default
+                100) and ``{"primes": [...]}`` one base per random coefficient in column order
+                (default the first primes), as Biogeme, Apollo and xlogit allow.
 
         Returns:
             :class:`~mixlogit.results.EstimationResults` (classical) or
@@ -262,6 +278,9 @@ class MixedLogit:
             num_starts=num_starts,
             start_seed=start_seed,
             simulation_noise=simulation_noise,
+            fix=fix,
+            bounds=bounds,
+            halton_options=halton_options,
         )
 
 
@@ -284,6 +303,9 @@ _CLASSICAL_ONLY = (
     "num_starts",
     "start_seed",
     "simulation_noise",
+    "fix",
+    "bounds",
+    "halton_options",
 )
 #: Old names (:data:`FIT_RENAMES`) of classical-only arguments.
 _CLASSICAL_OLD_NAMES = ("gtol", "maxiter", "quadrature_tol")

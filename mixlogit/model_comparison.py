@@ -75,16 +75,20 @@ def likelihood_ratio_test(restricted, unrestricted, *, tolerance: float = 1e-6):
             f"{restricted.num_situations} situations (null LL {restricted.null_loglik:.6f}) vs "
             f"{unrestricted.num_situations} (null LL {unrestricted.null_loglik:.6f})"
         )
-    missing = [n for n in restricted.names if n not in unrestricted.names]
+    # a parameter held by ``fit(fix=...)`` is not estimated: fixing one is a restriction
+    restricted_free = _estimated(restricted)
+    unrestricted_free = _estimated(unrestricted)
+    missing = [n for n in restricted_free if n not in unrestricted_free]
     if missing:
         raise ValueError(
-            f"the models are not nested: the restricted model's parameters {missing} are not "
-            f"parameters of the unrestricted model ({list(unrestricted.names)})"
+            f"the models are not nested: the restricted model's estimated parameters {missing} "
+            f"are not estimated in the unrestricted model ({list(unrestricted_free)})"
         )
-    extra = tuple(n for n in unrestricted.names if n not in restricted.names)
+    extra = tuple(n for n in unrestricted_free if n not in restricted_free)
     if not extra:
         raise ValueError(
-            "the unrestricted model has no parameter the restricted one lacks: nothing to test"
+            "the unrestricted model estimates no parameter the restricted one lacks: nothing "
+            "to test"
         )
     difference = unrestricted.loglik - restricted.loglik
     if difference < -tolerance * max(1.0, abs(unrestricted.loglik)):
@@ -95,7 +99,9 @@ def likelihood_ratio_test(restricted, unrestricted, *, tolerance: float = 1e-6):
         )
     statistic = max(0.0, 2.0 * difference)
     df = len(extra)
-    boundary = tuple(n for n in extra if n.startswith(SPREAD_PREFIXES))
+    held = restricted.fixed_parameters or {}
+    # a spread absent from the restricted model or fixed at 0 there: the null is on the boundary
+    boundary = tuple(n for n in extra if n.startswith(SPREAD_PREFIXES) and held.get(n, 0.0) == 0.0)
     p_value = float(stats.chi2.sf(statistic, df))
     if len(boundary) == 1:
         lower = float(stats.chi2.sf(statistic, df - 1)) if df > 1 else float(statistic <= 0.0)
@@ -103,3 +109,9 @@ def likelihood_ratio_test(restricted, unrestricted, *, tolerance: float = 1e-6):
     else:
         p_boundary = math.nan
     return LikelihoodRatioTest(statistic, df, p_value, extra, boundary, p_boundary)
+
+
+def _estimated(results) -> tuple[str, ...]:
+    """Names of the parameters ``results`` estimated (not held by ``fit(fix=...)``)."""
+    held = getattr(results, "fixed_parameters", None) or {}
+    return tuple(n for n in results.names if n not in held)

@@ -32,6 +32,7 @@ from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.elasticities import elasticities
 from mixlogit.estimation.problem import build_problem
+from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
 from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.mixing import reciprocal_moments_exist
 from mixlogit.quadrature import quadrature_rule
@@ -65,6 +66,11 @@ class EstimationResults:
             :func:`~mixlogit.estimation.check_simulation_noise`: the log-likelihood and
             estimates with an independent draw set, and each estimate's shift in standard
             errors.
+        fixed_parameters: ``{name: value}`` held fixed by ``fit(fix=...)`` (None: none). They
+            stay in ``params``; their rows and columns of ``cov`` and ``robust_cov`` are 0 and
+            their standard errors NaN.
+        bounds: ``{name: (lower, upper)}`` given to ``fit(bounds=...)`` (None: none).
+        halton_options: ``{"skip", "primes"}`` of the Halton draws when ``fit`` set them.
     """
 
     model: Any
@@ -91,21 +97,42 @@ class EstimationResults:
     quadrature: dict | None = None
     starts: list | None = None
     simulation_noise: dict | None = None
+    halton_options: dict[str, Any] | None = None
+    fixed_parameters: dict[str, float] | None = None
+    bounds: dict[str, Any] | None = None
     data: ChoiceData | None = field(default=None, repr=False)
     problem: Any = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ statistics
     @property
     def num_params(self) -> int:
+        """Length of ``params``, fixed parameters included (see :attr:`num_estimated`)."""
         return len(self.params)
 
     @property
+    def restrictions(self) -> Restrictions:
+        """The fixed parameters and bounds of the fit (:mod:`mixlogit.estimation.restrictions`)."""
+        return parse_restrictions(self.names, self.fixed_parameters, self.bounds)
+
+    @property
+    def num_estimated(self) -> int:
+        """Parameters the fit estimated (not fixed): the count in AIC, BIC and adjusted rho2."""
+        return self.num_params - len(self.fixed_parameters or {})
+
+    def _with_fixed_as_nan(self, values: np.ndarray) -> np.ndarray:
+        if self.fixed_parameters:
+            values = np.where(self.restrictions.fixed_mask, np.nan, values)
+        return values
+
+    @property
     def std_errors(self) -> np.ndarray:
-        return np.sqrt(np.diag(self.cov))
+        """Classical standard errors (NaN for fixed parameters)."""
+        return self._with_fixed_as_nan(np.sqrt(np.diag(self.cov)))
 
     @property
     def robust_std_errors(self) -> np.ndarray:
-        return np.sqrt(np.diag(self.robust_cov))
+        """Robust (sandwich) standard errors (NaN for fixed parameters)."""
+        return self._with_fixed_as_nan(np.sqrt(np.diag(self.robust_cov)))
 
     @property
     def rho2(self) -> float:
@@ -113,15 +140,23 @@ class EstimationResults:
 
     @property
     def rho2_adjusted(self) -> float:
-        return 1.0 - (self.loglik - self.num_params) / self.null_loglik
+        return 1.0 - (self.loglik - self.num_estimated) / self.null_loglik
 
     @property
     def aic(self) -> float:
-        return 2.0 * self.num_params - 2.0 * self.loglik
+        return 2.0 * self.num_estimated - 2.0 * self.loglik
 
     @property
     def bic(self) -> float:
-        return self.num_params * np.log(self.num_situations) - 2.0 * self.loglik
+        """BIC with ``n`` = choice situations (observations), the convention of Biogeme and
+        Apollo; :attr:`bic_units` counts decision makers instead."""
+        return self.num_estimated * np.log(self.num_situations) - 2.0 * self.loglik
+
+    @property
+    def bic_units(self) -> float:
+        """BIC with ``n`` = independent units: decision makers for a panel fit (whose
+        likelihood is a product over each person's choices), situations otherwise."""
+        return self.num_estimated * np.log(self.num_units) - 2.0 * self.loglik
 
     @property
     def spec(self) -> ModelSpec:
@@ -213,16 +248,44 @@ class EstimationResults:
             f"Method: {self.method}"
             + (f", {self.num_draws} {self.draws} draws" if self.draws else "")
             + (
+                "".join(f", {key} {value}" for key, value in self.halton_options.items())
+                if self.halton_options
+                else ""
+            )
+            + (
                 f", {self.quadrature['nodes_per_dim']} nodes/dim "
                 f"(log-lik error estimate {self.quadrature['error']:.2e})"
                 if self.quadrature
                 else ""
             ),
             f"Situations: {self.num_situations}   units: {self.num_units}   "
-            f"parameters: {self.num_params}",
+            f"parameters: {self.num_estimated}"
+            + (f" estimated, {len(self.fixed_parameters)} fixed" if self.fixed_parameters else ""),
             f"Log-likelihood: {self.loglik:.4f}   null: {self.null_loglik:.4f}   "
             f"rho2: {self.rho2:.4f}   adj. rho2: {self.rho2_adjusted:.4f}",
-            f"AIC: {self.aic:.2f}   BIC: {self.bic:.2f}",
+            f"AIC: {self.aic:.2f}   BIC: {self.bic:.2f} (n = situations)"
+            + (
+                f"   BIC: {self.bic_units:.2f} (n = decision makers)"
+                if self.num_units != self.num_situations
+                else ""
+            ),
+            *(
+                ["Fixed: " + ", ".join(f"{n} = {v:g}" for n, v in self.fixed_parameters.items())]
+                if self.fixed_parameters
+                else []
+            ),
+            *(
+                [
+                    "Bounds: "
+                    + ", ".join(
+                        f"{n} in [{'-inf' if lo is None else f'{lo:g}'}, "
+                        f"{'inf' if hi is None else f'{hi:g}'}]"
+                        for n, (lo, hi) in self.bounds.items()
+                    )
+                ]
+                if self.bounds
+                else []
+            ),
             self._convergence_line(),
             f"Termination: {self.message.rstrip('.')}; iterations {self.iterations}, "
             f"evaluations {self.function_evaluations}, time {self.time:.2f} s",
@@ -261,7 +324,8 @@ class EstimationResults:
         """``Converged: yes/no`` by the library's criterion (the gradient test, and no
         separation), kept apart from the optimiser's own stopping message, which can read
         "precision loss" at a point that meets the gradient test."""
-        largest = float(np.max(np.abs(self.gradient))) if self.gradient.size else 0.0
+        free = self.gradient[self.restrictions.free] if self.gradient.size else self.gradient
+        largest = float(np.max(np.abs(free), initial=0.0))
         if self.converged:
             return f"Converged: yes (gradient criterion met; largest |gradient| {largest:.2e})"
         return f"Converged: no (largest |gradient| {largest:.2e}; see termination)"
@@ -316,6 +380,7 @@ class EstimationResults:
             seed=self.seed,
             panel=self.panel,
             check_identified=False,
+            halton_options=self.halton_options,
         )
 
     # ------------------------------------------------------------------ prediction
@@ -564,6 +629,9 @@ class EstimationResults:
             "quadrature": self.quadrature,
             "starts": self.starts,
             "simulation_noise": self.simulation_noise,
+            "halton_options": self.halton_options,
+            "fixed_parameters": self.fixed_parameters,
+            "bounds": self.bounds,
         }
 
     def save(self, path: str | Path) -> None:
@@ -584,4 +652,6 @@ class EstimationResults:
             for k in ("params", "cov", "robust_cov", "hessian", "gradient")
         }
         fields = {k: v for k, v in content.items() if k not in ("format", "model", *arrays)}
+        if fields.get("bounds"):  # JSON turned the pairs into lists
+            fields["bounds"] = {n: tuple(pair) for n, pair in fields["bounds"].items()}
         return cls(model=ModelSpec.from_dict(content["model"]), **arrays, **fields, data=data)

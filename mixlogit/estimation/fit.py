@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from mixlogit.data import ChoiceData
+from mixlogit.draws import check_halton_options
 from mixlogit.estimation.diagnostics import SeparationWarning, find_separation
 from mixlogit.estimation.multistart import check_num_starts, random_starts, run_starts
 from mixlogit.estimation.optimize import (
@@ -21,6 +24,7 @@ from mixlogit.estimation.optimize import (
     parameter_scales,
 )
 from mixlogit.estimation.quadrature import maximise_quadrature
+from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
 from mixlogit.estimation.simulated import check_simulation_noise, simulated_problem
 from mixlogit.estimation.start import (
     mnl_newton,
@@ -32,7 +36,7 @@ from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.results import EstimationResults
 from mixlogit.spec import ModelSpec, as_model_spec
 
-__all__ = ["estimate"]
+__all__ = ["estimate", "pinned_variables"]
 
 METHODS = ("simulation", "quadrature")
 
@@ -59,6 +63,9 @@ def estimate(
     num_starts: int = 1,
     start_seed: int | None = 0,
     simulation_noise: bool = False,
+    fix: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    halton_options: Mapping[str, Any] | None = None,
 ) -> EstimationResults:
     """Maximum simulated likelihood or converged quadrature of ``model`` on ``data``.
 
@@ -72,6 +79,12 @@ def estimate(
     seeded by ``start_seed``) on the same compiled problem and keeps the best;
     ``simulation_noise=True`` then runs
     :func:`~mixlogit.estimation.simulated.check_simulation_noise` on the results.
+
+    ``fix={parameter: value}`` holds parameters at their values and ``bounds={parameter:
+    (lower, upper)}`` keeps them inside (:mod:`mixlogit.estimation.restrictions`); a variable
+    whose coefficient (or, for a normal, triangular, uniform or truncated-normal coefficient,
+    whose mean) is fixed is left out of the identification check, so e.g. every alternative
+    can carry a random constant with one mean fixed at 0.
     """
     start = time.perf_counter()
     num_starts = check_num_starts(num_starts, start_seed)
@@ -83,6 +96,9 @@ def estimate(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
     spec = as_model_spec(model)
     num_random = len(spec.random)
+    if halton_options and method != "simulation":
+        raise ValueError(f"halton_options apply to method='simulation'; got method={method!r}")
+    halton_options = check_halton_options(halton_options, draws, num_random) or None
     if simulation_noise and (method != "simulation" or not num_random):
         raise ValueError(
             "simulation_noise=True needs method='simulation' and random coefficients; got "
@@ -93,9 +109,15 @@ def estimate(
             f"quadrature supports one or two random coefficients; the model has {num_random}"
             " (use method='simulation')"
         )
+    restrictions = parse_restrictions(spec.parameter_names, fix, bounds)
+    pinned = pinned_variables(spec, restrictions)
+    if pinned:
+        # the pinned columns are normalised, not estimated: check the others alone
+        data.to_arrays([v for v in spec.variables if v not in pinned], check_identified=True)
     mnl_params = None
     if needs_mnl_start(spec, init):
-        mnl_params = mnl_newton(data.to_arrays(spec.variables, check_identified=False))
+        if not pinned:
+            mnl_params = mnl_newton(data.to_arrays(spec.variables, check_identified=False))
         if mnl_params is None:  # Newton failed (e.g. separation): the full MNL fit warns why
             mnl_params = estimate(
                 ModelSpec.build(spec.variables),
@@ -103,10 +125,20 @@ def estimate(
                 hessian=False,
                 panel=panel,
                 chunk_size=chunk_size,
+                fix=pinned or None,
             ).params
-    theta0 = starting_values(spec, init, mnl_params)
-    optimiser = Optimiser(optimizer, tolerance, max_iterations, verbose, progress)
-    options = dict(panel=panel, chunk_size=chunk_size, optimiser=optimiser)
+    theta0 = restrictions.impose(starting_values(spec, init, mnl_params))
+    optimiser = Optimiser(
+        optimizer,
+        tolerance,
+        max_iterations,
+        verbose,
+        progress,
+        restrictions if restrictions.active else None,
+    )
+    options = dict(
+        panel=panel, chunk_size=chunk_size, optimiser=optimiser, check_identified=not pinned
+    )
     if method == "quadrature" and num_random:
 
         def maximise(theta_start: np.ndarray) -> Maximum:
@@ -129,6 +161,8 @@ def estimate(
             seed=seed,
             panel=panel,
             chunk_size=chunk_size,
+            check_identified=not pinned,
+            halton_options=halton_options,
         )
 
         def maximise(theta_start: np.ndarray) -> Maximum:
@@ -143,7 +177,7 @@ def estimate(
         found, records = run_starts(maximise, starts, verbose=verbose, stacklevel=4)
     theta = found.result.x
     converged, message = found.converged, str(found.result.message)
-    separation = _separation(spec, found)
+    separation = _separation(spec, found, restrictions)
     if separation is not None:
         # the maximum is at infinity: whatever the gradient says, nothing converged
         converged, message = False, f"{separation.message} (optimiser: {message})"
@@ -151,13 +185,22 @@ def estimate(
     elif not found.converged:
         warnings.warn(
             f"the optimiser did not converge ({found.result.message}); largest gradient entry "
-            f"{np.max(np.abs(found.gradient)):.3g}. Try more iterations, optimizer='newton' or "
+            f"{np.max(np.abs(found.gradient[restrictions.free])):.3g}. Try more iterations, "
+            "optimizer='newton' or "
             "other starting values",
             ConvergenceWarning,
             stacklevel=3,
         )
+    held = restrictions.at_bound(theta)
+    if held:
+        warnings.warn(
+            f"parameters {held} ended at a bound: their standard errors (and the Wald tests "
+            "and intervals built on them) assume an interior maximum and are not valid there",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if hessian:
-        hess, cov, robust = covariances(found.problem, theta, progress)
+        hess, cov, robust = covariances(found.problem, theta, progress, restrictions)
     else:
         hess = cov = robust = np.full((len(theta), len(theta)), np.nan)
     arrays = found.problem.arrays
@@ -188,6 +231,9 @@ def estimate(
         data=data,
         problem=found.problem,
         starts=records,
+        halton_options=halton_options if num_random else None,
+        fixed_parameters=restrictions.fixed_parameters() or None,
+        bounds=restrictions.bounds() or None,
     )
     if simulation_noise:
         check_simulation_noise(results, optimiser=optimiser, stacklevel=4)
@@ -195,16 +241,34 @@ def estimate(
     return results
 
 
-def _separation(spec: ModelSpec, found: Maximum):
+def pinned_variables(spec: ModelSpec, restrictions: Restrictions) -> dict[str, float]:
+    """``{variable: value}`` of the variables whose coefficient is fixed by ``restrictions``: a
+    fixed coefficient's own parameter, or the mean of a random coefficient whose mean is in
+    the coefficient's units (normal, triangular, uniform, truncated normal). These columns
+    are normalisations or offsets rather than estimated effects."""
+    fixed = restrictions.fixed_parameters()
+    random = spec.random
+    return {
+        name: fixed[name]
+        for name in spec.variables
+        if name in fixed
+        and (name not in random or random[name].distribution in LINEAR_DISTRIBUTIONS)
+    }
+
+
+def _separation(spec: ModelSpec, found: Maximum, restrictions: Restrictions):
     """:func:`~mixlogit.estimation.diagnostics.find_separation` at the optimiser's stopping
-    point: the parameters checked by doubling are the fixed coefficients and the means of
-    the random coefficients whose mean is in the coefficient's units."""
+    point: the parameters checked by doubling are the free fixed coefficients and the free
+    means of the random coefficients whose mean is in the coefficient's units."""
     problem = found.problem
     layout = ParameterLayout.from_spec(spec)
     checkable = np.zeros(layout.num_params, dtype=bool)
     checkable[: layout.num_fixed] = True
     for k, mixing in enumerate(layout.mixing):
         checkable[layout.num_fixed + k] = mixing.distribution in LINEAR_DISTRIBUTIONS
+    checkable &= ~restrictions.fixed_mask
+    held = set(restrictions.at_bound(found.result.x))
+    checkable &= np.array([name not in held for name in spec.parameter_names], dtype=bool)
 
     def loglik(theta: np.ndarray) -> float:
         with x64():

@@ -12,6 +12,7 @@ from scipy import optimize
 from tqdm.auto import tqdm
 
 from mixlogit.estimation.problem import Problem
+from mixlogit.estimation.restrictions import Restrictions
 from mixlogit.estimation.start import newton_mnl, variable_scales
 from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.spec import as_model_spec
@@ -78,6 +79,8 @@ class Optimiser:
     max_iterations: int = 2000
     verbose: bool | int = False
     progress: bool = False
+    #: fixed parameters and bounds (:mod:`mixlogit.estimation.restrictions`); None: all free
+    restrictions: Restrictions | None = None
 
     def maximise(self, problem: Problem, theta0: np.ndarray, desc: str = "optimiser") -> Maximum:
         """:func:`minimise` of ``problem`` from ``theta0``, with a progress bar named ``desc``."""
@@ -90,6 +93,7 @@ class Optimiser:
                 self.max_iterations,
                 self.verbose,
                 bar,
+                restrictions=self.restrictions,
             )
 
 
@@ -140,6 +144,8 @@ def minimise(
     max_iterations: int,
     verbose,
     bar=None,
+    *,
+    restrictions: Restrictions | None = None,
 ):
     """Maximise the log-likelihood of ``problem`` from ``theta0``.
 
@@ -150,31 +156,51 @@ def minimise(
     method works on the standardised parameters ``theta / parameter_scales(problem)``, so
     ``tolerance`` bounds the largest gradient entry of those.
 
+    With ``restrictions`` only the free parameters move (the fixed ones keep their values from
+    ``restrictions``, whatever ``theta0`` holds); bounds need ``"l-bfgs-b"``, which
+    ``"auto"`` then chooses.
+
     Returns:
-        :class:`Maximum`.
+        :class:`Maximum` (``result.x`` and ``gradient`` full-length).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
+    names = as_model_spec(problem.model).parameter_names
+    restrictions = restrictions or Restrictions.none(names)
+    if len(restrictions.names) != len(names):
+        raise ValueError(
+            f"restrictions for {len(restrictions.names)} parameters, the model has {len(names)}"
+        )
+    if restrictions.has_bounds and optimizer not in ("auto", "l-bfgs-b"):
+        raise ValueError(
+            f"bounds need optimizer='l-bfgs-b' (or 'auto', which chooses it); got {optimizer!r}"
+        )
+    free = restrictions.free
+    theta0 = restrictions.impose(theta0)
     every = int(verbose) if verbose else 0
     history = {"evals": 0, "iterations": 0, "best": np.inf}
-    unit = parameter_scales(problem)
+    full_unit = parameter_scales(problem)
+    unit = full_unit[free]
     mixed = bool(as_model_spec(problem.model).random)
-    if optimizer == "auto" and not mixed:
+    if optimizer == "auto" and not mixed and not restrictions.active:
         result = _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history)
         if result is not None:
             if bar is not None:
                 bar.update(history["iterations"])
             if every:
                 print(f"Newton: {history['iterations']} iterations, {result.message}", flush=True)
-            return _maximum(problem, result, unit, tolerance, history)
-    method_name = "bfgs" if optimizer == "auto" else optimizer
+            return _maximum(problem, result, full_unit, tolerance, history, restrictions)
+    if optimizer == "auto":
+        method_name = "l-bfgs-b" if restrictions.has_bounds else "bfgs"
+    else:
+        method_name = optimizer
 
     def fun(phi):
-        theta = np.asarray(phi, dtype=np.float64) * unit
+        theta = restrictions.expand(np.asarray(phi, dtype=np.float64) * unit)
         with x64():
             value, grad = problem.value_and_grad(jnp.asarray(theta), problem.data)
         history["evals"] += 1
-        value, grad = float(value), np.asarray(grad, dtype=np.float64) * unit
+        value, grad = float(value), np.asarray(grad, dtype=np.float64)[free] * unit
         if not np.isfinite(value):
             return np.inf, np.zeros_like(grad)
         history["last_grad"] = grad
@@ -187,7 +213,7 @@ def minimise(
             and np.max(np.abs(grad)) <= tolerance
             and value <= history["best"] + noise
         ):
-            history["stop_at"] = (theta, value)
+            history["stop_at"] = (theta[free], value)
             raise _GradientToleranceReached
         history["best"] = min(history["best"], value)
         return value, grad
@@ -215,24 +241,31 @@ def minimise(
     if method_name == "newton":
 
         def hess(phi):
-            theta = np.asarray(phi, dtype=np.float64) * unit
-            return -hessian_matrix(problem, theta) * unit[:, None] * unit[None, :]
+            theta = restrictions.expand(np.asarray(phi, dtype=np.float64) * unit)
+            block = hessian_matrix(problem, theta, index=free)
+            return -block * unit[:, None] * unit[None, :]
 
+    scaled_bounds = None
+    if method_name == "l-bfgs-b" and restrictions.has_bounds:
+        scaled_bounds = optimize.Bounds(
+            restrictions.lower[free] / unit, restrictions.upper[free] / unit
+        )
     try:
         result = optimize.minimize(
             fun,
-            np.asarray(theta0, dtype=np.float64) / unit,
+            restrictions.restrict(theta0) / unit,
             jac=True,
             hess=hess,
             method=method,
+            bounds=scaled_bounds,
             callback=callback,
             options={"gtol": tolerance, "maxiter": max_iterations, **method_options},
         )
-        result.x = np.asarray(result.x, dtype=np.float64) * unit
+        result.x = restrictions.expand(np.asarray(result.x, dtype=np.float64) * unit)
     except _GradientToleranceReached:  # raised by ``fun`` under BFGS only
         theta, value = history["stop_at"]
         result = optimize.OptimizeResult(
-            x=theta,
+            x=restrictions.expand(theta),
             fun=value,
             nit=history["iterations"] + 1,
             nfev=history["evals"],
@@ -240,9 +273,9 @@ def minimise(
             status=0,
             message="Optimization terminated successfully (gradient tolerance reached).",
         )
-    if optimizer == "auto" and not mixed:
+    if "newton_failed" in history:
         result.message = f"{history['newton_failed']}; BFGS then: {result.message}"
-    return _maximum(problem, result, unit, tolerance, history)
+    return _maximum(problem, result, full_unit, tolerance, history, restrictions)
 
 
 def _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history):
@@ -271,14 +304,23 @@ def _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history
     )
 
 
-def _maximum(problem, result, unit, tolerance, history) -> Maximum:
+def _maximum(problem, result, unit, tolerance, history, restrictions=None) -> Maximum:
     """The :class:`Maximum` at ``result.x``: value and gradient by the JAX likelihood, the
-    convergence test on the gradient of the standardised parameters."""
+    convergence test on the gradient of the standardised free parameters, projected at a bound
+    (a parameter held at its bound by a gradient that points outside has converged)."""
     with x64():
         value, grad = problem.value_and_grad(jnp.asarray(result.x), problem.data)
     grad = np.asarray(grad)
+    restrictions = restrictions or Restrictions.none([str(i) for i in range(len(grad))])
+    free = restrictions.free
+    theta = np.asarray(result.x, dtype=np.float64)[free]
+    # ``grad`` is of the negative log-likelihood: at the lower bound it may be positive
+    at_lower = np.isclose(theta, restrictions.lower[free], rtol=1e-8, atol=1e-12) & (grad[free] > 0)
+    at_upper = np.isclose(theta, restrictions.upper[free], rtol=1e-8, atol=1e-12) & (grad[free] < 0)
+    projected = np.where(at_lower | at_upper, 0.0, grad[free] * unit[free])
     converged = bool(
-        np.max(np.abs(grad * unit)) <= max(tolerance, 1e-4) * max(1.0, 1e-3 * abs(float(value)))
+        np.max(np.abs(projected), initial=0.0)
+        <= max(tolerance, 1e-4) * max(1.0, 1e-3 * abs(float(value)))
     )
     return Maximum(problem, result, float(-value), grad, converged, history)
 
@@ -287,43 +329,63 @@ class _GradientToleranceReached(Exception):
     """Raised inside the objective to stop BFGS at a point that meets the gradient tolerance."""
 
 
-def hessian_matrix(problem: Problem, theta: np.ndarray, progress: bool = False) -> np.ndarray:
-    """Hessian of the log-likelihood by central differences of the exact gradient."""
-    hessian = np.zeros((len(theta), len(theta)))
-    columns = tqdm(range(len(theta)), desc="Hessian", unit="param", disable=not progress)
+def hessian_matrix(
+    problem: Problem,
+    theta: np.ndarray,
+    progress: bool = False,
+    *,
+    index: np.ndarray | None = None,
+) -> np.ndarray:
+    """Hessian of the log-likelihood by central differences of the exact gradient; with
+    ``index`` the ``(F, F)`` block of those parameters only (the free ones of a restricted fit).
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    index = np.arange(len(theta)) if index is None else np.asarray(index)
+    hessian = np.zeros((len(index), len(index)))
+    columns = tqdm(range(len(index)), desc="Hessian", unit="param", disable=not progress)
     unit = parameter_scales(problem)
     with x64():
-        for i in columns:
+        for col in columns:
+            i = index[col]
             # O(h^2) truncation error, ~1e-10 relative for h = 1e-5 scaled to the parameter
             # (or to its typical size, :func:`parameter_scales`, when it is near 0)
             step = 1e-5 * max(unit[i], abs(theta[i]))
             up, down = theta.copy(), theta.copy()
             up[i] += step
             down[i] -= step
-            hessian[:, i] = (
-                np.asarray(problem.value_and_grad(jnp.asarray(down), problem.data)[1])
-                - np.asarray(problem.value_and_grad(jnp.asarray(up), problem.data)[1])
+            hessian[:, col] = (
+                np.asarray(problem.value_and_grad(jnp.asarray(down), problem.data)[1])[index]
+                - np.asarray(problem.value_and_grad(jnp.asarray(up), problem.data)[1])[index]
             ) / (2.0 * step)
     return 0.5 * (hessian + hessian.T)
 
 
 def covariances(
-    problem: Problem, theta: np.ndarray, progress: bool = False
+    problem: Problem,
+    theta: np.ndarray,
+    progress: bool = False,
+    restrictions: Restrictions | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hessian of the log-likelihood, classical and cluster-robust covariance matrices."""
-    hessian = hessian_matrix(problem, theta, progress)
+    """Hessian of the log-likelihood, classical and cluster-robust covariance matrices.
+
+    With ``restrictions`` the Hessian and scores are those of the free parameters; the three
+    ``(P, P)`` matrices have zero rows and columns for the fixed ones (a constant has no
+    variance, so delta-method quantities come out right).
+    """
+    size = len(theta)
+    free = np.arange(size) if restrictions is None else restrictions.free
+    block = hessian_matrix(problem, theta, progress, index=free)
     with x64():
-        unit_scores = np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))
+        unit_scores = np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))[:, free]
     unit_scores = unit_scores * np.asarray(problem.data.unit_weights)[:, None]
     clusters_of_units = problem.cluster  # (U,) cluster (panel) of each unit code
-    cluster_scores = np.zeros((problem.num_clusters, len(theta)))
+    cluster_scores = np.zeros((problem.num_clusters, len(free)))
     np.add.at(cluster_scores, clusters_of_units, unit_scores)
-    hessian = 0.5 * (hessian + hessian.T)
     try:
-        cov = np.linalg.inv(-hessian)
+        cov = np.linalg.inv(-block)
     except np.linalg.LinAlgError:
-        cov = np.full_like(hessian, np.nan)
-    eigenvalues = np.linalg.eigvalsh(-hessian)
+        cov = np.full_like(block, np.nan)
+    eigenvalues = np.linalg.eigvalsh(-block)
     if not np.all(eigenvalues > 0):
         warnings.warn(
             "the Hessian of the log-likelihood is not negative definite at the estimates "
@@ -334,4 +396,10 @@ def covariances(
         )
     meat = cluster_scores.T @ cluster_scores
     robust = cov @ meat @ cov
-    return hessian, cov, robust
+
+    def embed(matrix: np.ndarray) -> np.ndarray:
+        full = np.zeros((size, size))
+        full[np.ix_(free, free)] = matrix
+        return full
+
+    return embed(block), embed(cov), embed(robust)

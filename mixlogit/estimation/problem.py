@@ -5,6 +5,7 @@ Everything JAX runs inside ``jax.enable_x64(True)``; see :mod:`mixlogit.likeliho
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,7 @@ def build_problem(
     panel: bool = True,
     chunk_size: int | None = None,
     check_identified: bool = True,
+    halton_options: Mapping[str, Any] | None = None,
 ) -> Problem:
     """Arrays, draws (unless ``standard`` nodes are given) and jitted likelihood functions.
 
@@ -97,6 +99,8 @@ def build_problem(
         panel: one coefficient draw per decision maker when ``data`` has a panel.
         chunk_size: draws per chunk (default from :data:`DEFAULT_CHUNK_ELEMENTS`).
         check_identified: let ``data.to_arrays`` reject unidentified variables.
+        halton_options: ``{"skip", "primes"}`` of Halton draws
+            (:func:`~mixlogit.draws.check_halton_options`).
     """
     spec = as_model_spec(model)
     layout = ParameterLayout.from_spec(spec)
@@ -104,7 +108,9 @@ def build_problem(
     unit, unit_weights, cluster, num_clusters = _units(model, data, arrays, panel)
     num_units = len(unit_weights)
     if standard is None:
-        standard, log_weights = standardised_draws(spec, num_units, num_draws, draws, seed)
+        standard, log_weights = standardised_draws(
+            spec, num_units, num_draws, draws, seed, halton_options=halton_options
+        )
     total_draws = standard.shape[1]
     chunk = default_chunk(arrays, total_draws, chunk_size)
     with x64():

@@ -54,6 +54,7 @@ def maximise_quadrature(
     panel: bool,
     chunk_size: int | None,
     optimiser: Optimiser,
+    check_identified: bool = True,
 ) -> Maximum:
     """Maximise the quadrature log-likelihood, refining the rule until converged.
 
@@ -124,7 +125,11 @@ def maximise_quadrature(
     theta = theta0
     rounds: list[dict] = []
     while True:
-        found = optimiser.maximise(problem_for(rule), theta, desc=f"quadrature {label(rule)}")
+        found = optimiser.maximise(
+            problem_for(rule, check_identified=check_identified),
+            theta,
+            desc=f"quadrature {label(rule)}",
+        )
         theta = found.result.x
         # refine at the estimates, without re-optimising, until the rule meets the tolerance
         steps: list[dict] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from typing import Any, TypedDict, Unpack
 
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ import numpy as np
 
 from mixlogit._choice_ops import choice_ops
 from mixlogit.data import ChoiceData
-from mixlogit.draws import DRAW_TYPES, make_draws
+from mixlogit.draws import DRAW_TYPES, check_halton_options, make_draws
 from mixlogit.estimation.diagnostics import SimulationNoiseWarning, simulation_noise_message
 from mixlogit.estimation.optimize import Maximum, Optimiser, hessian_matrix
 from mixlogit.estimation.problem import Problem, build_problem
@@ -52,6 +53,8 @@ class SimulatedOptions(TypedDict):
     seed: int | None
     panel: bool
     chunk_size: int | None
+    check_identified: bool
+    halton_options: Mapping[str, Any] | None
 
 
 def simulated_problem(model, data: ChoiceData, **options: Unpack[SimulatedOptions]) -> Problem:
@@ -82,22 +85,30 @@ def maximise_simulated(
 
 
 def independent_draws(
-    spec, num_units: int, num_draws: int, kind: str, seed: int | None
+    spec,
+    num_units: int,
+    num_draws: int,
+    kind: str,
+    seed: int | None,
+    halton_options: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Standardised draws ``(U, R, Kr)``, log weights ``(R,)`` and their description, sharing
     no point with the estimation's draws of type ``kind``.
 
     Halton draws (``"halton"``, ``"halton-scrambled"``, ``"halton-shuffled"``) continue the
     sequence after the ``U * R`` points the estimation used (skip ``100 + U * R`` instead of
-    100), with ``seed`` for the scrambling or shuffling; the other types are redrawn with
+    100, or the estimation's own ``halton_options`` skip plus ``U * R``, with its primes),
+    with ``seed`` for the scrambling or shuffling; the other types are redrawn with
     ``seed``. The caller passes a seed other than the estimation's.
     """
     if kind not in DRAW_TYPES:
         raise ValueError(f"unknown draw type {kind!r}; choose one of {DRAW_TYPES}")
     mixing = list(spec.random.values())
-    skip = HALTON_SKIP + num_units * num_draws if kind.startswith("halton") else None
+    options = check_halton_options(halton_options, kind, len(mixing))
+    first = options.pop("skip", HALTON_SKIP)
+    skip = first + num_units * num_draws if kind.startswith("halton") else None
     uniforms = make_draws(
-        num_units, num_draws, len(mixing), kind, seed=seed, skip=skip or HALTON_SKIP
+        num_units, num_draws, len(mixing), kind, seed=seed, skip=skip or HALTON_SKIP, **options
     )
     ops = choice_ops("numpy")
     standard = np.stack(
@@ -184,22 +195,29 @@ def check_simulation_noise(
             seed=results.seed,
             panel=results.panel,
             check_identified=False,
+            halton_options=results.halton_options,
         )
     if seed is None:
         seed = 1 if results.seed is None else int(results.seed) + 1
     num_units = int(problem.data.unit_weights.shape[0])
     standard, log_w, description = independent_draws(
-        spec, num_units, results.num_draws, results.draws or "halton", seed
+        spec, num_units, results.num_draws, results.draws or "halton", seed, results.halton_options
     )
     redrawn = redrawn_problem(problem, standard, log_w)
     theta = np.asarray(results.params, dtype=np.float64)
     with x64():
         at_estimates = float(redrawn.loglik(jnp.asarray(theta), redrawn.data))
-    found = (optimiser or Optimiser()).maximise(redrawn, theta, desc="simulation noise")
+    restrictions = results.restrictions
+    if optimiser is None:
+        optimiser = Optimiser(restrictions=restrictions if restrictions.active else None)
+    found = optimiser.maximise(redrawn, theta, desc="simulation noise")
     se = np.asarray(results.std_errors, dtype=np.float64)
-    if not np.all(np.isfinite(se)):  # fitted with hessian=False: the SEs of the fit's draws
+    free = restrictions.free
+    if not np.all(np.isfinite(se[free])):  # fitted with hessian=False: the fit's draws' SEs
+        block = hessian_matrix(problem, theta, index=free)
         with np.errstate(invalid="ignore"):
-            se = np.sqrt(np.diag(np.linalg.pinv(-hessian_matrix(problem, theta))))
+            se = np.full(len(theta), np.nan)
+            se[free] = np.sqrt(np.diag(np.linalg.pinv(-block)))
     new = np.asarray(found.result.x, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         shifts = (new - theta) / se

@@ -81,3 +81,42 @@ def test_gamma_inverse_cdf_value_and_shape_derivative():
         special.gammaincinv(shapes[:, None] + h, u) - special.gammaincinv(shapes[:, None] - h, u)
     ).sum(axis=1) / (2 * h[:, 0])
     np.testing.assert_allclose(derivative, numeric, rtol=1e-6)
+
+
+def _radical_inverse(index: int, base: int) -> float:
+    """The Halton point of ``index`` in ``base``, digit by digit (independent of the library)."""
+    value, scale = 0.0, 1.0 / base
+    while index:
+        index, digit = divmod(index, base)
+        value += digit * scale
+        scale /= base
+    return value
+
+
+def test_halton_skip_and_primes_choose_the_points():
+    u = make_draws(3, 4, 2, "halton", skip=7, primes=(5, 3))
+    expected = np.array(
+        [[_radical_inverse(7 + i, 5), _radical_inverse(7 + i, 3)] for i in range(12)]
+    ).reshape(3, 4, 2)
+    np.testing.assert_allclose(u, expected, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(
+        make_draws(3, 4, 2, "halton", primes=(2, 3)), make_draws(3, 4, 2, "halton")
+    )
+
+
+@pytest.mark.parametrize(
+    "options, kind, message",
+    [
+        ({"primes": (2, 4)}, "halton", r"\[4\] are not prime"),
+        ({"primes": (3, 3)}, "halton", "must be distinct"),
+        ({"primes": (2,)}, "halton", r"one per random coefficient \(2\)"),
+        ({"skip": 0}, "halton", "skip'\\] must be an integer >= 1"),
+        ({"skip": 10}, "sobol", "apply to Halton draws"),
+        ({"drop": 10}, "halton", r"unknown keys \['drop'\]"),
+    ],
+)
+def test_bad_halton_options_are_named(options, kind, message):
+    from mixlogit.draws import check_halton_options
+
+    with pytest.raises(ValueError, match=message):
+        check_halton_options(options, kind, 2)

@@ -73,3 +73,24 @@ def test_pairs_that_cannot_be_compared_are_refused(fits):
     other = MultinomialLogit(["x1", "price"]).fit(other_data)
     with pytest.raises(ValueError, match="same choices"):
         likelihood_ratio_test(smaller, other)
+
+
+def test_a_fixed_parameter_is_the_restriction(fits):
+    # fix= writes the restricted model without dropping columns: fixing price at 0 is the
+    # same test as leaving price out, and fixing sd.price at 0 the same as the MNL
+    data, mnl, mxl, smaller = fits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        price_at_zero = MultinomialLogit(["x1", "price"]).fit(data, fix={"price": 0.0})
+        no_spread = MixedLogit(fixed=["x1"], random={"price": "normal"}).fit(
+            data, num_draws=200, fix={"sd.price": 0.0}
+        )
+    test = likelihood_ratio_test(price_at_zero, mnl)
+    reference = likelihood_ratio_test(smaller, mnl)
+    assert test.extra_parameters == ("price",) and test.df == 1
+    assert test.statistic == pytest.approx(reference.statistic, abs=1e-7)
+    spread = likelihood_ratio_test(no_spread, mxl)
+    assert spread.extra_parameters == ("sd.price",) and spread.boundary_parameters == ("sd.price",)
+    assert spread.statistic == pytest.approx(likelihood_ratio_test(mnl, mxl).statistic, abs=1e-6)
+    with pytest.raises(ValueError, match="not nested"):
+        likelihood_ratio_test(mxl, no_spread)
