@@ -3,7 +3,8 @@
 Choice models (NumPy/JAX): :class:`ChoiceData` (validated long-format data), the
 specification :class:`ModelSpec`, the estimators :class:`MultinomialLogit` and
 :class:`MixedLogit` (maximum simulated likelihood or converged quadrature; ``method="nuts"``
-or ``"svi"`` for the Bayesian fit :func:`fit_bayes`), :class:`LatentClassLogit`, their results
+or ``"svi"`` for the Bayesian fit :func:`fit_bayes`), :class:`NestedLogit`,
+:class:`CrossNestedLogit`, :class:`LatentClassLogit`, their results
 (:class:`EstimationResults`, :class:`BayesianResults`), :func:`simulate_choices` and the
 bundled data sets (``load_*``).
 
@@ -34,6 +35,8 @@ _LAZY_ATTRS: dict[str, str] = {
     "RandomCoefficient": "mixlogit.spec",
     "MultinomialLogit": "mixlogit.estimators",
     "MixedLogit": "mixlogit.estimators",
+    "NestedLogit": "mixlogit.estimators",
+    "CrossNestedLogit": "mixlogit.estimators",
     "ConvergenceWarning": "mixlogit.estimation.optimize",
     "SeparationWarning": "mixlogit.estimation.diagnostics",
     "LocalMaximumWarning": "mixlogit.estimation.diagnostics",

@@ -28,10 +28,19 @@ import numpy as np
 from mixlogit._deprecation import renamed_keywords
 from mixlogit.data import ChoiceData
 from mixlogit.estimation import ConvergenceWarning, SeparationWarning, estimate
+from mixlogit.estimation.fit import estimate_nested
+from mixlogit.estimation.nested import NestingSpec
 from mixlogit.likelihood import ParameterLayout
 from mixlogit.spec import ModelSpec, RandomCoefficient
 
-__all__ = ["ConvergenceWarning", "MixedLogit", "MultinomialLogit", "SeparationWarning"]
+__all__ = [
+    "ConvergenceWarning",
+    "CrossNestedLogit",
+    "MixedLogit",
+    "MultinomialLogit",
+    "NestedLogit",
+    "SeparationWarning",
+]
 
 #: Old keyword names of :meth:`MixedLogit.fit` (deprecated) -> new ones.
 FIT_RENAMES = {
@@ -385,3 +394,104 @@ class MultinomialLogit(MixedLogit):
         if kwargs.get("method") not in ("nuts", "svi"):  # the Bayesian fit takes no draws
             kwargs.setdefault("num_draws", 1)
         return super().fit(data, **kwargs)
+
+
+class NestedLogit:
+    """Nested logit: alternatives grouped in nests with a scale ``lambda`` each.
+
+    Args:
+        variables: the coefficients (all fixed), named as for :class:`MultinomialLogit`.
+        nests: ``{nest: [alternative, ...]}``; each alternative in at most one nest (an
+            alternative in none is a nest of its own with ``lambda = 1``).
+
+    Parameters: the coefficients, then ``lambda.<nest>`` (Biogeme's ``mu = 1 / lambda``). See
+    :mod:`mixlogit.estimation.nested` for the model.
+
+    Example (Biogeme's b09nested)::
+
+        NestedLogit(["ASC_1", "ASC_3", "time", "cost"], nests={"existing": [1, 3]})
+    """
+
+    _cross = False
+
+    def __init__(
+        self,
+        variables: Sequence[str] = (),
+        nests: Mapping[str, Sequence[Any]] | None = None,
+    ) -> None:
+        nest_items = tuple((str(k), tuple(v)) for k, v in (nests or {}).items())
+        self.nesting = NestingSpec(ModelSpec.build(variables), nest_items, self._cross)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.nesting.spec
+
+    @property
+    def nests(self) -> dict[str, tuple[Any, ...]]:
+        return dict(self.nesting.nests)
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return self.spec.variables
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return self.nesting.parameter_names
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.nesting.describe()})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": type(self).__name__, **self.nesting.to_dict()}
+
+    def fit(
+        self,
+        data: ChoiceData,
+        *,
+        init: Mapping[str, float] | Sequence[float] | np.ndarray | None = None,
+        optimizer: str = "auto",
+        tolerance: float = 1e-6,
+        max_iterations: int = 2000,
+        hessian: bool = True,
+        verbose: bool | int = False,
+        progress: bool = False,
+        fix: Mapping[str, float] | None = None,
+        bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    ):
+        """Maximum likelihood (:func:`mixlogit.estimation.fit.estimate_nested`).
+
+        Args as :meth:`MixedLogit.fit`. Every ``lambda`` is bounded below by 1e-3 and every
+        allocation to [0, 1] unless ``bounds`` names it (e.g. ``{"lambda.existing": (0.1,
+        1.0)}`` for the range consistent with utility maximisation); ``fix={"lambda.x": 1}``
+        removes a nest. Robust SEs are clustered by the panel of ``data`` if it has one.
+
+        Returns:
+            :class:`~mixlogit.results.EstimationResults`.
+        """
+        return estimate_nested(
+            self,
+            data,
+            init=init,
+            optimizer=optimizer,
+            tolerance=tolerance,
+            max_iterations=max_iterations,
+            hessian=hessian,
+            verbose=verbose,
+            progress=progress,
+            fix=fix,
+            bounds=bounds,
+        )
+
+
+class CrossNestedLogit(NestedLogit):
+    """Cross-nested logit: an alternative may belong to several nests.
+
+    An alternative in ``k`` nests has allocations ``alpha.<alternative>.<nest>`` for its first
+    ``k - 1`` nests (in the order of ``nests``); the last gets 1 minus their sum. Example
+    (Biogeme's b11cnl: train in both nests)::
+
+        CrossNestedLogit(["ASC_1", "ASC_3", "time", "cost"],
+                         nests={"existing": [1, 3], "future": [1, 2]})
+    """
+
+    _cross = True

@@ -31,6 +31,7 @@ from mixlogit._intervals import interval_labels
 from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.elasticities import elasticities
+from mixlogit.estimation.nested import NestingSpec, build_nested_problem
 from mixlogit.estimation.problem import build_problem
 from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
 from mixlogit.likelihood import ParameterLayout, x64
@@ -335,7 +336,7 @@ class EstimationResults:
         layout = self.layout
         spreads = [
             name
-            for name in self.names[layout.num_fixed + layout.num_random :]
+            for name in layout.names[layout.num_fixed + layout.num_random :]
             if not name.startswith("ln_scale.")
         ]
         if not spreads:
@@ -362,6 +363,8 @@ class EstimationResults:
             data = self.data
         if data is None:
             raise ValueError("pass the ChoiceData (results loaded from disk keep no data)")
+        if hasattr(self.model, "nesting") or isinstance(self.model, NestingSpec):
+            return build_nested_problem(self.model, data, check_identified=False)
         if self.quadrature and num_draws is None:
             standard, log_w = quadrature_rule(self.spec, self.quadrature["nodes_per_dim"])
             return build_problem(
@@ -642,7 +645,8 @@ class EstimationResults:
     def load(cls, path: str | Path, data: ChoiceData | None = None) -> EstimationResults:
         """Read results written by :meth:`save`; pass ``data`` to predict on it later.
 
-        The model comes back as its :class:`~mixlogit.spec.ModelSpec`.
+        The model comes back as its :class:`~mixlogit.spec.ModelSpec` (a nested logit's as
+        its :class:`~mixlogit.estimation.nested.NestingSpec`).
         """
         content = json.loads(Path(path).read_text())
         if content.get("format") != "mixlogit.EstimationResults/1":
@@ -654,4 +658,10 @@ class EstimationResults:
         fields = {k: v for k, v in content.items() if k not in ("format", "model", *arrays)}
         if fields.get("bounds"):  # JSON turned the pairs into lists
             fields["bounds"] = {n: tuple(pair) for n, pair in fields["bounds"].items()}
-        return cls(model=ModelSpec.from_dict(content["model"]), **arrays, **fields, data=data)
+        model_content = content["model"]
+        model = (
+            NestingSpec.from_dict(model_content)
+            if "nests" in model_content
+            else ModelSpec.from_dict(model_content)
+        )
+        return cls(model=model, **arrays, **fields, data=data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -14,6 +14,7 @@ from mixlogit.data import ChoiceData
 from mixlogit.draws import check_halton_options
 from mixlogit.estimation.diagnostics import SeparationWarning, find_separation
 from mixlogit.estimation.multistart import check_num_starts, random_starts, run_starts
+from mixlogit.estimation.nested import NestingSpec, build_nested_problem, nesting_of
 from mixlogit.estimation.optimize import (
     LINEAR_DISTRIBUTIONS,
     OPTIMIZERS,
@@ -23,6 +24,7 @@ from mixlogit.estimation.optimize import (
     covariances,
     parameter_scales,
 )
+from mixlogit.estimation.problem import Problem
 from mixlogit.estimation.quadrature import maximise_quadrature
 from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
 from mixlogit.estimation.simulated import check_simulation_noise, simulated_problem
@@ -36,7 +38,7 @@ from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.results import EstimationResults
 from mixlogit.spec import ModelSpec, as_model_spec
 
-__all__ = ["estimate", "pinned_variables"]
+__all__ = ["estimate", "estimate_nested", "pinned_variables"]
 
 METHODS = ("simulation", "quadrature")
 
@@ -283,3 +285,113 @@ def _separation(spec: ModelSpec, found: Maximum, restrictions: Restrictions):
         checkable,
         float(np.sum(problem.arrays.weights)),
     )
+
+
+def estimate_nested(
+    model,
+    data: ChoiceData,
+    *,
+    init: Mapping[str, float] | Sequence[float] | np.ndarray | None = None,
+    optimizer: str = "auto",
+    tolerance: float = 1e-6,
+    max_iterations: int = 2000,
+    hessian: bool = True,
+    verbose: bool | int = False,
+    progress: bool = False,
+    fix: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+):
+    """Maximum likelihood of a (cross-)nested logit (:mod:`mixlogit.estimation.nested`).
+
+    The start is the MNL (coefficients by Newton's method, ``lambda = 1``, equal allocations)
+    unless ``init`` (a mapping by parameter name, or a full vector) says otherwise. Every
+    ``lambda`` is bounded below by
+    :data:`~mixlogit.estimation.nested.LAMBDA_LOWER_BOUND` and every allocation to [0, 1]
+    unless ``bounds`` names it, so the optimiser is L-BFGS-B.
+
+    Returns:
+        :class:`~mixlogit.results.EstimationResults` (``method="maximum likelihood"``).
+    """
+    start_time = time.perf_counter()
+    if not isinstance(data, ChoiceData):
+        raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
+    nesting = nesting_of(model)
+    names = nesting.parameter_names
+    box = {**nesting.default_bounds(), **(bounds or {})}
+    restrictions = parse_restrictions(
+        names, fix, {n: b for n, b in box.items() if n not in (fix or {})}
+    )
+    problem = build_nested_problem(model, data)
+    theta0 = _nested_start(nesting, problem, init)
+    optimiser = Optimiser(optimizer, tolerance, max_iterations, verbose, progress, restrictions)
+    found = optimiser.maximise(problem, theta0, desc="nested logit")
+    theta = found.result.x
+    if not found.converged:
+        warnings.warn(
+            f"the optimiser did not converge ({found.result.message}); largest gradient entry "
+            f"{np.max(np.abs(found.gradient[restrictions.free])):.3g}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    held = restrictions.at_bound(theta)
+    if held:
+        warnings.warn(
+            f"parameters {held} ended at a bound: their standard errors assume an interior "
+            "maximum and are not valid there",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if hessian:
+        hess, cov, robust = covariances(problem, theta, progress, restrictions)
+    else:
+        hess = cov = robust = np.full((len(theta), len(theta)), np.nan)
+    arrays = problem.arrays
+    null_ll = float(-np.sum(arrays.weights * np.log(arrays.available.sum(axis=1))))
+    return EstimationResults(
+        model=model,
+        names=list(names),
+        params=np.asarray(theta, dtype=np.float64),
+        cov=cov,
+        robust_cov=robust,
+        hessian=hess,
+        gradient=np.asarray(found.gradient, dtype=np.float64),
+        loglik=found.loglik,
+        null_loglik=null_ll,
+        num_situations=arrays.X.shape[0],
+        num_units=arrays.X.shape[0],
+        num_draws=0,
+        draws=None,
+        seed=None,
+        method="maximum likelihood",
+        panel=data.has_panel,
+        converged=found.converged,
+        message=str(found.result.message),
+        iterations=int(found.result.get("nit", found.history["iterations"])),
+        function_evaluations=found.history["evals"],
+        time=time.perf_counter() - start_time,
+        data=data,
+        problem=problem,
+        fixed_parameters=restrictions.fixed_parameters() or None,
+        bounds=restrictions.bounds() or None,
+    )
+
+
+def _nested_start(nesting: NestingSpec, problem: Problem, init) -> np.ndarray:
+    names = nesting.parameter_names
+    if init is not None and not isinstance(init, Mapping):
+        theta = np.asarray(init, dtype=np.float64)
+        if theta.shape != (len(names),):
+            raise ValueError(
+                f"init has shape {theta.shape}; expected ({len(names)},) for {list(names)}"
+            )
+        return theta
+    coefficients = mnl_newton(problem.arrays)
+    if coefficients is None:
+        coefficients = np.zeros(len(nesting.variables))
+    start = dict(zip(nesting.variables, coefficients, strict=True)) | nesting.start()
+    if init is not None:
+        unknown = sorted(set(init) - set(names))
+        if unknown:
+            raise ValueError(f"init names {unknown} are not parameters {list(names)}")
+        start.update({str(k): float(v) for k, v in init.items()})
+    return np.array([start[n] for n in names], dtype=np.float64)

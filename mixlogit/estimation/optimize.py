@@ -129,6 +129,7 @@ def parameter_scales(problem: Problem) -> np.ndarray:
     correlated = layout.correlated_index
     rows, _ = np.tril_indices(len(correlated))
     scales += [random_unit[correlated[i]] for i in rows]
+    scales += [1.0] * len(problem.extra_names)
     scales_array = np.asarray(scales, dtype=np.float64)
     low, high = WELL_SCALED
     if np.all((scales_array >= low) & (scales_array <= high)):
@@ -165,7 +166,7 @@ def minimise(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {optimizer!r}")
-    names = as_model_spec(problem.model).parameter_names
+    names = problem.parameter_names
     restrictions = restrictions or Restrictions.none(names)
     if len(restrictions.names) != len(names):
         raise ValueError(
@@ -181,8 +182,9 @@ def minimise(
     history = {"evals": 0, "iterations": 0, "best": np.inf}
     full_unit = parameter_scales(problem)
     unit = full_unit[free]
-    mixed = bool(as_model_spec(problem.model).random)
-    if optimizer == "auto" and not mixed and not restrictions.active:
+    # Newton's method with the analytic MNL Hessian: plain MNL only
+    mnl = not as_model_spec(problem.model).random and not problem.extra_names
+    if optimizer == "auto" and mnl and not restrictions.active:
         result = _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history)
         if result is not None:
             if bar is not None:

@@ -18,7 +18,6 @@ from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.likelihood import (
     Likelihood,
-    LikelihoodData,
     ParameterLayout,
     make_likelihood_data,
     x64,
@@ -37,8 +36,8 @@ class Problem:
 
     model: Any  # the estimator or ModelSpec that was fitted
     arrays: ChoiceArrays
-    likelihood: Likelihood
-    data: LikelihoodData
+    likelihood: Any  # Likelihood (a nested logit: NestedLikelihood)
+    data: Any  # LikelihoodData (a nested logit: NestedData, with the same grid fields)
     positions: np.ndarray  # (S, 2) grid position (group, slot) of each situation
     unit: np.ndarray  # (S,) unit of each situation in original order
     cluster: np.ndarray  # (U,) cluster (panel) of each unit, for robust errors
@@ -48,6 +47,13 @@ class Problem:
     loglik: Any
     unit_loglik: Any
     unit_scores: Any = None
+    #: parameters after those of the model's :class:`~mixlogit.spec.ModelSpec` (a nested
+    #: logit's scales and allocations), each of typical size 1
+    extra_names: tuple[str, ...] = ()
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return as_model_spec(self.model).parameter_names + self.extra_names
 
 
 def _units(
