@@ -59,7 +59,9 @@ class ChoiceData:
 
     Args:
         data: one row per situation x alternative.
-        choice: column that is 1/True for the chosen alternative, 0/False otherwise.
+        choice: column that is 1/True for the chosen alternative, 0/False otherwise; ``None``
+            for scenario data without observed choices (forecasting: prediction, market
+            shares, elasticities), which the fits and everything conditioned on choices refuse.
         alternative: column with the alternative id (any sortable hashable).
         situation: column with the choice-situation id.
         panel: optional column with the decision-maker id (constant within a situation); the
@@ -75,7 +77,7 @@ class ChoiceData:
         self,
         data: pd.DataFrame,
         *,
-        choice: str,
+        choice: str | None,
         alternative: str,
         situation: str,
         panel: str | None = None,
@@ -226,14 +228,16 @@ class ChoiceData:
 
     # ------------------------------------------------------------------ validation
     def _validate_and_index(self, frame: pd.DataFrame) -> None:
-        choice = frame[self.choice_column]
-        if not (pd.api.types.is_bool_dtype(choice) or pd.api.types.is_numeric_dtype(choice)):
-            raise ChoiceDataError(
-                f"choice column {self.choice_column!r} must be 0/1 or boolean, got dtype "
-                f"{choice.dtype} (values {_preview(choice.unique())})"
-            )
-        choice_values = choice.to_numpy(dtype=np.float64, na_value=np.nan)
-        _check_zero_one(frame, choice, choice_values, f"choice column {self.choice_column!r}")
+        if self.choice_column is not None:
+            choice = frame[self.choice_column]
+            if not (pd.api.types.is_bool_dtype(choice) or pd.api.types.is_numeric_dtype(choice)):
+                raise ChoiceDataError(
+                    f"choice column {self.choice_column!r} must be 0/1 or boolean, got dtype "
+                    f"{choice.dtype} (values {_preview(choice.unique())})"
+                )
+            choice_values = choice.to_numpy(dtype=np.float64, na_value=np.nan)
+            what = f"choice column {self.choice_column!r}"
+            _check_zero_one(frame, choice, choice_values, what)
         situation_codes, situation_ids = pd.factorize(frame[self.situation_column], sort=True)
         alternative_codes, alternative_ids = pd.factorize(frame[self.alternative_column], sort=True)
         duplicated = pd.Series(situation_codes * len(alternative_ids) + alternative_codes)
@@ -256,7 +260,23 @@ class ChoiceData:
             available_rows = avail_values == 1.0
         else:
             available_rows = np.ones(len(frame), dtype=bool)
-        chosen_rows = choice_values == 1.0
+        if self.choice_column is None:
+            # scenario data: no choice observed; a placeholder (the first available
+            # alternative) keeps the arrays valid for prediction, and nothing reads it
+            no_option = np.bincount(
+                situation_codes, weights=available_rows, minlength=num_situations
+            )
+            if (no_option == 0).any():
+                sits = situation_ids[no_option == 0]
+                raise ChoiceDataError(
+                    f"{len(sits)} situation(s) have no available alternative: situations "
+                    f"{_preview(sits)}"
+                )
+            first = pd.Series(available_rows).groupby(situation_codes).idxmax().to_numpy()
+            chosen_rows = np.zeros(len(frame), dtype=bool)
+            chosen_rows[first] = True
+        else:
+            chosen_rows = choice_values == 1.0
         chosen_count = np.bincount(situation_codes, weights=chosen_rows, minlength=num_situations)
         if (chosen_count == 0).any():
             sits = situation_ids[chosen_count == 0]
@@ -339,6 +359,19 @@ class ChoiceData:
         self._available = available
 
     # ------------------------------------------------------------------ properties
+    @property
+    def has_choices(self) -> bool:
+        """Whether the data hold observed choices (False for ``choice=None`` scenario data)."""
+        return self.choice_column is not None
+
+    def require_choices(self, what: str) -> None:
+        """Raise :class:`ChoiceDataError` naming ``what`` when the data hold no choices."""
+        if not self.has_choices:
+            raise ChoiceDataError(
+                f"{what} needs observed choices; this ChoiceData was built with choice=None "
+                "(scenario data: prediction, market shares and elasticities only)"
+            )
+
     @property
     def frame(self) -> pd.DataFrame:
         """The long data, sorted by (situation, alternative)."""

@@ -31,6 +31,7 @@ from mixlogit._intervals import interval_labels
 from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.elasticities import elasticities
+from mixlogit.estimation.latent_class import LatentClassSpec, build_latent_class_problem
 from mixlogit.estimation.nested import NestingSpec, build_nested_problem
 from mixlogit.estimation.problem import build_problem
 from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
@@ -365,6 +366,8 @@ class EstimationResults:
             raise ValueError("pass the ChoiceData (results loaded from disk keep no data)")
         if hasattr(self.model, "nesting") or isinstance(self.model, NestingSpec):
             return build_nested_problem(self.model, data, check_identified=False)
+        if hasattr(self.model, "latent") or isinstance(self.model, LatentClassSpec):
+            return build_latent_class_problem(self.model, data, check_identified=False)
         if self.quadrature and num_draws is None:
             standard, log_w = quadrature_rule(self.spec, self.quadrature["nodes_per_dim"])
             return build_problem(
@@ -406,6 +409,9 @@ class EstimationResults:
             DataFrame ``(S, J)`` indexed by situation id; unavailable alternatives have 0.
             ``.mean()`` of it gives the predicted market shares (see :meth:`market_shares`).
         """
+        source = data if data is not None else self.data
+        if conditional and source is not None:
+            source.require_choices("conditional prediction (weighting by the observed choices)")
         problem = self._problem_for(data, num_draws=num_draws)
         with x64():
             grid = np.asarray(
@@ -414,7 +420,6 @@ class EstimationResults:
                 )
             )
         restored = grid[problem.positions[:, 0], problem.positions[:, 1]]
-        source = data if data is not None else self.data
         return pd.DataFrame(
             restored,
             index=pd.Index(source.situation_ids, name="situation"),
@@ -446,6 +451,35 @@ class EstimationResults:
             name="share",
         )
 
+    def class_membership(self, data: ChoiceData | None = None) -> pd.DataFrame:
+        """Latent class only: each decision maker's class probabilities given their choices,
+        with the columns of :meth:`mixlogit.bayes.BayesianResults.class_membership`, then the
+        prior (membership-model) probabilities.
+
+        Returns:
+            DataFrame, one row per decision maker: ``person`` (panel id), ``p_class_0 ..
+            p_class_{C-1}`` (posterior), ``most_likely_class`` (0-based, as the parameter
+            names), ``prior_class_0 .. prior_class_{C-1}``.
+        """
+        if not (hasattr(self.model, "latent") or isinstance(self.model, LatentClassSpec)):
+            raise ValueError("class_membership is only available for latent-class fits")
+        if data is not None:
+            data.require_choices("class membership given the choices")
+        problem = self._problem_for(data)
+        with x64():
+            theta = jnp.asarray(self.params)
+            prior = np.exp(np.asarray(problem.likelihood.log_shares(theta, problem.data)))
+            posterior = np.asarray(problem.likelihood.class_posterior(theta, problem.data))
+        source = data if data is not None else self.data
+        ids = source.panel_ids if source.has_panel else source.situation_ids
+        frame = pd.DataFrame({"person": ids})
+        for c in range(prior.shape[1]):
+            frame[f"p_class_{c}"] = posterior[:, c]
+        frame["most_likely_class"] = posterior.argmax(axis=1)
+        for c in range(prior.shape[1]):
+            frame[f"prior_class_{c}"] = prior[:, c]
+        return frame
+
     # ------------------------------------------------------------------ individual level
     def individual_coefficients(
         self, data: ChoiceData | None = None, *, num_draws: int | None = None
@@ -462,6 +496,8 @@ class EstimationResults:
         """
         if not self.spec.random:
             raise ValueError("the model has no random coefficients")
+        if data is not None:
+            data.require_choices("individual coefficients (conditional on the choices)")
         problem = self._problem_for(data, num_draws=num_draws)
         with x64():
             theta = jnp.asarray(self.params)
@@ -659,9 +695,10 @@ class EstimationResults:
         if fields.get("bounds"):  # JSON turned the pairs into lists
             fields["bounds"] = {n: tuple(pair) for n, pair in fields["bounds"].items()}
         model_content = content["model"]
-        model = (
-            NestingSpec.from_dict(model_content)
-            if "nests" in model_content
-            else ModelSpec.from_dict(model_content)
-        )
+        if "nests" in model_content:
+            model: Any = NestingSpec.from_dict(model_content)
+        elif "num_classes" in model_content:
+            model = LatentClassSpec.from_dict(model_content)
+        else:
+            model = ModelSpec.from_dict(model_content)
         return cls(model=model, **arrays, **fields, data=data)

@@ -112,6 +112,8 @@ def choice_arrays_from_data(data: Any, variables: Sequence[str]) -> ChoiceArrays
             data = data._replace(X=np.asarray(data.X)[..., cols], variable_names=tuple(variables))
         return data
     if hasattr(data, "to_arrays"):
+        if hasattr(data, "require_choices"):
+            data.require_choices("fitting a model")
         return data.to_arrays(list(variables))
     raise TypeError(
         f"data must be a ChoiceData (with to_arrays) or ChoiceArrays, got {type(data).__name__}"

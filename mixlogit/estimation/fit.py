@@ -13,6 +13,11 @@ import numpy as np
 from mixlogit.data import ChoiceData
 from mixlogit.draws import check_halton_options
 from mixlogit.estimation.diagnostics import SeparationWarning, find_separation
+from mixlogit.estimation.latent_class import (
+    build_latent_class_problem,
+    latent_class_of,
+    relabel,
+)
 from mixlogit.estimation.multistart import check_num_starts, random_starts, run_starts
 from mixlogit.estimation.nested import NestingSpec, build_nested_problem, nesting_of
 from mixlogit.estimation.optimize import (
@@ -38,7 +43,13 @@ from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.results import EstimationResults
 from mixlogit.spec import ModelSpec, as_model_spec
 
-__all__ = ["estimate", "estimate_nested", "pinned_variables"]
+__all__ = [
+    "estimate",
+    "estimate_latent_class",
+    "estimate_nested",
+    "latent_class_starts",
+    "pinned_variables",
+]
 
 METHODS = ("simulation", "quadrature")
 
@@ -92,6 +103,7 @@ def estimate(
     num_starts = check_num_starts(num_starts, start_seed)
     if not isinstance(data, ChoiceData):
         raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
+    data.require_choices("fitting a model")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     if optimizer not in OPTIMIZERS:
@@ -315,6 +327,7 @@ def estimate_nested(
     start_time = time.perf_counter()
     if not isinstance(data, ChoiceData):
         raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
+    data.require_choices("fitting a model")
     nesting = nesting_of(model)
     names = nesting.parameter_names
     box = {**nesting.default_bounds(), **(bounds or {})}
@@ -395,3 +408,144 @@ def _nested_start(nesting: NestingSpec, problem: Problem, init) -> np.ndarray:
             raise ValueError(f"init names {unknown} are not parameters {list(names)}")
         start.update({str(k): float(v) for k, v in init.items()})
     return np.array([start[n] for n in names], dtype=np.float64)
+
+
+def estimate_latent_class(
+    model,
+    data: ChoiceData,
+    *,
+    init: Mapping[str, float] | Sequence[float] | np.ndarray | None = None,
+    optimizer: str = "auto",
+    tolerance: float = 1e-6,
+    max_iterations: int = 2000,
+    hessian: bool = True,
+    verbose: bool | int = False,
+    progress: bool = False,
+    num_starts: int = 5,
+    start_seed: int | None = 0,
+    fix: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+):
+    """Maximum likelihood of a latent-class logit (:mod:`mixlogit.estimation.latent_class`).
+
+    The likelihood has a maximum per labelling of the classes and often local maxima too, so
+    the optimiser runs from ``num_starts`` starts (default 5; :func:`latent_class_starts`) on
+    one compiled problem and keeps the best (a ``LocalMaximumWarning`` when converged starts
+    disagree); the classes are then numbered by increasing ``order_by`` coefficient.
+
+    Returns:
+        :class:`~mixlogit.results.EstimationResults` with ``class_membership()``.
+    """
+    start_time = time.perf_counter()
+    num_starts = check_num_starts(num_starts, start_seed)
+    if not isinstance(data, ChoiceData):
+        raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
+    data.require_choices("fitting a model")
+    latent = latent_class_of(model)
+    names = latent.parameter_names
+    restrictions = parse_restrictions(names, fix, bounds)
+    problem = build_latent_class_problem(model, data)
+    starts = latent_class_starts(latent, problem, init, num_starts, start_seed)
+    starts = np.array([restrictions.impose(s) for s in starts])
+    optimiser = Optimiser(
+        optimizer,
+        tolerance,
+        max_iterations,
+        verbose,
+        progress,
+        restrictions if restrictions.active else None,
+    )
+
+    def maximise(theta_start: np.ndarray) -> Maximum:
+        return optimiser.maximise(problem, theta_start, desc="latent class")
+
+    records = None
+    if len(starts) == 1:
+        found = maximise(starts[0])
+    else:
+        found, records = run_starts(maximise, starts, verbose=verbose, stacklevel=4)
+    theta = found.result.x
+    if not restrictions.has_fixed and not restrictions.has_bounds:
+        # number the classes by order_by (restrictions name classes: then keep the labels)
+        theta = relabel(latent, theta)
+    if not found.converged:
+        warnings.warn(
+            f"the optimiser did not converge ({found.result.message}); largest gradient entry "
+            f"{np.max(np.abs(found.gradient[restrictions.free])):.3g}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    with x64():
+        gradient = np.asarray(problem.value_and_grad(jnp.asarray(theta), problem.data)[1])
+    if hessian:
+        hess, cov, robust = covariances(problem, theta, progress, restrictions)
+    else:
+        hess = cov = robust = np.full((len(theta), len(theta)), np.nan)
+    arrays = problem.arrays
+    null_ll = float(-np.sum(arrays.weights * np.log(arrays.available.sum(axis=1))))
+    return EstimationResults(
+        model=model,
+        names=list(names),
+        params=np.asarray(theta, dtype=np.float64),
+        cov=cov,
+        robust_cov=robust,
+        hessian=hess,
+        gradient=gradient,
+        loglik=found.loglik,
+        null_loglik=null_ll,
+        num_situations=arrays.X.shape[0],
+        num_units=problem.likelihood.num_units,
+        num_draws=0,
+        draws=None,
+        seed=None,
+        method="maximum likelihood",
+        panel=data.has_panel,
+        converged=found.converged,
+        message=str(found.result.message),
+        iterations=int(found.result.get("nit", found.history["iterations"])),
+        function_evaluations=found.history["evals"],
+        time=time.perf_counter() - start_time,
+        data=data,
+        problem=problem,
+        starts=records,
+        fixed_parameters=restrictions.fixed_parameters() or None,
+        bounds=restrictions.bounds() or None,
+    )
+
+
+def latent_class_starts(
+    latent, problem: Problem, init, num_starts: int, seed: int | None
+) -> np.ndarray:
+    """``(num_starts, P)`` starts of a latent-class fit: ``init`` (a full vector, or a mapping
+    over the default) first; the default spreads the MNL coefficients over the classes
+    (class ``c`` at ``b + t_c (|b| + 0.5 / scale)``, ``t_c`` evenly from -1/2 to 1/2) with
+    equal shares; the others add normal perturbations of that size, seeded by ``seed``."""
+    names = latent.parameter_names
+    num_c, num_k = latent.num_classes, len(latent.variables)
+    if init is not None and not isinstance(init, Mapping):
+        theta0 = np.asarray(init, dtype=np.float64)
+        if theta0.shape != (len(names),):
+            raise ValueError(
+                f"init has shape {theta0.shape}; expected ({len(names)},) for {list(names)}"
+            )
+    else:
+        mnl = mnl_newton(problem.arrays)
+        b = np.zeros(num_k) if mnl is None else np.asarray(mnl)
+        size = np.abs(b) + 0.5 / variable_scales(problem.arrays)
+        offsets = np.linspace(-0.5, 0.5, num_c)
+        theta0 = np.zeros(len(names))
+        theta0[: num_c * num_k] = (b[None] + offsets[:, None] * size[None]).ravel()
+        if isinstance(init, Mapping):
+            unknown = sorted(set(init) - set(names))
+            if unknown:
+                raise ValueError(f"init names {unknown} are not parameters {list(names)}")
+            for name, value in init.items():
+                theta0[names.index(name)] = float(value)
+    rng = np.random.default_rng(seed)
+    starts = [theta0]
+    size = np.abs(theta0[: num_c * num_k]) + np.tile(0.5 / variable_scales(problem.arrays), num_c)
+    for _ in range(num_starts - 1):
+        start = theta0.copy()
+        start[: num_c * num_k] += rng.normal(0.0, 1.0, num_c * num_k) * size
+        starts.append(start)
+    return np.array(starts)

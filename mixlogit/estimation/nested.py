@@ -331,7 +331,7 @@ def build_nested_problem(
         loglik=loglik,
         unit_loglik=unit_loglik,
         unit_scores=unit_scores,
-        extra_names=nesting.extra_names,
+        names=nesting.parameter_names,
     )
 
 

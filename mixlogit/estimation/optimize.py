@@ -118,6 +118,8 @@ def parameter_scales(problem: Problem) -> np.ndarray:
     existed; e.g. Electricity's six normals reach -3887.349 in their own units and -3888.465
     standardised.
     """
+    if problem.scales is not None:
+        return _unless_well_scaled(np.asarray(problem.scales, dtype=np.float64))
     spec = as_model_spec(problem.model)
     layout = ParameterLayout.from_spec(spec)
     unit = 1.0 / variable_scales(problem.arrays)  # per variable, fixed first then random
@@ -129,8 +131,11 @@ def parameter_scales(problem: Problem) -> np.ndarray:
     correlated = layout.correlated_index
     rows, _ = np.tril_indices(len(correlated))
     scales += [random_unit[correlated[i]] for i in rows]
-    scales += [1.0] * len(problem.extra_names)
-    scales_array = np.asarray(scales, dtype=np.float64)
+    scales += [1.0] * (len(problem.parameter_names) - len(scales))  # e.g. nest scales
+    return _unless_well_scaled(np.asarray(scales, dtype=np.float64))
+
+
+def _unless_well_scaled(scales_array: np.ndarray) -> np.ndarray:
     low, high = WELL_SCALED
     if np.all((scales_array >= low) & (scales_array <= high)):
         return np.ones_like(scales_array)
@@ -183,7 +188,7 @@ def minimise(
     full_unit = parameter_scales(problem)
     unit = full_unit[free]
     # Newton's method with the analytic MNL Hessian: plain MNL only
-    mnl = not as_model_spec(problem.model).random and not problem.extra_names
+    mnl = not as_model_spec(problem.model).random and problem.names is None
     if optimizer == "auto" and mnl and not restrictions.active:
         result = _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history)
         if result is not None:

@@ -47,13 +47,16 @@ class Problem:
     loglik: Any
     unit_loglik: Any
     unit_scores: Any = None
-    #: parameters after those of the model's :class:`~mixlogit.spec.ModelSpec` (a nested
-    #: logit's scales and allocations), each of typical size 1
-    extra_names: tuple[str, ...] = ()
+    #: the parameters when they are not the model specification's (nested logit, latent
+    #: class); ``None``: ``ModelSpec.parameter_names``
+    names: tuple[str, ...] | None = None
+    #: ``(P,)`` typical size of each parameter when ``names`` is set (None: the
+    #: specification's coefficients by their variables, 1 for the others)
+    scales: np.ndarray | None = None
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
-        return as_model_spec(self.model).parameter_names + self.extra_names
+        return as_model_spec(self.model).parameter_names if self.names is None else self.names
 
 
 def _units(

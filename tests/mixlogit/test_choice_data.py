@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mixlogit import MultinomialLogit
 from mixlogit.data import ChoiceData, ChoiceDataError
 from mixlogit.datasets import (
     load_car,
@@ -199,3 +200,42 @@ def test_error_wide_choice_not_an_alternative():
         ChoiceData.from_wide(
             wide, choice="c", alternatives=[1, 2], alternative_columns={"x": {1: "x1", 2: "x2"}}
         )
+
+
+def test_scenario_data_without_choices_forecasts_and_refuses_fitting():
+    # a fit on observed choices, then forecasts on the same situations with the choice column
+    # removed and one attribute changed: no invented choice is needed, and nothing reads one
+    rng = np.random.default_rng(8801)
+    rows = []
+    for s in range(150):
+        for j in range(3):
+            rows.append((s, j, rng.normal(), rng.lognormal(0.0, 0.3), int(rng.random() < 0.9)))
+    frame = pd.DataFrame(rows, columns=["sit", "alt", "quality", "price", "avail"])
+    frame.loc[frame["alt"] == 0, "avail"] = 1
+    utility = 0.8 * frame["quality"] - 1.5 * frame["price"] + rng.gumbel(size=len(frame))
+    utility = utility.where(frame["avail"] == 1, -np.inf)
+    frame["choice"] = (utility == utility.groupby(frame["sit"]).transform("max")).astype(int)
+    observed = ChoiceData(
+        frame, choice="choice", alternative="alt", situation="sit", availability="avail"
+    )
+    results = MultinomialLogit(["quality", "price"]).fit(observed)
+    scenario = ChoiceData(
+        frame.drop(columns="choice"),
+        choice=None,
+        alternative="alt",
+        situation="sit",
+        availability="avail",
+    )
+    assert not scenario.has_choices and observed.has_choices
+    np.testing.assert_allclose(results.predict(scenario).to_numpy(), results.predict().to_numpy())
+    cheaper = frame.drop(columns="choice").assign(price=frame["price"] * 0.9)
+    shares = results.market_shares(scenario.with_frame(cheaper))
+    assert shares.sum() == pytest.approx(1.0)
+    assert results.elasticities("price", data=scenario).aggregate.shape == (3, 3)
+    with pytest.raises(ChoiceDataError, match="fitting a model needs observed choices"):
+        MultinomialLogit(["quality", "price"]).fit(scenario)
+    with pytest.raises(ChoiceDataError, match="conditional prediction"):
+        results.predict(scenario, conditional=True)
+    empty = frame.drop(columns="choice").assign(avail=0)
+    with pytest.raises(ChoiceDataError, match="have no available alternative"):
+        ChoiceData(empty, choice=None, alternative="alt", situation="sit", availability="avail")
