@@ -239,6 +239,125 @@ class EstimationResults:
         table[upper_label] = estimate + stats.norm.ppf(upper) * self.robust_std_errors
         return table
 
+    def hessian_eigenvalues(self) -> np.ndarray:
+        """Eigenvalues ``(F,)`` of ``-H`` over the free parameters, increasing: all positive at a
+        strict maximum; one near 0 (relative to the largest) flags a parameter, or a
+        combination, that the data barely identify. NaN without a Hessian."""
+        free = self.restrictions.free
+        block = -self.hessian[np.ix_(free, free)]
+        if not np.all(np.isfinite(block)):
+            return np.full(len(free), np.nan)
+        return np.linalg.eigvalsh(block)
+
+    def statistics(self) -> pd.Series:
+        """The report's header statistics, those Biogeme's HTML report lists: sample sizes
+        (independent units: decision makers in a panel fit, else situations),
+        parameters, draws, log-likelihoods, the likelihood-ratio test against equal shares,
+        rho2, information criteria, gradient norm, Hessian eigenvalues, termination."""
+        free = self.restrictions.free
+        gradient = self.gradient[free] if self.gradient.size else self.gradient
+        eigenvalues = self.hessian_eigenvalues()
+        smallest = float(eigenvalues[0]) if eigenvalues.size else np.nan
+        largest = float(eigenvalues[-1]) if eigenvalues.size else np.nan
+        lr = 2.0 * (self.loglik - self.null_loglik)
+        return pd.Series(
+            {
+                "situations": self.num_situations,
+                "independent units": self.num_units,
+                "estimated parameters": self.num_estimated,
+                "fixed parameters": len(self.fixed_parameters or {}),
+                "draws": self.num_draws if self.draws else 0,
+                "draw type": self.draws or "",
+                "method": self.method,
+                "null log-likelihood": self.null_loglik,
+                "log-likelihood": self.loglik,
+                "likelihood ratio vs null": lr,
+                "p-value vs null": float(stats.chi2.sf(lr, self.num_estimated)),
+                "rho2": self.rho2,
+                "adjusted rho2": self.rho2_adjusted,
+                "AIC": self.aic,
+                "BIC (n = situations)": self.bic,
+                "BIC (n = independent units)": self.bic_units,
+                "gradient norm": float(np.linalg.norm(gradient)),
+                "smallest eigenvalue of -H": smallest,
+                "condition number of -H": largest / smallest if smallest > 0 else np.inf,
+                "converged": bool(self.converged),
+                "termination": self.message,
+                "iterations": self.iterations,
+                "seconds": self.time,
+            },
+            name="statistic",
+        )
+
+    def correlation(self, covariance: str = "robust") -> pd.DataFrame:
+        """Correlation of the estimates ``(P, P)`` from the robust (default) or ``"classical"``
+        covariance; fixed parameters have NaN rows and columns."""
+        if covariance not in ("robust", "classical"):
+            raise ValueError(f"covariance must be 'robust' or 'classical', got {covariance!r}")
+        cov = self.robust_cov if covariance == "robust" else self.cov
+        sd = self.robust_std_errors if covariance == "robust" else self.std_errors
+        with np.errstate(divide="ignore", invalid="ignore"):
+            corr = cov / np.outer(sd, sd)
+        index = pd.Index(self.names, name="parameter")
+        return pd.DataFrame(corr, index=index, columns=index)
+
+    def to_html(self, interval: float = 0.95) -> str:
+        """The report as an HTML fragment: the :meth:`statistics`, the :meth:`summary` table and
+        the robust :meth:`correlation` of the estimates."""
+        import html
+
+        title = html.escape(repr(self.model))
+        return "\n".join(
+            [
+                f"<h3>{title}</h3>",
+                self.statistics().to_frame("value").to_html(float_format=lambda v: f"{v:.6g}"),
+                "<h4>Estimates (robust standard errors first)</h4>",
+                self.summary(interval).to_html(float_format=lambda v: f"{v:.6g}", na_rep="fixed"),
+                "<h4>Correlation of the estimates (robust)</h4>",
+                self.correlation().to_html(float_format=lambda v: f"{v:.3f}", na_rep=""),
+            ]
+        )
+
+    def to_latex(self, interval: float = 0.95) -> str:
+        """The parameter table as a LaTeX ``tabular`` (estimate, robust SE, robust z and p,
+        the Wald interval), fixed parameters marked, with the log-likelihood, rho2 and the
+        sample sizes below; no LaTeX package beyond ``booktabs``."""
+        table = self.summary(interval)
+        lower, upper = table.columns[-2], table.columns[-1]
+
+        def tex(text: str) -> str:
+            return text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%")
+
+        lines = [
+            "\\begin{tabular}{lrrrrrr}",
+            "\\toprule",
+            f"parameter & estimate & robust s.e. & robust $z$ & $p$ & {tex(lower)} & {tex(upper)} "
+            "\\\\",
+            "\\midrule",
+        ]
+        for name, row in table.iterrows():
+            if np.isnan(row["robust_std_err"]):
+                cells = [f"{row['estimate']:.4f}", "\\multicolumn{5}{c}{fixed}"]
+            else:
+                cells = [
+                    f"{row['estimate']:.4f}",
+                    f"{row['robust_std_err']:.4f}",
+                    f"{row['robust_z']:.2f}",
+                    f"{row['robust_p_value']:.3g}",
+                    f"{row[lower]:.4f}",
+                    f"{row[upper]:.4f}",
+                ]
+            lines.append(f"{tex(str(name))} & " + " & ".join(cells) + " \\\\")
+        lines += [
+            "\\midrule",
+            f"\\multicolumn{{7}}{{l}}{{Log-likelihood {self.loglik:.3f}, null {self.null_loglik:.3f}, "
+            f"$\\bar\\rho^2$ {self.rho2_adjusted:.4f}, {self.num_situations} situations, "
+            f"{self.num_units} independent units}} \\\\",
+            "\\bottomrule",
+            "\\end{tabular}",
+        ]
+        return "\n".join(lines)
+
     def summary_text(self) -> str:
         """Human-readable estimation report (also ``str(results)``): the fit statistics, a
         ``Converged: yes/no`` line (the library's criterion: the gradient test, and no
@@ -289,6 +408,7 @@ class EstimationResults:
                 else []
             ),
             self._convergence_line(),
+            self._identification_line(),
             f"Termination: {self.message.rstrip('.')}; iterations {self.iterations}, "
             f"evaluations {self.function_evaluations}, time {self.time:.2f} s",
             *(  # multistart and simulation-noise diagnostics, when the fit ran them
@@ -331,6 +451,18 @@ class EstimationResults:
         if self.converged:
             return f"Converged: yes (gradient criterion met; largest |gradient| {largest:.2e})"
         return f"Converged: no (largest |gradient| {largest:.2e}; see termination)"
+
+    def _identification_line(self) -> str:
+        """Gradient norm and the smallest eigenvalue of ``-H`` (identification)."""
+        statistics = self.statistics()
+        line = f"Gradient norm: {statistics['gradient norm']:.2e}"
+        smallest = statistics["smallest eigenvalue of -H"]
+        if np.isfinite(smallest):
+            line += (
+                f"   smallest eigenvalue of -H: {smallest:.3g} (condition number "
+                f"{statistics['condition number of -H']:.3g})"
+            )
+        return line
 
     def _spread_footnote(self) -> list[str]:
         """The footnote that says spreads are magnitudes (empty without spread parameters)."""

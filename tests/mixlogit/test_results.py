@@ -235,3 +235,39 @@ def test_krinsky_robb_follows_the_skew_of_an_imprecise_cost_coefficient():
     kr_low, kr_high = wtp["kr_median"] - wtp["kr_q5%"], wtp["kr_q95%"] - wtp["kr_median"]
     # a positive WTP over a cost coefficient that may come near 0: the upper tail is longer
     assert wtp["wtp"] > 0 and kr_high > 1.2 * kr_low
+
+
+def test_statistics_correlation_and_exports(fit):
+    statistics = fit.statistics()
+    assert statistics["likelihood ratio vs null"] == pytest.approx(
+        2 * (fit.loglik - fit.null_loglik), rel=1e-12
+    )
+    # the identification figures are those of the inverse classical covariance
+    eigenvalues = np.linalg.eigvalsh(np.linalg.inv(fit.cov))
+    assert statistics["smallest eigenvalue of -H"] == pytest.approx(eigenvalues[0], rel=1e-8)
+    assert statistics["condition number of -H"] == pytest.approx(
+        eigenvalues[-1] / eigenvalues[0], rel=1e-8
+    )
+    assert statistics["gradient norm"] == pytest.approx(np.linalg.norm(fit.gradient), rel=1e-12)
+    correlation = fit.correlation().to_numpy()
+    sd = np.sqrt(np.diag(fit.robust_cov))
+    np.testing.assert_allclose(correlation, fit.robust_cov / np.outer(sd, sd), rtol=1e-12)
+    np.testing.assert_allclose(np.diag(correlation), 1.0, rtol=1e-12)
+    assert "Gradient norm:" in str(fit) and "smallest eigenvalue of -H" in str(fit)
+    latex = fit.to_latex()
+    assert latex.startswith("\\begin{tabular}") and latex.endswith("\\end{tabular}")
+    assert latex.count("\\\\") == len(fit.names) + 2  # header, one row each, footer
+    html = fit.to_html()
+    assert html.count("<table") == 3 and "Correlation of the estimates" in html
+
+
+def test_a_nearly_collinear_variable_shows_in_the_eigenvalues():
+    model = MixedLogit(fixed=["x1", "x2"])
+    data = simulate_choices(model, {"x1": 1.0, "x2": -0.5}, num_people=200, seed=8125)
+    frame = data.frame.copy()
+    rng = np.random.default_rng(8126)
+    frame["x2"] = frame["x1"] + 1e-4 * rng.normal(size=len(frame))  # x2 barely differs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        weak = MixedLogit(fixed=["x1", "x2"]).fit(data.with_frame(frame))
+    assert weak.statistics()["condition number of -H"] > 1e6
