@@ -466,6 +466,75 @@ class BayesianResults:
         out = hierarchical_coefficients(choice_ops("numpy"), self.spec, params, z[None], u)
         return np.broadcast_to(out, (n, num, K)).copy()
 
+    def predict(
+        self,
+        data: Any,
+        *,
+        num_draws: int = 256,
+        num_posterior_draws: int = 200,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Choice probabilities of new decision makers in the situations of ``data`` (any
+        ``ChoiceData``, with or without observed choices), one row per situation: the
+        probabilities averaged over ``num_draws`` population draws of the coefficients for each
+        of ``num_posterior_draws`` posterior draws (evenly spaced over the chains), then over
+        the posterior draws. The contract of
+        :meth:`mixlogit.results.EstimationResults.predict`: a DataFrame ``(S, J)`` indexed by
+        situation, one column per alternative, 0 where unavailable."""
+        return self._predictions(data, num_draws, num_posterior_draws, seed)[0]
+
+    def market_shares(
+        self,
+        data: Any,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        num_draws: int = 256,
+        num_posterior_draws: int = 200,
+        seed: int = 0,
+    ) -> pd.DataFrame:
+        """Weighted average predicted probability of each alternative (as
+        :meth:`predict`), with its posterior ``mean``, ``sd`` and central ``interval`` over the
+        posterior draws: one row per alternative."""
+        _, shares, alternatives = self._predictions(data, num_draws, num_posterior_draws, seed)
+        lower, upper, lower_label, upper_label = interval_labels(interval)
+        return pd.DataFrame(
+            {
+                "mean": shares.mean(axis=0),
+                "sd": shares.std(axis=0),
+                lower_label: np.quantile(shares, lower, axis=0),
+                upper_label: np.quantile(shares, upper, axis=0),
+            },
+            index=pd.Index(alternatives, name="alternative"),
+        )
+
+    def _predictions(self, data, num_draws, num_posterior_draws, seed):
+        """Mean probabilities ``(S, J)`` as a DataFrame, the market shares of each posterior
+        draw ``(N, J)`` and the alternatives."""
+        arrays = data.to_arrays(list(self.spec.variables), check_identified=False)
+        coefficients = self.population_draws(num_draws, seed)  # (N_all, R, K)
+        keep = np.unique(
+            np.linspace(0, len(coefficients) - 1, min(num_posterior_draws, len(coefficients)))
+            .round()
+            .astype(int)
+        )
+        weights = np.asarray(arrays.weights, dtype=np.float64)
+        total = np.zeros(arrays.available.shape)
+        shares = np.zeros((len(keep), arrays.available.shape[1]))
+        for row, n in enumerate(keep):
+            utility = np.einsum("sjk,rk->sjr", arrays.X, coefficients[n])
+            utility = np.where(arrays.available[..., None], utility, -np.inf)
+            utility -= utility.max(axis=1, keepdims=True)
+            probabilities = np.exp(utility)
+            probabilities = (probabilities / probabilities.sum(axis=1, keepdims=True)).mean(-1)
+            total += probabilities
+            shares[row] = weights @ probabilities / weights.sum()
+        frame = pd.DataFrame(
+            total / len(keep),
+            index=pd.Index(data.situation_ids, name="situation"),
+            columns=pd.Index(arrays.alternatives, name="alternative"),
+        )
+        return frame, shares, arrays.alternatives
+
     def class_membership(self) -> pd.DataFrame:
         """Posterior class probabilities per person (latent class only).
 
