@@ -31,6 +31,7 @@ from mixlogit._intervals import interval_labels
 from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.elasticities import elasticities
+from mixlogit.estimation.bootstrap import Bootstrap, bootstrap
 from mixlogit.estimation.latent_class import LatentClassSpec, build_latent_class_problem
 from mixlogit.estimation.nested import NestingSpec, build_nested_problem
 from mixlogit.estimation.problem import build_problem
@@ -238,6 +239,14 @@ class EstimationResults:
         table[lower_label] = estimate + stats.norm.ppf(lower) * self.robust_std_errors
         table[upper_label] = estimate + stats.norm.ppf(upper) * self.robust_std_errors
         return table
+
+    def bootstrap(
+        self, num_replications: int = 200, *, seed: int | None = 0, **kwargs: Any
+    ) -> Bootstrap:
+        """Cluster-bootstrap standard errors and percentile intervals: the fit repeated on
+        decision makers drawn with replacement (:func:`mixlogit.estimation.bootstrap.bootstrap`;
+        ``interval``, ``progress`` and ``fit`` options as keywords)."""
+        return bootstrap(self, num_replications, seed=seed, **kwargs)
 
     def hessian_eigenvalues(self) -> np.ndarray:
         """Eigenvalues ``(F,)`` of ``-H`` over the free parameters, increasing: all positive at a
