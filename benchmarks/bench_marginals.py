@@ -3,7 +3,9 @@
 Prints and saves (benchmarks/results/marginals.{json,md}):
 
 1. time per element of each marginal vs plain ``log sigmoid(beta d)`` at 1e6 elements,
-   forward and forward+backward, torch and JAX, float64 and float32, as ratios;
+   forward and forward+backward, torch and JAX, float64 and float32, as ratios; ``gamma`` is
+   the public function (gradients fused into the forward pass), ``gamma_unfused_autodiff``
+   the same series differentiated by the backend's autodiff, for comparison;
 2. accuracy of the Gamma marginal vs number of series terms, beside the naive 1000-term
    truncation of the published closed form, against the mpmath reference grid;
 3. gradient variance of the LogNormal K=16 Monte Carlo estimator vs quadrature (zero).
@@ -30,8 +32,22 @@ import mixlogit.jax as mj  # noqa: E402
 import mixlogit.torch as mt  # noqa: E402
 from benchmarks._report import markdown_table, save_report, timing_markdown  # noqa: E402
 from benchmarks._timing import per_element, timings_against_baseline  # noqa: E402
+from mixlogit import _kernels  # noqa: E402
+from mixlogit._series import default_num_terms  # noqa: E402
+from mixlogit.jax._ops import OPS as JAX_OPS  # noqa: E402
+from mixlogit.torch._ops import OPS as TORCH_OPS  # noqa: E402
 
 REFERENCE = Path(__file__).parents[1] / "tests" / "mixlogit" / "data" / "gamma_reference.json"
+
+#: The marginals timed, baseline first.
+MARGINALS = ("log_sigmoid", "gamma", "gamma_unfused_autodiff", "lognormal_quad16", "lognormal_mc16")
+
+
+def unfused_gamma(ops, bits):
+    """The Gamma marginal differentiated by autodiff through the series (the value-only
+    kernel, as the public function computed it before the fused gradients)."""
+    num_terms = default_num_terms(bits)
+    return lambda d, p: _kernels.gamma_log_marginal(ops, d, p[0], p[1], num_terms)
 
 
 def torch_case(name, dtype, n, rng):
@@ -39,12 +55,14 @@ def torch_case(name, dtype, n, rng):
     fns = {
         "log_sigmoid": lambda d, p: torch.nn.functional.logsigmoid(p[0] * d),
         "gamma": lambda d, p: mt.gamma_logit_marginal(d, p[0], p[1]),
+        "gamma_unfused_autodiff": unfused_gamma(TORCH_OPS, torch.finfo(dtype).bits),
         "lognormal_quad16": lambda d, p: mt.lognormal_logit_marginal(d, p[0], p[1]),
         "lognormal_mc16": lambda d, p: mt.lognormal_logit_marginal(d, p[0], p[1], method="mc"),
     }
     params = {
         "log_sigmoid": (0.12,),
         "gamma": (2.0, 16.7),
+        "gamma_unfused_autodiff": (2.0, 16.7),
         "lognormal_quad16": (-2.3, 0.6),
         "lognormal_mc16": (-2.3, 0.6),
     }
@@ -69,6 +87,7 @@ def jax_case(name, dtype, n, rng):
     fns = {
         "log_sigmoid": (lambda d, p: jax.nn.log_sigmoid(p[0] * d), (0.12,)),
         "gamma": (lambda d, p: mj.gamma_logit_marginal(d, p[0], p[1]), (2.0, 16.7)),
+        "gamma_unfused_autodiff": (unfused_gamma(JAX_OPS, jnp.finfo(dtype).bits), (2.0, 16.7)),
         "lognormal_quad16": (lambda d, p: mj.lognormal_logit_marginal(d, p[0], p[1]), (-2.3, 0.6)),
         "lognormal_mc16": (
             lambda d, p: mj.lognormal_logit_marginal(d, p[0], p[1], method="mc", key=key),
@@ -85,7 +104,7 @@ def jax_case(name, dtype, n, rng):
 def timing_table(n: int, repeats: int) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
-    names = ["log_sigmoid", "gamma", "lognormal_quad16", "lognormal_mc16"]
+    names = list(MARGINALS)
     for backend, make in (("torch", torch_case), ("jax", jax_case)):
         for dtype_name in ("float64", "float32"):
             dtype = getattr(torch if backend == "torch" else jnp, dtype_name)

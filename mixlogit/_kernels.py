@@ -13,6 +13,7 @@ returns ``log P`` (or posterior moments of ``beta``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,6 +70,71 @@ class ArrayOps(Protocol):
         """Maxima of the entries of a 1-D ``x`` by ``segment_ids`` (``-inf`` for an empty one)."""
         ...
 
+    def with_gradients(
+        self,
+        value: Callable[..., Array],
+        value_and_grads: Callable[..., tuple[Array, tuple[Array, ...]]],
+        inputs: tuple[Array, ...],
+    ) -> Array:
+        """``value(*inputs)``, differentiated by the backend as if its gradients in ``inputs``
+        were those that ``value_and_grads(*inputs) -> (value, (grad per input, ...))`` returns
+        (each grad of the value's shape; the inputs broadcast to it). The gradients must be
+        differentiable code of the backend, so that second derivatives are theirs."""
+        ...
+
+
+def _gamma_series(
+    ops: ArrayOps, d: Array, shape: Array, rate: Array, num_terms: int, gradients: bool
+) -> tuple[Array, tuple[Array, Array, Array] | None]:
+    """``log P`` of :func:`gamma_log_marginal` and, with ``gradients``, its three derivatives.
+
+    The derivatives reuse the value's series terms ``t_j = w_j (1 + j u)^-k`` (``T = sum t_j``,
+    ``L_j = log(1 + j u)``), differentiating ``log S = -k log(1 + a) + log T``:
+
+        d log S / dk = -log(1 + a) - sum_j t_j L_j / T
+        d log S / da = -k / (1 + a) * (1 + sum_j t_j j / (1 + j u) / T / (1 + a))
+
+    (``du/da = 1 / (1 + a)^2``), then the chain rule through ``a = |d| / rate`` and, for
+    ``d > 0``, ``log P = log(1 - S)``: ``d log P = -S / (1 - S) d log S``. Every array has the
+    broadcast shape of ``(d, shape, rate)``; the gradient expressions are differentiable code
+    themselves (second derivatives by autodiff stay correct) and see only finite inputs.
+    """
+    weights = ops.const(alternating_series_weights(num_terms), like=d)
+    index = ops.const(np.arange(num_terms, dtype=np.float64), like=d)
+    positive = d > 0
+    # Both signs share S(|d|/rate). Writing |d| as -d on d <= 0 (rather than abs) keeps the
+    # derivative at d = 0 equal to its two-sided limit, shape / (2 rate) for log P.
+    # d = +-inf is the exact limit S = 0, set below; a finite stand-in for |d| keeps inf out of
+    # d(|d| / rate) / d rate, whose product with the zero gradient there would be NaN.
+    a = ops.where(positive, d, -d)
+    a = ops.where(ops.isinf(d), 1.0, a) / rate
+    infinite = ops.isinf(d) | ops.isinf(a)
+    a_max = ops.finfo_max(d) / (4.0 * num_terms)
+    clipped = a > a_max  # a no longer moves with d or rate there
+    a = ops.minimum(a, a_max)
+    u = a / (1.0 + a)
+    index_u = index * u[..., None]
+    log_ratio = ops.log1p(index_u)
+    terms = weights * ops.exp(-shape[..., None] * log_ratio)
+    series = ops.sum(terms, axis=-1)
+    log_s = -shape * ops.log1p(a) + ops.log(series)
+    log_s = ops.where(infinite, -math.inf, log_s)
+    small_side = ops.exp(log_s)
+    log_p = ops.where(positive, ops.log1p(-small_side), log_s)
+    if not gradients:
+        return log_p, None
+
+    dlogs_dshape = -ops.log1p(a) - ops.sum(terms * log_ratio, axis=-1) / series
+    tilted = ops.sum(terms * (index / (1.0 + index_u)), axis=-1) / series
+    dlogs_da = -shape / (1.0 + a) * (1.0 + tilted / (1.0 + a))
+    # S <= 1/2 for d > 0, so 1 - S never cancels; S = 0 at d = +inf gives 0, not NaN.
+    dlogp_dlogs = ops.where(positive, -small_side / (1.0 - small_side), 1.0)
+    dlogp_da = ops.where(infinite | clipped, 0.0, dlogp_dlogs * dlogs_da)
+    dlogp_dd = ops.where(positive, dlogp_da, -dlogp_da) / rate
+    dlogp_drate = -dlogp_da * a / rate
+    dlogp_dshape = ops.where(infinite, 0.0, dlogp_dlogs * dlogs_dshape)
+    return log_p, (dlogp_dd, dlogp_dshape, dlogp_drate)
+
 
 def gamma_log_marginal(ops: ArrayOps, d: Array, shape: Array, rate: Array, num_terms: int) -> Array:
     """``log E[sigmoid(beta d)]`` for ``beta ~ Gamma(shape, rate)``, exact to the working precision.
@@ -83,24 +149,47 @@ def gamma_log_marginal(ops: ArrayOps, d: Array, shape: Array, rate: Array, num_t
     ``(d, shape, rate)``: no division by ``d``, nothing special at ``d = 0``. The prefactor is
     kept in log space so the negative tail stays accurate far below the float underflow, and
     ``P = 1 - S`` uses ``log1p`` for ``d > 0``.
+
+    Inputs broadcast together; the result has their broadcast shape. This is the value alone,
+    differentiated by the backend's autodiff through the series (stored and replayed);
+    :func:`gamma_log_marginal_fused` gives the same value with the one-pass gradients of
+    :func:`gamma_log_marginal_and_grads`.
     """
-    weights = ops.const(alternating_series_weights(num_terms), like=d)
-    index = ops.const(np.arange(num_terms, dtype=np.float64), like=d)
-    positive = d > 0
-    # Both signs share S(|d|/rate). Writing |d| as -d on d <= 0 (rather than abs) keeps the
-    # derivative at d = 0 equal to its two-sided limit, shape / (2 rate) for log P.
-    # d = +-inf is the exact limit S = 0, set below; a finite stand-in for |d| keeps inf out of
-    # d(|d| / rate) / d rate, whose product with the zero gradient there would be NaN.
-    a = ops.where(positive, d, -d)
-    a = ops.where(ops.isinf(d), 1.0, a) / rate
-    infinite = ops.isinf(d) | ops.isinf(a)
-    a = ops.minimum(a, ops.finfo_max(d) / (4.0 * num_terms))
-    u = a / (1.0 + a)
-    log_ratio = ops.log1p(index * u[..., None])
-    series = ops.sum(weights * ops.exp(-shape[..., None] * log_ratio), axis=-1)
-    log_s = -shape * ops.log1p(a) + ops.log(series)
-    log_s = ops.where(infinite, -math.inf, log_s)
-    return ops.where(positive, ops.log1p(-ops.exp(log_s)), log_s)
+    return _gamma_series(ops, d, shape, rate, num_terms, gradients=False)[0]
+
+
+def gamma_log_marginal_and_grads(
+    ops: ArrayOps, d: Array, shape: Array, rate: Array, num_terms: int
+) -> tuple[Array, Array, Array, Array]:
+    """``(log P, dlogP/dd, dlogP/dshape, dlogP/drate)`` of :func:`gamma_log_marginal` in one
+    pass over the series terms, each of the broadcast shape of the inputs.
+
+    ``log P`` is the same computation as :func:`gamma_log_marginal` (identical values). The
+    derivatives are those of that computation: ``shape / (2 rate)`` for ``d`` at ``d = 0``
+    (two-sided), 0 at ``d = +-inf`` and 0 for ``d`` and ``rate`` where ``|d| / rate`` is
+    clipped to keep the series finite.
+    """
+    log_p, grads = _gamma_series(ops, d, shape, rate, num_terms, gradients=True)
+    assert grads is not None
+    return (log_p, *grads)
+
+
+def gamma_log_marginal_fused(
+    ops: ArrayOps, d: Array, shape: Array, rate: Array, num_terms: int
+) -> Array:
+    """:func:`gamma_log_marginal` whose derivatives are the precomputed ones of
+    :func:`gamma_log_marginal_and_grads` (``ops.with_gradients``): reverse mode costs one pass
+    over the series instead of autodiff's stored and replayed one. Without differentiation the
+    value alone is computed. Inputs broadcast together (shape of the result)."""
+
+    def value(d, shape, rate):
+        return gamma_log_marginal(ops, d, shape, rate, num_terms)
+
+    def value_and_grads(d, shape, rate):
+        log_p, *grads = gamma_log_marginal_and_grads(ops, d, shape, rate, num_terms)
+        return log_p, tuple(grads)
+
+    return ops.with_gradients(value, value_and_grads, (d, shape, rate))
 
 
 def _lognormal_tail_centre(ops: ArrayOps, log_c: Array, scale: Array, iterations: int = 12):
@@ -278,9 +367,9 @@ def gamma_conditional_moments(
     posterior moments are ratios of the exact marginal at shapes ``k, k+1, k+2``: no sampling
     and no quadrature error.
     """
-    log_p0 = gamma_log_marginal(ops, signed_d, shape, rate, num_terms)
-    log_p1 = gamma_log_marginal(ops, signed_d, shape + 1.0, rate, num_terms)
-    log_p2 = gamma_log_marginal(ops, signed_d, shape + 2.0, rate, num_terms)
+    log_p0 = gamma_log_marginal_fused(ops, signed_d, shape, rate, num_terms)
+    log_p1 = gamma_log_marginal_fused(ops, signed_d, shape + 1.0, rate, num_terms)
+    log_p2 = gamma_log_marginal_fused(ops, signed_d, shape + 2.0, rate, num_terms)
     mean = shape / rate * ops.exp(log_p1 - log_p0)
     second = shape * (shape + 1.0) / (rate * rate) * ops.exp(log_p2 - log_p0)
     return mean, _variance(ops, second, mean)

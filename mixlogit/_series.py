@@ -18,7 +18,8 @@ import numpy as np
 
 #: Default number of series terms by floating-point width (relative error bound 2 / 5.83^n:
 #: 2e-18 at 24 terms, 1e-9 at 12), chosen with margin for the gradients, whose error carries an
-#: extra factor of order n^2 (see tests/mixlogit/test_marginals_accuracy.py).
+#: extra factor of order n^2 (see tests/mixlogit/test_marginals_accuracy.py). Float32 keeps 12:
+#: at 10 the fused gradients' worst relative error on a float32 grid rose from 9e-6 to 2.4e-5.
 DEFAULT_NUM_TERMS = {64: 24, 32: 12}
 
 

@@ -338,54 +338,8 @@ def estimate_nested(
     theta0 = _nested_start(nesting, problem, init)
     optimiser = Optimiser(optimizer, tolerance, max_iterations, verbose, progress, restrictions)
     found = optimiser.maximise(problem, theta0, desc="nested logit")
-    theta = found.result.x
-    if not found.converged:
-        warnings.warn(
-            f"the optimiser did not converge ({found.result.message}); largest gradient entry "
-            f"{np.max(np.abs(found.gradient[restrictions.free])):.3g}",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-    held = restrictions.at_bound(theta)
-    if held:
-        warnings.warn(
-            f"parameters {held} ended at a bound: their standard errors assume an interior "
-            "maximum and are not valid there",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    if hessian:
-        hess, cov, robust = covariances(problem, theta, progress, restrictions)
-    else:
-        hess = cov = robust = np.full((len(theta), len(theta)), np.nan)
-    arrays = problem.arrays
-    null_ll = float(-np.sum(arrays.weights * np.log(arrays.available.sum(axis=1))))
-    return EstimationResults(
-        model=model,
-        names=list(names),
-        params=np.asarray(theta, dtype=np.float64),
-        cov=cov,
-        robust_cov=robust,
-        hessian=hess,
-        gradient=np.asarray(found.gradient, dtype=np.float64),
-        loglik=found.loglik,
-        null_loglik=null_ll,
-        num_situations=arrays.X.shape[0],
-        num_units=arrays.X.shape[0],
-        num_draws=0,
-        draws=None,
-        seed=None,
-        method="maximum likelihood",
-        panel=data.has_panel,
-        converged=found.converged,
-        message=str(found.result.message),
-        iterations=int(found.result.get("nit", found.history["iterations"])),
-        function_evaluations=found.history["evals"],
-        time=time.perf_counter() - start_time,
-        data=data,
-        problem=problem,
-        fixed_parameters=restrictions.fixed_parameters() or None,
-        bounds=restrictions.bounds() or None,
+    return _exact_results(
+        model, data, problem, found, found.result.x, restrictions, hessian, progress, start_time
     )
 
 
@@ -468,12 +422,40 @@ def estimate_latent_class(
     if not restrictions.has_fixed and not restrictions.has_bounds:
         # number the classes by order_by (restrictions name classes: then keep the labels)
         theta = relabel(latent, theta)
+    return _exact_results(
+        model, data, problem, found, theta, restrictions, hessian, progress, start_time, records
+    )
+
+
+def _exact_results(
+    model,
+    data: ChoiceData,
+    problem: Problem,
+    found: Maximum,
+    theta: np.ndarray,
+    restrictions: Restrictions,
+    hessian: bool,
+    progress: bool,
+    start_time: float,
+    records: list | None = None,
+) -> EstimationResults:
+    """The results of a fit without draws (nested logit, latent class) at ``theta`` (the
+    optimiser's point, or a relabelling of it): the warnings on convergence and bounds, the
+    covariances, the statistics."""
     if not found.converged:
         warnings.warn(
             f"the optimiser did not converge ({found.result.message}); largest gradient entry "
             f"{np.max(np.abs(found.gradient[restrictions.free])):.3g}",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
+        )
+    held = restrictions.at_bound(theta)
+    if held:
+        warnings.warn(
+            f"parameters {held} ended at a bound: their standard errors assume an interior "
+            "maximum and are not valid there",
+            RuntimeWarning,
+            stacklevel=4,
         )
     with x64():
         gradient = np.asarray(problem.value_and_grad(jnp.asarray(theta), problem.data)[1])
@@ -485,7 +467,7 @@ def estimate_latent_class(
     null_ll = float(-np.sum(arrays.weights * np.log(arrays.available.sum(axis=1))))
     return EstimationResults(
         model=model,
-        names=list(names),
+        names=list(problem.parameter_names),
         params=np.asarray(theta, dtype=np.float64),
         cov=cov,
         robust_cov=robust,

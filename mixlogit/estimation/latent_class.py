@@ -31,7 +31,7 @@ from mixlogit._choice_ops import choice_ops
 from mixlogit.bayes.model import latent_class_person_loglik
 from mixlogit.bayes.panel import panel_arrays
 from mixlogit.data import ChoiceData, ChoiceDataError
-from mixlogit.estimation.problem import Problem
+from mixlogit.estimation.problem import Problem, exact_problem
 from mixlogit.estimation.start import variable_scales
 from mixlogit.likelihood import x64
 from mixlogit.spec import ModelSpec
@@ -252,34 +252,18 @@ def build_latent_class_problem(
             unit=jnp.asarray(arrays.panel),
             unit_weights=jnp.ones(num_p, dtype=jnp.float64),
         )
-
-        def neg_value_and_grad(t, d):
-            value, grad = jax.value_and_grad(likelihood.loglik)(t, d)
-            return -value, -grad
-
-        value_and_grad = jax.jit(neg_value_and_grad)
-        loglik = jax.jit(likelihood.loglik)
-        unit_loglik = jax.jit(likelihood.unit_loglik)
-        unit_scores = jax.jit(likelihood.unit_scores)
     # typical sizes: a coefficient by its variable, a membership covariate by its spread
     coefficient_scales = np.tile(1.0 / variable_scales(arrays), latent.num_classes)
     spread = covariates.std(axis=0) if covariates.size else np.zeros(0)
     covariate_scales = 1.0 / np.where(spread > 0, spread, 1.0)
     membership_scales = np.tile(np.concatenate([[1.0], covariate_scales]), latent.num_classes - 1)
-    return Problem(
-        model=model,
-        arrays=arrays,
-        likelihood=likelihood,
-        data=lik_data,
-        positions=np.stack([np.arange(num_s), np.zeros(num_s, dtype=np.int64)], axis=1),
+    return exact_problem(
+        model,
+        arrays,
+        likelihood,
+        lik_data,
         unit=np.asarray(arrays.panel),
         cluster=np.arange(num_p),
-        num_clusters=num_p,
-        num_draws=0,
-        value_and_grad=value_and_grad,
-        loglik=loglik,
-        unit_loglik=unit_loglik,
-        unit_scores=unit_scores,
         names=latent.parameter_names,
         scales=np.concatenate([coefficient_scales, membership_scales]),
     )

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixlogit.data import ChoiceData
-from mixlogit.estimation.problem import Problem
+from mixlogit.estimation.problem import Problem, exact_problem
 from mixlogit.likelihood import x64
 from mixlogit.spec import ModelSpec
 
@@ -307,30 +307,14 @@ def build_nested_problem(
             chosen_index=jnp.asarray(arrays.chosen),
             unit_weights=jnp.asarray(arrays.weights, dtype=jnp.float64),
         )
-
-        def neg_value_and_grad(t, d):
-            value, grad = jax.value_and_grad(likelihood.loglik)(t, d)
-            return -value, -grad
-
-        value_and_grad = jax.jit(neg_value_and_grad)
-        loglik = jax.jit(likelihood.loglik)
-        unit_loglik = jax.jit(likelihood.unit_loglik)
-        unit_scores = jax.jit(likelihood.unit_scores)
     cluster = arrays.panel if data.has_panel else np.arange(num_s)
-    return Problem(
-        model=model,
-        arrays=arrays,
-        likelihood=likelihood,
-        data=lik_data,
-        positions=np.stack([np.arange(num_s), np.zeros(num_s, dtype=np.int64)], axis=1),
+    return exact_problem(
+        model,
+        arrays,
+        likelihood,
+        lik_data,
         unit=np.arange(num_s),
         cluster=cluster,
-        num_clusters=arrays.num_panels if data.has_panel else num_s,
-        num_draws=0,
-        value_and_grad=value_and_grad,
-        loglik=loglik,
-        unit_loglik=unit_loglik,
-        unit_scores=unit_scores,
         names=nesting.parameter_names,
     )
 

@@ -24,7 +24,13 @@ from mixlogit.likelihood import (
 )
 from mixlogit.spec import as_model_spec
 
-__all__ = ["DEFAULT_CHUNK_ELEMENTS", "Problem", "build_problem", "default_chunk"]
+__all__ = [
+    "DEFAULT_CHUNK_ELEMENTS",
+    "Problem",
+    "build_problem",
+    "default_chunk",
+    "exact_problem",
+]
 
 #: default bound on the utilities held at once: S * J * chunk doubles (64 MiB)
 DEFAULT_CHUNK_ELEMENTS = 2**23
@@ -174,3 +180,49 @@ def default_chunk(arrays: ChoiceArrays, num_draws: int, chunk_size: int | None) 
     max_chunk = max(1, DEFAULT_CHUNK_ELEMENTS // per_draw)
     num_chunks = -(-num_draws // max_chunk)
     return -(-num_draws // num_chunks)
+
+
+def exact_problem(
+    model,
+    arrays: ChoiceArrays,
+    likelihood: Any,
+    data: Any,
+    *,
+    unit: np.ndarray,
+    cluster: np.ndarray,
+    names: tuple[str, ...],
+    scales: np.ndarray | None = None,
+) -> Problem:
+    """The :class:`Problem` of a model whose likelihood needs no draws (nested logit, latent
+    class): ``likelihood`` has ``loglik``, ``unit_loglik`` and ``unit_scores`` of
+    ``(theta, data)``, ``data`` the grid fields ``Xf``, ``Xr``, ``available`` (one situation
+    per group) and ``unit_weights``; ``unit (S,)`` is each situation's unit and ``cluster
+    (U,)`` each unit's cluster for the robust covariance."""
+    with x64():
+
+        def neg_value_and_grad(t, d):
+            value, grad = jax.value_and_grad(likelihood.loglik)(t, d)
+            return -value, -grad
+
+        value_and_grad = jax.jit(neg_value_and_grad)
+        loglik = jax.jit(likelihood.loglik)
+        unit_loglik = jax.jit(likelihood.unit_loglik)
+        unit_scores = jax.jit(likelihood.unit_scores)
+    num_s = arrays.X.shape[0]
+    return Problem(
+        model=model,
+        arrays=arrays,
+        likelihood=likelihood,
+        data=data,
+        positions=np.stack([np.arange(num_s), np.zeros(num_s, dtype=np.int64)], axis=1),
+        unit=np.asarray(unit),
+        cluster=np.asarray(cluster),
+        num_clusters=int(np.max(cluster, initial=-1)) + 1,
+        num_draws=0,
+        value_and_grad=value_and_grad,
+        loglik=loglik,
+        unit_loglik=unit_loglik,
+        unit_scores=unit_scores,
+        names=names,
+        scales=scales,
+    )

@@ -20,14 +20,12 @@ from typing import Any, TypedDict, Unpack
 import jax.numpy as jnp
 import numpy as np
 
-from mixlogit._choice_ops import choice_ops
 from mixlogit.data import ChoiceData
-from mixlogit.draws import DRAW_TYPES, check_halton_options, make_draws
+from mixlogit.draws import DRAW_TYPES, check_halton_options, standardised_draws
 from mixlogit.estimation.diagnostics import SimulationNoiseWarning, simulation_noise_message
 from mixlogit.estimation.optimize import Maximum, Optimiser, hessian_matrix
 from mixlogit.estimation.problem import Problem, build_problem
 from mixlogit.likelihood import ParameterLayout, make_likelihood_data, x64
-from mixlogit.mixing import standardise_uniform
 from mixlogit.spec import as_model_spec
 
 __all__ = [
@@ -103,20 +101,16 @@ def independent_draws(
     """
     if kind not in DRAW_TYPES:
         raise ValueError(f"unknown draw type {kind!r}; choose one of {DRAW_TYPES}")
-    mixing = list(spec.random.values())
-    options = check_halton_options(halton_options, kind, len(mixing))
+    options = check_halton_options(halton_options, kind, len(spec.random))
     first = options.pop("skip", HALTON_SKIP)
     skip = first + num_units * num_draws if kind.startswith("halton") else None
-    uniforms = make_draws(
-        num_units, num_draws, len(mixing), kind, seed=seed, skip=skip or HALTON_SKIP, **options
-    )
-    ops = choice_ops("numpy")
-    standard = np.stack(
-        [standardise_uniform(ops, uniforms[..., k], m.distribution) for k, m in enumerate(mixing)],
-        axis=-1,
+    # the estimation's own draws, continued past the points it used
+    halton = {**options, "skip": skip} if skip is not None else None
+    standard, log_weights = standardised_draws(
+        spec, num_units, num_draws, kind, seed, halton_options=halton
     )
     description = {"draws": kind, "num_draws": num_draws, "seed": seed, "skip": skip}
-    return standard, np.full(num_draws, -np.log(num_draws)), description
+    return standard, log_weights, description
 
 
 def redrawn_problem(problem: Problem, standard: np.ndarray, log_weights: np.ndarray) -> Problem:

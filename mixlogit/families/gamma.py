@@ -26,7 +26,7 @@ def from_mean_cv(ops, mean, cv):
 
 def log_marginal(ops, d, p, *, num_terms=None, **_):
     n = num_terms or default_num_terms(ops.float_bits(d))
-    return _kernels.gamma_log_marginal(ops, d, p["shape"], p["rate"], n)
+    return _kernels.gamma_log_marginal_fused(ops, d, p["shape"], p["rate"], n)
 
 
 def conditional_moments(ops, signed_d, p, *, num_terms=None, **_):

@@ -30,6 +30,23 @@ class JaxOps(NamespaceOps):
     def segment_max(self, x, segment_ids, num_segments):
         return jax.ops.segment_max(x, segment_ids, num_segments=num_segments)
 
+    def with_gradients(self, value, value_and_grads, inputs):
+        # A custom JVP rather than a custom VJP: forward mode (jvp, jacfwd, hessian) keeps
+        # working, reverse mode transposes the linear rule, and the gradients in the rule are
+        # JAX code, so higher derivatives differentiate them. Undifferentiated, only ``value``
+        # runs.
+        @jax.custom_jvp
+        def with_precomputed_gradients(*args):
+            return value(*args)
+
+        @with_precomputed_gradients.defjvp
+        def jvp(primals, tangents):
+            out, grads = value_and_grads(*primals)
+            tangent_out = sum(grad * tangent for grad, tangent in zip(grads, tangents, strict=True))
+            return out, jnp.broadcast_to(tangent_out, jnp.shape(out)).astype(out.dtype)
+
+        return with_precomputed_gradients(*inputs)
+
 
 _HALF = (jnp.float16, jnp.bfloat16)
 

@@ -27,6 +27,48 @@ class TorchOps(NamespaceOps):
         out = x.new_full((num_segments,), -float("inf"))
         return out.scatter_reduce(0, segment_ids, x, reduce="amax")
 
+    def with_gradients(self, value, value_and_grads, inputs):
+        tensors = [x for x in inputs if isinstance(x, torch.Tensor)]
+        if not (torch.is_grad_enabled() and any(x.requires_grad for x in tensors)):
+            return value(*inputs)
+        # The front ends pass inputs already broadcast (torch.broadcast_tensors, whose expand
+        # sums the gradients back); direct kernel callers may not: backward sums them itself.
+        like = tensors[0]
+        inputs = tuple(torch.as_tensor(x, dtype=like.dtype, device=like.device) for x in inputs)
+        return _PrecomputedGradients.apply(value_and_grads, *inputs)
+
+
+class _PrecomputedGradients(torch.autograd.Function):
+    """``value_and_grads(*inputs)[0]`` with the returned gradients as its derivatives.
+
+    The forward pass computes value and gradients together, without a graph, and keeps the
+    gradients for the backward pass, which only scales them. A backward pass that is itself
+    differentiated (``create_graph=True``, as ``torch.autograd.functional.hessian`` does)
+    recomputes the gradients from the saved inputs with a graph, so second derivatives are
+    the autograd derivatives of the gradient code, not the zero of a constant.
+    """
+
+    @staticmethod
+    def forward(ctx, value_and_grads, *inputs):
+        value, grads = value_and_grads(*inputs)
+        ctx.value_and_grads = value_and_grads
+        ctx.num_inputs = len(inputs)
+        ctx.save_for_backward(*inputs, *grads)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_value):
+        saved = ctx.saved_tensors
+        inputs, grads = saved[: ctx.num_inputs], saved[ctx.num_inputs :]
+        if torch.is_grad_enabled():  # create_graph: the gradients are differentiated too
+            _, grads = ctx.value_and_grads(*inputs)
+        input_grads = [
+            # an input broadcast into the value gets the sum over the broadcast axes
+            (grad_value * grad).sum_to_size(x.shape) if needed else None
+            for x, grad, needed in zip(inputs, grads, ctx.needs_input_grad[1:], strict=True)
+        ]
+        return (None, *input_grads)
+
 
 _HALF = (torch.float16, torch.bfloat16)
 

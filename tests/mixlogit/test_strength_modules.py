@@ -183,7 +183,10 @@ def test_front_end_signatures_name_each_backends_random_source():
 def test_float32_conditional_variance_is_never_negative(backend):
     """A posterior CV below sqrt(float32 eps) (LogNormal scale 1e-3, Gamma shape 1e6) leaves
     E[beta^2] - mean^2 as rounding noise: it was negative at 18 and 36 of these 601 margins.
-    Now it is clamped at 0 and stays within that noise (30 eps mean^2) of the float64 value."""
+    Now it is clamped at 0 and stays within that noise of the float64 value: E[beta^2] and
+    mean^2 each sum 16 rounded quadrature terms, so their difference carries up to
+    2 * 16 eps mean^2 (the bound was 30 eps, which one margin of 601 exceeded by 4 % with
+    the library versions of 2026-12-02)."""
     from mixlogit.families import GAMMA, LOGNORMAL, NUMPY_OPS
     from mixlogit.jax._ops import OPS as JAX_OPS
 
@@ -213,7 +216,7 @@ def test_float32_conditional_variance_is_never_negative(backend):
             NUMPY_OPS, d64, {k: np.full(601, v) for k, v in params.items()}
         )
         assert var.min() >= 0.0, (family.name, var.min())
-        noise = 30 * np.finfo(np.float32).eps * ref_mean**2
+        noise = 2 * 16 * np.finfo(np.float32).eps * ref_mean**2
         assert np.all(np.abs(var - ref_var) <= noise), family.name
 
 
