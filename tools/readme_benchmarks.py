@@ -556,6 +556,46 @@ def _multistart_swissmetro(r: Results) -> Row:
     )
 
 
+def _biogeme(r: Results) -> Row:
+    cells = []
+    for model in ("b09nested", "b11cnl", "latent_class", "b01logit_elasticities"):
+        case = r.find("biogeme", "cases", model=model)
+        c = case["comparison"]
+        cells.append(
+            f"{model}: LL diff {_sci(c['loglik_abs_diff'])}, estimates within "
+            f"{_sci(c['max_estimate_diff_over_se'])} SE, robust SEs within "
+            f"{_sci(c['max_rel_diff_robust_se'])} relative, time ratio {c['time_ratio']:.3f}"
+        )
+    panel = r.find("biogeme", "cases", model="b12panel")
+    cells.append(
+        f"b12panel ({panel['num_draws']} identical draws): from the same start LL "
+        f"{panel['mixlogit']['loglik']:.3f} vs Biogeme {panel['biogeme']['loglik']:.3f} (different "
+        f"local maxima); Biogeme started at mixlogit's estimates: LL diff "
+        f"{_sci(panel['comparison_from_mixlogit']['loglik_abs_diff'])}; mixlogit 10 starts "
+        f"{panel['mixlogit_multistart']['loglik']:.3f}"
+    )
+    return (
+        "Side by side with Biogeme 3.3.2 on Swissmetro (nested, cross-nested, latent class, "
+        "MNL elasticities, error-components panel)",
+        "; ".join(cells),
+        "`python -m benchmarks.bench_biogeme` (Biogeme in its own environment)",
+    )
+
+
+def _latent_class_ml_vs_nuts(r: Results) -> Row:
+    runs = r("latent_class", "runs")
+    worst = max(run["pooled"]["max_abs_diff_in_posterior_sd"] for run in runs)
+    low = min(run["pooled"]["sd_over_robust_se"][0] for run in runs)
+    high = max(run["pooled"]["sd_over_robust_se"][1] for run in runs)
+    r_hat = max(run["max_r_hat"] for run in runs)
+    return (
+        f"Latent-class logit, maximum likelihood vs NUTS ({len(runs)} seeds, 2 classes)",
+        f"posterior means within {worst:.2f} posterior SD of the ML estimates; posterior SD / "
+        f"robust SE {low:.2f}-{high:.2f}; r_hat <= {r_hat:.2f}",
+        "`python -m benchmarks.bench_latent_class`",
+    )
+
+
 def _hh_smollm2(r: Results) -> Row:
     runs = r("hh_smollm2", "runs")
     summary = r("hh_smollm2", "summary")
@@ -608,6 +648,8 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _electricity,
     _quadrature_swissmetro,
     _multistart_swissmetro,
+    _biogeme,
+    _latent_class_ml_vs_nuts,
     _bayes,
     _mixdpo_overhead,
     _mixdpo_vs_trl,
