@@ -9,6 +9,16 @@ import torch
 
 trl = pytest.importorskip("trl")
 
+#: Agreement of float32 quantities that TRL and we reduce in different orders: float32
+#: rounding (eps 1.2e-7) accumulated over the tokens and layers, not the last bit. The bounds
+#: were 1e-6 absolute until the libraries resolved on 2026-12-02 (TRL 1.16.*, transformers
+#: 5.24.*) moved TRL's values by up to 1.4e-5 relative and its gradients by 1.3e-6 (TRL's
+#: loss is float32 even for a float64 model, so the gap is float32 rounding on its side; the
+#: same tests fail at the previous commit with these libraries).
+FLOAT32_RTOL = 5e-5
+#: the same for gradient entries (absolute)
+FLOAT32_GRAD_ATOL = 5e-6
+
 
 def _pairs(dataset, n):
     return dataset.select(range(n)).select_columns(["prompt", "chosen", "rejected"])
@@ -84,7 +94,12 @@ def test_loss_and_gradients_match_trl_dpo(tmp_path, hetero_train, word_tokenizer
     trl_loss.backward()
     our_loss = ours.compute_loss(our_model, our_batch)
     our_loss.backward()
-    assert abs(trl_loss.item() - our_loss.item()) <= 1e-6, (trl_loss.item(), our_loss.item())
+    # float32 losses summed over tokens in different orders: agreement to float32 rounding
+    # (FLOAT32_RTOL), not to the last bit
+    assert trl_loss.item() == pytest.approx(our_loss.item(), rel=FLOAT32_RTOL), (
+        trl_loss.item(),
+        our_loss.item(),
+    )
     assert abs(trl_loss.item() - 0.6931) > 1e-3  # a non-trivial loss: the log-ratios differ
     trl_grads = dict(trl_model.named_parameters())
     worst = 0.0
@@ -92,12 +107,14 @@ def test_loss_and_gradients_match_trl_dpo(tmp_path, hetero_train, word_tokenizer
         other = trl_grads[name].grad
         assert param.grad is not None and other is not None, name
         worst = max(worst, (param.grad - other).abs().max().item())
-    assert worst <= 1e-6, worst
+    assert worst <= FLOAT32_GRAD_ATOL, worst
     # The metrics use the same implicit rewards as TRL's.
     metrics = ours._metrics["train"]
     trl_metrics = trl_trainer._metrics["train"]
     for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
-        assert metrics[key][-1] == pytest.approx(trl_metrics[key][-1], abs=1e-6), key
+        assert metrics[key][-1] == pytest.approx(
+            trl_metrics[key][-1], rel=FLOAT32_RTOL, abs=1e-7
+        ), key
 
 
 # TRL 1.16 loss configurations and the same losses here (names, lists with weights, smoothing).
@@ -147,13 +164,14 @@ def test_trl_loss_names_match_trl(tmp_path, hetero_train, word_tokenizer, name):
         loss.backward()
         losses.append(loss.item())
         grads.append({n: p.grad for n, p in trainer.model.named_parameters()})
-    assert losses[1] == pytest.approx(losses[0], abs=1e-6), losses
+    assert losses[1] == pytest.approx(losses[0], rel=FLOAT32_RTOL), losses
     worst = max((grads[1][n] - grads[0][n]).abs().max().item() for n in grads[0])
-    assert worst <= 1e-6, worst
+    assert worst <= FLOAT32_GRAD_ATOL, worst
     if name != "sft":  # TRL logs beta * log-ratio as the rewards for every loss
         for key in ("rewards/chosen", "rewards/margins"):
             ours_value = ours._metrics["train"][key][-1]
-            assert ours_value == pytest.approx(trl_trainer._metrics["train"][key][-1], abs=1e-6)
+            theirs = trl_trainer._metrics["train"][key][-1]
+            assert ours_value == pytest.approx(theirs, rel=FLOAT32_RTOL, abs=1e-7)
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
