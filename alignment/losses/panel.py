@@ -37,6 +37,15 @@ At the end of training :func:`refit_panel_strength` refits the strength with the
 the same objective at one set of margins, maximised by full-batch L-BFGS-B
 (``MixDPOConfig.strength_refit``, :meth:`alignment.MixDPOTrainer.refit_strength`).
 
+The panel rule is validated only down to a strength CV of
+:data:`mixlogit._panel.MIN_STRENGTH_CV` (0.01) and refuses narrower distributions. A policy
+trained against a homogeneous population drives the learned CV towards zero, so the loss reads
+each annotator's CV through the floor :func:`floored_cv_params`: a CV of at least
+``2 f`` (``f = TRAINING_CV_FLOOR``) is used as it is, a smaller one as ``f + cv^2 / (4 f)``
+(continuous with its first derivative at ``2 f``, and ``f`` at zero). A learned CV at the
+floor reads "a common strength, CV 0.01 or less"; the gradient in ``log cv`` only decays below
+the floor, so Adam still moves it back up if the data ask.
+
 The hierarchical prior of the strength enters as ``-log_prior / num_train_pairs`` per pair.
 A batch's loss is then ``-sum_g L_g / B - log_prior / N`` (``N`` training pairs), and over an
 epoch of ``N / B`` full batches the losses add up to ``(-log-likelihood - log prior) / B``
@@ -60,6 +69,7 @@ import torch
 from scipy import optimize
 
 from alignment.losses.base import PairBatch, PreferenceLoss, register_loss
+from mixlogit._panel import MIN_STRENGTH_CV
 from mixlogit.conditional import EncodedCovariates
 
 __all__ = [
@@ -67,9 +77,11 @@ __all__ = [
     "GROUP_COLUMN",
     "LEVELS_COLUMN",
     "ROW_COLUMN",
+    "TRAINING_CV_FLOOR",
     "PanelMemory",
     "PanelMixDPOLoss",
     "StrengthRefit",
+    "floored_cv_params",
     "panel_mixdpo_loss",
     "refit_panel_strength",
 ]
@@ -161,6 +173,33 @@ class PanelMemory:
             self._margins.setdefault(annotator, {})[row] = margin
 
 
+#: Smallest CV the panel loss lets an annotator's strength have (see the module docstring):
+#: just above the panel rule's validated floor, so that float32 round trips stay inside it.
+TRAINING_CV_FLOOR = 1.001 * MIN_STRENGTH_CV
+
+
+def floored_cv_params(family, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The family's natural parameters with the CV raised smoothly to at least
+    :data:`TRAINING_CV_FLOOR` ``f``, the mean kept: ``cv`` where ``cv >= 2 f``, else
+    ``f + cv^2 / (4 f)``; parameters with every CV at or above ``2 f`` come back unchanged.
+
+    ``params`` maps parameter names to tensors of shape ``(G,)``; a family without spread
+    (a point mass) is returned unchanged. Differentiable in ``params``.
+    """
+    from mixlogit.torch._ops import OPS
+
+    if family.name == "point_mass" or not family.parameters:
+        return params
+    mean = family.mean(OPS, params)
+    cv = family.cv(OPS, params)
+    if bool((cv >= 2 * TRAINING_CV_FLOOR).all()):
+        return params
+    floored = torch.where(
+        cv >= 2 * TRAINING_CV_FLOOR, cv, TRAINING_CV_FLOOR + cv * cv / (4 * TRAINING_CV_FLOOR)
+    )
+    return family.from_mean_cv(OPS, mean, floored)
+
+
 def panel_mixdpo_loss(
     margin: torch.Tensor,
     group: torch.Tensor,
@@ -213,6 +252,7 @@ def panel_mixdpo_loss(
     first = first.scatter_reduce(0, local, index, reduce="amin")
     params = strength.natural_params(_batch_covariates(strength, levels, features, first))
     params = {k: v.expand(num_groups) if v.dim() == 0 else v for k, v in params.items()}
+    params = floored_cv_params(strength.spec.family, params)
     options = {} if num_nodes is None else {"num_nodes": num_nodes}
 
     def log_marginal(d: torch.Tensor, where: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from mixlogit.estimation.optimize import (
     covariances,
     parameter_scales,
 )
-from mixlogit.estimation.problem import Problem
+from mixlogit.estimation.problem import Problem, require_choice_data
 from mixlogit.estimation.quadrature import maximise_quadrature
 from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
 from mixlogit.estimation.simulated import check_simulation_noise, simulated_problem
@@ -101,9 +101,7 @@ def estimate(
     """
     start = time.perf_counter()
     num_starts = check_num_starts(num_starts, start_seed)
-    if not isinstance(data, ChoiceData):
-        raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
-    data.require_choices("fitting a model")
+    require_choice_data(data)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     if optimizer not in OPTIMIZERS:
@@ -325,9 +323,7 @@ def estimate_nested(
         :class:`~mixlogit.results.EstimationResults` (``method="maximum likelihood"``).
     """
     start_time = time.perf_counter()
-    if not isinstance(data, ChoiceData):
-        raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
-    data.require_choices("fitting a model")
+    require_choice_data(data)
     nesting = nesting_of(model)
     names = nesting.parameter_names
     box = {**nesting.default_bounds(), **(bounds or {})}
@@ -392,9 +388,7 @@ def estimate_latent_class(
     """
     start_time = time.perf_counter()
     num_starts = check_num_starts(num_starts, start_seed)
-    if not isinstance(data, ChoiceData):
-        raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
-    data.require_choices("fitting a model")
+    require_choice_data(data)
     latent = latent_class_of(model)
     names = latent.parameter_names
     restrictions = parse_restrictions(names, fix, bounds)

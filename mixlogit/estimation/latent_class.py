@@ -31,7 +31,7 @@ from mixlogit._choice_ops import choice_ops
 from mixlogit.bayes.model import latent_class_person_loglik
 from mixlogit.bayes.panel import panel_arrays
 from mixlogit.data import ChoiceData, ChoiceDataError
-from mixlogit.estimation.problem import Problem, exact_problem
+from mixlogit.estimation.problem import Problem, exact_problem, model_part
 from mixlogit.estimation.start import variable_scales
 from mixlogit.likelihood import x64
 from mixlogit.spec import ModelSpec
@@ -105,12 +105,7 @@ class LatentClassSpec:
 
 def latent_class_of(model) -> LatentClassSpec:
     """The :class:`LatentClassSpec` of a ``LatentClassLogit`` (or the spec itself)."""
-    if isinstance(model, LatentClassSpec):
-        return model
-    latent = getattr(model, "latent", None)
-    if not isinstance(latent, LatentClassSpec):
-        raise TypeError(f"{type(model).__name__} is not a latent-class logit")
-    return latent
+    return model_part(model, "latent", LatentClassSpec, "a latent-class logit")
 
 
 def membership_covariates(data: ChoiceData, columns: Sequence[str]) -> np.ndarray:

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mixlogit.data import ChoiceData
-from mixlogit.estimation.problem import Problem, exact_problem
+from mixlogit.estimation.problem import Problem, exact_problem, model_part
 from mixlogit.likelihood import x64
 from mixlogit.spec import ModelSpec
 
@@ -321,9 +321,4 @@ def build_nested_problem(
 
 def nesting_of(model) -> NestingSpec:
     """The :class:`NestingSpec` of a nested-logit estimator (or the spec itself)."""
-    if isinstance(model, NestingSpec):
-        return model
-    nesting = getattr(model, "nesting", None)
-    if not isinstance(nesting, NestingSpec):
-        raise TypeError(f"{type(model).__name__} is not a nested logit")
-    return nesting
+    return model_part(model, "nesting", NestingSpec, "a nested logit")

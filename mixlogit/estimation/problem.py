@@ -182,6 +182,33 @@ def default_chunk(arrays: ChoiceArrays, num_draws: int, chunk_size: int | None) 
     return -(-num_draws // num_chunks)
 
 
+def model_part(model, attribute: str, kind: type, what: str):
+    """``model`` itself when it is a ``kind``, else its ``attribute`` (the structure an estimator
+    carries: ``nesting``, ``latent``).
+
+    Raises:
+        TypeError: ``model`` neither is nor carries a ``kind`` (it is not ``what``).
+    """
+    if isinstance(model, kind):
+        return model
+    part = getattr(model, attribute, None)
+    if not isinstance(part, kind):
+        raise TypeError(f"{type(model).__name__} is not {what}")
+    return part
+
+
+def require_choice_data(data: Any) -> ChoiceData:
+    """``data`` when it is a :class:`ChoiceData` with observed choices (fitting needs them).
+
+    Raises:
+        TypeError: not a ``ChoiceData``; ChoiceDataError: scenario data without choices.
+    """
+    if not isinstance(data, ChoiceData):
+        raise TypeError(f"data must be a ChoiceData, got {type(data).__name__}")
+    data.require_choices("fitting a model")
+    return data
+
+
 def exact_problem(
     model,
     arrays: ChoiceArrays,

@@ -16,11 +16,14 @@ from alignment.losses.panel import (
     GROUP_COLUMN,
     LEVELS_COLUMN,
     ROW_COLUMN,
+    TRAINING_CV_FLOOR,
     PanelMemory,
     PanelMixDPOLoss,
+    floored_cv_params,
     panel_mixdpo_loss,
 )
 from mixlogit.conditional import StrengthDesign
+from mixlogit.torch._ops import OPS
 from mixlogit.torch.conditional import ConditionalStrength
 
 # the references (scipy quadrature, scipy.stats) are float64 (tests/conftest.py)
@@ -125,6 +128,49 @@ def test_gradients_reach_the_margins_and_every_strength_parameter():
     assert margin.grad is not None and torch.all(margin.grad != 0)
     for name, param in strength.named_parameters():
         assert param.grad is not None and torch.all(torch.isfinite(param.grad)), name
+
+
+@pytest.mark.parametrize("family", ["gamma", "lognormal"])
+def test_a_strength_narrower_than_the_panel_rule_is_read_at_the_cv_floor(family):
+    # A homogeneous population drives the learned CV to zero; the loss must not fail there
+    # (the panel rule refuses CV < 0.01) but score the floored CV f + cv^2 / (4 f).
+    margin = torch.tensor([2.5, -0.4, 1.1, 0.9, -1.7])
+    group = torch.tensor([5, 5, 2, 5, 2])
+    mean, cv = 1.3, 2e-3
+    strength = ConditionalStrength(family, mean=mean, cv=cv)
+    used_cv = TRAINING_CV_FLOOR + cv**2 / (4 * TRAINING_CV_FLOOR)
+    per_pair = panel_mixdpo_loss(margin, group, strength)
+    if family == "gamma":
+        shape = 1 / used_cv**2
+        dist = stats.gamma(a=shape, scale=mean / shape)
+    else:
+        sigma = math.sqrt(math.log1p(used_cv**2))
+        dist = stats.lognorm(s=sigma, scale=mean * math.exp(-(sigma**2) / 2))
+
+    def narrow(d):  # the bulk only: a prior this narrow defeats quad over (0, inf)
+        lo, hi = mean * (1 - 40 * used_cv), mean * (1 + 40 * used_cv)
+        value, _ = integrate.quad(
+            lambda b: dist.pdf(b) * np.exp(np.sum(special.log_expit(b * d))),
+            lo,
+            hi,
+            epsabs=0,
+            epsrel=1e-12,
+            limit=400,
+        )
+        return math.log(value)
+
+    expected = -sum(narrow(margin[group == g].numpy()) for g in (2, 5)) / len(margin)
+    assert float(per_pair.detach().mean()) == pytest.approx(expected, rel=1e-9)
+    per_pair.mean().backward()
+    for name, param in strength.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    assert float(strength.log_cv.grad) != 0.0  # the CV can still grow back
+
+    # at or above twice the floor the parameters pass through untouched
+    wide = strength.spec.family.from_mean_cv(
+        OPS, torch.tensor([mean, mean]), torch.tensor([2 * TRAINING_CV_FLOOR, 0.7])
+    )
+    assert floored_cv_params(strength.spec.family, wide) is wide
 
 
 def test_missing_columns_and_bad_arguments_are_named():

@@ -145,7 +145,10 @@ def _values_and_grads(backend, d, loc, scale, dtype):
         out = lognormal_torch(*args)
         out.sum().backward()
         return [t.detach().double().numpy() for t in (out, *(a.grad for a in args))]
-    f = jax.vmap(jax.value_and_grad(lambda d, l, s: lognormal_jax(d, l, s), argnums=(0, 1, 2)))
+    # jitted: one compile of the whole program (eager dispatch compiles every op separately)
+    f = jax.jit(
+        jax.vmap(jax.value_and_grad(lambda d, l, s: lognormal_jax(d, l, s), argnums=(0, 1, 2)))
+    )
     value, grads = f(
         *(jnp.asarray(np.asarray(x, dtype=float), dtype=dtype) for x in (d, loc, scale))
     )
