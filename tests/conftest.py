@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# Compiling is most of the suite's JAX time on CI's two cores (each test runs a new program, or
-# new shapes, once): ask XLA for less optimisation of the generated code. IEEE semantics are
-# kept (fast math stays off). Set before jax is imported; subprocesses inherit it. A value the
-# caller set wins.
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-)
 
 
 @pytest.fixture
