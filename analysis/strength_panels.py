@@ -45,7 +45,8 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import MCMC, NUTS, Predictive
+from scipy import special
 
 from analysis._arviz import az
 from analysis.subgroup_posterior import (
@@ -54,6 +55,7 @@ from analysis.subgroup_posterior import (
     _finite_values,
     _label,
     _outcomes,
+    _population_first,
 )
 from mixlogit.families import StrengthFamily, get_family
 from mixlogit.jax._ops import OPS
@@ -288,8 +290,11 @@ class PanelStrengthFit:
         idata: ArviZ ``InferenceData``: ``posterior`` (dim ``subgroup`` on per-subgroup sites),
             ``sample_stats``, ``log_likelihood`` (``annotator_loglik``, dims ``annotator``: the
             panel log-likelihood of each annotator's labels, for ``az.loo`` with annotators as
-            the unit left out), ``observed_data`` (``signed_gap``, dim ``label``) and
-            ``constant_data`` (``label_annotator``, ``annotator_subgroup``).
+            the unit left out), ``observed_data`` (``signed_gap``, dim ``label``;
+            ``agreeing_labels``, dim ``annotator``: labels that follow the gap), with
+            ``predictive=True`` ``prior``, ``prior_predictive`` and ``posterior_predictive``
+            (``agreeing_labels`` replicated), and ``constant_data`` (``label_annotator``,
+            ``annotator_subgroup``).
         family: strength family within a subgroup.
         by: subgroup column, or None.
         subgroups: one row per subgroup: ``subgroup``, ``num_annotators``, ``num_labels``, and
@@ -358,6 +363,8 @@ def fit_panel_strengths(
     num_strata: int = 40,
     num_nodes: int = PANEL_NODES,
     min_ess_per_chain: float = 100.0,
+    predictive: bool = True,
+    num_prior_draws: int = 500,
     progress: bool = False,
 ) -> PanelStrengthFit:
     """Posterior of subgroup and annotator strengths by NUTS (float64).
@@ -383,6 +390,12 @@ def fit_panel_strengths(
             quantile error below ``1 / (2 num_strata)`` in probability).
         num_nodes: quadrature nodes per annotator of the panel marginal.
         min_ess_per_chain: warn when a bulk ESS falls below this times ``num_chains``.
+        predictive: add the ``prior`` (``num_prior_draws`` hyperprior draws),
+            ``prior_predictive`` and ``posterior_predictive`` groups: each replicates every
+            annotator's count of labels that follow the gap (``agreeing_labels``) by drawing the
+            annotator's strength from its subgroup distribution and each label from
+            ``sigmoid(beta |d|)``; ``az.plot_ppc`` and ``az.plot_loo_pit`` read them.
+        num_prior_draws: draws of the ``prior`` group.
         progress: NumPyro's progress bar.
 
     Returns:
@@ -441,6 +454,28 @@ def fit_panel_strengths(
         annotators = _annotator_posteriors(
             family, data, params, probs, num_annotator_draws, num_strata, num_nodes
         )
+        predictive_groups: dict[str, Any] = {}
+        if predictive:
+            if num_prior_draws < 1:
+                raise ValueError(f"num_prior_draws must be >= 1, got {num_prior_draws!r}")
+            prior_samples = Predictive(panel_strength_model, num_samples=num_prior_draws)(
+                jax.random.PRNGKey(seed + 1),
+                *arrays,
+                data.num_annotators,
+                data.num_subgroups,
+                **model_kwargs,
+            )
+            prior_draws = {k: np.asarray(v)[None] for k, v in prior_samples.items()}
+            rng = np.random.default_rng([seed, 2])
+            predictive_groups = {
+                "prior": prior_draws,
+                "prior_predictive": {
+                    "agreeing_labels": _replicated_agreements(family, data, prior_draws, rng)
+                },
+                "posterior_predictive": {
+                    "agreeing_labels": _replicated_agreements(family, data, params, rng)
+                },
+            }
     per_subgroup = ["mean_strength", "cv", *family.parameters]
     if data.num_subgroups > 1:
         per_subgroup.append("log_mean" if centered_mean else "z_log_mean")
@@ -452,7 +487,11 @@ def fit_panel_strengths(
             "diverging": np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
         },
         log_likelihood={"annotator_loglik": loglik},
-        observed_data={"signed_gap": data.signed_gap},
+        observed_data={
+            "signed_gap": data.signed_gap,
+            "agreeing_labels": _agreeing_labels(data, data.signed_gap > 0),
+        },
+        **predictive_groups,
         constant_data={
             "label_annotator": data.annotator,
             "annotator_subgroup": data.annotator_subgroup,
@@ -466,10 +505,12 @@ def fit_panel_strengths(
             **{site: ["subgroup"] for site in per_subgroup},
             "annotator_loglik": ["annotator"],
             "signed_gap": ["label"],
+            "agreeing_labels": ["annotator"],
             "label_annotator": ["label"],
             "annotator_subgroup": ["annotator"],
         },
     )
+    _population_first(idata)
     diagnostics = _diagnostics(idata, family)
     _warn(diagnostics, min_ess_per_chain * num_chains)
     return PanelStrengthFit(
@@ -483,6 +524,46 @@ def fit_panel_strengths(
         interval=interval,
         data=data,
     )
+
+
+def _agreeing_labels(data: PanelData, follows: np.ndarray) -> np.ndarray:
+    """``(..., A)`` number of each annotator's labels that follow the gap, from ``(..., N)``
+    booleans."""
+    counts = np.zeros((*follows.shape[:-1], data.num_annotators), dtype=np.int64)
+    np.add.at(counts, (..., data.annotator), follows.astype(np.int64))
+    return counts
+
+
+def _replicated_agreements(
+    family: StrengthFamily,
+    data: PanelData,
+    draws: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    chunk: int = 256,
+) -> np.ndarray:
+    """``(chains, draws, A)`` replicated :func:`_agreeing_labels`: at each draw of the subgroup
+    parameters (``draws[name]``: ``(chains, draws, G)``) every annotator draws one strength from
+    its subgroup's distribution and labels each of its pairs with ``P(follow) =
+    sigmoid(beta |d|)``. Draws are taken ``chunk`` at a time to bound memory."""
+    from mixlogit.jax._ppl import PPL
+
+    shape = next(iter(draws.values())).shape[:2]
+    flat = {k: np.asarray(draws[k]).reshape(-1, data.num_subgroups) for k in family.parameters}
+    size = math.prod(shape)
+    magnitude = np.abs(data.signed_gap)
+    out = np.empty((size, data.num_annotators), dtype=np.int64)
+    for start in range(0, size, chunk):
+        stop = min(start + chunk, size)
+        params = {
+            k: jnp.asarray(v[start:stop][:, data.annotator_subgroup]) for k, v in flat.items()
+        }
+        key = jax.random.PRNGKey(int(rng.integers(2**31)))
+        strength = np.asarray(family.distribution(PPL, params).sample(key))
+        # a strength of +inf (a prior draw far in the tail) follows every nonzero gap
+        logit = np.where(magnitude > 0, strength[:, data.annotator] * magnitude, 0.0)
+        follows = rng.random(logit.shape) < special.expit(logit)
+        out[start:stop] = _agreeing_labels(data, follows)
+    return out.reshape(*shape, data.num_annotators)
 
 
 def _map_draws(data: PanelData, draws: dict[str, jax.Array], per_draw, batch_size: int):

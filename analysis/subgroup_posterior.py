@@ -309,6 +309,16 @@ def _run_nuts(
     return mcmc
 
 
+def _population_first(idata: Any) -> None:
+    """Reorder the ``posterior`` and ``prior`` variables in place: scalar sites (the population
+    hyperparameters) before per-subgroup ones, so ``az.summary(idata)`` reads top-down."""
+    for group in ("posterior", "prior"):
+        if group in idata.groups():
+            dataset = idata[group]
+            order = sorted(dataset.data_vars, key=lambda v: dataset[v].ndim > 2)  # stable
+            setattr(idata, group, dataset[order])  # same group, variables reordered
+
+
 def _pair_ids(frame: pd.DataFrame, column: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Labels of the ``pair`` dimension and, when they are not ``frame[column]``, that column.
 
@@ -495,12 +505,7 @@ def fit_subgroup_strengths(
             constant_data=constant,
             **groups,
         )
-    # hyperparameters first: az.summary(idata) then reads population, then subgroups
-    for group in ("posterior", "prior"):
-        if group in idata.groups():
-            dataset = idata[group]
-            order = sorted(dataset.data_vars, key=lambda v: dataset[v].ndim > 2)  # stable
-            setattr(idata, group, dataset[order])  # same group, variables reordered
+    _population_first(idata)
     return SubgroupPosterior(
         idata=idata,
         by=by,

@@ -1,8 +1,9 @@
 """Every InferenceData the package produces works with plain ArviZ calls, without a warning.
 
 One test per producer: :func:`analysis.training_runs_to_inference_data`,
-:func:`analysis.choice_fit_to_inference_data` (classical and Bayesian fits) and
-:func:`analysis.subgroup_posterior.fit_subgroup_strengths`. Each runs ``az.summary``,
+:func:`analysis.choice_fit_to_inference_data` (classical and Bayesian fits),
+:func:`analysis.subgroup_posterior.fit_subgroup_strengths` and
+:func:`analysis.strength_panels.fit_panel_strengths`. Each runs ``az.summary``,
 ``plot_posterior``, ``plot_forest``, ``plot_trace``, ``plot_ppc`` (with a posterior predictive),
 ``loo``, ``plot_loo_pit`` and ``compare`` (with a log-likelihood) and a netCDF round trip with
 every warning an error, and checks that coordinates carry the real ids.
@@ -240,3 +241,55 @@ def test_subgroup_posterior(tmp_path):
     # nothing tells the rows apart: their positions label them
     labels, _ = _pair_ids(twice.reset_index(drop=True).iloc[[0, 1, 1]], "pair_id")
     assert labels.tolist() == [0, 1, 2]
+
+
+def _panel_labels(seed):
+    """Twelve annotators in two subgroups, eight labels each, from known strengths."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a in range(12):
+        subgroup = "steady" if a % 2 else "erratic"
+        beta = rng.gamma(4.0, 0.5) if a % 2 else rng.gamma(1.0, 0.4)
+        for gap in rng.normal(0.0, 1.2, size=8):
+            chose = rng.random() < special.expit(beta * gap)
+            rows.append({"annotator_id": f"ann{300 + a}", "subgroup": subgroup,
+                         "reward_gap": gap if chose else -gap})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.slow  # one NUTS run of the panel marginal: about 50 s (tracing dominates)
+def test_panel_strengths(tmp_path):
+    from analysis.strength_panels import fit_panel_strengths
+
+    frame = _panel_labels(seed=31)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # short chains: low-ESS warnings
+        fit = fit_panel_strengths(
+            frame, num_warmup=100, num_samples=300, num_chains=2, num_annotator_draws=20, seed=1
+        )
+    idata = fit.idata
+    for group in ("prior", "prior_predictive", "posterior_predictive", "constant_data"):
+        assert group in idata.groups(), group
+    summary, back = _exercise(
+        idata,
+        tmp_path,
+        other=idata.copy(),  # compare reads the object twice: a second NUTS run costs 50 s
+        ppc="agreeing_labels",
+        loo_pit="agreeing_labels",
+    )
+    # population first, then the subgroups
+    names = summary.index.tolist()
+    scalars = {"mu_log_mean", "mu_log_cv", "tau_log_mean", "population_mean", "population_cv"}
+    assert set(names[:5]) == scalars and "mean_strength[erratic]" in names[5:]
+    ids = [f"ann{300 + a}" for a in range(12)]
+    assert back.log_likelihood["annotator"].values.tolist() == ids
+    assert back.posterior["subgroup"].values.tolist() == ["erratic", "steady"]
+    # the observed count is the data's: labels of ann305 whose signed gap is positive
+    own = frame[frame["annotator_id"] == "ann305"]
+    observed = back.observed_data["agreeing_labels"].sel(annotator="ann305")
+    assert int(observed) == int((own["reward_gap"] > 0).sum())
+    # replicated counts lie in 0 .. 8; the prior's parameters are stored per subgroup
+    replicated = back.posterior_predictive["agreeing_labels"].values
+    assert replicated.shape == (2, 300, 12) and replicated.min() >= 0 and replicated.max() <= 8
+    assert back.prior["mean_strength"].dims == ("chain", "draw", "subgroup")
+    assert back.prior_predictive["agreeing_labels"].shape == (1, 500, 12)
