@@ -529,9 +529,8 @@ def fit_panel_strengths(
 def _agreeing_labels(data: PanelData, follows: np.ndarray) -> np.ndarray:
     """``(..., A)`` number of each annotator's labels that follow the gap, from ``(..., N)``
     booleans."""
-    counts = np.zeros((*follows.shape[:-1], data.num_annotators), dtype=np.int64)
-    np.add.at(counts, (..., data.annotator), follows.astype(np.int64))
-    return counts
+    membership = data.annotator[:, None] == np.arange(data.num_annotators)  # (N, A)
+    return follows.astype(np.int64) @ membership.astype(np.int64)
 
 
 def _replicated_agreements(
