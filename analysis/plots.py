@@ -31,7 +31,9 @@ from mixlogit._deprecation import deprecated_keywords
 from mixlogit.families import NUMPY_OPS, get_family
 
 __all__ = [
+    "METHOD_COLOURS",
     "plot_individual_coefficients",
+    "plot_policy_comparison",
     "plot_strength_densities",
     "plot_strength_trajectories",
     "plot_subgroup_forest",
@@ -43,8 +45,28 @@ __all__ = [
 _STYLE = "whitegrid"
 
 
+#: One colour per policy in every figure of a report (seaborn "colorblind" entries): the
+#: reference grey, DPO blue, the MixDPO families orange and green, the variance-corrected and
+#: agreement baselines purple and brown. Other names take the remaining colours in sorted order.
+METHOD_COLOURS = {
+    "reference": 7,
+    "dpo": 0,
+    "mixdpo-gamma": 1,
+    "mixdpo-lognormal": 2,
+    "variance-corrected-dpo": 4,
+    "agreement-dpo": 5,
+}
+
+
 def _palette(names: Sequence[str]) -> dict[str, Any]:
-    return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1)), strict=False))
+    """``{name: colour}``: :data:`METHOD_COLOURS` for the names it knows, the other colours of
+    the palette for the rest (sorted, so a figure's colours do not depend on drawing order)."""
+    colours = sns.color_palette("colorblind", 10)
+    known = {n: colours[METHOD_COLOURS[n]] for n in names if n in METHOD_COLOURS}
+    free = [c for i, c in enumerate(colours) if i not in METHOD_COLOURS.values()]
+    others = sorted(n for n in dict.fromkeys(names) if n not in METHOD_COLOURS)
+    spare = free + [c for i, c in enumerate(colours) if i in METHOD_COLOURS.values()]
+    return {**known, **{n: spare[i % len(spare)] for i, n in enumerate(others)}}
 
 
 def _marker_sizes(counts: np.ndarray, largest: float, most: float | None = None) -> np.ndarray:
@@ -847,4 +869,50 @@ def plot_willingness_to_pay(
             title or f"Willingness to pay = -β_attribute / β_{literal(price_name)}",
             fontsize="medium",
         )
+    return figure
+
+
+def plot_policy_comparison(comparison: Any, *, title: str | None = None) -> Figure:
+    """Margin, gain over the reference and preference accuracy of each policy, one column per
+    dataset on shared axes, with the bootstrap intervals of :func:`analysis.compare_policies`.
+
+    Rows: mean margin (nats), gain over the reference policy (nats, zero line), accuracy (share
+    of pairs ranked as the annotator did, chance line at 0.5). One colour per policy
+    (:data:`METHOD_COLOURS`); the reference policy appears in the margin and accuracy rows.
+    """
+    table = comparison.policies
+    datasets = list(dict.fromkeys(table["dataset"]))
+    methods = list(dict.fromkeys(table["method"]))
+    colours = _palette(methods)
+    quantities = [("margin", "mean margin (nats)", 0.0), ("accuracy", "accuracy", 0.5)]
+    if table["gain_over_reference"].notna().any():
+        quantities.insert(1, ("gain_over_reference", "gain over reference (nats)", 0.0))
+    with sns.axes_style(_STYLE):
+        figure = Figure(figsize=(3.2 * len(datasets) + 1.6, 2.4 * len(quantities) + 0.6))
+        axes = figure.subplots(
+            len(quantities), len(datasets), sharey="row", sharex=True, squeeze=False
+        )
+        for column, dataset in enumerate(datasets):
+            rows = table[table["dataset"] == dataset].set_index("method")
+            for row, (key, label, line) in enumerate(quantities):
+                ax = axes[row, column]
+                ax.axhline(line, color="0.35", linewidth=0.8, zorder=1)
+                for position, method in enumerate(methods):
+                    if method not in rows.index or not np.isfinite(rows.loc[method, key]):
+                        continue
+                    value = rows.loc[method, key]
+                    span = [[value - rows.loc[method, f"{key}_low"]],
+                            [rows.loc[method, f"{key}_high"] - value]]  # fmt: skip
+                    ax.errorbar(position, value, yerr=span, fmt="o", color=colours[method],
+                                capsize=3, markersize=6, zorder=3)  # fmt: skip
+                ax.set_xticks(range(len(methods)))
+                ax.set_xticklabels([literal(m) for m in methods], rotation=30, ha="right")
+                if column == 0:
+                    ax.set_ylabel(label)
+                if row == 0:
+                    ax.set_title(_wrap(literal(dataset), 30))
+        figure.suptitle(
+            _wrap(title or "Policies on held-out pairs (bars: bootstrap intervals)", 70)
+        )
+        figure.tight_layout()
     return figure

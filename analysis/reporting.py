@@ -13,8 +13,14 @@ import base64
 import html
 import io
 import json
+import platform
+import re
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from importlib import metadata
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis._arviz import az
 from analysis.converters import (
     LogSource,
     TrainingRun,
@@ -33,6 +40,7 @@ from analysis.converters import (
 from analysis.margins import subgroup_gains, subgroup_margins
 from analysis.plots import (
     plot_individual_coefficients,
+    plot_policy_comparison,
     plot_strength_densities,
     plot_strength_trajectories,
     plot_subgroup_forest,
@@ -40,6 +48,7 @@ from analysis.plots import (
     plot_subgroup_margins,
     plot_willingness_to_pay,
 )
+from analysis.policy_comparison import PolicyComparison, compare_policies
 
 __all__ = ["report"]
 
@@ -67,22 +76,136 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; height: auto; display: block; margin: .4em 0 1em; }
 .note { color: #555; font-size: .9em; } .key { background: #f7f9fc; padding: .5em 1em;
         border-left: 3px solid #4a7bd0; }
+.summary { background: #f4f8f1; padding: .6em 1.2em; border: 1px solid #9cc28a;
+           border-radius: 4px; } .summary dt { font-weight: 600; margin-top: .4em; }
+.summary dd { margin-left: 1em; }
+.warn { background: #fff4e5; padding: .5em 1em; border-left: 4px solid #e08a00; }
+.ok { color: #2f6b2f; } .scroll { overflow-x: auto; max-width: 100%; }
+.csv { font-size: .8em; margin: -.8em 0 1.2em; } .row { display: flex; gap: 1em; }
+.row > div { flex: 1; min-width: 0; }
+footer { margin-top: 2em; border-top: 1px solid #ddd; font-size: .85em; color: #555; }
 """
 
 
+#: Output format of the embedded figures while :func:`report` runs ("svg" or "png").
+_FIGURE_FORMAT: ContextVar[str] = ContextVar("figure_format", default="svg")
+
+#: Diagnostic thresholds of the warning boxes: split r_hat (Vehtari et al. 2021), bulk ESS per
+#: chain, Pareto k of PSIS-LOO.
+R_HAT_LIMIT, ESS_PER_CHAIN, PARETO_K_LIMIT = 1.01, 100, 0.7
+
+
 def _figure_html(figure: Figure, alt: str) -> str:
+    """The figure embedded as vector SVG (or PNG at 300 dpi with ``figure_format="png"``)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
+    kind = _FIGURE_FORMAT.get()
+    figure.savefig(buffer, format=kind, dpi=300, bbox_inches="tight")
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+    mime = "image/svg+xml" if kind == "svg" else "image/png"
+    return f'<img alt="{html.escape(alt)}" src="data:{mime};base64,{encoded}">'
 
 
-def _table_html(frame: pd.DataFrame, digits: int = 3) -> str:
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "table"
+
+
+def _table_html(frame: pd.DataFrame, digits: int = 3, name: str = "table") -> str:
+    """The table (floats to ``digits`` significant digits) in a scrolling box, with a link
+    that downloads it as CSV at full precision (``name``.csv)."""
     formatted = frame.copy()
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
             formatted[column] = formatted[column].map(lambda v: f"{v:.{digits}g}")
-    return formatted.to_html(index=False, escape=True, border=0)
+    encoded = base64.b64encode(frame.to_csv(index=False).encode("utf-8")).decode("ascii")
+    link = (
+        f'<p class="csv"><a download="{_slug(name)}.csv" '
+        f'href="data:text/csv;base64,{encoded}">Download {html.escape(name)} (CSV)</a></p>'
+    )
+    table = formatted.to_html(index=False, escape=True, border=0)
+    return f'<div class="scroll">{table}</div>{link}'
+
+
+def _diagnostics_html(
+    r_hat: float, ess_bulk: float, divergences: int, num_chains: int, pareto_k: float | None = None
+) -> str:
+    """One line of MCMC diagnostics; a warning box naming each failed check."""
+    problems = []
+    if not r_hat <= R_HAT_LIMIT:
+        problems.append(f"max r_hat {r_hat:.3f} &gt; {R_HAT_LIMIT} (chains disagree)")
+    if not ess_bulk >= ESS_PER_CHAIN * num_chains:
+        problems.append(
+            f"min bulk ESS {ess_bulk:.0f} &lt; {ESS_PER_CHAIN * num_chains} "
+            f"({ESS_PER_CHAIN} per chain)"
+        )
+    if divergences:
+        problems.append(f"{divergences} divergent transitions (the sampler missed regions)")
+    if pareto_k is not None and not pareto_k <= PARETO_K_LIMIT:
+        problems.append(f"max Pareto k {pareto_k:.2f} &gt; {PARETO_K_LIMIT} (LOO unreliable)")
+    text = f"Max r_hat {r_hat:.3f}, min bulk ESS {ess_bulk:.0f}, {divergences} divergences" + (
+        "" if pareto_k is None else f", max Pareto k {pareto_k:.2f}"
+    )
+    if problems:
+        return (
+            '<p class="warn"><b>Warning: these draws have not converged.</b> '
+            + "; ".join(problems)
+            + ". Treat the numbers of this section as provisional: run longer chains.</p>"
+        )
+    return f'<p class="note ok">Diagnostics pass: {text}.</p>'
+
+
+def _prior_posterior_parts(idata: Any, names: Sequence[str], what: str) -> list[str]:
+    """Prior-vs-posterior outline densities of scalar sites in both groups, and a sentence on
+    how far the data moved each (posterior contraction ``1 - var_post / var_prior``)."""
+    if "prior" not in idata.groups():
+        return []
+    shown = [
+        n
+        for n in names
+        if n in idata.posterior and n in idata.prior and idata.posterior[n].ndim == 2
+    ]
+    if not shown:
+        return []
+    import seaborn as sns
+
+    figure = Figure(figsize=(3.4 * len(shown), 2.6))
+    axes = np.atleast_1d(figure.subplots(1, len(shown)))
+    sentences = []
+    for ax, name in zip(axes, shown, strict=True):
+        prior = idata.prior[name].values.ravel()
+        posterior = idata.posterior[name].values.ravel()
+        top = np.quantile(np.concatenate([prior, posterior]), 0.99)
+        bins = np.linspace(min(prior.min(), posterior.min()), top, 40)
+        for values, label, colour in ((prior, "prior", "0.5"), (posterior, "posterior", "C0")):
+            ax.hist(
+                values,
+                bins=bins,
+                density=True,
+                histtype="step",
+                linewidth=1.5,
+                color=colour,
+                label=label,
+            )
+        ax.set_xlabel(name)
+        ax.set_yticks([])
+        contraction = 1.0 - posterior.var() / prior.var()
+        moved = (
+            "the data moved it: the posterior is narrower"
+            if contraction >= 0.5
+            else "the data barely moved it: the posterior is close to the prior, so this "
+            "estimate restates the prior rather than the data"
+        )
+        sentences.append(
+            f"<b>{html.escape(name)}</b>: posterior variance {1 - contraction:.0%} of the "
+            f"prior's; {moved}."
+        )
+    axes[0].legend(frameon=False)
+    sns.despine(fig=figure, left=True)
+    figure.suptitle(f"Prior and posterior: {what}")
+    figure.tight_layout()
+    parts = [_figure_html(figure, f"prior vs posterior {what}")]
+    warn = any("barely" in s for s in sentences)
+    parts.append(f'<p class="{"warn" if warn else "note"}">' + "<br>".join(sentences) + "</p>")
+    return parts
 
 
 def _interval(row: Mapping[str, Any], key: str) -> str:
@@ -127,7 +250,7 @@ def _runs_section(runs: list[TrainingRun]) -> list[str]:
         for r in table.itertuples()
     ]
     parts.append('<p class="key">' + "<br>".join(sentences) + "</p>")
-    parts.append(_table_html(table, digits=4))
+    parts.append(_table_html(table, digits=4, name="learned strengths"))
     quantities = [
         q
         for q in ("strength/mean", "strength/variance", "strength/cv")
@@ -171,8 +294,22 @@ def _subgroup_strength_parts(runs: list[TrainingRun]) -> list[str]:
             "reward gaps (<code>analysis.fit_panel_strengths</code>, the section "
             "&ldquo;Which subgroups are decisive&rdquo;).</p>"
         )
-        parts.append(_table_html(table.drop(columns=["step"]), digits=4))
+        parts.append(
+            _table_html(table.drop(columns=["step"]), digits=4, name=f"strengths {run.name}")
+        )
     return parts
+
+
+def _shared_limits(figures: Sequence[Figure]) -> None:
+    """Give every axis of ``figures`` the union of their y ranges (figures compared side by
+    side: the same height means the same margin)."""
+    axes = [ax for figure in figures for ax in figure.axes if ax.get_visible()]
+    if len(axes) < 2:
+        return
+    low = min(ax.get_ylim()[0] for ax in axes)
+    high = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylim(low, high)
 
 
 def _margins_section(
@@ -182,12 +319,83 @@ def _margins_section(
     baseline: str | None,
     pair_id: str | None,
     bootstrap: Mapping[str, Any],
+    dataset: str | None = None,
 ) -> list[str]:
-    """``bootstrap``: ``cluster``, ``num_boot``, ``min_count``, ``seed`` of both tables."""
+    """``bootstrap``: ``cluster``, ``num_boot``, ``min_count``, ``seed`` of both tables. With a
+    ``dataset`` column, one block per dataset and their figures side by side on shared axes."""
+    figures: dict[str, Figure] = {}
+    if dataset is None:
+        parts = _margins_block(
+            evaluation,
+            by,
+            baseline=baseline,
+            pair_id=pair_id,
+            bootstrap=bootstrap,
+            figures=figures,
+            name="",
+        )
+        out = [
+            _figure_html(figures[p[_FIG:]], p[_FIG:]) if p.startswith(_TAG) else p for _, p in parts
+        ]
+    else:
+        names = [str(n) for n in dict.fromkeys(evaluation[dataset])]
+        blocks = {
+            name: _margins_block(
+                evaluation[evaluation[dataset].astype(str) == name].drop(columns=[dataset]),
+                by,
+                baseline=baseline,
+                pair_id=pair_id,
+                bootstrap=bootstrap,
+                figures=figures,
+                name=name,
+            )
+            for name in names
+        }
+        out = []
+        for kind, heading in (("margins", "Subgroup margins"), ("gains", f"Gains over {baseline}")):
+            keys = [f"{name}/{kind}" for name in names if f"{name}/{kind}" in figures]
+            if not keys:
+                continue
+            _shared_limits([figures[k] for k in keys])
+            out.append(
+                f"<h2>{html.escape(heading)}: {html.escape(' and '.join(names))} side by "
+                "side (shared axes)</h2>"
+            )
+            out.append(
+                '<div class="row">'
+                + "".join(f"<div>{_figure_html(figures[k], k)}</div>" for k in keys)
+                + "</div>"
+            )
+            for name in names:
+                out += [p for k, p in blocks[name] if k == kind and not p.startswith(_TAG)]
+    for figure in figures.values():
+        plt.close(figure)
+    return out
+
+
+#: Placeholder of a figure in a margins block (``_TAG + key``).
+_TAG = "<!--figure:"
+_FIG = len(_TAG)
+
+
+def _margins_block(
+    evaluation: pd.DataFrame,
+    by: list[str],
+    *,
+    baseline: str | None,
+    pair_id: str | None,
+    bootstrap: Mapping[str, Any],
+    figures: dict[str, Figure],
+    name: str,
+) -> list[tuple[str, str]]:
+    """``(kind, html)`` parts of one dataset's margins (kind ``"margins"``) and gains
+    (``"gains"``); its figures go to ``figures[f"{name}/margins"]`` and ``[f"{name}/gains"]``,
+    with a placeholder part (``_TAG + key``) where a single-dataset report shows them."""
     margins = subgroup_margins(evaluation, by, **bootstrap)
     cluster, min_count = bootstrap["cluster"], bootstrap["min_count"]
+    where = f" on {html.escape(name)}" if name else ""
     parts = [
-        "<h2>Subgroup margins</h2>",
+        f"<h3>Subgroup margins{where}</h3>" if name else "<h2>Subgroup margins</h2>",
         f'<p class="note">Margin = policy log-probability of the chosen minus the rejected '
         f"completion (nats). Micro = mean over pairs; macro = mean of subgroup means. "
         f"{margins.interval:.0%} bootstrap intervals ({margins.num_boot} replicates"
@@ -208,17 +416,27 @@ def _margins_section(
             + ")"
         )
     parts.append('<p class="key">' + "<br>".join(key) + "</p>")
-    parts.append(_figure_html(plot_subgroup_margins(margins), "subgroup margins"))
-    parts.append(_table_html(margins.subgroups))
+    figures[f"{name}/margins"] = plot_subgroup_margins(
+        margins, title=f"Subgroup margins{' on ' + name if name else ''}"
+    )
+    parts.append(f"{_TAG}{name}/margins")
+    parts.append(_table_html(margins.subgroups, name=f"subgroup margins {name}".strip()))
+    tagged = [("margins", p) for p in parts]
     methods = sorted(margins.subgroups["method"].unique())
     if baseline is not None and len(methods) > 1:
         gains = subgroup_gains(evaluation, by, baseline=baseline, pair_id=pair_id, **bootstrap)
         table = gains.subgroups
         best = table.loc[table["gain"].idxmax()]
         worst = table.loc[table["gain"].idxmin()]
-        parts.append(f"<h2>Gains over {html.escape(baseline)}</h2>")
+        gain_parts = [
+            f"<h3>Gains over {html.escape(baseline)}{where}</h3>"
+            if name
+            else f"<h2>Gains over {html.escape(baseline)}</h2>"
+        ]
         lines = [
-            f"Largest: <b>{html.escape(best['method'])}</b> on {html.escape(best['attribute'])}"
+            f"Largest of the {len(table)} subgroup gains (picked after looking, so its interval "
+            "is not adjusted for the choice; the summary box's contrasts are): "
+            f"<b>{html.escape(best['method'])}</b> on {html.escape(best['attribute'])}"
             f" = {html.escape(str(best['subgroup']))}: {_interval(best, 'gain')} (n={best['n']}"
             + (", small" if best["small"] else "")
             + ")",
@@ -234,10 +452,14 @@ def _margins_section(
                     f"{html.escape(row.method)} macro gain over {html.escape(row.attribute)}: "
                     f"{row.gain:+.3f} nats [{row.ci_low:+.3f}, {row.ci_high:+.3f}]"
                 )
-        parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
-        parts.append(_figure_html(plot_subgroup_gains(gains), "gains"))
-        parts.append(_table_html(table))
-    return parts
+        gain_parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
+        figures[f"{name}/gains"] = plot_subgroup_gains(
+            gains, title=f"Gains over {baseline}{' on ' + name if name else ''}"
+        )
+        gain_parts.append(f"{_TAG}{name}/gains")
+        gain_parts.append(_table_html(table, name=f"gains {name}".strip()))
+        tagged += [("gains", p) for p in gain_parts]
+    return tagged
 
 
 def _posterior_section(posteriors: Sequence[Any]) -> list[str]:
@@ -253,12 +475,21 @@ def _posterior_section(posteriors: Sequence[Any]) -> list[str]:
             f"{top['mean_strength']:.3g} [{top['mean_strength_low']:.3g}, "
             f"{top['mean_strength_high']:.3g}]; weakest: {html.escape(str(low['subgroup']))} "
             f"{low['mean_strength']:.3g} [{low['mean_strength_low']:.3g}, "
-            f"{low['mean_strength_high']:.3g}] ({posterior.interval:.0%} HDI). Max r_hat "
-            f"{diagnostics['max_r_hat']:.3f}, min bulk ESS {diagnostics['min_ess_bulk']:.0f}, "
-            f"{diagnostics['num_divergences']} divergences.</p>"
+            f"{low['mean_strength_high']:.3g}] ({posterior.interval:.0%} HDI).</p>"
+        )
+        parts.append(
+            _diagnostics_html(
+                diagnostics["max_r_hat"],
+                diagnostics["min_ess_bulk"],
+                diagnostics["num_divergences"],
+                posterior.idata.posterior.sizes["chain"],
+            )
         )
         parts.append(_figure_html(plot_subgroup_forest(posterior), "forest"))
-        parts.append(_table_html(summary))
+        parts += _prior_posterior_parts(
+            posterior.idata, ["mu_log_mean", "mu_log_cv", "tau_log_mean"], "hyperparameters"
+        )
+        parts.append(_table_html(summary, name=f"subgroup posterior {posterior.by}"))
     return parts
 
 
@@ -291,10 +522,20 @@ def _panel_section(fit: Any | None, profiles: Mapping[str, Any]) -> list[str]:
             f"Population (a random annotator): mean strength {population['mean']:.3g} "
             f"[{population['mean_low']:.3g}, {population['mean_high']:.3g}], CV "
             f"{population['cv']:.3g} [{population['cv_low']:.3g}, {population['cv_high']:.3g}].",
-            f"Max r_hat {diagnostics['max_r_hat']:.3f}, min bulk ESS "
-            f"{diagnostics['min_ess_bulk']:.0f}, {diagnostics['num_divergences']} divergences.",
         ]
         parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
+        parts.append(
+            _diagnostics_html(
+                diagnostics["max_r_hat"],
+                diagnostics["min_ess_bulk"],
+                diagnostics["num_divergences"],
+                fit.idata.posterior.sizes["chain"],
+                _max_pareto_k(fit.idata),
+            )
+        )
+        parts += _prior_posterior_parts(
+            fit.idata, ["population_mean", "population_cv"], "population strength"
+        )
         parts.append(
             '<p class="note">Strengths are per unit of the reward gap the labels were scored '
             "with; each annotator keeps one strength over all its labels (panel likelihood), "
@@ -307,7 +548,7 @@ def _panel_section(fit: Any | None, profiles: Mapping[str, Any]) -> list[str]:
             figure = plot(fit)
             parts.append(_figure_html(figure, alt))
             plt.close(figure)
-        parts.append(_table_html(table))
+        parts.append(_table_html(table, name="panel subgroup strengths"))
     if profiles:
         rows = []
         for label, profile in profiles.items():
@@ -333,11 +574,22 @@ def _panel_section(fit: Any | None, profiles: Mapping[str, Any]) -> list[str]:
             )
             + "</p>"
         )
-        parts.append(_table_html(pd.DataFrame(rows), digits=4))
+        parts.append(_table_html(pd.DataFrame(rows), digits=4, name="CV profiles"))
         figure = plot_profile_cv(dict(profiles))
         parts.append(_figure_html(figure, "CV profile likelihood"))
         plt.close(figure)
     return parts
+
+
+def _max_pareto_k(idata: Any) -> float | None:
+    """Largest Pareto k of PSIS-LOO over the log-likelihood's units, None without one."""
+    if "log_likelihood" not in idata.groups():
+        return None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the warning box reports a large k
+        return float(az.loo(idata, pointwise=True).pareto_k.max())
 
 
 def _choice_fit_draws(fit: Any, num_draws: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -362,6 +614,45 @@ def _choice_fit_draws(fit: Any, num_draws: int, seed: int) -> tuple[pd.DataFrame
         f"choice_fit must be a mixlogit fit (EstimationResults or BayesianResults), "
         f"got {type(fit).__name__}"
     )
+
+
+def _estimation_parts(fit: Any) -> list[str]:
+    """Header statistics, a plain reading of the termination, and the correlation of the
+    estimates (robust covariance) with the strongly correlated pairs named."""
+    statistics = fit.statistics()
+    parts = ["<h3>Estimation</h3>"]
+    gradient = float(statistics["gradient norm"])
+    smallest = float(statistics["smallest eigenvalue of -H"])
+    message = str(statistics["termination"])
+    maximum = np.isfinite(smallest) and smallest > 0
+    reading = (
+        f"Optimiser message: &ldquo;{html.escape(message)}&rdquo;. Gradient norm {gradient:.2g}; "
+        f"smallest eigenvalue of -H {smallest:.3g}"
+        + (" (positive: a local maximum)." if maximum else " (not positive: not a maximum).")
+    )
+    ok = bool(statistics["converged"]) and maximum and gradient < 1e-3
+    parts.append(f'<p class="{"note" if ok else "warn"}">{reading}</p>')
+    rows = pd.DataFrame({"statistic": statistics.index, "value": statistics.astype(str).values})
+    parts.append(_table_html(rows, name="estimation statistics"))
+    correlation = fit.correlation()
+    names = list(correlation.index)
+    strong = [
+        f"{a} and {b} ({correlation.loc[a, b]:+.2f})"
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if abs(correlation.loc[a, b]) > 0.7
+    ]
+    parts.append(
+        '<p class="note">Correlation of the estimates (robust covariance)'
+        + (
+            ": strongly correlated (|r| &gt; 0.7): " + html.escape(", ".join(strong))
+            if strong
+            else ": no pair has |r| &gt; 0.7"
+        )
+        + ".</p>"
+    )
+    parts.append(_table_html(correlation.reset_index(), name="correlation of estimates"))
+    return parts
 
 
 def _choice_fit_section(
@@ -403,8 +694,12 @@ def _choice_fit_section(
             for a, v in wtp.items()
         ]
     parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
+    if hasattr(fit, "statistics"):  # classical fit: Biogeme's header and Apollo's checks
+        parts += _estimation_parts(fit)
     table = fit.table() if hasattr(fit, "table") else fit.population()
-    parts.append(_table_html(table.reset_index() if table.index.name else table, digits=4))
+    parts.append(
+        _table_html(table.reset_index() if table.index.name else table, digits=4, name="estimates")
+    )
     for name in individual.columns:
         figure = plot_individual_coefficients(
             individual[name].to_numpy(),
@@ -424,6 +719,144 @@ def _choice_fit_section(
         parts.append(_figure_html(figure, "willingness to pay"))
         plt.close(figure)
     return parts
+
+
+def _policies_section(comparison: PolicyComparison) -> list[str]:
+    """Reference policy, gain over it, accuracy and margin of every policy per dataset, the
+    contrasts with the baseline, and their figure (datasets side by side, shared axes)."""
+    level = f"{comparison.interval:.0%}"
+    parts = [
+        "<h2>Policies on held-out pairs</h2>",
+        f'<p class="note">Margin: the policy\'s log-probability of the chosen minus the rejected '
+        "response (nats). Accuracy: share of pairs on which the policy prefers the annotator's "
+        "choice (chance 0.5). Gain over reference: margin minus the untrained reference "
+        f"policy's margin on the same pair. {level} cluster-bootstrap intervals "
+        f"({comparison.num_boot} replicates"
+        + (f", whole {html.escape(comparison.cluster)} clusters" if comparison.cluster else "")
+        + "), one set of replicates for every number of a dataset.</p>",
+    ]
+    figure = plot_policy_comparison(comparison)
+    parts.append(_figure_html(figure, "policies"))
+    plt.close(figure)
+    parts.append(_table_html(comparison.policies, name="policies"))
+    if not comparison.contrasts.empty:
+        parts.append(
+            f"<h3>Contrasts with {html.escape(str(comparison.baseline))} (paired, "
+            f"Holm-adjusted over {comparison.num_comparisons})</h3>"
+        )
+        parts.append(_table_html(comparison.contrasts, name="contrasts"))
+    return parts
+
+
+def _strength_sentences(runs: list[TrainingRun]) -> list[str]:
+    """Per family trained on several datasets: which dataset's learned CV is higher."""
+    if not runs:
+        return []
+    final = training_runs_to_inference_data(runs).strength
+    table = pd.DataFrame(
+        {
+            "dataset": final["dataset"].values,
+            "family": final["family"].values,
+            "cv": final["cv"].values,
+        }
+    )
+    lines = []
+    for family, rows in table.groupby("family", sort=False):
+        if rows["dataset"].nunique() < 2:
+            continue
+        ordered = rows.sort_values("cv", ascending=False)
+        values = ", ".join(f"{r.dataset} {r.cv:.3g}" for r in ordered.itertuples())
+        lines.append(
+            f"Learned strength CV ({family}): highest on {ordered['dataset'].iloc[0]} "
+            f"({values}); training point estimates without intervals."
+        )
+    return lines
+
+
+def _summary_box(
+    question: str | None,
+    comparison: PolicyComparison | None,
+    runs: list[TrainingRun],
+) -> str:
+    answer = ([] if comparison is None else comparison.answer()) + _strength_sentences(runs)
+    if not answer:
+        return ""
+    if question is None and comparison is not None:
+        sets = " and ".join(map(str, dict.fromkeys(comparison.policies["dataset"])))
+        question = (
+            f"Do the trained policies rank the annotators' choices better than "
+            f"{comparison.baseline or 'the reference policy'} on held-out pairs of {sets}?"
+        )
+    items = [f"<dt>Question</dt><dd>{html.escape(question or 'What did training learn?')}</dd>"]
+    if comparison is not None and not comparison.contrasts.empty:
+        methods = ", ".join(dict.fromkeys(comparison.contrasts["method"]))
+        items.append(
+            f"<dt>Comparison</dt><dd>{html.escape(methods)} against "
+            f"{html.escape(str(comparison.baseline))}: the mean per-pair margin difference on "
+            f"the same held-out pairs, {comparison.interval:.0%} cluster-bootstrap intervals."
+            "</dd>"
+        )
+    items.append("<dt>Answer</dt><dd>" + "<br>".join(map(html.escape, answer)) + "</dd>")
+    if comparison is not None and not comparison.contrasts.empty:
+        items.append(
+            f"<dt>Multiple comparisons</dt><dd>{comparison.num_comparisons} "
+            f"contrast{'s' if comparison.num_comparisons != 1 else ''}, Holm-adjusted "
+            f"(family-wise level {comparison.alpha:g}). Subgroup-level gains in "
+            "the sections below are exploratory: their intervals are not adjusted, and the "
+            "largest of them is picked after looking.</dd>"
+        )
+    return '<div class="summary"><h2>Summary</h2><dl>' + "".join(items) + "</dl></div>"
+
+
+#: Packages whose versions the reproducibility footer lists (those installed).
+_FOOTER_PACKAGES = (
+    "hetpref",
+    "numpy",
+    "scipy",
+    "pandas",
+    "jax",
+    "numpyro",
+    "torch",
+    "transformers",
+    "arviz",
+    "matplotlib",
+    "seaborn",
+)
+
+
+def _commit() -> str:
+    """``git describe`` of the package's checkout ("-dirty" when modified), or "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return out.stdout.strip() or "unknown"
+
+
+def _footer(settings: Mapping[str, Any], wall_times: Mapping[str, float]) -> str:
+    versions = []
+    for package in _FOOTER_PACKAGES:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    times = ", ".join(f"{html.escape(k)} {v:.1f} s" for k, v in wall_times.items())
+    rows = [
+        f"Generated {stamp}; Python {platform.python_version()} on {platform.platform()}.",
+        "Versions: " + html.escape(", ".join(versions)) + ".",
+        f"Code: {html.escape(_commit())}.",
+        "Settings: " + html.escape(", ".join(f"{k}={v}" for k, v in settings.items())) + ".",
+        f"Wall time: {times}.",
+    ]
+    return "<footer><h2>Reproducibility</h2><p>" + "<br>".join(rows) + "</p></footer>"
 
 
 def report(
@@ -446,8 +879,15 @@ def report(
     figures: Mapping[str, Figure] | None = None,
     tables: Mapping[str, pd.DataFrame] | None = None,
     title: str = "Preference heterogeneity report",
+    question: str | None = None,
+    dataset: str | None = "dataset",
+    settings: Mapping[str, Any] | None = None,
+    wall_times: Mapping[str, float] | None = None,
+    figure_format: str = "svg",
     num_boot: int = 2000,
     min_count: int = 30,
+    interval: float = 0.95,
+    alpha: float = 0.05,
     seed: int = 0,
 ) -> Path:
     """Write a self-contained HTML report and return its path.
@@ -481,9 +921,97 @@ def report(
         figures: extra ``{caption: Figure}`` (e.g. choice-model coefficient or WTP plots).
         tables: extra ``{caption: DataFrame}``.
         title: report title.
+        question: the question the summary box answers (default: whether the trained
+            policies beat ``baseline`` on the held-out pairs of each dataset).
+        dataset: column of ``evaluation`` naming the set each pair belongs to (e.g. a
+            heterogeneous set and its homogeneous control): the sets are compared side by side
+            on shared axes. Absent column: one set.
+        settings: extra ``{name: value}`` for the reproducibility footer (the run's settings).
+        wall_times: ``{stage: seconds}`` for the footer (the report's own time is added).
+        figure_format: ``"svg"`` (vector, the default) or ``"png"`` (300 dpi).
         num_boot, min_count, seed: bootstrap settings.
+        interval: mass of the policy comparison's intervals.
+        alpha: family-wise level of its Holm-adjusted contrasts with ``baseline``.
+
+    The report opens with a summary box (question, comparison, answer with its uncertainty,
+    multiplicity) when ``evaluation`` has ``method`` and ``pair_id`` columns; the "Policies on
+    held-out pairs" section then shows margin, preference accuracy and, with a
+    ``reference_margin`` column, the gain over the reference policy
+    (:func:`analysis.compare_policies`). Every table has a CSV download link; MCMC sections carry
+    their diagnostics, in a warning box when a check fails, and prior-vs-posterior overlays.
     """
+    if figure_format not in ("svg", "png"):
+        raise ValueError(f"figure_format must be 'svg' or 'png', got {figure_format!r}")
+    started = time.perf_counter()
+    token = _FIGURE_FORMAT.set(figure_format)
+    try:
+        return _write_report(
+            output,
+            runs=runs,
+            run_dirs=run_dirs,
+            evaluation=evaluation,
+            by=by,
+            baseline=baseline,
+            pair_id=pair_id,
+            cluster=cluster,
+            posteriors=posteriors,
+            choice_fit=choice_fit,
+            price=price,
+            price_units=price_units,
+            coefficient_units=coefficient_units,
+            panel_fit=panel_fit,
+            cv_profiles=cv_profiles,
+            figures=figures,
+            tables=tables,
+            title=title,
+            question=question,
+            dataset=dataset,
+            settings=settings,
+            wall_times=wall_times,
+            num_boot=num_boot,
+            min_count=min_count,
+            interval=interval,
+            alpha=alpha,
+            seed=seed,
+            started=started,
+        )
+    finally:
+        _FIGURE_FORMAT.reset(token)
+
+
+def _write_report(
+    output: str | PathLike,
+    *,
+    runs: Any,
+    run_dirs: Sequence[str | PathLike] | None,
+    evaluation: pd.DataFrame | str | PathLike | None,
+    by: Sequence[str] | None,
+    baseline: str | None,
+    pair_id: str | None,
+    cluster: str | None,
+    posteriors: Sequence[Any],
+    choice_fit: Any | None,
+    price: str | None,
+    price_units: str | None,
+    coefficient_units: Mapping[str, str] | None,
+    panel_fit: Any | None,
+    cv_profiles: Any,
+    figures: Mapping[str, Figure] | None,
+    tables: Mapping[str, pd.DataFrame] | None,
+    title: str,
+    question: str | None,
+    dataset: str | None,
+    settings: Mapping[str, Any] | None,
+    wall_times: Mapping[str, float] | None,
+    num_boot: int,
+    min_count: int,
+    interval: float,
+    alpha: float,
+    seed: int,
+    started: float,
+) -> Path:
     sections: list[str] = []
+    comparison: PolicyComparison | None = None
     run_list: list[TrainingRun] = []
     if runs is not None:
         run_list += (
@@ -513,8 +1041,29 @@ def report(
                 "pass by=[...]"
             )
         bootstrap = {"cluster": cluster, "num_boot": num_boot, "min_count": min_count, "seed": seed}
+        split = dataset if dataset is not None and dataset in evaluation.columns else None
+        if pair_id is not None and "method" in evaluation.columns:
+            comparison = compare_policies(
+                evaluation,
+                baseline=baseline,
+                pair_id=pair_id,
+                cluster=cluster,
+                dataset=split,
+                num_boot=num_boot,
+                interval=interval,
+                alpha=alpha,
+                seed=seed,
+            )
+            sections += _policies_section(comparison)
+        if split is not None and evaluation[split].nunique() < 2:
+            evaluation, split = evaluation.drop(columns=[split]), None
         sections += _margins_section(
-            evaluation, columns, baseline=baseline, pair_id=pair_id, bootstrap=bootstrap
+            evaluation,
+            columns,
+            baseline=baseline,
+            pair_id=pair_id,
+            bootstrap=bootstrap,
+            dataset=split,
         )
     if posteriors:
         sections += _posterior_section(list(posteriors))
@@ -533,18 +1082,31 @@ def report(
     for caption, figure in (figures or {}).items():
         sections += [f"<h2>{html.escape(caption)}</h2>", _figure_html(figure, caption)]
     for caption, table in (tables or {}).items():
-        sections += [f"<h2>{html.escape(caption)}</h2>", _table_html(table)]
+        sections += [f"<h2>{html.escape(caption)}</h2>", _table_html(table, name=caption)]
     if not sections:
         raise ValueError(
             "nothing to report: give runs, run_dirs, evaluation, posteriors, panel_fit, "
             "cv_profiles, choice_fit or figures"
         )
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    summary = _summary_box(question, comparison, run_list)
+    footer_settings = {
+        "num_boot": num_boot,
+        "min_count": min_count,
+        "interval": interval,
+        "alpha": alpha,
+        "seed": seed,
+        "baseline": baseline,
+        "cluster": cluster,
+        **dict(settings or {}),
+    }
+    times = {**dict(wall_times or {}), "report": time.perf_counter() - started}
     document = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f'<h1>{html.escape(title)}</h1><p class="note">Generated {stamp}.</p>'
+        f"<h1>{html.escape(title)}</h1>"
+        + summary
         + "\n".join(sections)
+        + _footer(footer_settings, times)
         + "</body></html>\n"
     )
     path = Path(output)

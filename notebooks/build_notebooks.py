@@ -97,8 +97,13 @@ pd.DataFrame({"individual mean": individual[random].mean(),
 ## Willingness to pay
 
 `WTP_k = -beta_k / beta_pf` in cents/kWh: positive for attributes households pay extra for
-(local, well-known supplier), negative for those they must be paid to accept (time-of-day and
-seasonal rates, longer contracts).
+(local, well-known supplier), negative for those they must be paid to accept (a longer
+contract, per year).
+
+`tod` and `seas` are read differently. Those plans have no fixed price (`pf` is 0 on them) and
+the dummy stands for the plan's whole rate schedule, so `-beta_tod / beta_pf` is not a premium
+on top of a price: its size is the fixed price per kWh that a household treats as equal to the
+time-of-day (seasonal) contract. The cell below prints that reading from the estimates.
 """),
     _code("""
 wtp_draws = {name: population[name].to_numpy() for name in random}
@@ -106,7 +111,12 @@ figure = analysis.plot_willingness_to_pay(wtp_draws, population["pf"].to_numpy()
                                           price_name="pf", price_units="cents/kWh")
 figure.savefig(figures / "willingness_to_pay.png", dpi=110)
 plt.close(figure)
-pd.DataFrame({name: msl.wtp(name, "pf") for name in random}).T
+wtp_table = pd.DataFrame({name: msl.wtp(name, "pf") for name in random}).T
+for name, plan in (("tod", "time-of-day"), ("seas", "seasonal")):
+    row = wtp_table.loc[name]
+    print(f"A {plan} contract is worth as much to the median household as a fixed price of "
+          f"{-row['median']:.1f} c/kWh (5-95 %: {-row['q95']:.1f} to {-row['q05']:.1f}).")
+wtp_table
 """),
     _markdown("""
 ## Bayesian fit (NUTS)

@@ -190,10 +190,10 @@ def floored_cv_params(family, params: dict[str, torch.Tensor]) -> dict[str, torc
 
     if family.name == "point_mass" or not family.parameters:
         return params
-    mean = family.mean(OPS, params)
     cv = family.cv(OPS, params)
     if bool((cv >= 2 * TRAINING_CV_FLOOR).all()):
         return params
+    mean = family.mean(OPS, params)  # only needed to rebuild the floored parameters
     floored = torch.where(
         cv >= 2 * TRAINING_CV_FLOOR, cv, TRAINING_CV_FLOOR + cv * cv / (4 * TRAINING_CV_FLOOR)
     )

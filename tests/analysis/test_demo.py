@@ -41,11 +41,13 @@ def test_quick_demo_writes_a_report_with_every_section(tmp_path, capsys):
     assert re.search(r"Wall time: \d+\.\d s", printed)
     document = output.read_text(encoding="utf-8")
     for heading in (
+        '<div class="summary"><h2>Summary</h2>',
+        "Policies on held-out pairs",
         "Learned preference strength",
-        "Subgroup margins",
-        "Gains over dpo",
+        "Subgroup margins: heterogeneous and homogeneous side by side (shared axes)",
+        "Gains over dpo: heterogeneous and homogeneous side by side (shared axes)",
         "Choice model: heterogeneity of tastes",
-        "Homogeneous control set",
+        "<h2>Reproducibility</h2>",
         "Which subgroups are decisive",
         "Is the strength spread identified?",
         "Annotator panels, homogeneous control",
@@ -53,9 +55,13 @@ def test_quick_demo_writes_a_report_with_every_section(tmp_path, capsys):
         "Annotator panels: two-stage estimates against the truth",
     ):
         assert heading in document, heading
-    # 4 MixDPO runs with trajectories + densities, margins, gains, 5 individual + WTP, control,
-    # panels: subgroup forest, annotators, CV profile, control forest, policy forest
-    assert document.count("data:image/png;base64,") >= 16
+    # policies, 4 MixDPO runs with trajectories + densities, margins and gains of both sets,
+    # 5 individual + WTP; panels: subgroup forest, annotators, prior vs posterior, CV profile,
+    # control forest, policy forest
+    assert document.count("data:image/svg+xml;base64,") >= 19
+    # the summary box answers for the four contrasts (2 MixDPO families x 2 sets), adjusted
+    box = document[document.index('<div class="summary">') : document.index("</dl></div>")]
+    assert "Holm-adjusted" in box and "4 contrasts" in box
 
     # the panel section states the fit's numbers, and they are those of the shipped panels
     panels = result["panels"]

@@ -69,8 +69,8 @@ def test_report_is_self_contained_and_states_the_numbers(tmp_path):
     )
     text = path.read_text()
     assert text.startswith("<!DOCTYPE html>")
-    # trajectories, densities, margins, gains: four embedded PNGs, no external references
-    assert len(re.findall(r'src="data:image/png;base64,', text)) == 4
+    # policies, trajectories, densities, margins, gains: five embedded SVGs, nothing external
+    assert len(re.findall(r'src="data:image/svg\+xml;base64,', text)) == 5
     assert not re.search(r'src="(?!data:)', text)
     assert (
         "gamma-hetero</b> (gamma on heterogeneous): mean 0.06587, variance 0.003944, CV 0.953"
@@ -93,7 +93,94 @@ def test_report_is_self_contained_and_states_the_numbers(tmp_path):
     )
     best = gains.subgroups.loc[gains.subgroups["gain"].idxmax()]
     assert best["subgroup"] == "55+"  # the simulated doubled lift
-    assert f"Largest: <b>mixdpo</b> on age = 55+: {best['gain']:+.3f} nats" in text
+    assert f"<b>mixdpo</b> on age = 55+: {best['gain']:+.3f} nats" in text
+    assert f"Largest of the {len(gains.subgroups)} subgroup gains (picked after looking" in text
+
+
+def _csv_tables(text):
+    """``{file name: DataFrame}`` of the report's CSV download links."""
+    import base64
+    import io
+
+    links = re.findall(r'<a download="([^"]+)" href="data:text/csv;base64,([^"]+)"', text)
+    return {name: pd.read_csv(io.BytesIO(base64.b64decode(data))) for name, data in links}
+
+
+def test_summary_box_states_what_the_tables_hold(tmp_path):
+    """The summary box opens the report, and each number it states is the number of the
+    table below it (read back from the table's CSV link), once per quantity."""
+    _write_run(tmp_path / "gamma-hetero", "heterogeneous", [2.0, 1.5, 1.1])
+    _write_run(tmp_path / "gamma-homo", "homogeneous", [2.0, 4.0, 8.0])
+    evaluation = _evaluation(seed=20261203)
+    evaluation["reference_margin"] = np.tile(np.random.default_rng(4).normal(-1.0, 1.0, 300), 2)
+    path = report(
+        tmp_path / "report.html",
+        run_dirs=[tmp_path / "gamma-hetero", tmp_path / "gamma-homo"],
+        evaluation=evaluation,
+        baseline="dpo",
+        pair_id="pair",
+        cluster="annotator_id",
+        num_boot=400,
+        settings={"policy": "tiny"},
+        wall_times={"training": 12.5},
+    )
+    text = path.read_text()
+    box = text[text.index('<div class="summary">') : text.index("</div>", text.index("summary"))]
+    assert text.index('<div class="summary">') < text.index("<h2>Policies on held-out pairs")
+    tables = _csv_tables(text)
+    contrast = tables["contrasts.csv"].iloc[0]
+    assert contrast["method"] == "mixdpo" and bool(contrast["detected"])
+    claim = (
+        f"mixdpo is above dpo: {contrast['gain']:+.3f} nats [{contrast['gain_low']:+.3f}, "
+        f"{contrast['gain_high']:+.3f}], Holm-adjusted p = {contrast['p_holm']:.2g}"
+    )
+    assert claim in box
+    assert "1 contrast, Holm-adjusted" in box and "(one of 1 comparisons)" not in box
+    policies = tables["policies.csv"].set_index("method")
+    gains = policies.loc[["dpo", "mixdpo"], "gain_over_reference"]
+    assert f"gains {gains.min():+.3f} to {gains.max():+.3f} nats over the reference" in box
+    # the gain over the reference and the accuracy are those of the pairs
+    mix = evaluation[evaluation["method"] == "mixdpo"]
+    assert policies.loc["mixdpo", "accuracy"] == pytest.approx((mix["margin"] > 0).mean())
+    gain = (mix["margin"] - mix["reference_margin"]).mean()
+    assert policies.loc["mixdpo", "gain_over_reference"] == pytest.approx(gain)
+    # the learned CVs: the heterogeneous run's is the higher (0.953 against 0.354)
+    assert "highest on heterogeneous (heterogeneous 0.953, homogeneous 0.354)" in box
+    # one value per quantity: the contrast's gain is printed with its interval once
+    assert text.count(f"{contrast['gain']:+.3f} nats [{contrast['gain_low']:+.3f}") == 1
+    # reproducibility footer
+    footer = text[text.index("<footer>") :]
+    assert "Settings: num_boot=400" in footer and "policy=tiny" in footer
+    assert "training 12.5 s" in footer and "Code: " in footer and "numpy " in footer
+
+
+def test_report_sets_side_by_side_and_png_option(tmp_path):
+    evaluation = pd.concat(
+        [_evaluation(seed=8).assign(dataset="hetero"), _evaluation(seed=9).assign(dataset="ctl")],
+        ignore_index=True,
+    )
+    evaluation["pair"] += np.where(evaluation["dataset"] == "ctl", 10_000, 0)
+    path = report(
+        tmp_path / "sets.html",
+        evaluation=evaluation,
+        by=["age"],
+        baseline="dpo",
+        pair_id="pair",
+        cluster="annotator_id",
+        num_boot=200,
+        figure_format="png",
+    )
+    text = path.read_text()
+    assert "Subgroup margins: hetero and ctl side by side (shared axes)" in text
+    assert (
+        "<h3>Subgroup margins on hetero</h3>" in text and "<h3>Gains over dpo on ctl</h3>" in text
+    )
+    assert 'src="data:image/svg' not in text and text.count('src="data:image/png') == 5
+    assert "No difference" not in text  # the lift of 0.4 is detected on both sets
+    tables = _csv_tables(text)
+    assert set(tables["contrasts.csv"]["dataset"]) == {"hetero", "ctl"}
+    with pytest.raises(ValueError, match="figure_format"):
+        report(tmp_path / "x.html", evaluation=evaluation, by=["age"], figure_format="jpg")
 
 
 def test_report_needs_something_to_report(tmp_path):
@@ -122,12 +209,61 @@ def test_report_of_a_choice_fit_states_population_and_wtp_numbers(tmp_path):
     )
     text = path.read_text()
     # one histogram per random coefficient and one WTP figure
-    assert len(re.findall(r'src="data:image/png;base64,', text)) == 3
+    assert len(re.findall(r'src="data:image/svg\+xml;base64,', text)) == 3
     population = fit.population_coefficients(num_draws=20_000, seed=3)
     loc = population["loc"]
     assert f"<b>loc</b>: population mean {loc.mean():.4g}, SD {loc.std():.4g}" in text
     wtp = -population["wk"].to_numpy() / population["pf"].to_numpy()
     assert f"WTP wk (= -wk/pf): median {np.median(wtp):.4g}" in text
     assert f"log-likelihood {fit.loglik:.3f}" in text
+    # Biogeme's header statistics and the correlation of the estimates, as tables
+    tables = _csv_tables(text)
+    statistics = tables["estimation_statistics.csv"].set_index("statistic")["value"]
+    assert float(statistics["log-likelihood"]) == pytest.approx(fit.loglik, rel=1e-12)
+    assert float(statistics["rho2"]) == pytest.approx(fit.rho2, rel=1e-12)
+    correlation = tables["correlation_of_estimates.csv"].set_index("parameter")
+    np.testing.assert_allclose(correlation.to_numpy(), fit.correlation().to_numpy(), rtol=1e-12)
+    assert f"Optimiser message: &ldquo;{fit.message}" in text
     with pytest.raises(ValueError, match="price coefficient 'price'"):
         report(tmp_path / "bad.html", choice_fit=fit, price="price")
+
+
+def test_diagnostics_box_warns_on_each_failed_check():
+    from analysis.reporting import _diagnostics_html
+
+    fine = _diagnostics_html(1.003, 850.0, 0, num_chains=4, pareto_k=0.4)
+    assert fine.startswith('<p class="note ok">Diagnostics pass: Max r_hat 1.003')
+    bad = _diagnostics_html(1.09, 19.0, 5, num_chains=4, pareto_k=0.93)
+    assert bad.startswith('<p class="warn"><b>Warning: these draws have not converged.</b>')
+    for problem in ("max r_hat 1.090 &gt; 1.01", "min bulk ESS 19 &lt; 400", "5 divergent",
+                    "max Pareto k 0.93 &gt; 0.7"):  # fmt: skip
+        assert problem in bad, problem
+    assert "Pareto" not in _diagnostics_html(1.0, 900.0, 1, num_chains=2)
+    assert "nan" in _diagnostics_html(float("nan"), 900.0, 0, num_chains=2).lower()
+
+
+def test_prior_posterior_overlay_says_when_the_prior_was_not_moved():
+    from analysis._arviz import az
+    from analysis.reporting import _prior_posterior_parts
+
+    rng = np.random.default_rng(20261203)
+    idata = az.from_dict(
+        posterior={
+            "mu_log_cv": rng.normal(-0.5, 1.0, (2, 300)),  # the prior, restated
+            "mu_log_mean": rng.normal(0.3, 0.1, (2, 300)),  # a tenth of the prior's SD
+        },
+        prior={
+            "mu_log_cv": rng.normal(-0.5, 1.0, (1, 600)),
+            "mu_log_mean": rng.normal(0.0, 1.0, (1, 600)),
+        },  # fmt: skip
+    )
+    parts = _prior_posterior_parts(idata, ["mu_log_mean", "mu_log_cv", "absent"], "test")
+    assert parts[0].startswith('<img alt="prior vs posterior test"')
+    text = parts[1]
+    assert text.startswith('<p class="warn">')
+    assert "<b>mu_log_cv</b>: posterior variance" in text and "barely moved" in text
+    mean_line = text.removeprefix('<p class="warn">').split("<br>")[0]
+    assert mean_line.startswith("<b>mu_log_mean</b>: posterior variance 1% of the prior")
+    assert "the data moved it" in mean_line
+    assert _prior_posterior_parts(az.from_dict(posterior={"x": rng.normal(size=(2, 10))}),
+                                  ["x"], "none") == []  # fmt: skip

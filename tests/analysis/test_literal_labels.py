@@ -175,7 +175,7 @@ def test_report_with_dollar_subgroup_names_is_written(tmp_path):
         min_count=1,
     )
     text = path.read_text()
-    # the margins and gains figures were rendered (a mathtext error used to abort here)
-    assert text.count('src="data:image/png;base64,') == 2
+    # the policies, margins and gains figures were rendered (a mathtext error used to abort)
+    assert text.count('src="data:image/svg+xml;base64,') == 3
     # and the tables give the names as they are
     assert all(f"<td>{name}</td>" in text for name in INCOMES)

@@ -146,6 +146,12 @@ def test_choice_heterogeneity_notebook(tmp_path):
         data, num_draws=25, verbose=0
     )
     assert f"{fit.loglik:.4f}" in _text_outputs(notebook)
+    # tod and seas are read as the fixed price equal to the rate schedule: -WTP, positive
+    for name, plan in (("tod", "time-of-day"), ("seas", "seasonal")):
+        price = -fit.wtp(name, "pf")["median"]
+        assert price > 0, (name, price)
+        sentence = f"A {plan} contract is worth as much to the median household as a fixed price"
+        assert f"{sentence} of {price:.1f} c/kWh" in _text_outputs(notebook)
     comparison = pd.read_csv(tmp_path / "figs" / "msl_vs_bayes.csv", index_col=0)
     assert sorted(comparison.index) == sorted(["pf", *random])
     estimates = fit.table()["estimate"]
