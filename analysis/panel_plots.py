@@ -14,6 +14,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from analysis._labels import literal
 from analysis.identifiability import LIKELIHOOD_RATIO_THRESHOLD, CVProfile
@@ -114,6 +115,11 @@ def plot_panel_subgroup_forest(
             ax.scatter(table[quantity], y, s=sizes, color="C0", zorder=3)
             if quantity == "mean_strength":
                 ax.set_xscale("log")
+                # plain numbers at 1, 2, 5 x 10^k: labelled minor ticks of a narrow range
+                # collide in mathtext
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.axvline(fit.population["mean"], color="0.4", linestyle=":")
             _truth_crosses(ax, truth, quantity, table["subgroup"], y)
             ax.set_xlabel(label)

@@ -69,6 +69,22 @@ def _palette(names: Sequence[str]) -> dict[str, Any]:
     return {**known, **{n: spare[i % len(spare)] for i, n in enumerate(others)}}
 
 
+def _run_styles(runs: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Colour and line style per run: a run named after a policy of :data:`METHOD_COLOURS`
+    (``"mixdpo-gamma-heterogeneous"``) takes that policy's colour, so a run reads in the same
+    colour as its policy in every figure; runs sharing a colour differ in line style."""
+    known = sorted(METHOD_COLOURS, key=len, reverse=True)
+    policy = {r: next((m for m in known if str(r).startswith(m)), str(r)) for r in runs}
+    colours = _palette(list(dict.fromkeys(policy.values())))
+    seen: dict[str, int] = {}
+    styles = {}
+    for run in runs:
+        index = seen.get(policy[run], 0)
+        seen[policy[run]] = index + 1
+        styles[run] = ("-", "--", ":", "-.")[index % 4]
+    return {r: colours[policy[r]] for r in runs}, styles
+
+
 def _marker_sizes(counts: np.ndarray, largest: float, most: float | None = None) -> np.ndarray:
     """Marker areas (points^2) growing linearly with the count: 20 at 0, ``largest`` at ``most``.
 
@@ -587,7 +603,7 @@ def plot_strength_densities(
         tops += [1.5 * p["beta"] for _, f, p, d in distributions if d is None]
         upper = float(max(tops))
     grid = np.linspace(upper / (10 * num_points), upper, num_points)
-    colours = _palette([label for label, *_ in specs])
+    colours, styles = _run_styles([label for label, *_ in specs])
     with sns.axes_style(_STYLE):
         figure, axes = _new_figure(
             1, panel_width=6.4, height=3.6 + 0.2 * len(distributions), sharey=False
@@ -608,11 +624,11 @@ def plot_strength_densities(
                 grid,
                 distribution.pdf(grid),
                 color=colours[label],
+                linestyle=styles[label],
                 linewidth=1.8,
                 label=f"{literal(label)}: {literal(family)}, mean {moments['mean']:.3g}, "
                 f"CV {moments['cv']:.2f}",
-            )
-            ax.fill_between(grid, distribution.pdf(grid), color=colours[label], alpha=0.12)
+            )  # outlines only: filled densities overlap into one band
         ax.set_xlim(0, upper)
         # a Gamma with shape < 1 has a pole at 0: scale the y axis to the curves' bodies
         tops = [

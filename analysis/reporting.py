@@ -83,6 +83,7 @@ img { max-width: 100%; height: auto; display: block; margin: .4em 0 1em; }
 .ok { color: #2f6b2f; } .scroll { overflow-x: auto; max-width: 100%; }
 .csv { font-size: .8em; margin: -.8em 0 1.2em; } .row { display: flex; gap: 1em; }
 .row > div { flex: 1; min-width: 0; }
+.grid { display: grid; grid-template-columns: 1fr 1fr; gap: .5em 1em; }
 footer { margin-top: 2em; border-top: 1px solid #ddd; font-size: .85em; color: #555; }
 """
 
@@ -116,6 +117,10 @@ def _table_html(frame: pd.DataFrame, digits: int = 3, name: str = "table") -> st
     for column in formatted.columns:
         if pd.api.types.is_float_dtype(formatted[column]):
             formatted[column] = formatted[column].map(lambda v: f"{v:.{digits}g}")
+        elif formatted[column].dtype == object:  # mixed columns: format their floats only
+            formatted[column] = formatted[column].map(
+                lambda v: f"{v:.{digits}g}" if isinstance(v, float | np.floating) else v
+            )
     encoded = base64.b64encode(frame.to_csv(index=False).encode("utf-8")).decode("ascii")
     link = (
         f'<p class="csv"><a download="{_slug(name)}.csv" '
@@ -301,15 +306,17 @@ def _subgroup_strength_parts(runs: list[TrainingRun]) -> list[str]:
 
 
 def _shared_limits(figures: Sequence[Figure]) -> None:
-    """Give every axis of ``figures`` the union of their y ranges (figures compared side by
-    side: the same height means the same margin)."""
-    axes = [ax for figure in figures for ax in figure.axes if ax.get_visible()]
+    """Give every data axis of ``figures`` the union of their x and of their y ranges
+    (figures compared side by side: the same position means the same value, whichever axis
+    carries it; the categorical axis holds the same subgroups in both)."""
+    axes = [ax for figure in figures for ax in figure.axes if ax.get_visible() and ax.has_data()]
     if len(axes) < 2:
         return
-    low = min(ax.get_ylim()[0] for ax in axes)
-    high = max(ax.get_ylim()[1] for ax in axes)
-    for ax in axes:
-        ax.set_ylim(low, high)
+    for get, put in (("get_xlim", "set_xlim"), ("get_ylim", "set_ylim")):
+        low = min(getattr(ax, get)()[0] for ax in axes)
+        high = max(getattr(ax, get)()[1] for ax in axes)
+        for ax in axes:
+            getattr(ax, put)(low, high)
 
 
 def _margins_section(
@@ -534,7 +541,7 @@ def _panel_section(fit: Any | None, profiles: Mapping[str, Any]) -> list[str]:
             )
         )
         parts += _prior_posterior_parts(
-            fit.idata, ["population_mean", "population_cv"], "population strength"
+            fit.idata, ["mu_log_mean", "mu_log_cv"], "population log mean and log CV"
         )
         parts.append(
             '<p class="note">Strengths are per unit of the reward gap the labels were scored '
@@ -632,8 +639,8 @@ def _estimation_parts(fit: Any) -> list[str]:
     )
     ok = bool(statistics["converged"]) and maximum and gradient < 1e-3
     parts.append(f'<p class="{"note" if ok else "warn"}">{reading}</p>')
-    rows = pd.DataFrame({"statistic": statistics.index, "value": statistics.astype(str).values})
-    parts.append(_table_html(rows, name="estimation statistics"))
+    rows = pd.DataFrame({"statistic": statistics.index, "value": statistics.values})
+    parts.append(_table_html(rows, digits=6, name="estimation statistics"))
     correlation = fit.correlation()
     names = list(correlation.index)
     strong = [
@@ -651,7 +658,11 @@ def _estimation_parts(fit: Any) -> list[str]:
         )
         + ".</p>"
     )
-    parts.append(_table_html(correlation.reset_index(), name="correlation of estimates"))
+    parts.append(
+        _table_html(
+            correlation.rename_axis(columns=None).reset_index(), name="correlation of estimates"
+        )
+    )
     return parts
 
 
@@ -700,6 +711,7 @@ def _choice_fit_section(
     parts.append(
         _table_html(table.reset_index() if table.index.name else table, digits=4, name="estimates")
     )
+    grid = []  # one panel per random coefficient, two per row
     for name in individual.columns:
         figure = plot_individual_coefficients(
             individual[name].to_numpy(),
@@ -707,8 +719,10 @@ def _choice_fit_section(
             name=name,
             units=coefficient_units.get(name),
         )
-        parts.append(_figure_html(figure, f"individual {name}"))
+        grid.append(f"<div>{_figure_html(figure, f'individual {name}')}</div>")
         plt.close(figure)
+    if grid:
+        parts.append('<div class="grid">' + "".join(grid) + "</div>")
     if price is not None:
         figure = plot_willingness_to_pay(
             {a: population[a].to_numpy() for a in attributes},
@@ -1028,23 +1042,22 @@ def _write_report(
     if run_list:
         sections += _runs_section(run_list)
     if evaluation is not None:
-        if not isinstance(evaluation, pd.DataFrame):
-            evaluation = _read_table(Path(evaluation))
+        table = (
+            evaluation if isinstance(evaluation, pd.DataFrame) else _read_table(Path(evaluation))
+        )
         columns = (
-            list(by)
-            if by is not None
-            else [c for c in DEFAULT_SUBGROUP_COLUMNS if c in evaluation.columns]
+            list(by) if by is not None else [c for c in DEFAULT_SUBGROUP_COLUMNS if c in table]
         )
         if not columns:
             raise ValueError(
-                f"no subgroup column found in the evaluation table {list(evaluation.columns)}; "
+                f"no subgroup column found in the evaluation table {list(table.columns)}; "
                 "pass by=[...]"
             )
         bootstrap = {"cluster": cluster, "num_boot": num_boot, "min_count": min_count, "seed": seed}
-        split = dataset if dataset is not None and dataset in evaluation.columns else None
-        if pair_id is not None and "method" in evaluation.columns:
+        split = dataset if dataset is not None and dataset in table.columns else None
+        if pair_id is not None and "method" in table.columns:
             comparison = compare_policies(
-                evaluation,
+                table,
                 baseline=baseline,
                 pair_id=pair_id,
                 cluster=cluster,
@@ -1054,11 +1067,12 @@ def _write_report(
                 alpha=alpha,
                 seed=seed,
             )
-            sections += _policies_section(comparison)
-        if split is not None and evaluation[split].nunique() < 2:
-            evaluation, split = evaluation.drop(columns=[split]), None
+            # the answer's evidence follows the summary box, before the training details
+            sections[:0] = _policies_section(comparison)
+        if split is not None and table[split].nunique() < 2:
+            table, split = table.drop(columns=[split]), None
         sections += _margins_section(
-            evaluation,
+            table,
             columns,
             baseline=baseline,
             pair_id=pair_id,

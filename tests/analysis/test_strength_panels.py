@@ -316,4 +316,5 @@ def test_report_states_which_subgroups_are_decisive(tiny_fit, tmp_path):
     assert f"CV {fit.population['cv']:.3g}" in text
     assert profile.interpretation() in text
     assert f"{profile.range:.4g}" in text  # the profile's range in its table
-    assert text.count("data:image/png;base64,") == 3  # forest, caterpillar, profile
+    # forest, caterpillar, prior vs posterior, profile
+    assert text.count("data:image/svg+xml;base64,") == 4

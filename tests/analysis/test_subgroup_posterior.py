@@ -194,4 +194,7 @@ def test_forest_plot_and_report_of_a_posterior(small_posterior, tmp_path):
     text = path.read_text()
     top = summary.loc[summary["mean_strength"].idxmax()]
     assert f"Strongest: {top['subgroup']} mean strength {top['mean_strength']:.3g}" in text
-    assert text.count("data:image/png;base64,") == 1
+    # the forest, and the prior-vs-posterior overlay when the fit kept its prior draws
+    expected = 1 + ("prior" in posterior.idata.groups())
+    assert text.count("data:image/svg+xml;base64,") == expected
+    assert "Diagnostics pass" in text or '<p class="warn"><b>Warning' in text
