@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import math
 import platform
 import re
 import subprocess
@@ -135,7 +136,9 @@ def _diagnostics_html(
 ) -> str:
     """One line of MCMC diagnostics; a warning box naming each failed check."""
     problems = []
-    if not r_hat <= R_HAT_LIMIT:
+    if math.isnan(r_hat):
+        problems.append("r_hat not computable (one chain: run several to check convergence)")
+    elif not r_hat <= R_HAT_LIMIT:
         problems.append(f"max r_hat {r_hat:.3f} &gt; {R_HAT_LIMIT} (chains disagree)")
     if not ess_bulk >= ESS_PER_CHAIN * num_chains:
         problems.append(
@@ -666,6 +669,33 @@ def _estimation_parts(fit: Any) -> list[str]:
     return parts
 
 
+def _bayesian_parts(fit: Any) -> list[str]:
+    """MCMC diagnostics (warning box when a check fails) and PSIS-LOO of a Bayesian fit."""
+    diagnostics = fit.check(warn=False)
+    chains = fit.idata.posterior.sizes["chain"]
+    parts = ["<h3>Posterior diagnostics</h3>"]
+    if fit.method == "nuts":
+        parts.append(
+            _diagnostics_html(
+                diagnostics.get("max_r_hat", float("nan")),
+                diagnostics["min_ess_bulk"],
+                diagnostics["divergences"],
+                chains,
+                diagnostics.get("max_pareto_k"),
+            )
+        )
+    problems = [p for p in diagnostics["problems"] if "r_hat" not in p and "ESS" not in p]
+    if fit.method != "nuts" and problems:
+        parts.append('<p class="warn">' + html.escape("; ".join(problems)) + ".</p>")
+    if "elpd_loo" in diagnostics:
+        parts.append(
+            f'<p class="note">PSIS-LOO leaving out one decision maker: elpd_loo '
+            f"{diagnostics['elpd_loo']:.2f}, p_loo {diagnostics['p_loo']:.1f}, "
+            f"{diagnostics['pareto_k_above_0.7']} decision makers with Pareto k &gt; 0.7.</p>"
+        )
+    return parts
+
+
 def _choice_fit_section(
     fit: Any,
     *,
@@ -707,6 +737,8 @@ def _choice_fit_section(
     parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
     if hasattr(fit, "statistics"):  # classical fit: Biogeme's header and Apollo's checks
         parts += _estimation_parts(fit)
+    elif hasattr(fit, "check"):  # Bayesian fit: MCMC diagnostics and LOO
+        parts += _bayesian_parts(fit)
     table = fit.table() if hasattr(fit, "table") else fit.population()
     parts.append(
         _table_html(table.reset_index() if table.index.name else table, digits=4, name="estimates")

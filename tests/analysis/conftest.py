@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -23,3 +24,35 @@ def classical_fit():
         method="simulation",
         converged=True,
     )
+
+
+def _panel_choices(num_people, seed, first_id=101):
+    """Three-alternative panel choices, four situations per person, ids from ``first_id``."""
+    from mixlogit import ChoiceData
+    from mixlogit.simulate import draw_person_coefficients, simulate_choice_arrays
+    from mixlogit.spec import ModelSpec
+
+    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal"})
+    beta = draw_person_coefficients(spec, num_people, {"x0": 1.0}, {"x1": (0.5, 0.7)}, seed=seed)
+    arr = simulate_choice_arrays(beta, 4, 3, spec.variables, seed=seed)
+    S, J, _ = arr.X.shape
+    frame = pd.DataFrame(
+        {
+            "sit": np.repeat(np.arange(S), J),
+            "alt": np.tile(np.arange(J), S),
+            "person": np.repeat(first_id + arr.panel, J),
+            "chosen": (np.arange(J)[None, :] == arr.chosen[:, None]).ravel().astype(int),
+            "x0": arr.X[..., 0].ravel(),
+            "x1": arr.X[..., 1].ravel(),
+        }
+    )
+    data = ChoiceData(frame, choice="chosen", alternative="alt", situation="sit", panel="person")
+    return frame, data
+
+
+@pytest.fixture
+def panel_choices():
+    """``panel_choices(num_people, seed, first_id=101) -> (frame, ChoiceData)``: simulated
+    three-alternative panel choices (fixed ``x0``, normal ``x1``), four situations per person,
+    person ids from ``first_id``."""
+    return _panel_choices

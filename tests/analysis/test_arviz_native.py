@@ -142,35 +142,11 @@ def test_classical_fit(tmp_path, classical_fit):
     assert back.posterior["parameter"].values.tolist() == fit.names
 
 
-def _panel_data(num_people, seed, first_id=101):
-    """Three-alternative panel choices, four situations per person, ids from ``first_id``."""
-    from mixlogit import ChoiceData
-    from mixlogit.simulate import draw_person_coefficients, simulate_choice_arrays
-    from mixlogit.spec import ModelSpec
-
-    spec = ModelSpec.build(fixed=["x0"], random={"x1": "normal"})
-    beta = draw_person_coefficients(spec, num_people, {"x0": 1.0}, {"x1": (0.5, 0.7)}, seed=seed)
-    arr = simulate_choice_arrays(beta, 4, 3, spec.variables, seed=seed)
-    S, J, _ = arr.X.shape
-    frame = pd.DataFrame(
-        {
-            "sit": np.repeat(np.arange(S), J),
-            "alt": np.tile(np.arange(J), S),
-            "person": np.repeat(first_id + arr.panel, J),
-            "chosen": (np.arange(J)[None, :] == arr.chosen[:, None]).ravel().astype(int),
-            "x0": arr.X[..., 0].ravel(),
-            "x1": arr.X[..., 1].ravel(),
-        }
-    )
-    data = ChoiceData(frame, choice="chosen", alternative="alt", situation="sit", panel="person")
-    return frame, data
-
-
 @pytest.mark.slow  # two NUTS compilations: about 15 s on an idle laptop core, 70 s under load
-def test_bayesian_fit(tmp_path):
+def test_bayesian_fit(tmp_path, panel_choices):
     from mixlogit import MixedLogit, MultinomialLogit
 
-    frame, data = _panel_data(40, seed=21)
+    frame, data = panel_choices(40, seed=21)
     options = dict(method="nuts", num_warmup=100, num_samples=100, num_chains=2, diagnose=False)
     mixed = MixedLogit(fixed=["x0"], random={"x1": "normal"}).fit(data, seed=1, **options)
     mnl = MultinomialLogit(["x0", "x1"]).fit(data, seed=2, **options)

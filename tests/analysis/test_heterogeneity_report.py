@@ -239,7 +239,8 @@ def test_diagnostics_box_warns_on_each_failed_check():
                     "max Pareto k 0.93 &gt; 0.7"):  # fmt: skip
         assert problem in bad, problem
     assert "Pareto" not in _diagnostics_html(1.0, 900.0, 1, num_chains=2)
-    assert "nan" in _diagnostics_html(float("nan"), 900.0, 0, num_chains=2).lower()
+    one_chain = _diagnostics_html(float("nan"), 900.0, 0, num_chains=1)
+    assert one_chain.startswith('<p class="warn">') and "r_hat not computable" in one_chain
 
 
 def test_prior_posterior_overlay_says_when_the_prior_was_not_moved():
@@ -255,7 +256,7 @@ def test_prior_posterior_overlay_says_when_the_prior_was_not_moved():
         prior={
             "mu_log_cv": rng.normal(-0.5, 1.0, (1, 600)),
             "mu_log_mean": rng.normal(0.0, 1.0, (1, 600)),
-        },  # fmt: skip
+        },
     )
     parts = _prior_posterior_parts(idata, ["mu_log_mean", "mu_log_cv", "absent"], "test")
     assert parts[0].startswith('<img alt="prior vs posterior test"')
@@ -267,3 +268,20 @@ def test_prior_posterior_overlay_says_when_the_prior_was_not_moved():
     assert "the data moved it" in mean_line
     assert _prior_posterior_parts(az.from_dict(posterior={"x": rng.normal(size=(2, 10))}),
                                   ["x"], "none") == []  # fmt: skip
+
+
+@pytest.mark.slow  # one short NUTS run: about 20 s
+def test_report_of_a_bayesian_fit_shows_its_diagnostics(tmp_path, panel_choices):
+    from mixlogit import MixedLogit
+
+    _, data = panel_choices(30, seed=77)
+    fit = MixedLogit(fixed=["x0"], random={"x1": "normal"}).fit(
+        data, method="nuts", num_warmup=60, num_samples=40, num_chains=2, seed=3, diagnose=False
+    )
+    text = report(tmp_path / "bayes.html", choice_fit=fit).read_text()
+    diagnostics = fit.check(warn=False)
+    assert "<h3>Posterior diagnostics</h3>" in text
+    # 40 draws per chain cannot reach a bulk ESS of 200: the section warns
+    assert diagnostics["min_ess_bulk"] < 200
+    assert f"min bulk ESS {diagnostics['min_ess_bulk']:.0f} &lt; 200" in text
+    assert f"elpd_loo {diagnostics['elpd_loo']:.2f}" in text
