@@ -42,9 +42,7 @@ _LAZY_ATTRS: dict[str, str] = {
     "subgroup_gains": "analysis.margins",
     "subgroup_margins": "analysis.margins",
     # policies compared on the same pairs (accuracy, gain over reference, Holm contrasts)
-    "PolicyComparison": "analysis.policy_comparison",
     "compare_policies": "analysis.policy_comparison",
-    "holm_adjust": "analysis.policy_comparison",
     # subgroup posterior (JAX)
     "SubgroupPosterior": "analysis.subgroup_posterior",
     "SubgroupStrengthPrior": "analysis.subgroup_posterior",
@@ -61,7 +59,6 @@ _LAZY_ATTRS: dict[str, str] = {
     # plots and report
     "plot_individual_coefficients": "analysis.plots",
     "plot_panel_subgroup_forest": "analysis.panel_plots",
-    "plot_policy_comparison": "analysis.plots",
     "plot_profile_cv": "analysis.panel_plots",
     "plot_strength_densities": "analysis.plots",
     "plot_strength_trajectories": "analysis.plots",
