@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.margins import MIN_REPLICATES
+from analysis.margins import MIN_REPLICATES, cluster_bootstrap_group_means
 
 __all__ = ["PolicyComparison", "compare_policies", "holm_adjust"]
 
@@ -163,36 +163,8 @@ def _units(frame: pd.DataFrame, cluster: str | None, pair_id: str) -> np.ndarray
     return pd.factorize(frame[cluster])[0]
 
 
-def _replicate_means(
-    values: np.ndarray, units: np.ndarray, multiplicity: np.ndarray
-) -> tuple[float, np.ndarray]:
-    """Mean of ``values`` and its ``(B,)`` replicates under unit ``multiplicity`` ``(B, U)``."""
-    num_units = multiplicity.shape[1]
-    sums = np.bincount(units, weights=values, minlength=num_units)
-    counts = np.bincount(units, minlength=num_units).astype(np.float64)
-    return float(values.mean()), (multiplicity @ sums) / (multiplicity @ counts)
-
-
-def _summarise(values: np.ndarray, draws: tuple) -> tuple[float, float, float, np.ndarray]:
-    """Mean, interval ends and replicates of ``values`` under ``draws`` = (units,
-    multiplicity, (low, high) percentiles)."""
-    units, multiplicity, quantiles = draws
-    mean, reps = _replicate_means(values, units, multiplicity)
-    low, high = np.percentile(reps, quantiles)
-    return mean, float(low), float(high), reps
-
-
-def _policy_row(
-    dataset: object, method: str, margins: np.ndarray, gain: np.ndarray | None, draws: tuple
-) -> dict:
-    accuracy = (margins > 0) + 0.5 * (margins == 0)  # ties count one half
-    out: dict = {"dataset": dataset, "method": method, "n": int(margins.size)}
-    for key, values in (("margin", margins), ("accuracy", accuracy), ("gain_over_reference", gain)):
-        if values is None:
-            out.update({key: np.nan, f"{key}_low": np.nan, f"{key}_high": np.nan})
-        else:
-            out[key], out[f"{key}_low"], out[f"{key}_high"], _ = _summarise(values, draws)
-    return out
+def _accuracy(margins: np.ndarray) -> np.ndarray:
+    return (margins > 0) + 0.5 * (margins == 0)  # ties count one half
 
 
 def compare_policies(
@@ -282,41 +254,61 @@ def compare_policies(
                     f"on {name!r}, {method!r} and {next(iter(wide))!r} scored different pairs "
                     f"(e.g. {extra}): policies are compared on the same pairs"
                 )
+        aligned = {m: p.loc[pairs, value].to_numpy(dtype=np.float64) for m, p in wide.items()}
+        if baseline is not None and baseline not in aligned:
+            raise ValueError(
+                f"baseline {baseline!r} has no rows on {name!r}: methods {list(aligned)}"
+            )
+        ref = first.loc[pairs, reference].to_numpy(dtype=np.float64) if use_reference else None
+        # every per-pair quantity of the dataset, resampled together (one set of draws)
+        quantities: dict[tuple[str, str], np.ndarray] = {}
+        if ref is not None:
+            quantities[REFERENCE, "margin"] = ref
+            quantities[REFERENCE, "accuracy"] = _accuracy(ref)
+        for method, margins in aligned.items():
+            quantities[method, "margin"] = margins
+            quantities[method, "accuracy"] = _accuracy(margins)
+            if ref is not None:
+                quantities[method, "gain_over_reference"] = margins - ref
+            if baseline is not None and method != baseline:
+                quantities[method, "contrast"] = margins - aligned[baseline]
         units = _units(first.reset_index(), cluster, pair_id)
         num_units = int(units.max()) + 1
-        multiplicity = rng.multinomial(
-            num_units, np.full(num_units, 1.0 / num_units), size=num_boot
-        ).astype(np.float64)
-
-        draws = (units, multiplicity, (lo_q, hi_q))
-        aligned = {m: p.loc[pairs, value].to_numpy(dtype=np.float64) for m, p in wide.items()}
-        if use_reference:
-            ref = first.loc[pairs, reference].to_numpy(dtype=np.float64)
-            policy_rows.append(_policy_row(name, REFERENCE, ref, None, draws))
-        for method, margins in aligned.items():
-            gain = margins - ref if use_reference else None
-            policy_rows.append(_policy_row(name, method, margins, gain, draws))
-        if baseline is not None:
-            if baseline not in aligned:
-                raise ValueError(
-                    f"baseline {baseline!r} has no rows on {name!r}: methods {list(aligned)}"
-                )
-            for method, margins in aligned.items():
-                if method == baseline:
-                    continue
-                gain, low, high, reps = _summarise(margins - aligned[baseline], draws)
-                contrast_rows.append(
-                    {
-                        "dataset": name,
-                        "method": method,
-                        "baseline": baseline,
-                        "n": int(margins.size),
-                        "gain": gain,
-                        "gain_low": low,
-                        "gain_high": high,
-                        "p_value": _bootstrap_p_value(reps),
-                    }
-                )
+        counts = np.bincount(units, minlength=num_units).astype(np.float64)
+        sums = np.stack(
+            [np.bincount(units, weights=v, minlength=num_units) for v in quantities.values()],
+            axis=1,
+        )
+        replicates, _ = cluster_bootstrap_group_means(
+            sums, np.repeat(counts[:, None], len(quantities), axis=1), num_boot, rng
+        )
+        low, high = np.percentile(replicates, [lo_q, hi_q], axis=0)
+        stats = {
+            key: (float(v.mean()), float(low[i]), float(high[i]), replicates[:, i])
+            for i, (key, v) in enumerate(quantities.items())
+        }
+        for method in ([REFERENCE] if ref is not None else []) + list(aligned):
+            record: dict = {"dataset": name, "method": method, "n": len(pairs)}
+            for key in ("margin", "accuracy", "gain_over_reference"):
+                mean, lo, hi, _ = stats.get((method, key), (np.nan, np.nan, np.nan, None))
+                record.update({key: mean, f"{key}_low": lo, f"{key}_high": hi})
+            policy_rows.append(record)
+        for method in aligned:
+            if (method, "contrast") not in stats:
+                continue
+            gain, lo, hi, reps = stats[method, "contrast"]
+            contrast_rows.append(
+                {
+                    "dataset": name,
+                    "method": method,
+                    "baseline": baseline,
+                    "n": len(pairs),
+                    "gain": gain,
+                    "gain_low": lo,
+                    "gain_high": hi,
+                    "p_value": _bootstrap_p_value(reps),
+                }
+            )
     contrasts = pd.DataFrame(
         contrast_rows,
         columns=["dataset", "method", "baseline", "n", "gain", "gain_low", "gain_high", "p_value"],
