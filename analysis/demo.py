@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mixlogit.datasets import ELECTRICITY_LABELS, ELECTRICITY_UNITS
+
 #: Trainer settings per method (passed to ``MixDPOConfig``).
 METHODS: dict[str, dict[str, Any]] = {
     "dpo": {"loss_type": "dpo", "beta": 0.1},
@@ -553,14 +555,8 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         choice_fit=electricity,
         price="pf",
         price_units="cents/kWh",
-        coefficient_units={
-            "pf": "utility per cent/kWh",
-            "cl": "utility per year of contract",
-            "loc": "utility of a local supplier",
-            "wk": "utility of a well-known supplier",
-            "tod": "utility of time-of-day rates",
-            "seas": "utility of seasonal rates",
-        },
+        coefficient_units=ELECTRICITY_UNITS,
+        variable_labels=ELECTRICITY_LABELS,
         panel_fit=None if panels is None else panels["fit"],
         cv_profiles=[] if panels is None else panels["profiles"],
         figures=figures,

@@ -365,8 +365,9 @@ def plot_subgroup_gains(
 ) -> Figure:
     """Gain of each method over the baseline per subgroup, one panel per attribute or context.
 
-    Horizontal intervals are bootstrap CIs; filled markers exclude 0, hollow markers do not;
-    ``n`` is printed beside each subgroup; the solid and dashed vertical lines are the micro and
+    Horizontal intervals are bootstrap CIs; filled markers exclude 0, hollow markers do not,
+    and a cross marks a subgroup whose interval is undefined (fewer than
+    :data:`analysis.margins.MIN_REPLICATES` bootstrap replicates observe it); ``n`` is printed beside each subgroup; the solid and dashed vertical lines are the micro and
     macro gains. Pass a context column (``conversation_type``) as one of ``by`` when computing
     the gains to get a per-context panel. ``by`` selects the subgroup columns drawn (default:
     all; formerly ``attributes``).
@@ -382,6 +383,7 @@ def plot_subgroup_gains(
     )
     panel_width = 4.6
     width = panel_width * len(panels)
+    any_undefined = False
     with sns.axes_style(_STYLE):
         figure, axes = _new_figure(
             len(panels), panel_width=panel_width, height=height, sharey=False
@@ -392,9 +394,30 @@ def plot_subgroup_gains(
             for method, part, y in parts:
                 colour = colours[method]
                 _interval_bars(ax, y, part, "gain", colour, vertical=False, elinewidth=1.4)
+                # three states, three markers: the interval excludes 0 (filled), includes 0
+                # (hollow), or is undefined (a cross: too few bootstrap replicates saw the
+                # subgroup), so that "no interval" never reads as "includes 0"
+                undefined = (part["ci_low"].isna() | part["ci_high"].isna()).to_numpy(bool)
+                defined = part[~undefined]
                 _filled_and_hollow(
-                    ax, part["gain"], y, ~part["significant"].to_numpy(bool), colour, 36
+                    ax,
+                    defined["gain"],
+                    y[~undefined],
+                    ~defined["significant"].to_numpy(bool),
+                    colour,
+                    36,
                 )
+                if undefined.any():
+                    any_undefined = True
+                    ax.scatter(
+                        part["gain"][undefined],
+                        y[undefined],
+                        s=40,
+                        marker="x",
+                        color=colour,
+                        linewidth=1.6,
+                        zorder=3,
+                    )
                 summary = overall[
                     (overall["attribute"] == attribute) & (overall["method"] == method)
                 ]
@@ -432,6 +455,17 @@ def plot_subgroup_gains(
             ),
             _hollow_handle("0.3", "CI includes 0"),
         ]
+        if any_undefined:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="0.3",
+                    marker="x",
+                    linestyle="",
+                    label="no CI (too few replicates)",
+                )
+            )
         # as many legend columns as fit the figure width (~2 inches per entry), in rows below
         columns = max(1, min(len(handles), int(width // 2.0)))
         figure.legend(
@@ -819,6 +853,7 @@ def plot_willingness_to_pay(
     price_units: str | None = None,
     quantiles: tuple[float, float] = (0.05, 0.95),
     max_columns: int = 3,
+    labels: Mapping[str, str] | None = None,
     title: str | None = None,
 ) -> Figure:
     """Willingness-to-pay distributions ``-beta_k / beta_price``, one panel per attribute.
@@ -833,11 +868,16 @@ def plot_willingness_to_pay(
             per unit of the attribute.
         quantiles: quantiles marked on each panel.
         max_columns: panels per row.
+        labels: ``{variable: words}`` for the axis labels and title (``{"cl": "contract
+            length"}``, e.g. :data:`mixlogit.datasets.ELECTRICITY_LABELS`); variables without an
+            entry keep their name.
 
     Panels show a histogram of the WTP draws, trimmed to the 0.5 %-99.5 % range for display
     (ratios of random coefficients can be heavy-tailed), with the median (black line) and the
-    ``quantiles`` (shaded); each panel's title states both.
+    ``quantiles`` (shaded); each panel's title states both. A thin grey line marks WTP = 0
+    (where 0 lies within a display range's width of the draws).
     """
+    words = dict(labels or {})
     price = np.asarray(price_draws, dtype=np.float64)
     if np.any(price == 0) or not np.all(np.isfinite(price)):
         raise ValueError("price_draws must be finite and nonzero (WTP divides by them)")
@@ -864,6 +904,9 @@ def plot_willingness_to_pay(
             ax.hist(shown, bins="auto", density=True, color="C2", alpha=0.5)
             median = float(np.median(wtp))
             q_low, q_high = np.quantile(wtp, quantiles)
+            # the zero line, unless drawing it would squeeze the histogram to a sliver
+            if low - (high - low) <= 0.0 <= high + (high - low):
+                ax.axvline(0.0, color="0.35", linewidth=0.8, zorder=1)
             ax.axvline(median, color="black", linewidth=1.4, label=f"median {median:.3g}")
             ax.axvspan(
                 q_low,
@@ -877,12 +920,16 @@ def plot_willingness_to_pay(
                 f"[{q_low:.3g}, {q_high:.3g}]",
                 fontsize="small",
             )
-            unit = price_units if price_units else f"units of {price_name}"
-            ax.set_xlabel(literal(f"WTP for {attribute} ({unit} per unit)"))
+            unit = price_units if price_units else f"units of {words.get(price_name, price_name)}"
+            ax.set_xlabel(
+                literal(_wrap(f"WTP for {words.get(attribute, attribute)} ({unit} per unit)", 40))
+            )
             if index % columns == 0:
                 ax.set_ylabel("density")
         figure.suptitle(
-            title or f"Willingness to pay = -β_attribute / β_{literal(price_name)}",
+            title
+            or f"Willingness to pay = -β_attribute / β_{literal(price_name)}"
+            + (f" ({literal(words[price_name])})" if price_name in words else ""),
             fontsize="medium",
         )
     return figure
@@ -895,8 +942,11 @@ def plot_policy_comparison(comparison: Any, *, title: str | None = None) -> Figu
     Rows: mean margin (nats), gain over the reference policy (nats, zero line), accuracy (share
     of pairs ranked as the annotator did, chance line at 0.5). One colour per policy
     (:data:`METHOD_COLOURS`); the reference policy appears in the margin and accuracy rows.
+    With seed replicates the small open circles to the right of a policy are its seeds' own
+    means, the filled marker and bars the seed-averaged policy.
     """
     table = comparison.policies
+    seeds = getattr(comparison, "per_seed", pd.DataFrame())
     datasets = list(dict.fromkeys(table["dataset"]))
     methods = list(dict.fromkeys(table["method"]))
     colours = _palette(methods)
@@ -921,6 +971,17 @@ def plot_policy_comparison(comparison: Any, *, title: str | None = None) -> Figu
                             [rows.loc[method, f"{key}_high"] - value]]  # fmt: skip
                     ax.errorbar(position, value, yerr=span, fmt="o", color=colours[method],
                                 capsize=3, markersize=6, zorder=3)  # fmt: skip
+                    if key in seeds.columns:
+                        mine = seeds[(seeds["dataset"] == dataset) & (seeds["method"] == method)]
+                        ax.scatter(
+                            np.full(len(mine), position + 0.22),
+                            mine[key],
+                            s=14,
+                            facecolor="white",
+                            edgecolor=colours[method],
+                            linewidth=1.0,
+                            zorder=3,
+                        )
                 ax.set_xticks(range(len(methods)))
                 ax.set_xticklabels([literal(m) for m in methods], rotation=30, ha="right")
                 if column == 0:
@@ -928,7 +989,13 @@ def plot_policy_comparison(comparison: Any, *, title: str | None = None) -> Figu
                 if row == 0:
                     ax.set_title(_wrap(literal(dataset), 30))
         figure.suptitle(
-            _wrap(title or "Policies on held-out pairs (bars: bootstrap intervals)", 70)
+            _wrap(
+                title
+                or "Policies on held-out pairs (bars: bootstrap intervals"
+                + ("; open circles: single seeds)" if not seeds.empty else ")"),
+                int(11 * figure.get_figwidth()),  # characters that fit the figure's width
+            ),
+            fontsize="medium",
         )
         figure.tight_layout()
     return figure

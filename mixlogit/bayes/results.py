@@ -8,8 +8,11 @@ returns a DataFrame (``interval=`` sets the interval columns), ``str(results)`` 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -734,12 +737,137 @@ class BayesianResults:
             }
         )
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write the results (not the data) as one netCDF file (``.nc``).
+
+        The InferenceData's groups are written as ArviZ writes them, so ``az.from_netcdf``
+        reads the file as a plain InferenceData too; the rest (specification, priors, settings,
+        person-level draws, class probabilities, ELBO trace, timings, diagnostics) goes to the
+        extra group ``mixlogit_results``. :meth:`load` reads it back.
+        """
+        import xarray as xr
+
+        path = Path(path)
+        derived = set(self.idata.posterior.data_vars) - set(self._samples)
+        extra: dict[str, Any] = {}
+        for name, values in self._samples.items():
+            if name not in self.idata.posterior:  # latent-class ordering internals
+                extra[f"sample__{name}"] = _netcdf_variable(f"sample__{name}", values)
+        for name in ("beta_person", "class_probability", "elbo"):
+            value = getattr(self, name)
+            if value is not None:
+                extra[name] = _netcdf_variable(name, value)
+        metadata = {
+            "format": _SAVE_FORMAT,
+            "kind": self.kind,
+            "method": self.method,
+            "backend": self.backend,
+            "spec": self.spec.to_dict(),
+            "priors": dataclasses.asdict(self.priors),
+            "settings": self.settings,
+            "fit_seconds": self.fit_seconds,
+            "postprocess_seconds": self.postprocess_seconds,
+            "quadrature_error": self.quadrature_error,
+            "loglik_method": self.loglik_method,
+            "person_ids": np.asarray(self.person_ids).tolist(),
+            "diagnostics": self.diagnostics,
+            "derived": sorted(derived),
+        }
+        text = json.dumps(metadata, allow_nan=True, default=_json_scalar)
+        self.idata.to_netcdf(str(path))
+        xr.Dataset(extra, attrs={"metadata": text}).to_netcdf(
+            str(path), group=_SAVE_GROUP, mode="a"
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> BayesianResults:
+        """Read results written by :meth:`save`; every table, diagnostic, WTP and prediction
+        method works as on the fit (predictions take new data as arguments)."""
+        import arviz as az
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+        idata = az.from_netcdf(str(path))
+        if _SAVE_GROUP not in idata.groups():
+            raise ValueError(
+                f"{path} has no {_SAVE_GROUP!r} group: it was not written by BayesianResults.save"
+            )
+        stored = idata[_SAVE_GROUP].load()
+        idata = az.InferenceData(
+            **{group: idata[group].load() for group in idata.groups() if group != _SAVE_GROUP},
+            attrs=dict(idata.attrs),
+        )
+        metadata = json.loads(stored.attrs["metadata"])
+        if metadata.get("format") != _SAVE_FORMAT:
+            raise ValueError(
+                f"{path}: unknown results format {metadata.get('format')!r} "
+                f"(expected {_SAVE_FORMAT!r})"
+            )
+        samples = {
+            name: np.asarray(values)
+            for name, values in idata.posterior.data_vars.items()
+            if name not in set(metadata["derived"])
+        }
+        samples.update(
+            {
+                str(name)[len("sample__") :]: np.asarray(values)
+                for name, values in stored.data_vars.items()
+                if str(name).startswith("sample__")
+            }
+        )
+
+        def optional(name: str) -> np.ndarray | None:
+            return np.asarray(stored[name]) if name in stored else None
+
+        return cls(
+            idata=idata,
+            kind=metadata["kind"],
+            method=metadata["method"],
+            backend=metadata["backend"],
+            spec=ModelSpec.from_dict(metadata["spec"]),
+            elbo=optional("elbo"),
+            fit_seconds=metadata["fit_seconds"],
+            postprocess_seconds=metadata["postprocess_seconds"],
+            quadrature_error=metadata["quadrature_error"],
+            loglik_method=metadata["loglik_method"],
+            beta_person=optional("beta_person"),
+            class_probability=optional("class_probability"),
+            priors=BayesPriors(**metadata["priors"]),
+            settings=metadata["settings"],
+            person_ids=np.asarray(metadata["person_ids"]),
+            diagnostics=metadata["diagnostics"],
+            _samples=samples,
+        )
+
     def __repr__(self) -> str:
         return (
             f"BayesianResults(kind={self.kind!r}, method={self.method!r}, "
             f"backend={self.backend!r}, draws={dict(self.idata.posterior.sizes)}, "
             f"fit_seconds={self.fit_seconds:.1f})"
         )
+
+
+#: ``format`` of the files :meth:`BayesianResults.save` writes, and its extra group.
+_SAVE_FORMAT = "mixlogit.BayesianResults/1"
+_SAVE_GROUP = "mixlogit_results"
+
+
+def _netcdf_variable(name: str, values: Any) -> tuple[list[str], np.ndarray]:
+    """``(dims, array)`` for an xarray Dataset: dims named after the variable (``name_0``...),
+    so that arrays of different shapes never share a dimension."""
+    array = np.asarray(values)
+    return [f"{name}_{axis}" for axis in range(array.ndim)], array
+
+
+def _json_scalar(value: Any) -> Any:
+    """NumPy scalars and arrays as JSON numbers and lists (for :meth:`BayesianResults.save`)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _person_labels(ids: Sequence[Any] | np.ndarray | None, count: int) -> np.ndarray:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from mixlogit.data import ChoiceData
 
 __all__ = [
+    "ELECTRICITY_LABELS",
+    "ELECTRICITY_UNITS",
     "load_car",
     "load_electricity",
     "load_heating",
@@ -38,13 +40,36 @@ def _read(file_name: str, **read_csv_kwargs) -> pd.DataFrame:
         return pd.read_csv(handle, compression="gzip", **read_csv_kwargs)
 
 
+#: Words for the electricity variables, for figure and table labels (codes stay the names).
+ELECTRICITY_LABELS: dict[str, str] = {
+    "pf": "fixed price",
+    "cl": "contract length",
+    "loc": "local supplier",
+    "wk": "well-known supplier",
+    "tod": "time-of-day rates",
+    "seas": "seasonal rates",
+}
+
+#: What one unit of each electricity coefficient is (``pf`` in cents/kWh, ``cl`` in years,
+#: the others 0/1 dummies).
+ELECTRICITY_UNITS: dict[str, str] = {
+    "pf": "utility per cent/kWh",
+    "cl": "utility per year of contract",
+    "loc": "utility of a local supplier",
+    "wk": "utility of a well-known supplier",
+    "tod": "utility of time-of-day rates",
+    "seas": "utility of seasonal rates",
+}
+
+
 def load_electricity() -> pd.DataFrame:
     """Electricity supplier choice (Train), long format, one row per situation x alternative.
 
     Columns: ``choice`` (bool, True for the chosen supplier), ``id`` (person, 1..361), ``alt``
     (1..4), ``pf`` (fixed price, cents/kWh), ``cl`` (contract length, years), ``loc`` (local
     supplier), ``wk`` (well-known supplier), ``tod`` (time-of-day rates), ``seas`` (seasonal
-    rates), ``chid`` (choice situation, 1..4308).
+    rates), ``chid`` (choice situation, 1..4308). :data:`ELECTRICITY_LABELS` and
+    :data:`ELECTRICITY_UNITS` give the variables in words for figures.
     """
     return _read("electricity.csv.gz")
 

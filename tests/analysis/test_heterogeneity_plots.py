@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from types import SimpleNamespace
@@ -213,7 +214,9 @@ def test_individual_coefficients_and_wtp(tmp_path):
     wtp_figure = plots.plot_willingness_to_pay(draws, price)
     assert len(wtp_figure.axes) == 2
     ratio = -draws["renewable"] / price
-    median_line = wtp_figure.axes[0].get_lines()[0]
+    median_line = next(
+        line for line in wtp_figure.axes[0].get_lines() if line.get_label().startswith("median")
+    )
     assert float(median_line.get_xdata()[0]) == pytest.approx(np.median(ratio))
     assert median_line.get_label() == f"median {np.median(ratio):.3g}"
     # the histogram bars are unlabelled ('_nolegend_'); the one labelled patch is the shaded
@@ -223,6 +226,23 @@ def test_individual_coefficients_and_wtp(tmp_path):
     assert [p.get_label() for p in labelled] == [f"5%-95%: [{q05:.3g}, {q95:.3g}]"]
     assert labelled[0].get_x() == pytest.approx(q05, rel=1e-12)
     assert labelled[0].get_x() + labelled[0].get_width() == pytest.approx(q95, rel=1e-12)
+    # a zero line where 0 is near the draws (renewable: WTP ~ 2.5 +- 0.8), none where drawing
+    # it would squeeze the histogram (WTP ~ 16.5 +- 0.4)
+    zero_lines = [
+        [float(line.get_xdata()[0]) for line in ax.get_lines() if line.get_color() == "0.35"]
+        for ax in wtp_figure.axes
+    ]
+    assert zero_lines == [[0.0], [0.0]]
+    far = plots.plot_willingness_to_pay(
+        {"local": rng.normal(10.0, 0.2, 5000)}, -np.exp(rng.normal(-0.5, 0.02, 5000))
+    )
+    assert not [line for line in far.axes[0].get_lines() if line.get_color() == "0.35"]
+    labelled_figure = plots.plot_willingness_to_pay(
+        draws, price, price_name="pf", labels={"local": "local supplier", "pf": "fixed price"}
+    )
+    assert labelled_figure.axes[1].get_xlabel().startswith("WTP for local supplier (units of")
+    assert labelled_figure.axes[0].get_xlabel().startswith("WTP for renewable (")
+    assert "(fixed price)" in labelled_figure.get_suptitle()
     with pytest.raises(ValueError, match="nonzero"):
         plots.plot_willingness_to_pay(draws, np.zeros(5000))
     wtp_figure.savefig(tmp_path / "wtp.png", dpi=60)
@@ -396,6 +416,41 @@ def test_gain_plot_draws_intervals_micro_macro_and_significance():
             for g, s in zip(part["gain"], part["significant"], strict=True)
         }
         assert drawn == expected_flags
+
+
+def test_gain_plot_marks_undefined_intervals_apart_from_intervals_that_include_zero():
+    """A NaN interval (too few bootstrap replicates observe the subgroup) is drawn as a cross
+    with its own legend entry, not as the hollow marker that means "the interval includes 0"."""
+    gains = subgroup_gains(
+        evaluation_table(), ["education"], baseline="dpo", pair_id="pair", num_boot=200
+    )
+    table = gains.subgroups.copy()
+    undefined = (table["method"] == "mixdpo-gamma") & (table["subgroup"] == EDUCATION[1])
+    table.loc[undefined, ["ci_low", "ci_high"]] = np.nan
+    table.loc[undefined, "significant"] = False
+    figure = plots.plot_subgroup_gains(dataclasses.replace(gains, subgroups=table))
+    ax = figure.axes[0]
+    colour = _method_colours(["dpo", *table["method"].unique()])["mixdpo-gamma"]
+    crosses, circles = [], []
+    for collection in ax.collections:
+        if not isinstance(collection, PathCollection) or not len(collection.get_offsets()):
+            continue
+        vertices = collection.get_paths()[0].vertices
+        is_cross = len(vertices) == 4  # matplotlib's "x" marker: two strokes
+        colours = collection.get_edgecolor() if is_cross else collection.get_facecolor()
+        if is_cross:
+            crosses += [tuple(xy) for xy in collection.get_offsets()]
+            assert _same_colour(colours[0][:3], colour)
+        else:
+            circles += [round(float(x), 12) for x, _ in collection.get_offsets()]
+    expected = table.loc[undefined, "gain"].iloc[0]
+    assert len(crosses) == 1 and crosses[0][0] == pytest.approx(expected, rel=1e-12)
+    assert round(float(expected), 12) not in circles
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "CI includes 0" in legend and "no CI (too few replicates)" in legend
+    # without undefined intervals there is no such legend entry
+    figure = plots.plot_subgroup_gains(gains)
+    assert "no CI (too few replicates)" not in [t.get_text() for t in figure.legends[0].get_texts()]
 
 
 def _fake_posterior():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 import re
@@ -12,6 +14,7 @@ import pytest
 
 from analysis.margins import subgroup_gains, subgroup_margins
 from analysis.reporting import report
+from mixlogit.datasets import ELECTRICITY_LABELS
 
 
 def _evaluation(seed: int = 1) -> pd.DataFrame:
@@ -183,6 +186,65 @@ def test_report_sets_side_by_side_and_png_option(tmp_path):
         report(tmp_path / "x.html", evaluation=evaluation, by=["age"], figure_format="jpg")
 
 
+def test_report_groups_seed_replicates(tmp_path):
+    """Three seeds per method: the policies table averages them, a per-seed table lists them,
+    the figure draws each seed's mean beside the policy, and the subgroup sections see one
+    seed-averaged row per pair (their numbers equal those of the averaged table)."""
+    rng = np.random.default_rng(5150)
+    evaluation = pd.concat(
+        [
+            _evaluation(seed=31).assign(
+                seed=run_seed, margin=lambda f, s=run_seed: f["margin"] + rng.normal(0, 0.3)
+            )
+            for run_seed in (0, 1, 2)
+        ],
+        ignore_index=True,
+    )
+    path = report(
+        tmp_path / "seeds.html",
+        evaluation=evaluation,
+        by=["age"],
+        baseline="dpo",
+        pair_id="pair",
+        cluster="annotator_id",
+        num_boot=200,
+    )
+    text = path.read_text()
+    tables = _csv_tables(text)
+    per_seed = tables["seed_replicates.csv"]
+    assert len(per_seed) == 6 and sorted(set(per_seed["seed"])) == [0, 1, 2]
+    policies = tables["policies.csv"].set_index("method")
+    for method, rows in evaluation.groupby("method"):
+        means = rows.groupby("seed")["margin"].mean()
+        assert policies.loc[method, "seeds"] == 3
+        assert policies.loc[method, "margin"] == pytest.approx(means.mean(), rel=1e-9)
+        assert policies.loc[method, "margin_seed_sd"] == pytest.approx(means.std(), rel=1e-9)
+    assert html.escape("Each policy's numbers are averaged over its 3 training seeds") in text
+    policy_svg = base64.b64decode(
+        re.search(r'alt="policies" src="data:image/svg\+xml;base64,([^"]+)"', text).group(1)
+    ).decode()
+    assert "single seeds)" in policy_svg
+    # the open circles of the margin row are the per-seed means
+    from analysis import compare_policies
+    from analysis.plots import plot_policy_comparison
+
+    comparison = compare_policies(evaluation, baseline="dpo", pair_id="pair", num_boot=100)
+    figure = plot_policy_comparison(comparison)
+    drawn = sorted(
+        float(y)
+        for collection in figure.axes[0].collections
+        if hasattr(collection, "get_offsets") and len(collection.get_offsets()) == 3
+        for _, y in collection.get_offsets()
+    )
+    np.testing.assert_allclose(drawn, sorted(comparison.per_seed["margin"]), rtol=1e-12)
+    averaged = evaluation.groupby(["method", "pair"], as_index=False).agg(
+        margin=("margin", "mean"), age=("age", "first"), annotator_id=("annotator_id", "first")
+    )
+    margins = subgroup_margins(averaged, ["age"], cluster="annotator_id", num_boot=200, seed=0)
+    micro = margins.overall.query("method == 'dpo' and kind == 'micro'").iloc[0]
+    assert f"micro {micro['mean']:+.3f} nats [{micro['ci_low']:+.3f}" in text
+
+
 def test_report_needs_something_to_report(tmp_path):
     with pytest.raises(ValueError, match="nothing to report"):
         report(tmp_path / "empty.html")
@@ -205,16 +267,30 @@ def test_report_of_a_choice_fit_states_population_and_wtp_numbers(tmp_path):
         price="pf",
         price_units="cents/kWh",
         coefficient_units={"loc": "utility of a local supplier"},
+        variable_labels=ELECTRICITY_LABELS,
         seed=3,
     )
     text = path.read_text()
     # one histogram per random coefficient and one WTP figure
     assert len(re.findall(r'src="data:image/svg\+xml;base64,', text)) == 3
+    # a normal coefficient's population mean and SD are its estimates, as in the table (one
+    # value per quantity per page), and the variables read as words
+    estimates = fit.table()["estimate"]
+    assert (
+        f"<b>local supplier (loc)</b>: population mean {estimates['loc']:.4g}, SD "
+        f"{abs(estimates['sd.loc']):.4g}; individual" in text
+    )
     population = fit.population_coefficients(num_draws=20_000, seed=3)
-    loc = population["loc"]
-    assert f"<b>loc</b>: population mean {loc.mean():.4g}, SD {loc.std():.4g}" in text
     wtp = -population["wk"].to_numpy() / population["pf"].to_numpy()
-    assert f"WTP wk (= -wk/pf): median {np.median(wtp):.4g}" in text
+    assert f"WTP well-known supplier (wk) (= -wk/pf): median {np.median(wtp):.4g}" in text
+    labelled = _csv_tables(text)["estimates.csv"].set_index("parameter")["label"]
+    assert labelled["sd.loc"] == "local supplier: sd" and labelled["cl"] == "contract length"
+    figures = [
+        base64.b64decode(svg).decode()
+        for svg in re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', text)
+    ]
+    assert any("WTP for well-known supplier" in svg for svg in figures)
+    assert any("Individual-level local supplier" in svg for svg in figures)
     assert f"log-likelihood {fit.loglik:.3f}" in text
     # Biogeme's header statistics and the correlation of the estimates, as tables
     tables = _csv_tables(text)

@@ -125,6 +125,7 @@ def test_choice_heterogeneity_notebook(tmp_path):
             "figure_dir": "figs",
         },
         tmp_path,
+        epilogue='wtp_table.to_csv("wtp_table.csv")',
     )
     _assert_no_errors(notebook)
     random = ["cl", "loc", "wk", "tod", "seas"]
@@ -146,12 +147,23 @@ def test_choice_heterogeneity_notebook(tmp_path):
         data, num_draws=25, verbose=0
     )
     assert f"{fit.loglik:.4f}" in _text_outputs(notebook)
+    # the WTP table states the quantiles of the draws the WTP figure draws (the notebook's
+    # population draws: 20,000 at its seed 0), and the words of its sentences are those numbers
+    population = fit.population_coefficients(num_draws=20_000, seed=0)
+    wtp = pd.DataFrame({name: -population[name] / population["pf"] for name in random})
+    table = pd.read_csv(tmp_path / "wtp_table.csv", index_col=0)
+    np.testing.assert_allclose(table["q05"], wtp.quantile(0.05)[table.index], rtol=1e-9)
+    np.testing.assert_allclose(table["median"], wtp.median()[table.index], rtol=1e-9)
+    np.testing.assert_allclose(table["q95"], wtp.quantile(0.95)[table.index], rtol=1e-9)
     # tod and seas are read as the fixed price equal to the rate schedule: -WTP, positive
     for name, plan in (("tod", "time-of-day"), ("seas", "seasonal")):
-        price = -fit.wtp(name, "pf")["median"]
+        price = -wtp[name].median()
         assert price > 0, (name, price)
         sentence = f"A {plan} contract is worth as much to the median household as a fixed price"
-        assert f"{sentence} of {price:.1f} c/kWh" in _text_outputs(notebook)
+        assert (
+            f"{sentence} of {price:.1f} c/kWh (5-95 %: {-wtp[name].quantile(0.95):.1f} to "
+            f"{-wtp[name].quantile(0.05):.1f})" in _text_outputs(notebook)
+        )
     comparison = pd.read_csv(tmp_path / "figs" / "msl_vs_bayes.csv", index_col=0)
     assert sorted(comparison.index) == sorted(["pf", *random])
     estimates = fit.table()["estimate"]
@@ -278,6 +290,11 @@ def test_mixdpo_heterogeneity_notebook(tmp_path):
                 assert logged[steps]["strength/cv"] == pytest.approx(
                     strength.loc[f"{method}-{kind}", "cv"], rel=1e-9
                 )
+    # the printed CV sentence names, per family, the set whose learned CV is the larger
+    for family, method in (("gamma", "mixdpo-gamma"), ("lognormal", "mixdpo-lognormal")):
+        cvs = {kind: strength.loc[f"{method}-{kind}", "cv"] for kind in kinds}
+        higher = max(cvs, key=cvs.get)
+        assert f"Learned strength CV ({family}): highest on {higher} (" in text, (family, cvs)
     # gains over DPO per MixDPO method and subgroup: a finite estimate inside a finite interval,
     # except where fewer than MIN_REPLICATES bootstrap replicates contain the (small) subgroup:
     # there the interval is NaN by design and the notebook shows the warning naming it

@@ -130,3 +130,79 @@ def test_bad_tables_are_named():
         compare_policies(pd.concat([frame, frame.iloc[[0]]]))
     with pytest.raises(ValueError, match="baseline 'ipo'"):
         compare_policies(frame, baseline="ipo")
+
+
+def _seeded_evaluation(seed):
+    """One set, 24 annotators of 4 to 9 pairs; ``dpo`` trained with 2 seeds and ``mix`` with 3,
+    each seed shifting all of its margins, and each seed with its own reference model."""
+    rng = np.random.default_rng(seed)
+    pairs = [
+        (f"a{annotator}", pair)
+        for annotator in range(24)
+        for pair in range(annotator * 100, annotator * 100 + int(rng.integers(4, 10)))
+    ]
+    rows = []
+    for method, seeds, lift in (("dpo", (11, 12), 1.0), ("mix", (11, 12, 13), 1.4)):
+        for run_seed in seeds:
+            shift = rng.normal(0.0, 0.3)
+            for annotator, pair in pairs:
+                reference = rng.normal(0.0, 1.0) + 0.01 * run_seed
+                rows.append(
+                    {
+                        "pair_id": pair,
+                        "annotator_id": annotator,
+                        "method": method,
+                        "seed": run_seed,
+                        "margin": reference + lift + shift + rng.normal(0.0, 1.0),
+                        "reference_margin": reference,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_seed_replicates_are_averaged_and_their_spread_reported():
+    """Fresh seed and structure (one set, unequal seed counts, per-seed references): each
+    number is the seed-averaged per-pair quantity, and the spread is that of the seed means."""
+    frame = _seeded_evaluation(seed=424242)
+    result = compare_policies(frame, baseline="dpo", cluster="annotator_id", num_boot=500, seed=1)
+    assert result.replicate == "seed"
+    policies = result.policies.set_index("method")
+    for method, rows in frame.groupby("method"):
+        per_pair = rows.groupby("pair_id")
+        row = policies.loc[method]
+        assert row["seeds"] == rows["seed"].nunique()
+        assert row["margin"] == pytest.approx(per_pair["margin"].mean().mean(), rel=1e-12)
+        accuracy = (rows["margin"] > 0).groupby(rows["pair_id"]).mean().mean()
+        assert row["accuracy"] == pytest.approx(accuracy, rel=1e-12)
+        gain = (rows["margin"] - rows["reference_margin"]).groupby(rows["pair_id"]).mean()
+        assert row["gain_over_reference"] == pytest.approx(gain.mean(), rel=1e-12)
+        seed_means = rows.groupby("seed")["margin"].mean()
+        assert row["margin_seed_sd"] == pytest.approx(seed_means.std(ddof=1), rel=1e-12)
+        assert row["margin_low"] < row["margin"] < row["margin_high"]
+        table = result.per_seed[result.per_seed["method"] == method].set_index("seed")
+        np.testing.assert_allclose(table["margin"], seed_means[table.index], rtol=1e-12)
+    wide = frame.groupby(["pair_id", "method"])["margin"].mean().unstack()
+    contrast = result.contrasts.iloc[0]
+    assert contrast["gain"] == pytest.approx((wide["mix"] - wide["dpo"]).mean(), rel=1e-12)
+    mix_seeds = frame[frame["method"] == "mix"].groupby("seed")["margin"].mean()
+    above = int((mix_seeds > wide["dpo"].mean()).sum())
+    assert contrast["seeds"] == 3 and contrast["seeds_above"] == above
+    assert result.answer()[0].startswith("Each policy's numbers are averaged over its 2/3")
+
+    # a single seed value is no replication; no seed column neither: one run per method
+    single = frame[frame["seed"] == 11]
+    assert compare_policies(single, baseline="dpo", num_boot=200).replicate is None
+    plain = compare_policies(single.drop(columns="seed"), baseline="dpo", num_boot=200)
+    assert (plain.policies["seeds"] == 1).all() and plain.policies["margin_seed_sd"].isna().all()
+    assert plain.per_seed.empty
+
+    # a seed that missed a pair, and a pair scored twice by one seed, are named
+    with pytest.raises(ValueError, match="scored different pairs"):
+        compare_policies(frame.drop(index=frame.index[-1]), baseline="dpo", num_boot=200)
+    twice = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
+    with pytest.raises(ValueError, match="'dpo' seed 11 on 'all' scores pair 0 twice"):
+        compare_policies(twice, baseline="dpo", num_boot=200)
+    missing = frame.astype({"seed": float})
+    missing.loc[5, "seed"] = np.nan
+    with pytest.raises(ValueError, match="seed column 'seed' is missing at row 5"):
+        compare_policies(missing, baseline="dpo", num_boot=200)
