@@ -742,7 +742,8 @@ def _choice_fit_section(
         wtp = {a: -population[a].to_numpy() / population[price].to_numpy() for a in attributes}
         lines += [
             f"WTP {named(a)} (= -{html.escape(a)}/{html.escape(price)}): median "
-            f"{np.median(v):.4g}, 5-95 % [{np.quantile(v, 0.05):.4g}, {np.quantile(v, 0.95):.4g}]"
+            f"{np.median(v):.4g}{_median_wtp_interval(fit, a, price, num_draws, seed)}, "
+            f"5-95 % of people [{np.quantile(v, 0.05):.4g}, {np.quantile(v, 0.95):.4g}]"
             for a, v in wtp.items()
         ]
     parts.append('<p class="key">' + "<br>".join(lines) + "</p>")
@@ -781,6 +782,25 @@ def _choice_fit_section(
         parts.append(_figure_html(figure, "willingness to pay"))
         plt.close(figure)
     return parts
+
+
+def _median_wtp_interval(fit: Any, attribute: str, price: str, num_draws: int, seed: int) -> str:
+    """`` (95 % CI [a, b])`` of the population median WTP of a classical fit: Krinsky-Robb
+    over the estimates on the report's own population draws (same ``num_draws`` and
+    ``seed``, so the median is the one printed); empty for a Bayesian fit, whose draws
+    already carry the estimation uncertainty."""
+    if not hasattr(fit, "statistics"):
+        return ""
+    import warnings
+
+    from mixlogit.results import WTPMomentWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WTPMomentWarning)  # only the median is used
+        wtp = fit.wtp(attribute, price, num_draws=num_draws, seed=seed, parameter_draws=200)
+    low = wtp.get("kr_median_q2.5%", wtp.get("kr_q2.5%"))
+    high = wtp.get("kr_median_q97.5%", wtp.get("kr_q97.5%"))
+    return f" (95 % CI of the median [{low:.4g}, {high:.4g}])"
 
 
 def _normal_population_moments(fit: Any) -> dict[str, tuple[float, float]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import textwrap
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -661,21 +662,26 @@ class EstimationResults:
 
     def population_coefficients(self, num_draws: int = 100_000, seed: int = 1) -> pd.DataFrame:
         """Simulated population distribution of every coefficient, ``(num_draws, K)``."""
+        return pd.DataFrame(next(self._coefficients_at([self.params], num_draws, seed)))
+
+    def _coefficients_at(
+        self, parameter_sets: Sequence[np.ndarray] | np.ndarray, num_draws: int, seed: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """``{coefficient: (num_draws,) population draws}`` at each parameter vector in turn
+        (one set in memory at a time), all from the same standard draws (common random
+        numbers: differences between the sets are not simulation noise)."""
         layout = self.layout
-        columns = {}
-        for k, name in enumerate(layout.fixed):
-            columns[name] = np.full(num_draws, self.params[k])
+        standard = None
         if layout.num_random:
-            standard, _ = standardised_draws(self.spec, 1, num_draws, "random", seed)
-            with x64():
-                betas = np.asarray(
-                    jax.jit(layout.random_coefficients)(
-                        jnp.asarray(self.params), jnp.asarray(standard[0])
-                    )
-                )
-            for k, name in enumerate(layout.random):
-                columns[name] = betas[:, k]
-        return pd.DataFrame(columns)
+            standard = standardised_draws(self.spec, 1, num_draws, "random", seed)[0][0]
+        coefficients = jax.jit(layout.random_coefficients)
+        for params in parameter_sets:
+            columns = {name: np.full(num_draws, params[k]) for k, name in enumerate(layout.fixed)}
+            if standard is not None:
+                with x64():  # float64 arrays stay float64 only inside the x64 context
+                    betas = np.asarray(coefficients(jnp.asarray(params), jnp.asarray(standard)))
+                columns.update({name: betas[:, k] for k, name in enumerate(layout.random)})
+            yield columns
 
     def wtp(
         self,
@@ -685,6 +691,7 @@ class EstimationResults:
         num_draws: int = 100_000,
         seed: int = 1,
         interval: float = 0.95,
+        parameter_draws: int = 0,
     ):
         """Willingness to pay for ``attribute`` in units of ``cost``: ``-beta_attr / beta_cost``.
 
@@ -701,11 +708,22 @@ class EstimationResults:
         nothing and does not settle as ``num_draws`` grows) and :class:`WTPMomentWarning`
         says so: report the median and quantiles, or give the cost a lognormal distribution.
 
+        Sampling uncertainty of a random WTP (``parameter_draws > 0``): Krinsky-Robb over the
+        estimates. ``parameter_draws`` parameter vectors are drawn from the estimates'
+        asymptotic normal distribution (robust covariance); at each, the population statistics
+        are recomputed from the same ``num_draws`` standard draws (common random numbers), and
+        each statistic gets the percentile ``interval`` of its values: the uncertainty of the
+        population median (say) that comes from estimating the model, not the spread of WTP
+        across people (which the quantiles themselves describe).
+
         Returns:
             ``pd.Series`` in units of ``cost`` per unit of ``attribute``. Both fixed:
             ``wtp, std_err, robust_std_err``, the delta-method bounds (``q2.5%, q97.5%`` at
             ``interval=0.95``) and the Krinsky-Robb ``kr_median`` and bounds
-            (``kr_q2.5%, kr_q97.5%``). Otherwise: ``median, q05, q25, q75, q95, mean, sd``.
+            (``kr_q2.5%, kr_q97.5%``). Otherwise: ``median, q05, q25, q75, q95, mean, sd``
+            and, with ``parameter_draws``, each statistic's Krinsky-Robb bounds
+            ``kr_<statistic>_q2.5%``, ``kr_<statistic>_q97.5%`` (NaN where the moment does
+            not exist).
         """
         layout = self.layout
         for name in (attribute, cost):
@@ -740,10 +758,24 @@ class EstimationResults:
                 },
                 name=f"wtp.{attribute}",
             )
-        population = self.population_coefficients(num_draws, seed)
-        ratio = -population[attribute].to_numpy() / population[cost].to_numpy()
-        quantiles = np.quantile(ratio, [0.05, 0.25, 0.5, 0.75, 0.95])
+        if parameter_draws < 0:
+            raise ValueError(f"parameter_draws must be >= 0, got {parameter_draws}")
         has_mean, has_variance, reason = self._inverse_cost_moments(cost)
+
+        def statistics_of(population: Mapping[str, np.ndarray]) -> dict[str, float]:
+            ratio = -population[attribute] / population[cost]
+            quantiles = np.quantile(ratio, [0.05, 0.25, 0.5, 0.75, 0.95])
+            return {
+                "median": quantiles[2],
+                "q05": quantiles[0],
+                "q25": quantiles[1],
+                "q75": quantiles[3],
+                "q95": quantiles[4],
+                "mean": float(np.mean(ratio)) if has_mean else np.nan,
+                "sd": float(np.std(ratio)) if has_variance else np.nan,
+            }
+
+        point = statistics_of(next(self._coefficients_at([self.params], num_draws, seed)))
         if not has_variance:
             missing = "mean or SD" if not has_mean else "SD"
             warnings.warn(
@@ -753,18 +785,23 @@ class EstimationResults:
                 WTPMomentWarning,
                 stacklevel=2,
             )
-        return pd.Series(
-            {
-                "median": quantiles[2],
-                "q05": quantiles[0],
-                "q25": quantiles[1],
-                "q75": quantiles[3],
-                "q95": quantiles[4],
-                "mean": float(np.mean(ratio)) if has_mean else np.nan,
-                "sd": float(np.std(ratio)) if has_variance else np.nan,
-            },
-            name=f"wtp.{attribute}",
-        )
+        if parameter_draws:
+            lower, upper, lower_label, upper_label = interval_labels(interval)
+            parameter_sets = np.random.default_rng(seed).multivariate_normal(
+                self.params, self.robust_cov, size=parameter_draws, method="eigh"
+            )
+            replicates = pd.DataFrame(
+                [statistics_of(p) for p in self._coefficients_at(parameter_sets, num_draws, seed)]
+            )
+            for name in list(point):
+                low, high = (
+                    np.quantile(replicates[name], [lower, upper])
+                    if np.isfinite(point[name])
+                    else (np.nan, np.nan)
+                )
+                point[f"kr_{name}_{lower_label}"] = low
+                point[f"kr_{name}_{upper_label}"] = high
+        return pd.Series(point, name=f"wtp.{attribute}")
 
     def _inverse_cost_moments(self, cost: str) -> tuple[bool, bool, str]:
         """Whether ``1 / beta_cost`` has a finite mean and variance over the population, and

@@ -111,9 +111,15 @@ figure = analysis.plot_willingness_to_pay(
     price_name="pf", price_units="cents/kWh", labels=labels)
 figure.savefig(figures / "willingness_to_pay.png", dpi=110)
 plt.close(figure)
-# the table from the figure's draws, so the two state the same quantiles
+# the table from the figure's draws, so the two state the same quantiles; the median's 95 %
+# interval is Krinsky-Robb over the estimates on those same draws (estimation uncertainty, not
+# the spread across households that q05-q95 describe)
 wtp_draws = pd.DataFrame({name: -population[name] / population["pf"] for name in random})
 wtp_table = wtp_draws.quantile([0.05, 0.5, 0.95]).T.set_axis(["q05", "median", "q95"], axis=1)
+intervals = {name: msl.wtp(name, "pf", num_draws=20_000, seed=seed, parameter_draws=200)
+             for name in random}
+wtp_table["median 2.5%"] = [intervals[name]["kr_median_q2.5%"] for name in wtp_table.index]
+wtp_table["median 97.5%"] = [intervals[name]["kr_median_q97.5%"] for name in wtp_table.index]
 for name, plan in (("tod", "time-of-day"), ("seas", "seasonal")):
     row = wtp_table.loc[name]
     print(f"A {plan} contract is worth as much to the median household as a fixed price of "

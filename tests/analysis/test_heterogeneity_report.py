@@ -157,22 +157,23 @@ def test_summary_box_states_what_the_tables_hold(tmp_path):
     assert "training 12.5 s" in footer and "Code: " in footer and "numpy " in footer
 
 
+#: Report arguments of a paired comparison with dpo by age, annotators resampled whole.
+PAIRED_AGE = {
+    "by": ["age"],
+    "baseline": "dpo",
+    "pair_id": "pair",
+    "cluster": "annotator_id",
+    "num_boot": 200,
+}
+
+
 def test_report_sets_side_by_side_and_png_option(tmp_path):
     evaluation = pd.concat(
         [_evaluation(seed=8).assign(dataset="hetero"), _evaluation(seed=9).assign(dataset="ctl")],
         ignore_index=True,
     )
     evaluation["pair"] += np.where(evaluation["dataset"] == "ctl", 10_000, 0)
-    path = report(
-        tmp_path / "sets.html",
-        evaluation=evaluation,
-        by=["age"],
-        baseline="dpo",
-        pair_id="pair",
-        cluster="annotator_id",
-        num_boot=200,
-        figure_format="png",
-    )
+    path = report(tmp_path / "sets.html", evaluation=evaluation, figure_format="png", **PAIRED_AGE)
     text = path.read_text()
     assert "Subgroup margins: hetero and ctl side by side (shared axes)" in text
     assert (
@@ -191,24 +192,15 @@ def test_report_groups_seed_replicates(tmp_path):
     the figure draws each seed's mean beside the policy, and the subgroup sections see one
     seed-averaged row per pair (their numbers equal those of the averaged table)."""
     rng = np.random.default_rng(5150)
+    one_run = _evaluation(seed=31)
     evaluation = pd.concat(
-        [
-            _evaluation(seed=31).assign(
-                seed=run_seed, margin=lambda f, s=run_seed: f["margin"] + rng.normal(0, 0.3)
-            )
+        [  # each seed shifts every margin of its runs
+            one_run.assign(seed=run_seed, margin=one_run["margin"] + rng.normal(0, 0.3))
             for run_seed in (0, 1, 2)
         ],
         ignore_index=True,
     )
-    path = report(
-        tmp_path / "seeds.html",
-        evaluation=evaluation,
-        by=["age"],
-        baseline="dpo",
-        pair_id="pair",
-        cluster="annotator_id",
-        num_boot=200,
-    )
+    path = report(tmp_path / "seeds.html", evaluation=evaluation, **PAIRED_AGE)
     text = path.read_text()
     tables = _csv_tables(text)
     per_seed = tables["seed_replicates.csv"]
@@ -282,7 +274,16 @@ def test_report_of_a_choice_fit_states_population_and_wtp_numbers(tmp_path):
     )
     population = fit.population_coefficients(num_draws=20_000, seed=3)
     wtp = -population["wk"].to_numpy() / population["pf"].to_numpy()
-    assert f"WTP well-known supplier (wk) (= -wk/pf): median {np.median(wtp):.4g}" in text
+    interval = fit.wtp("wk", "pf", num_draws=20_000, seed=3, parameter_draws=200)
+    assert (
+        f"WTP well-known supplier (wk) (= -wk/pf): median {np.median(wtp):.4g} (95 % CI of the "
+        f"median [{interval['kr_median_q2.5%']:.4g}, {interval['kr_median_q97.5%']:.4g}]), "
+        f"5-95 % of people [{np.quantile(wtp, 0.05):.4g}" in text
+    )
+    assert interval["median"] == pytest.approx(np.median(wtp), rel=1e-12)  # one set of draws
+    # tod is fixed, like the price: its WTP is one number, with a Krinsky-Robb interval
+    fixed = fit.wtp("tod", "pf", num_draws=20_000, seed=3)
+    assert f"(95 % CI of the median [{fixed['kr_q2.5%']:.4g}, {fixed['kr_q97.5%']:.4g}])" in text
     labelled = _csv_tables(text)["estimates.csv"].set_index("parameter")["label"]
     assert labelled["sd.loc"] == "local supplier: sd" and labelled["cl"] == "contract length"
     figures = [

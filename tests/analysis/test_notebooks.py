@@ -155,6 +155,8 @@ def test_choice_heterogeneity_notebook(tmp_path):
     np.testing.assert_allclose(table["q05"], wtp.quantile(0.05)[table.index], rtol=1e-9)
     np.testing.assert_allclose(table["median"], wtp.median()[table.index], rtol=1e-9)
     np.testing.assert_allclose(table["q95"], wtp.quantile(0.95)[table.index], rtol=1e-9)
+    assert (table["median 2.5%"] < table["median"]).all()
+    assert (table["median"] < table["median 97.5%"]).all()
     # tod and seas are read as the fixed price equal to the rate schedule: -WTP, positive
     for name, plan in (("tod", "time-of-day"), ("seas", "seasonal")):
         price = -wtp[name].median()
