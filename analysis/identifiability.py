@@ -147,13 +147,23 @@ class CVProfile:
                 "not the annotators."
             )
         low, high = self.interval()
-        edge = self.best_cv in (cvs.min(), cvs.max())
+        if low == high:
+            within = f"only CV {low:.3g} of the grid is"
+        else:
+            within = f"CVs from {low:.3g} to {high:.3g} are"
+        if self.best_cv in (cvs.min(), cvs.max()):
+            # the maximum may lie beyond the grid: say so instead of naming an interior CV
+            side = "below" if self.best_cv == cvs.min() else "above"
+            edge = (
+                f" (the edge of the grid: the maximum may lie at or {side} it, so widen the "
+                "grid to bound it)"
+            )
+        else:
+            edge = ""
         return (
             f"With {gaps}, the {model} profile log-likelihood varies by {self.range:.3g} nats "
-            f"over {grid} and peaks at CV {self.best_cv:.3g}"
-            + (" (the edge of the grid)" if edge else "")
-            + f"; CVs from {low:.3g} to {high:.3g} are within the 95 % likelihood-ratio bound: "
-            "the data identify the strength spread."
+            f"over {grid} and peaks at CV {self.best_cv:.3g}{edge}; {within} within the 95 % "
+            "likelihood-ratio bound: the data identify the strength spread."
         )
 
 

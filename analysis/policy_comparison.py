@@ -79,13 +79,14 @@ class PolicyComparison:
             method ``"reference"`` when the table has ``reference_margin``: ``n`` pairs,
             ``margin``, ``accuracy``, ``gain_over_reference`` (NaN for the reference itself)
             and for each ``*_low``/``*_high`` (percentile ``interval``); then ``seeds`` (runs
-            averaged, 1 without seed replicates) and ``margin_seed_sd``, ``accuracy_seed_sd``,
-            ``gain_over_reference_seed_sd`` (SD over seeds of each seed's mean; NaN for one).
+            averaged) and ``margin_seed_sd``, ``accuracy_seed_sd``,
+            ``gain_over_reference_seed_sd`` (SD over seeds of each seed's mean), these with
+            seed replicates only.
         contrasts: one row per (``dataset``, ``method``) other than ``baseline``: ``gain``
             (mean paired margin difference, nats), ``gain_low``, ``gain_high``, ``p_value``,
             ``p_holm`` (adjusted over every row) and ``detected`` (``p_holm < alpha``); then
             ``seeds``, ``gain_seed_sd`` and ``seeds_above`` (seeds whose mean margin exceeds
-            the baseline's seed-averaged mean margin).
+            the baseline's seed-averaged mean margin), with seed replicates only.
         per_seed: with seed replicates, one row per (``dataset``, ``method``, seed): ``n``,
             ``margin``, ``accuracy``, ``gain_over_reference`` of that run alone; empty
             without.
@@ -407,8 +408,14 @@ def compare_policies(
     )
     contrasts.insert(8, "p_holm", holm_adjust(contrasts["p_value"].to_numpy()))
     contrasts.insert(9, "detected", contrasts["p_holm"] < alpha)
+    policies = pd.DataFrame(policy_rows)
+    if not replicated:  # one run per method: no seed columns to read
+        policies = policies.drop(
+            columns=[c for c in policies if c.startswith("seed") or c.endswith("_seed_sd")]
+        )
+        contrasts = contrasts.drop(columns=["seeds", "gain_seed_sd", "seeds_above"])
     return PolicyComparison(
-        policies=pd.DataFrame(policy_rows),
+        policies=policies,
         contrasts=contrasts,
         baseline=baseline,
         interval=interval,

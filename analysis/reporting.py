@@ -527,7 +527,7 @@ def _panel_section(fit: Any | None, profiles: Mapping[str, Any]) -> list[str]:
             )
 
         lines = [
-            f"Most decisive {strength(top)}; least decisive {strength(low)} "
+            f"Most decisive subgroup {strength(top)}; least decisive {strength(low)} "
             f"({fit.interval:.0%} intervals, {fit.family} strengths within subgroups, "
             f"{len(fit.annotators)} annotators).",
             f"Population (a random annotator): mean strength {population['mean']:.3g} "

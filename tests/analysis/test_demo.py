@@ -70,7 +70,7 @@ def test_quick_demo_writes_a_report_with_every_section(tmp_path, capsys):
     top = table["mean_strength"].idxmax()
     row = table.loc[top]
     assert (
-        f"Most decisive {top}: mean strength {row['mean_strength']:.3g} "
+        f"Most decisive subgroup {top}: mean strength {row['mean_strength']:.3g} "
         f"[{row['mean_strength_low']:.3g}, {row['mean_strength_high']:.3g}]" in document
     )
     # known utilities, 1,440 labels: the true order (means 4.75 / 1.08 / 0.19) is recovered

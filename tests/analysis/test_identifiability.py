@@ -166,3 +166,35 @@ def test_a_pair_with_two_gap_sizes_is_refused(heterogeneous):
     frame.loc[frame.index[0], "reward_gap"] *= 1.5
     with pytest.raises(ValueError, match=r"pair .* has labels with different \|gap\|"):
         profile_cv(frame, CVS, gaps="free")
+
+
+def test_interpretation_reads_an_edge_maximum_and_a_one_point_interval():
+    """A profile rising to the grid's last CV: the sentence says the maximum may lie beyond
+    it and names the single CV inside the bound (not "CVs from 2 to 2")."""
+    import pandas as pd
+
+    from analysis.identifiability import CVProfile
+
+    def profile(logliks):
+        cvs = [0.25, 0.5, 1.0, 2.0]
+        table = pd.DataFrame(
+            {"cv": cvs, "profile_loglik": logliks, "converged": True, "max_abs_gradient": 0.0}
+        )
+        return CVProfile(
+            table=table,
+            mean_strengths=pd.DataFrame({"all": [1.0] * 4}, index=cvs),
+            level="annotator",
+            gaps="free",
+            family="gamma",
+            by=None,
+            num_labels=100,
+            num_pairs=20,
+            num_annotators=10,
+            num_unanimous_pairs=0,
+        )
+
+    rising = profile([-150.0, -120.0, -90.0, -30.0]).interpretation()
+    assert "peaks at CV 2 (the edge of the grid: the maximum may lie at or above it" in rising
+    assert "only CV 2 of the grid is within the 95 % likelihood-ratio bound" in rising
+    inside = profile([-40.0, -30.5, -30.0, -45.0]).interpretation()
+    assert "peaks at CV 1;" in inside and "CVs from 0.5 to 1 are within" in inside

@@ -312,7 +312,10 @@ def test_report_states_which_subgroups_are_decisive(tiny_fit, tmp_path):
     text = path.read_text()
     assert "Which subgroups are decisive" in text
     top = fit.subgroups.loc[fit.subgroups["mean_strength"].idxmax()]
-    assert f"Most decisive {top['subgroup']}: mean strength {top['mean_strength']:.3g}" in text
+    assert (
+        f"Most decisive subgroup {top['subgroup']}: mean strength {top['mean_strength']:.3g}"
+        in text
+    )
     assert f"CV {fit.population['cv']:.3g}" in text
     assert profile.interpretation() in text
     assert f"{profile.range:.4g}" in text  # the profile's range in its table
