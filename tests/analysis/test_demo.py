@@ -114,7 +114,8 @@ def test_quick_demo_writes_a_report_with_every_section(tmp_path, capsys):
     # the WTP the report states equals -beta_loc / beta_pf over population draws made here
     population = result["electricity"].population_coefficients(num_draws=20_000, seed=QUICK.seed)
     wtp_loc = np.median(-population["loc"] / population["pf"])
-    assert f"WTP loc (= -loc/pf): median {wtp_loc:.4g}" in document
+    # (the demo names the variables: ELECTRICITY_LABELS)
+    assert f"WTP local supplier (loc) (= -loc/pf): median {wtp_loc:.4g}" in document
 
     evaluation = result["evaluation"]
     assert len(evaluation) == len(KINDS) * len(METHODS) * 24
