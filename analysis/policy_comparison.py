@@ -19,9 +19,11 @@ pairs) are grouped: every per-pair quantity is first averaged over the method's 
 intervals describe the seed-averaged policy on resampled annotators, and the spread between
 seeds is reported beside them (``seeds``, ``*_seed_sd``: the SD over seeds of each seed's mean;
 ``seeds_above``: how many of a method's seeds beat the baseline's seed-averaged margin) with
-one row per seed in :attr:`PolicyComparison.per_seed`. All intervals and p-values come from ONE cluster bootstrap per dataset:
-the same resampled annotators (or pairs) for every quantity, so a figure and a table that show
-one quantity show the same draws. A contrast's p-value is the two-sided bootstrap p-value
+one row per seed in :attr:`PolicyComparison.per_seed`.
+
+All intervals and p-values come from ONE cluster bootstrap per dataset: the same resampled
+annotators (or pairs) for every quantity, so a figure and a table that show one quantity show
+the same draws. A contrast's p-value is the two-sided bootstrap p-value
 ``(1 + 2 min(#rep <= 0, #rep >= 0)) / (B + 1)``, capped at 1; Holm's step-down adjustment runs
 over all contrasts of the table (every dataset and method), and a difference is "detected"
 when its adjusted p-value is below ``alpha``.
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.margins import MIN_REPLICATES, cluster_bootstrap_group_means
+from analysis.margins import MIN_REPLICATES, _label, cluster_bootstrap_group_means
 
 __all__ = ["PolicyComparison", "compare_policies", "holm_adjust"]
 
@@ -310,27 +312,30 @@ def compare_policies(
         if ref is not None:
             quantities[REFERENCE, "margin"] = ref
             quantities[REFERENCE, "accuracy"] = _accuracy(ref)
-        for method, margins in aligned.items():
-            quantities[method, "margin"] = margins
-            quantities[method, "accuracy"] = _accuracy(by_seed[method]).mean(axis=0)
-            if refs is not None:
-                quantities[method, "gain_over_reference"] = (by_seed[method] - refs[method]).mean(
-                    axis=0
-                )
-            if baseline is not None and method != baseline:
-                quantities[method, "contrast"] = margins - aligned[baseline]
-        # each seed's own means: the seed-to-seed spread beside the intervals
-        seed_means = {
+        # (seeds, pairs) per-run values of each method: averaged over seeds (axis 0) they
+        # are the per-pair quantities resampled below, over pairs (axis 1) each seed's means
+        per_run = {
             method: {
-                "margin": margins.mean(axis=1),
-                "accuracy": _accuracy(margins).mean(axis=1),
+                "margin": margins,
+                "accuracy": _accuracy(margins),
                 "gain_over_reference": (
-                    (margins - refs[method]).mean(axis=1)
-                    if refs is not None
-                    else np.full(len(margins), np.nan)
+                    margins - refs[method] if refs is not None else np.full(margins.shape, np.nan)
                 ),
             }
             for method, margins in by_seed.items()
+        }
+        for method, margins in aligned.items():
+            quantities[method, "margin"] = margins
+            quantities[method, "accuracy"] = per_run[method]["accuracy"].mean(axis=0)
+            if refs is not None:
+                quantities[method, "gain_over_reference"] = per_run[method][
+                    "gain_over_reference"
+                ].mean(axis=0)
+            if baseline is not None and method != baseline:
+                quantities[method, "contrast"] = margins - aligned[baseline]
+        seed_means = {
+            method: {key: values.mean(axis=1) for key, values in run.items()}
+            for method, run in per_run.items()
         }
         if replicated:
             for method, parts in runs.items():
@@ -427,12 +432,6 @@ def compare_policies(
     )
 
 
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python number it holds, for error messages (``3``, not
-    ``np.int64(3)``)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _seed_sd(values: np.ndarray) -> float:
     """SD over seeds (``ddof=1``), NaN for a single seed."""
     return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
@@ -449,10 +448,10 @@ def _runs_by_method(
             twice = run[pair_id].duplicated()
             if twice.any():
                 row = run.index[int(np.flatnonzero(twice.to_numpy())[0])]
-                where = f" seed {_plain(seed_value)!r}" if replicated else ""
+                where = f" seed {_label(seed_value)!r}" if replicated else ""
                 raise ValueError(
-                    f"{method!r}{where} on {name!r} scores pair {_plain(run.loc[row, pair_id])!r} "
-                    f"twice (row {_plain(row)!r}): one row per pair and method"
+                    f"{method!r}{where} on {name!r} scores pair {_label(run.loc[row, pair_id])!r} "
+                    f"twice (row {_label(row)!r}): one row per pair and method"
                     + (" and seed" if replicated else "")
                 )
             indexed = run.set_index(pair_id)

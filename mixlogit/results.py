@@ -775,7 +775,16 @@ class EstimationResults:
                 "sd": float(np.std(ratio)) if has_variance else np.nan,
             }
 
-        point = statistics_of(next(self._coefficients_at([self.params], num_draws, seed)))
+        parameter_sets = [self.params]
+        if parameter_draws:
+            parameter_sets += list(
+                np.random.default_rng(seed).multivariate_normal(
+                    self.params, self.robust_cov, size=parameter_draws, method="eigh"
+                )
+            )
+        # one pass over the estimates and their Krinsky-Robb draws, one set of standard draws
+        populations = self._coefficients_at(parameter_sets, num_draws, seed)
+        point = statistics_of(next(populations))
         if not has_variance:
             missing = "mean or SD" if not has_mean else "SD"
             warnings.warn(
@@ -787,12 +796,7 @@ class EstimationResults:
             )
         if parameter_draws:
             lower, upper, lower_label, upper_label = interval_labels(interval)
-            parameter_sets = np.random.default_rng(seed).multivariate_normal(
-                self.params, self.robust_cov, size=parameter_draws, method="eigh"
-            )
-            replicates = pd.DataFrame(
-                [statistics_of(p) for p in self._coefficients_at(parameter_sets, num_draws, seed)]
-            )
+            replicates = pd.DataFrame([statistics_of(p) for p in populations])
             for name in list(point):
                 low, high = (
                     np.quantile(replicates[name], [lower, upper])
