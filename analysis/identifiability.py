@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from analysis.strength_panels import PanelData, _label, panel_data, panel_log_likelihood
+from analysis.strength_panels import PanelData, panel_data, panel_log_likelihood
+from mixlogit.data import plain_value
 from mixlogit.families import StrengthFamily, get_family
 from mixlogit.jax._ops import OPS
 
@@ -194,7 +195,7 @@ def _check_pair_gaps(data: PanelData) -> None:
     if bad.any():
         j = int(data.pair[order][starts[np.flatnonzero(bad)[0]]])
         raise ValueError(
-            f"pair {_label(data.pairs[j])!r} has labels with different |gap| "
+            f"pair {plain_value(data.pairs[j])!r} has labels with different |gap| "
             f"({low[bad][0]:.6g} and {high[bad][0]:.6g}): the gap must be a property of the pair"
         )
 

@@ -42,6 +42,7 @@ import pandas as pd
 
 from alignment.metrics import micro_macro_margins
 from mixlogit._deprecation import deprecated_keywords, renamed_attribute
+from mixlogit.data import plain_value
 
 __all__ = [
     "MIN_REPLICATES",
@@ -69,11 +70,6 @@ class SparseBootstrapWarning(UserWarning):
 
 # The warnings are raised with stacklevel=4 (helper, subgroup_margins/subgroup_gains, their
 # keyword-renaming wrapper) so that they point at the caller's line.
-
-
-def _label(value: object) -> object:
-    """Python scalar of a NumPy scalar, for readable error messages."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def bootstrap_group_means(
@@ -152,7 +148,7 @@ def _observed_intervals(
     for group in range(num_groups):
         if used[group] < MIN_REPLICATES:
             warnings.warn(
-                f"{context}: subgroup {_label(levels[group])!r} is absent from "
+                f"{context}: subgroup {plain_value(levels[group])!r} is absent from "
                 f"{num_boot - used[group]} of {num_boot} cluster-bootstrap replicates; the "
                 f"{used[group]} left are fewer than {MIN_REPLICATES}, so its interval is NaN "
                 "(increase num_boot or merge small subgroups)",
@@ -182,7 +178,7 @@ def _macro_replicates(
         worst = int(np.argmax(misses))
         warnings.warn(
             f"{context}: {replicates.shape[0] - used} of {replicates.shape[0]} cluster-bootstrap "
-            f"replicates miss at least one subgroup (most often {_label(levels[worst])!r}, in "
+            f"replicates miss at least one subgroup (most often {plain_value(levels[worst])!r}, in "
             f"{misses[worst]}); the {used} complete ones are fewer than {MIN_REPLICATES}, so the "
             "macro interval is NaN (increase num_boot or merge small subgroups)",
             SparseBootstrapWarning,
@@ -226,7 +222,7 @@ def _check_common(
         row = np.flatnonzero(bad)[0]
         raise ValueError(
             f"column {value!r} has non-finite or non-numeric value "
-            f"{_label(evaluation[value].iloc[row])!r} at row {_label(evaluation.index[row])!r}"
+            f"{plain_value(evaluation[value].iloc[row])!r} at row {plain_value(evaluation.index[row])!r}"
         )
     if not 0 < interval < 1:
         raise ValueError(f"interval must be in (0, 1), got {interval}")
@@ -296,7 +292,7 @@ def _cluster_cells(
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise ValueError(
-            f"cluster column {cluster!r} is missing at row {_label(frame.index[row])!r}"
+            f"cluster column {cluster!r} is missing at row {plain_value(frame.index[row])!r}"
         )
     cluster_codes = pd.factorize(keys)[0]
     shape = (int(cluster_codes.max()) + 1, num_groups)
@@ -359,7 +355,7 @@ def _attribute_replicates(
             # every replicate that observes such a group has the same mean: a zero-width
             # interval that says nothing about the variation between annotators
             warnings.warn(
-                f"{context}: subgroup(s) {[_label(levels[g]) for g in single]} have pairs of a "
+                f"{context}: subgroup(s) {[plain_value(levels[g]) for g in single]} have pairs of a "
                 f"single {cluster!r} cluster; their cluster-bootstrap intervals have zero width",
                 SparseBootstrapWarning,
                 stacklevel=4,
@@ -419,7 +415,7 @@ def _method_frames(evaluation: pd.DataFrame, method: str | None) -> list[tuple[s
     if evaluation[method].isna().any():
         row = int(np.flatnonzero(evaluation[method].isna())[0])
         raise ValueError(
-            f"method column {method!r} is missing at row {_label(evaluation.index[row])!r}"
+            f"method column {method!r} is missing at row {plain_value(evaluation.index[row])!r}"
         )
     return [(str(name), frame) for name, frame in evaluation.groupby(method, sort=True)]
 

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.margins import MIN_REPLICATES, _label, cluster_bootstrap_group_means
+from analysis.margins import MIN_REPLICATES, cluster_bootstrap_group_means
+from mixlogit.data import plain_value
 
 __all__ = ["PolicyComparison", "compare_policies", "holm_adjust"]
 
@@ -448,10 +449,10 @@ def _runs_by_method(
             twice = run[pair_id].duplicated()
             if twice.any():
                 row = run.index[int(np.flatnonzero(twice.to_numpy())[0])]
-                where = f" seed {_label(seed_value)!r}" if replicated else ""
+                where = f" seed {plain_value(seed_value)!r}" if replicated else ""
                 raise ValueError(
-                    f"{method!r}{where} on {name!r} scores pair {_label(run.loc[row, pair_id])!r} "
-                    f"twice (row {_label(row)!r}): one row per pair and method"
+                    f"{method!r}{where} on {name!r} scores pair {plain_value(run.loc[row, pair_id])!r} "
+                    f"twice (row {plain_value(row)!r}): one row per pair and method"
                     + (" and seed" if replicated else "")
                 )
             indexed = run.set_index(pair_id)

@@ -53,10 +53,10 @@ from analysis.subgroup_posterior import (
     SubgroupStrengthPrior,
     _codes,
     _finite_values,
-    _label,
     _outcomes,
     _population_first,
 )
+from mixlogit.data import plain_value
 from mixlogit.families import StrengthFamily, get_family
 from mixlogit.jax._ops import OPS
 
@@ -150,7 +150,7 @@ def panel_data(
         if missing.any():
             row = int(np.flatnonzero(missing)[0])
             raise ValueError(
-                f"column {column!r} is missing a value at row {_label(frame.index[row])!r}"
+                f"column {column!r} is missing a value at row {plain_value(frame.index[row])!r}"
             )
     if frame.empty:
         raise ValueError("the table has no rows")
@@ -172,7 +172,7 @@ def panel_data(
         who = annotator_levels[annotator_codes[row]]
         raise ValueError(
             f"annotator {who!r} is in subgroups {subgroup_levels[first[annotator_codes[row]]]!r} "
-            f"and {subgroup_levels[subgroup_codes[row]]!r} (row {_label(frame.index[row])!r}): "
+            f"and {subgroup_levels[subgroup_codes[row]]!r} (row {plain_value(frame.index[row])!r}): "
             f"column {by!r} must be constant within an annotator"
         )
     pair_codes, pair_levels = _codes(frame[pair]) if pair is not None else (None, None)

@@ -43,8 +43,8 @@ import pandas as pd
 from numpyro.infer import MCMC, NUTS, Predictive
 
 from analysis._arviz import az
-from analysis.margins import _label
 from mixlogit._deprecation import deprecated_keywords, renamed_attribute
+from mixlogit.data import plain_value
 from mixlogit.families import POINT_MASS, StrengthFamily, get_family
 from mixlogit.jax._ops import OPS as JAX_OPS
 
@@ -266,8 +266,8 @@ def _finite_values(frame: pd.DataFrame, column: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"column {column!r} has non-finite value {_label(frame[column].iloc[row])!r} at row "
-            f"{_label(frame.index[row])!r}"
+            f"column {column!r} has non-finite value {plain_value(frame[column].iloc[row])!r} at row "
+            f"{plain_value(frame.index[row])!r}"
         )
     return values
 
@@ -349,8 +349,8 @@ def _outcomes(evaluation: pd.DataFrame, outcome: str | None) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"outcome column {outcome!r} must hold 0 or 1; row {_label(evaluation.index[row])!r} "
-            f"has {_label(evaluation[outcome].iloc[row])!r}"
+            f"outcome column {outcome!r} must hold 0 or 1; row {plain_value(evaluation.index[row])!r} "
+            f"has {plain_value(evaluation[outcome].iloc[row])!r}"
         )
     return raw.astype(np.int32)
 

@@ -35,6 +35,12 @@ classical and robust standard errors, the elasticities, and the ratio of the wal
   (means 0, spreads 1). Rows: that start on both sides; Biogeme from mixlogit's estimates;
   mixlogit with ``num_starts=10, start_seed=0`` (the same start, then 9 perturbations of it)
   against Biogeme's first run.
+* ``mixing_covariates``: heterogeneity in means and variances (issue 16): a normal time
+  coefficient with mean shifted by ``MALE`` and ``FIRST`` and spread scaled by
+  ``exp(gamma MALE)``, a negative lognormal cost whose log-location moves with ``FIRST``
+  (``MixedLogit(..., mean_covariates=..., sd_covariates=...)``), by person, against the same
+  model written in Biogeme's utilities; identical Halton draws as for b12panel, both from the
+  stated start :data:`COVARIATE_START`, then Biogeme from mixlogit's estimates.
 
 Targets: ``|LL difference|`` 1e-4 (closed-form likelihoods) and 1e-6 (identical draws),
 estimates 0.01 SE, robust standard errors 1% relative. The Markdown's "Findings" are written
@@ -66,7 +72,17 @@ from benchmarks._report import git_output, markdown_table, save_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BIOGEME_PYTHON = "/work/envs/biogeme/bin/python"
-MODELS = ("b01logit", "b01logit_elasticities", "b09nested", "b11cnl", "latent_class", "b12panel")
+MODELS = (
+    "b01logit",
+    "b01logit_elasticities",
+    "b09nested",
+    "b11cnl",
+    "latent_class",
+    "b12panel",
+    "mixing_covariates",
+)
+#: The simulated likelihoods (the same draws handed to both libraries).
+SIMULATED = ("b12panel", "mixing_covariates")
 TARGETS = {
     "loglik_mnl": 1e-4,
     "loglik_same_draws": 1e-6,
@@ -95,7 +111,20 @@ LATENT_NAMES = {
     **{f"{b}_CLASS{c}": f"{m}.class{c}" for c in (1, 2) for b, m in MNL_NAMES.items()},
     "SHARE_CLASS2": "share.class2",
 }
+COVARIATE_NAMES = {
+    "ASC_TRAIN": "ASC_1",
+    "ASC_CAR": "ASC_3",
+    "B_TIME": "time",
+    "L_COST": "cost",
+    "B_TIME_S": "sd.time",
+    "L_COST_S": "sd.cost",
+    "B_TIME_MALE": "time:MALE",
+    "B_TIME_FIRST": "time:FIRST",
+    "L_COST_FIRST": "cost:FIRST",
+    "G_TIME_MALE": "ln_sd.time:MALE",
+}
 NAMES = {
+    "mixing_covariates": COVARIATE_NAMES,
     "b01logit": MNL_NAMES,
     "b01logit_elasticities": MNL_NAMES,
     "b09nested": NESTED_NAMES,
@@ -112,31 +141,57 @@ DRAW_COLUMNS = {"ASC_TRAIN": "ASC_1", "ASC_SM": "ASC_2", "ASC_CAR": "ASC_3", "B_
 ALTERNATIVE_NAMES = {1: "TRAIN", 2: "SM", 3: "CAR"}
 
 
+#: ``(models the note is about, the note)``; a report keeps those of the models it ran.
 NOTES = [
-    "Biogeme's wall time includes its per-observation BHHH matrix for the robust standard "
-    "errors, which Biogeme 3.3.2 builds by stacking one JAX gradient per row of the database "
-    "(6,768 situations for b01logit, 752 persons for b12panel); compiling that stack is most "
-    "of its time (about 150 s of b01logit's under cProfile). Its own 'Optimization time' is "
-    "the column 'Biogeme optimisation s'.",
-    "Elasticities: mixlogit leaves a point elasticity undefined (NaN) where the changed or "
-    "the responding alternative is unavailable; Biogeme's Derive gives NaN only where the "
-    "responding one is (probability 0) and exactly 0 for a cross elasticity with respect to "
-    "an unavailable alternative's attribute ('defined on one side only'; all those Biogeme "
-    "values are 0). Point differences are over the entries defined on both sides.",
-    "b09nested, b11cnl: Biogeme's nest parameters MU (in [1, 10]) are shown and compared as "
-    "mixlogit's lambda = 1 / MU (in [0.1, 1]), with standard errors SE(MU) / MU^2 (delta "
-    "method; the relative standard error is the same in both units). Biogeme's cross-nested "
-    "logit raises each allocation to the power MU_m, (alpha_jm exp(V_j))^MU_m, as mixlogit's.",
-    "latent_class: not a Biogeme example (its discrete-mixture examples have draws inside "
-    "the classes); the Biogeme side writes log(sum_c pi_c PanelLikelihoodTrajectory(P_c)) with "
-    "pi_2 = 1 / (1 + exp(-SHARE_CLASS2)). Default starts: mixlogit's own (5 starts, the "
-    "first its default), Biogeme every parameter 0, where the two classes are identical.",
-    "b12panel: mixlogit's Halton draws (skip 100, primes 2, 3, 5, 7 in its column order ASC_1, "
-    "ASC_2, ASC_3, time), reordered by name to Biogeme's columns, are Biogeme's draws "
-    "through its user-defined random number generators; persons in increasing ID order on "
-    "both sides. Both fits start from Biogeme's example values (means 0, spreads 1). The "
-    "row 'mixlogit 10 starts' is fit(..., num_starts=10, start_seed=0): start 1 is that same "
-    "start, starts 2 to 10 random perturbations of it; it is compared with Biogeme's first run.",
+    (
+        MODELS,
+        "Biogeme's wall time includes its per-observation BHHH matrix for the robust standard "
+        "errors, which Biogeme 3.3.2 builds by stacking one JAX gradient per row of the database "
+        "(6,768 situations for b01logit, 752 persons for b12panel); compiling that stack is most "
+        "of its time (about 150 s of b01logit's under cProfile). Its own 'Optimization time' is "
+        "the column 'Biogeme optimisation s'.",
+    ),
+    (
+        ("b01logit_elasticities",),
+        "Elasticities: mixlogit leaves a point elasticity undefined (NaN) where the changed or "
+        "the responding alternative is unavailable; Biogeme's Derive gives NaN only where the "
+        "responding one is (probability 0) and exactly 0 for a cross elasticity with respect to "
+        "an unavailable alternative's attribute ('defined on one side only'; all those Biogeme "
+        "values are 0). Point differences are over the entries defined on both sides.",
+    ),
+    (
+        ("b09nested", "b11cnl"),
+        "b09nested, b11cnl: Biogeme's nest parameters MU (in [1, 10]) are shown and compared as "
+        "mixlogit's lambda = 1 / MU (in [0.1, 1]), with standard errors SE(MU) / MU^2 (delta "
+        "method; the relative standard error is the same in both units). Biogeme's cross-nested "
+        "logit raises each allocation to the power MU_m, (alpha_jm exp(V_j))^MU_m, as mixlogit's.",
+    ),
+    (
+        ("latent_class",),
+        "latent_class: not a Biogeme example (its discrete-mixture examples have draws inside "
+        "the classes); the Biogeme side writes log(sum_c pi_c PanelLikelihoodTrajectory(P_c)) with "
+        "pi_2 = 1 / (1 + exp(-SHARE_CLASS2)). Default starts: mixlogit's own (5 starts, the "
+        "first its default), Biogeme every parameter 0, where the two classes are identical.",
+    ),
+    (
+        ("b12panel",),
+        "b12panel: mixlogit's Halton draws (skip 100, primes 2, 3, 5, 7 in its column order ASC_1, "
+        "ASC_2, ASC_3, time), reordered by name to Biogeme's columns, are Biogeme's draws "
+        "through its user-defined random number generators; persons in increasing ID order on "
+        "both sides. Both fits start from Biogeme's example values (means 0, spreads 1). The "
+        "row 'mixlogit 10 starts' is fit(..., num_starts=10, start_seed=0): start 1 is that same "
+        "start, starts 2 to 10 random perturbations of it; it is compared with Biogeme's first run.",
+    ),
+    (
+        ("mixing_covariates",),
+        "mixing_covariates: mixlogit's Halton draws (skip 100, primes 2, 3 in its column order "
+        "time, cost) are Biogeme's draws, persons in increasing ID order. Both fits start from "
+        "the same stated point (ASCs and shifts 0, time -1 with spread 0.5, log cost 0 with "
+        "spread 0.5). The row 'mixlogit from Biogeme's estimates' restarts mixlogit at "
+        "Biogeme's optimum: when it stays there, that point is a maximum of the same simulated "
+        "likelihood, and the first row's gap is which local maximum each optimiser's path "
+        "reached, not a difference of likelihoods.",
+    ),
 ]
 
 
@@ -276,7 +331,7 @@ def latent_names(names: Sequence[str]) -> dict[str, str]:
 def loglik_target(model: str) -> tuple[str, float]:
     """The log-likelihood target of ``model``: ``loglik_same_draws`` for the simulated b12panel,
     ``loglik_mnl`` for the closed-form likelihoods."""
-    key = "loglik_same_draws" if model == "b12panel" else "loglik_mnl"
+    key = "loglik_same_draws" if model in SIMULATED else "loglik_mnl"
     return key, TARGETS[key]
 
 
@@ -497,6 +552,43 @@ def save_panel_draws(model, data, num_draws: int, path: Path) -> None:
     np.save(path, np.ascontiguousarray(standard[:, :, columns]))
 
 
+def covariate_model():
+    from mixlogit import MixedLogit
+
+    return MixedLogit(
+        ["ASC_1", "ASC_3"],
+        {"time": "normal", "cost": "-lognormal"},
+        mean_covariates={"time": ["MALE", "FIRST"], "cost": ["FIRST"]},
+        sd_covariates={"time": ["MALE"]},
+    )
+
+
+#: The stated start of ``mixing_covariates`` on both sides (mixlogit's names): ASCs and shifts
+#: 0, time -1 (spread 0.5), cost -exp(0) = -1 (log spread 0.5).
+COVARIATE_START = {"time": -1.0, "sd.time": 0.5, "cost": 0.0, "sd.cost": 0.5}
+
+
+def fit_covariates(num_draws: int, draws_path: Path, start: Mapping[str, float] | None = None):
+    """mixlogit's fit of :func:`covariate_model` (Halton draws, seed 0, skip 100) from
+    :data:`COVARIATE_START` (or ``start``, mixlogit's names); the draws saved to ``draws_path``
+    in Biogeme's column order."""
+    from mixlogit.datasets import swissmetro_choice_data
+    from mixlogit.draws import standardised_draws
+
+    data = swissmetro_choice_data(panel=True, covariates=("MALE", "FIRST"))
+    assert np.all(np.diff(data.panel_ids) > 0), "persons are not in increasing ID order"
+    model = covariate_model()
+    standard, _ = standardised_draws(model, len(data.panel_ids), num_draws, "halton", 0)
+    order = list(model.random)  # time, cost: Biogeme's B_TIME, B_COST columns
+    np.save(
+        draws_path, np.ascontiguousarray(standard[:, :, [order.index("time"), order.index("cost")]])
+    )
+    began = time.perf_counter()
+    init = dict(start) if start is not None else COVARIATE_START
+    results = model.fit(data, num_draws=num_draws, draws="halton", seed=0, init=init)
+    return results, time.perf_counter() - began
+
+
 def fit_panel(num_draws: int, draws_path: Path, num_starts: int = 1):
     from mixlogit.datasets import swissmetro_choice_data
 
@@ -547,6 +639,16 @@ def _fit_pairs(cases: Sequence[Mapping[str, Any]]):
             label = f"{model}, Biogeme from mixlogit's estimates"
             warm = in_mixlogit_units(model, case["biogeme_from_mixlogit"])
             yield case, label, mine, warm, case["comparison_from_mixlogit"]
+        if "mixlogit_from_biogeme" in case:
+            label = f"{model}, mixlogit from Biogeme's estimates"
+            biogeme = in_mixlogit_units(model, case["biogeme"])
+            yield (
+                case,
+                label,
+                case["mixlogit_from_biogeme"],
+                biogeme,
+                case["comparison_mixlogit_from_biogeme"],
+            )
         if "mixlogit_multistart" in case:
             multi = case["mixlogit_multistart"]
             label = f"{model}, mixlogit {len(multi['start_logliks'])} starts"
@@ -596,6 +698,8 @@ def parameter_rows(case: Mapping[str, Any]) -> list[str]:
     model = case["model"]
     names = case.get("names") or NAMES[model]
     mixlogit_runs = [("", case["mixlogit"])]
+    if "mixlogit_from_biogeme" in case:
+        mixlogit_runs.append((" (from Biogeme)", case["mixlogit_from_biogeme"]))
     if "mixlogit_multistart" in case:
         multi = case["mixlogit_multistart"]
         mixlogit_runs.append((f" ({len(multi['start_logliks'])} starts)", multi))
@@ -772,6 +876,22 @@ def run_case(model: str, python: str, num_draws: int, scratch: Path) -> dict:
         case["mixlogit"] = {**summary(results, wall), "warnings": messages}
         names = case["names"] = latent_names(results.names)
         biogeme = run_biogeme(python, model, out)
+    elif model == "mixing_covariates":
+        draws_path = scratch / "mixing_covariates_draws.npy"
+        results, wall = fit_covariates(num_draws, draws_path)
+        case["mixlogit"] = summary(results, wall)
+        case["num_draws"] = num_draws
+        start = _start_in_biogeme_names(names, {n: 0.0 for n in names.values()} | COVARIATE_START)
+        biogeme = run_biogeme(python, model, out, draws_path, start)
+        # and mixlogit from Biogeme's estimates: is Biogeme's point a maximum of the same
+        # simulated likelihood (the two then differ by which maximum the path reached)?
+        print("  mixlogit from Biogeme's estimates:", flush=True)
+        from_biogeme = renamed(biogeme["estimates"], names)
+        warm_mine, warm_wall = fit_covariates(num_draws, draws_path, from_biogeme)
+        case["mixlogit_from_biogeme"] = summary(warm_mine, warm_wall)
+        case["comparison_mixlogit_from_biogeme"] = compare_fits(
+            case["mixlogit_from_biogeme"], biogeme, names
+        )
     else:
         draws_path = scratch / "b12panel_draws.npy"
         results, wall = fit_panel(num_draws, draws_path)
@@ -784,7 +904,7 @@ def run_case(model: str, python: str, num_draws: int, scratch: Path) -> dict:
         case["comparison_multistart"] = compare_fits(
             case["mixlogit_multistart"], in_mixlogit_units(model, biogeme), names
         )
-    if model in ("latent_class", "b12panel"):
+    if model in ("latent_class", "b12panel", "mixing_covariates"):
         # and from mixlogit's estimates: do the two agree on that maximum?
         start = _start_in_biogeme_names(names, case["mixlogit"]["estimates"])
         warm = run_biogeme(python, model, scratch / f"{model}_warm.json", draws_path, start)
@@ -813,7 +933,14 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(MODELS),
         help=f"comma-separated, of {', '.join(MODELS)}",
     )
-    parser.add_argument("--num-draws", type=int, default=500, help="b12panel draws per person")
+    parser.add_argument(
+        "--num-draws", type=int, default=500, help="draws per person of the simulated models"
+    )
+    parser.add_argument(
+        "--report",
+        default="biogeme",
+        help="name of the saved results (benchmarks/results/<report>.json and .md)",
+    )
     args = parser.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
@@ -837,10 +964,10 @@ def main(argv: list[str] | None = None) -> None:
             run_case(model, args.biogeme_python, args.num_draws, Path(scratch)) for model in models
         ]
     payload["biogeme_version"] = payload["cases"][0]["biogeme"]["biogeme_version"]
-    payload["notes"] = NOTES
+    payload["notes"] = [text for about, text in NOTES if set(about) & set(models)]
     text = markdown(payload)
     print(text)
-    save_report("biogeme", payload, text)
+    save_report(args.report, payload, text)
 
 
 if __name__ == "__main__":

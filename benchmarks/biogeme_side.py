@@ -33,6 +33,11 @@ Models (``--model``):
   columns :data:`DRAW_COLUMNS`; they enter through Biogeme's user-defined random number
   generators, so the simulated likelihood is the same as the other library's. Without it,
   Biogeme's own ``NORMAL_ANTI`` draws (``--num-draws``, ``--seed``).
+* ``mixing_covariates``: heterogeneity in means and variances written in the utilities (not a
+  Biogeme example): a normal time coefficient whose mean moves with MALE and FIRST and whose
+  spread is ``B_TIME_S exp(G_TIME_MALE MALE)``, a negative lognormal cost coefficient whose
+  log-location moves with FIRST, fixed ASCs; by person; the draws of ``--draws-file``
+  ``(persons, R, 2)``, columns :data:`COVARIATE_DRAW_COLUMNS`.
 
 ``--start-json`` (every model): starting values by parameter name, the others as the example.
 
@@ -57,10 +62,20 @@ import numpy as np
 import pandas as pd
 
 DATA_FILE = Path(__file__).resolve().parents[1] / "mixlogit" / "datasets" / "swissmetro.dat.gz"
-MODELS = ("b01logit", "b01logit_elasticities", "b09nested", "b11cnl", "latent_class", "b12panel")
+MODELS = (
+    "b01logit",
+    "b01logit_elasticities",
+    "b09nested",
+    "b11cnl",
+    "latent_class",
+    "b12panel",
+    "mixing_covariates",
+)
 #: Columns of ``--draws-file``: the standard normals of the error components of train,
 #: Swissmetro and car, then of the time coefficient.
 DRAW_COLUMNS = ("ASC_TRAIN", "ASC_SM", "ASC_CAR", "B_TIME")
+#: ``--draws-file`` columns of ``mixing_covariates``: the time and the (log) cost coefficient.
+COVARIATE_DRAW_COLUMNS = ("B_TIME", "B_COST")
 #: Alternatives (1 train, 2 Swissmetro, 3 car): their names, time and cost columns.
 ALTERNATIVES = {
     1: ("TRAIN", "TRAIN_TT_SCALED", "TRAIN_COST_SCALED"),
@@ -310,6 +325,119 @@ def b01logit_elasticities(frame: pd.DataFrame) -> dict:
     return summary
 
 
+def _draw_generators(
+    draws_file: Path | None, columns: tuple[str, ...], persons: np.ndarray, num_draws: int
+) -> tuple[dict | None, dict[str, str], int]:
+    """Biogeme's user random number generators that hand out the ``(persons, R, len(columns))``
+    standard normals of ``draws_file`` (``None``: Biogeme's own antithetic normals), the draw
+    kind of each column, and the number of draws."""
+    from biogeme.draws import RandomNumberGeneratorTuple
+
+    if draws_file is None:
+        return None, dict.fromkeys(columns, "NORMAL_ANTI"), num_draws
+    draws = np.load(draws_file)
+    if draws.ndim != 3 or draws.shape[0] != len(persons) or draws.shape[2] != len(columns):
+        raise ValueError(
+            f"{draws_file}: draws of shape {draws.shape}; expected ({len(persons)}, R, "
+            f"{len(columns)})"
+        )
+
+    def column(k: int):
+        def generator(sample_size: int, number_of_draws: int) -> np.ndarray:
+            if (sample_size, number_of_draws) != draws.shape[:2]:
+                raise ValueError(
+                    f"Biogeme asked for ({sample_size}, {number_of_draws}) draws; the file "
+                    f"has {draws.shape[:2]}"
+                )
+            return np.ascontiguousarray(draws[:, :, k], dtype=float)
+
+        return generator
+
+    generators = {
+        f"FILE_{name}": RandomNumberGeneratorTuple(
+            column(k), f"{name} draws from {draws_file.name}"
+        )
+        for k, name in enumerate(columns)
+    }
+    return generators, {name: f"FILE_{name}" for name in columns}, int(draws.shape[1])
+
+
+def fit_mixing_covariates(
+    frame: pd.DataFrame,
+    draws_file: Path | None,
+    num_draws: int,
+    seed: int,
+    start: dict[str, float] | None = None,
+) -> dict:
+    """A panel mixed logit with heterogeneity in means and variances, written in the
+    utilities as Biogeme's users write it: the time coefficient normal with mean
+    ``B_TIME + B_TIME_MALE MALE + B_TIME_FIRST FIRST`` and spread
+    ``B_TIME_S exp(G_TIME_MALE MALE)``; the cost coefficient ``-exp(L_COST + L_COST_FIRST FIRST
+    + L_COST_S draw)`` (a negative lognormal); fixed ASCs of train and car; by person. Starts
+    from ``start`` (by parameter name; 0 for the rest)."""
+    start = start or {}
+    from biogeme.database import Database
+    from biogeme.expressions import (
+        Beta,
+        Draws,
+        MonteCarlo,
+        PanelLikelihoodTrajectory,
+        Variable,
+        exp,
+        log,
+    )
+    from biogeme.models import logit
+
+    def beta(name: str):
+        return Beta(name, start.get(name, 0), None, None, 0)
+
+    persons = np.unique(frame.ID.to_numpy())
+    generators, kinds, num_draws = _draw_generators(
+        draws_file, COVARIATE_DRAW_COLUMNS, persons, num_draws
+    )
+
+    # Biogeme renames the variables of a panel model per situation in place, so each utility
+    # gets expression trees of its own (a shared tree would be renamed once per use)
+    def b_time():
+        male, first = Variable("MALE"), Variable("FIRST")
+        spread = beta("B_TIME_S") * exp(beta("G_TIME_MALE") * Variable("MALE"))
+        return (
+            beta("B_TIME")
+            + beta("B_TIME_MALE") * male
+            + beta("B_TIME_FIRST") * first
+            + spread * Draws("B_TIME_RND", kinds["B_TIME"])
+        )
+
+    def b_cost():
+        return -exp(
+            beta("L_COST")
+            + beta("L_COST_FIRST") * Variable("FIRST")
+            + beta("L_COST_S") * Draws("B_COST_RND", kinds["B_COST"])
+        )
+
+    asc = {1: beta("ASC_TRAIN"), 2: 0, 3: beta("ASC_CAR")}
+    utilities = {
+        alt: asc[alt] + b_time() * Variable(tt) + b_cost() * Variable(cost)
+        for alt, (_, tt, cost) in ALTERNATIVES.items()
+    }
+    kernel = logit(utilities, _availability(), Variable("CHOICE"))
+    formula = log(MonteCarlo(PanelLikelihoodTrajectory(kernel)))
+    database = Database("swissmetro", frame.copy())
+    database.panel("ID")
+    options = {"number_of_draws": num_draws}
+    if draws_file is None:
+        options["seed"] = seed
+    results, wall = _estimate(database, formula, random_number_generators=generators, **options)
+    return {
+        **_summary(results, wall),
+        "num_draws": num_draws,
+        "num_persons": len(persons),
+        "draws": str(draws_file) if draws_file is not None else f"NORMAL_ANTI seed {seed}",
+        "draw_columns": list(COVARIATE_DRAW_COLUMNS),
+        "start": start or "all parameters 0",
+    }
+
+
 def fit_b12panel(
     frame: pd.DataFrame,
     draws_file: Path | None,
@@ -321,7 +449,6 @@ def fit_b12panel(
     example's starting values (means 0, spreads 1) or ``start`` (by parameter name)."""
     start = start or {}
     from biogeme.database import Database
-    from biogeme.draws import RandomNumberGeneratorTuple
     from biogeme.expressions import (
         Beta,
         Draws,
@@ -333,35 +460,7 @@ def fit_b12panel(
     from biogeme.models import logit
 
     persons = np.unique(frame.ID.to_numpy())  # Biogeme's flat panel rows: groupby(ID), sorted
-    generators = None
-    if draws_file is not None:
-        draws = np.load(draws_file)
-        if draws.ndim != 3 or draws.shape[0] != len(persons) or draws.shape[2] != 4:
-            raise ValueError(
-                f"{draws_file}: draws of shape {draws.shape}; expected ({len(persons)}, R, 4)"
-            )
-        num_draws = draws.shape[1]
-
-        def column(k: int):
-            def generator(sample_size: int, number_of_draws: int) -> np.ndarray:
-                if (sample_size, number_of_draws) != draws.shape[:2]:
-                    raise ValueError(
-                        f"Biogeme asked for ({sample_size}, {number_of_draws}) draws; the file "
-                        f"has {draws.shape[:2]}"
-                    )
-                return np.ascontiguousarray(draws[:, :, k], dtype=float)
-
-            return generator
-
-        generators = {
-            f"FILE_{name}": RandomNumberGeneratorTuple(
-                column(k), f"{name} draws from {draws_file.name}"
-            )
-            for k, name in enumerate(DRAW_COLUMNS)
-        }
-        kinds = {name: f"FILE_{name}" for name in DRAW_COLUMNS}
-    else:
-        kinds = dict.fromkeys(DRAW_COLUMNS, "NORMAL_ANTI")
+    generators, kinds, num_draws = _draw_generators(draws_file, DRAW_COLUMNS, persons, num_draws)
 
     def normal(name: str, fixed_mean: int = 0):
         mean = Beta(name, 0 if fixed_mean else start.get(name, 0), None, None, fixed_mean)
@@ -416,6 +515,8 @@ def main(argv: list[str] | None = None) -> None:
         payload = fit_b11cnl(frame, start)
     elif args.model == "latent_class":
         payload = fit_latent_class(frame, start)
+    elif args.model == "mixing_covariates":
+        payload = fit_mixing_covariates(frame, args.draws_file, args.num_draws, args.seed, start)
     else:
         payload = fit_b12panel(frame, args.draws_file, args.num_draws, args.seed, start)
     payload = {"model": args.model, "num_rows": len(frame), **payload}

@@ -18,16 +18,22 @@ import pandas as pd
 
 from mixlogit.arrays import ChoiceArrays
 
-__all__ = ["ChoiceData", "ChoiceDataError"]
+__all__ = ["ChoiceData", "ChoiceDataError", "plain_value"]
 
 
 class ChoiceDataError(ValueError):
     """Invalid choice data; the message names the situation, rows, column or value at fault."""
 
 
+def plain_value(value):
+    """A NumPy scalar as the Python value it holds (anything else unchanged): for messages
+    and JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _show(value) -> str:
     """``repr`` of a value with numpy scalars shown as plain Python values."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    return repr(plain_value(value))
 
 
 def _check_zero_one(
@@ -49,7 +55,7 @@ def _check_zero_one(
 
 def _preview(values: Sequence, limit: int = 5) -> str:
     values = list(values)
-    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:limit])
+    shown = ", ".join(repr(plain_value(v)) for v in values[:limit])
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     return f"[{shown}]{more}"
 
@@ -343,9 +349,7 @@ class ChoiceData:
         self._situation_codes = situation_codes
         self._alternative_codes = alternative_codes
         self.situation_ids = np.asarray(situation_ids)
-        self.alternatives: tuple = tuple(
-            v.item() if isinstance(v, np.generic) else v for v in alternative_ids
-        )
+        self.alternatives: tuple = tuple(plain_value(v) for v in alternative_ids)
         self.panel_ids = np.asarray(panel_ids)
         self._panel_codes = np.asarray(panel_codes, dtype=np.int64)
         self._available_rows = available_rows
@@ -392,6 +396,51 @@ class ChoiceData:
     @property
     def has_panel(self) -> bool:
         return self.panel_column is not None
+
+    def unit_values(
+        self, columns: Sequence[str], *, by_panel: bool = True, role: str = "covariate"
+    ) -> np.ndarray:
+        """``(U, Q)``: one value of each column per decision maker (``panel_ids`` order), or
+        per situation (``situation_ids`` order) when ``by_panel`` is False or there is no panel.
+
+        Args:
+            role: what the columns are, for the messages (``"membership covariate"``, ...).
+
+        Raises:
+            ChoiceDataError: a column that is missing, not numeric, not finite, or that varies
+                within a unit (naming the first such unit).
+        """
+        by_panel = by_panel and self.has_panel
+        unit_column = self.panel_column if by_panel else self.situation_column
+        ids = self.panel_ids if by_panel else self.situation_ids
+        unit_name = "decision maker" if by_panel else "situation"
+        frame = self.frame
+        values = np.zeros((len(ids), len(columns)))
+        for q, column in enumerate(columns):
+            if column not in frame.columns:
+                raise ChoiceDataError(f"{role} {column!r} is not a column of the data")
+            if not pd.api.types.is_numeric_dtype(frame[column]):
+                raise ChoiceDataError(f"{role} {column!r} is not numeric")
+            raw = frame[column].to_numpy(dtype=np.float64)
+            bad = np.flatnonzero(~np.isfinite(raw))
+            if len(bad):
+                unit = frame[unit_column].iloc[bad[0]]
+                raise ChoiceDataError(
+                    f"{role} {column!r} is not finite for {unit_name} {_show(unit)} (row "
+                    f"{_show(frame.index[bad[0]])}: {raw[bad[0]]})"
+                )
+            grouped = frame.groupby(unit_column, sort=False)[column]
+            low, high = grouped.min(), grouped.max()
+            varying = low.index[(low != high).to_numpy()]
+            if len(varying):
+                first = varying[0]
+                raise ChoiceDataError(
+                    f"{role} {column!r} varies within {unit_name} {_show(first)} (from "
+                    f"{low[first]} to {high[first]}); it must describe the "
+                    f"{'person' if by_panel else 'situation'}"
+                )
+            values[:, q] = low.reindex(ids).to_numpy(dtype=np.float64)
+        return values
 
     def __len__(self) -> int:
         return self.num_situations

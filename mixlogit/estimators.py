@@ -63,6 +63,15 @@ class MixedLogit:
         correlated: ``True`` to correlate all normal/lognormal random coefficients through a
             full Cholesky factor, or the list of those to correlate (a single name correlates
             nothing); ``False`` for independent.
+        mean_covariates: heterogeneity in means: ``{random coefficient: [columns]}`` of
+            decision-maker covariates ``z_n`` that shift the location of its distribution by
+            ``z_n . delta`` (parameters ``<v>:<column>``; for lognormal and gamma coefficients
+            a factor ``exp(z_n . delta)`` on the coefficient). Constant within a decision
+            maker of a panel; per situation otherwise.
+        sd_covariates: heterogeneity in variances: the spread of the coefficient times
+            ``exp(z_n . gamma)`` (parameters ``ln_sd.<v>:<column>``; not for gamma).
+
+    Example: ``MixedLogit(["cost"], {"time": "normal"}, mean_covariates={"time": ["male"]})``.
 
     Attributes:
         spec: the :class:`~mixlogit.spec.ModelSpec` (fixed first, then random, in the order
@@ -74,8 +83,11 @@ class MixedLogit:
         fixed: Sequence[str] = (),
         random: Mapping[str, str | RandomCoefficient | tuple] | None = None,
         correlated: bool | Sequence[str] = False,
+        *,
+        mean_covariates: Mapping[str, Sequence[str]] | None = None,
+        sd_covariates: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        self.spec = ModelSpec.build(fixed, random, correlated)
+        self.spec = ModelSpec.build(fixed, random, correlated, mean_covariates, sd_covariates)
 
     # ------------------------------------------------------------------ specification
     @property
@@ -120,7 +132,13 @@ class MixedLogit:
         spec = ModelSpec.from_dict(content)
         if content.get("class") == "MultinomialLogit":
             return MultinomialLogit(spec.fixed)
-        return MixedLogit(spec.fixed, spec.random, spec.correlated or False)
+        return MixedLogit(
+            spec.fixed,
+            spec.random,
+            spec.correlated or False,
+            mean_covariates=dict(spec.mean_covariates),
+            sd_covariates=dict(spec.sd_covariates),
+        )
 
     # ------------------------------------------------------------------ estimation
     def fit(

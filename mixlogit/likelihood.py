@@ -6,7 +6,9 @@ arrays built here are float64.
 
 Layout of the parameter vector ``theta`` (see :class:`ParameterLayout`):
 ``[fixed coefficients | first parameter of each random coefficient | second parameter of each
-independent random coefficient | lower Cholesky factor of the correlated block, row by row]``.
+independent random coefficient | lower Cholesky factor of the correlated block, row by row |
+mean shifts | log-spread shifts]`` (the shifts: heterogeneity in means and variances by
+decision-maker covariates, :class:`~mixlogit.spec.ModelSpec`).
 
 The log-likelihood of unit ``u`` (a decision maker with a panel, else a situation) is
 ``log sum_r w_r prod_{s in u} P_s(beta_ur)`` with ``w_r = 1/R`` for simulation draws or the
@@ -57,25 +59,36 @@ class ParameterLayout:
     random: tuple[str, ...]
     mixing: tuple[RandomCoefficient, ...]
     correlated: tuple[str, ...] = ()
+    mean_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    sd_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
     names: tuple[str, ...] = field(init=False)
+    covariates: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         coefficients = [CoefficientSpec(n) for n in self.fixed] + [
             CoefficientSpec(n, m.distribution, m.sign)
             for n, m in zip(self.random, self.mixing, strict=True)
         ]
-        spec = ModelSpec(tuple(coefficients), self.correlated)
+        spec = ModelSpec(
+            tuple(coefficients), self.correlated, self.mean_covariates, self.sd_covariates
+        )
+        object.__setattr__(self, "mean_covariates", spec.mean_covariates)
+        object.__setattr__(self, "sd_covariates", spec.sd_covariates)
         object.__setattr__(self, "names", spec.parameter_names)
+        object.__setattr__(self, "covariates", spec.covariates)
 
     @classmethod
     def from_spec(cls, spec) -> ParameterLayout:
         """Layout of a :class:`~mixlogit.spec.ModelSpec` (or anything with ``fixed``,
-        ``random`` and ``correlated``)."""
+        ``random`` and ``correlated``, and optionally ``mean_covariates`` and
+        ``sd_covariates``)."""
         return cls(
             fixed=tuple(spec.fixed),
             random=tuple(spec.random),
             mixing=tuple(spec.random.values()),
             correlated=tuple(spec.correlated),
+            mean_covariates=tuple(getattr(spec, "mean_covariates", ())),
+            sd_covariates=tuple(getattr(spec, "sd_covariates", ())),
         )
 
     @property
@@ -98,33 +111,92 @@ class ParameterLayout:
     def correlated_index(self) -> np.ndarray:
         return np.array([self.random.index(n) for n in self.correlated], dtype=int)
 
+    @property
+    def num_covariates(self) -> int:
+        return len(self.covariates)
+
+    @property
+    def shift_start(self) -> int:
+        """Position in ``theta`` of the first mean shift (after the Cholesky factor)."""
+        m = len(self.correlated)
+        return self.num_fixed + self.num_random + len(self.independent_index) + m * (m + 1) // 2
+
     def cholesky(self, theta: jax.Array) -> jax.Array:
         """Lower Cholesky factor ``(m, m)`` of the correlated block's underlying normals."""
         m = len(self.correlated)
         start = self.num_fixed + self.num_random + len(self.independent_index)
         rows, cols = np.tril_indices(m)
-        return jnp.zeros((m, m), theta.dtype).at[rows, cols].set(theta[start:])
+        return jnp.zeros((m, m), theta.dtype).at[rows, cols].set(theta[start : self.shift_start])
 
-    def random_coefficients(self, theta: jax.Array, standard: jax.Array) -> jax.Array:
-        """Coefficients ``(..., Kr)`` from standardised draws ``standard`` ``(..., Kr)``."""
+    def _shift_matrix(self, theta: jax.Array, pairs, start: int) -> tuple[jax.Array, int]:
+        """``(Kr, Q)`` coefficients of the covariates in ``pairs`` (zeros elsewhere) read from
+        ``theta[start:]``, and the position after them."""
+        rows, cols = [], []
+        for name, columns in pairs:
+            rows += [self.random.index(name)] * len(columns)
+            cols += [self.covariates.index(c) for c in columns]
+        matrix = jnp.zeros((self.num_random, self.num_covariates), theta.dtype)
+        if rows:
+            matrix = matrix.at[np.array(rows), np.array(cols)].set(theta[start : start + len(rows)])
+        return matrix, start + len(rows)
+
+    def covariate_effects(
+        self, theta: jax.Array, covariates: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """Per-unit location shift and spread factor ``(..., Kr)`` each from covariates
+        ``(..., Q)``: ``z . delta_k`` and ``exp(z . gamma_k)`` (0 and 1 without covariates)."""
+        delta, end = self._shift_matrix(theta, self.mean_covariates, self.shift_start)
+        log_factor, _ = self._shift_matrix(theta, self.sd_covariates, end)
+        return covariates @ delta.T, jnp.exp(covariates @ log_factor.T)
+
+    def random_coefficients(
+        self, theta: jax.Array, standard: jax.Array, covariates: jax.Array | None = None
+    ) -> jax.Array:
+        """Coefficients ``(..., R, Kr)`` from standardised draws ``standard`` ``(..., R, Kr)``.
+
+        With covariates in the layout, ``covariates`` ``(U, Q)`` gives each unit's row (the
+        leading axis of ``standard``, ``U`` or 1 for nodes shared by all units): the result is
+        then ``(U, R, Kr)``. Without them ``covariates`` is ignored.
+        """
         ops = choice_ops("jax")
         kf, kr = self.num_fixed, self.num_random
         first = theta[kf : kf + kr]
         independent = self.independent_index
         second = theta[kf + kr : kf + kr + len(independent)]
+        shift = factor = None
+        if self.num_covariates:
+            if covariates is None:
+                raise ValueError(
+                    f"the model's mixing distribution depends on covariates {self.covariates}; "
+                    "pass their (U, Q) values"
+                )
+            shift, factor = self.covariate_effects(theta, covariates)
+            shift, factor = shift[..., None, :], factor[..., None, :]  # over the draws
+
+        def located(k: int) -> jax.Array:
+            return first[k] if shift is None else first[k] + shift[..., k]
+
+        def spread(value: jax.Array, k: int) -> jax.Array:
+            return value if factor is None else value * factor[..., k]
+
         columns: list[jax.Array | None] = [None] * kr
         for pos, k in enumerate(independent):
             mixing = self.mixing[k]
+            if mixing.distribution == "gamma":
+                # gamma (log shape, log scale): the location shift is on the log scale
+                a, b = first[k], second[pos] if shift is None else second[pos] + shift[..., k]
+            else:
+                a, b = located(k), spread(second[pos], k)
             columns[k] = coefficient_from_standard(
-                ops, mixing.distribution, first[k], second[pos], standard[..., k], mixing.sign
+                ops, mixing.distribution, a, b, standard[..., k], mixing.sign
             )
         if len(self.correlated):
             idx = self.correlated_index
             chol = self.cholesky(theta)
-            underlying = first[idx] + standard[..., idx] @ chol.T
+            correlated = standard[..., idx] @ chol.T
             for pos, k in enumerate(idx):
                 mixing = self.mixing[k]
-                value = underlying[..., pos]
+                value = located(k) + spread(correlated[..., pos], k)
                 if mixing.distribution == "lognormal":
                     value = jnp.exp(value)
                 columns[k] = value if mixing.sign == 1 else -value
@@ -151,6 +223,7 @@ class LikelihoodData(NamedTuple):
     standard: jax.Array  # (C, U or 1, Rc, Kr) standardised draws / nodes, chunked
     log_draw_weights: jax.Array  # (C, Rc) log w_r (-inf for padding)
     blocks: PanelBlocks | None = None  # unit-blocked layout for the fast value and gradient
+    covariates: jax.Array | None = None  # (U, Q) mixing covariates of each unit (Q may be 0)
 
 
 class PanelBlocks(NamedTuple):
@@ -169,6 +242,7 @@ class PanelBlocks(NamedTuple):
     standard: jax.Array  # (NB, B, R, Kr) draws of each unit, or (1, 1, R, Kr) shared nodes
     unit_weights: jax.Array  # (NB, B)
     log_draw_weights: jax.Array  # (R,)
+    covariates: jax.Array | None = None  # (NB, B, Q) mixing covariates of each unit
 
 
 def chunk_draws(
@@ -197,8 +271,12 @@ def make_likelihood_data(
     chunk: int,
     *,
     max_padding: float = 0.3,
+    covariates: np.ndarray | None = None,
 ) -> tuple[LikelihoodData, np.ndarray, bool]:
     """Device data and the ``(S, 2)`` grid position ``(g, t)`` of every situation.
+
+    ``covariates`` ``(U, Q)``: each unit's mixing covariates (required when the layout has
+    any, see :class:`~mixlogit.spec.ModelSpec`).
 
     Returns:
         data, positions, gathered (True for the one-situation-per-group layout, used when the
@@ -235,6 +313,14 @@ def make_likelihood_data(
     chosen[..., 0] = 1.0
     chosen[positions[:, 0], positions[:, 1]] = np.eye(num_j)[arrays.chosen]
     standard_chunks, log_w = chunk_draws(standard, log_draw_weights, chunk)
+    if covariates is None:
+        covariates = np.zeros((num_units, 0))
+    covariates = np.asarray(covariates, dtype=np.float64)
+    if covariates.shape != (num_units, layout.num_covariates):
+        raise ValueError(
+            f"covariates must be (units, covariates) = ({num_units}, {layout.num_covariates}) "
+            f"for {layout.covariates}; got {covariates.shape}"
+        )
     blocks = None
     if not gathered:
         blocks = make_panel_blocks(
@@ -244,6 +330,7 @@ def make_likelihood_data(
             unit_weights,
             standard,
             log_draw_weights,
+            covariates=covariates,
         )
     data = LikelihoodData(
         Xf=jnp.asarray(X[..., fixed_idx], dtype=jnp.float64),
@@ -255,6 +342,7 @@ def make_likelihood_data(
         standard=jnp.asarray(standard_chunks, dtype=jnp.float64),
         log_draw_weights=jnp.asarray(log_w, dtype=jnp.float64),
         blocks=blocks,
+        covariates=jnp.asarray(covariates),
     )
     return data, positions, bool(gathered)
 
@@ -271,6 +359,7 @@ def make_panel_blocks(
     standard: np.ndarray,
     log_draw_weights: np.ndarray,
     block_size: int | None = None,
+    covariates: np.ndarray | None = None,
 ) -> PanelBlocks:
     """Blocked difference layout from the ``(U, T, J, K)`` grid (see :class:`PanelBlocks`).
 
@@ -279,6 +368,7 @@ def make_panel_blocks(
         available: ``(U, T, J)`` bool. chosen: ``(U, T, J)`` one-hot (float or bool).
         unit_weights: ``(U,)``. standard: ``(U or 1, R, Kr)`` draws; log_draw_weights ``(R,)``.
         block_size: units per block (default from :data:`BLOCK_ELEMENTS`).
+        covariates: ``(U, Q)`` mixing covariates of each unit (default: none, ``Q = 0``).
     """
     num_u, num_t, num_j = X.shape[:3]
     is_chosen = np.asarray(chosen) > 0.5
@@ -313,6 +403,9 @@ def make_panel_blocks(
         standard=jnp.asarray(np.ascontiguousarray(standard_blocks), dtype=jnp.float64),
         unit_weights=jnp.asarray(blocked(np.asarray(unit_weights, np.float64))),
         log_draw_weights=jnp.asarray(log_draw_weights, dtype=jnp.float64),
+        covariates=jnp.asarray(
+            blocked(np.zeros((num_u, 0)) if covariates is None else np.asarray(covariates, float))
+        ),
     )
 
 
@@ -330,7 +423,8 @@ class Likelihood:
         utility = jnp.einsum("gtjk,k->gtj", data.Xf, theta[:kf])[..., None]
         if self.layout.num_random == 0:
             return utility
-        betas = self.layout.random_coefficients(theta, standard_chunk)  # (U or 1, Rc, Kr)
+        # (U or 1, Rc, Kr)
+        betas = self.layout.random_coefficients(theta, standard_chunk, data.covariates)
         if self.gathered and betas.shape[0] > 1:
             betas = betas[data.group_unit]
         # a sum of broadcast products (Kr is small) fuses into one loop, unlike a batched dot
@@ -420,7 +514,7 @@ class Likelihood:
             total = total * scale + jnp.sum(expo, axis=1)
             if with_scores:
                 standard = jnp.broadcast_to(standard, (num_u, *standard.shape[1:]))
-                _, pullbacks = self._unit_pullbacks(theta, standard)
+                _, pullbacks = self._unit_pullbacks(theta, standard, data.covariates)
                 cotangent = expo[..., None] * jnp.concatenate([grad_fixed, grad_random], axis=-1)
                 scores = jax.vmap(lambda pullback, c: pullback(c)[0])(pullbacks, cotangent)
                 weighted = weighted * scale[:, None] + scores
@@ -453,26 +547,31 @@ class Likelihood:
         c, u, rc, kr = data.standard.shape
         return jnp.moveaxis(data.standard, 0, 1).reshape(u, c * rc, kr)
 
-    def _block_coefficients(self, theta, standard, num_b: int):
+    def _block_coefficients(self, theta, standard, num_b: int, covariates=None):
         """Fixed and random coefficients ``(B, R, Kf + Kr)`` of every draw of a block."""
         kf = self.layout.num_fixed
-        random = self.layout.random_coefficients(theta, standard)  # (B or 1, R, Kr)
+        random = self.layout.random_coefficients(theta, standard, covariates)  # (B or 1, R, Kr)
         random = jnp.broadcast_to(random, (num_b, *random.shape[1:]))
         fixed = jnp.broadcast_to(theta[:kf], (*random.shape[:2], kf))
         return jnp.concatenate([fixed, random], axis=-1)
 
-    def _unit_pullbacks(self, theta, standard):
+    def _unit_pullbacks(self, theta, standard, covariates):
         """Coefficients ``(B, R, Kf + Kr)`` of the draws ``standard`` ``(B, R, Kr)`` of ``B``
-        units and each unit's pullback ``(R, Kf + Kr) -> (P,)`` (a ``vmap`` of its VJP).
+        units with covariates ``(B, Q)`` and each unit's pullback ``(R, Kf + Kr) -> (P,)`` (a
+        ``vmap`` of its VJP).
 
-        Each unit's coefficients depend only on ``theta`` and its own draws, so a unit's score
-        is the pullback of its own cotangent: the per-unit Jacobians are never formed.
+        Each unit's coefficients depend only on ``theta``, its own draws and covariates, so a
+        unit's score is the pullback of its own cotangent: the per-unit Jacobians are never
+        formed.
         """
 
-        def one(standard_u):  # (R, Kr) -> (R, K)
-            return jax.vjp(lambda t: self._block_coefficients(t, standard_u[None], 1)[0], theta)
+        def one(standard_u, covariates_u):  # (R, Kr), (Q,) -> (R, K)
+            return jax.vjp(
+                lambda t: self._block_coefficients(t, standard_u[None], 1, covariates_u[None])[0],
+                theta,
+            )
 
-        return jax.vmap(one)(standard)
+        return jax.vmap(one)(standard, covariates)
 
     def _block_draw_terms(self, beta, dX, available, log_draw_weights):
         """Per-draw unit log-likelihoods ``z`` ``(B, R)`` (plus log draw weights) of one block
@@ -507,10 +606,10 @@ class Likelihood:
         shared = blocks.standard.shape[0] != blocks.dX.shape[0]
 
         def block(inputs):
-            dX, available, weights = inputs[:3]
-            standard = blocks.standard[0] if shared else inputs[3]
+            dX, available, weights, covariates = inputs[:4]
+            standard = blocks.standard[0] if shared else inputs[4]
             standard = jnp.broadcast_to(standard, (dX.shape[1], *standard.shape[1:]))
-            beta, pullbacks = self._unit_pullbacks(theta, standard)
+            beta, pullbacks = self._unit_pullbacks(theta, standard, covariates)
             z, grad_beta = self._block_draw_terms(beta, dX, available, blocks.log_draw_weights)
             unit_ll = jax.nn.logsumexp(z, axis=1)
             posterior = jnp.exp(z - unit_ll[:, None])  # Revelt-Train draw weights (B, R)
@@ -521,7 +620,10 @@ class Likelihood:
             value = jnp.sum(jnp.where(weights > 0, weights * unit_ll, 0.0))
             return value, weights @ scores, scores
 
-        inputs = (blocks.dX, blocks.available, blocks.unit_weights)
+        covariates = blocks.covariates
+        if covariates is None:
+            covariates = jnp.zeros((*blocks.unit_weights.shape, 0), theta.dtype)
+        inputs = (blocks.dX, blocks.available, blocks.unit_weights, covariates)
         values, grads, scores = lax.map(block, inputs if shared else (*inputs, blocks.standard))
         scores = scores.reshape(-1, theta.shape[0])[: self.num_units]
         return jnp.sum(values), jnp.sum(grads, axis=0), scores
@@ -543,9 +645,11 @@ class Likelihood:
         grad = jnp.zeros_like(theta).at[:kf].set(jnp.einsum("ur,urk->k", weighted, gf))
         if self.layout.num_random:
             standard = self._all_standard(data)
-            _, pullback = jax.vjp(lambda t: self.layout.random_coefficients(t, standard), theta)
+            _, pullback = jax.vjp(
+                lambda t: self.layout.random_coefficients(t, standard, data.covariates), theta
+            )
             cotangent = weighted[..., None] * gr
-            if standard.shape[0] == 1:
+            if standard.shape[0] == 1 and not self.layout.num_covariates:
                 cotangent = jnp.sum(cotangent, axis=0, keepdims=True)
             grad = grad + pullback(cotangent)[0]
         return jnp.sum(data.unit_weights * unit_ll), grad
@@ -592,8 +696,8 @@ class Likelihood:
 
     def unit_coefficients(self, theta, data):
         """Coefficients ``(U or 1, C * Rc, Kr)`` of every draw."""
-        betas = jax.vmap(lambda chunk: self.layout.random_coefficients(theta, chunk))(
-            data.standard
-        )  # (C, U, Rc, Kr)
+        betas = jax.vmap(
+            lambda chunk: self.layout.random_coefficients(theta, chunk, data.covariates)
+        )(data.standard)  # (C, U, Rc, Kr)
         c, u, rc, kr = betas.shape
         return jnp.moveaxis(betas, 0, 1).reshape(u, c * rc, kr)

@@ -35,7 +35,7 @@ from mixlogit.elasticities import elasticities
 from mixlogit.estimation.bootstrap import Bootstrap, bootstrap
 from mixlogit.estimation.latent_class import LatentClassSpec, build_latent_class_problem
 from mixlogit.estimation.nested import NestingSpec, build_nested_problem
-from mixlogit.estimation.problem import build_problem
+from mixlogit.estimation.problem import build_problem, unit_covariates
 from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
 from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.mixing import reciprocal_moments_exist
@@ -479,7 +479,7 @@ class EstimationResults:
         layout = self.layout
         spreads = [
             name
-            for name in layout.names[layout.num_fixed + layout.num_random :]
+            for name in layout.names[layout.num_fixed + layout.num_random : layout.shift_start]
             if not name.startswith("ln_scale.")
         ]
         if not spreads:
@@ -661,7 +661,12 @@ class EstimationResults:
         return frame
 
     def population_coefficients(self, num_draws: int = 100_000, seed: int = 1) -> pd.DataFrame:
-        """Simulated population distribution of every coefficient, ``(num_draws, K)``."""
+        """Simulated population distribution of every coefficient, ``(num_draws, K)``.
+
+        With covariates in the mixing distribution the population is the fitted sample's:
+        draw ``i`` takes the covariates of unit ``i mod U`` (decision makers, or situations
+        without a panel), so the distribution is the mixture over the sample's people.
+        """
         return pd.DataFrame(next(self._coefficients_at([self.params], num_draws, seed)))
 
     def _coefficients_at(
@@ -671,17 +676,44 @@ class EstimationResults:
         (one set in memory at a time), all from the same standard draws (common random
         numbers: differences between the sets are not simulation noise)."""
         layout = self.layout
-        standard = None
+        standard: np.ndarray | None = None
+        covariates: np.ndarray | None = None
         if layout.num_random:
             standard = standardised_draws(self.spec, 1, num_draws, "random", seed)[0][0]
+            if layout.num_covariates:
+                sample = self.sample_covariates()
+                covariates = sample[np.arange(num_draws) % len(sample)]  # (num_draws, Q)
+                standard = standard[:, None, :]  # one draw per covariate row
         coefficients = jax.jit(layout.random_coefficients)
         for params in parameter_sets:
             columns = {name: np.full(num_draws, params[k]) for k, name in enumerate(layout.fixed)}
             if standard is not None:
                 with x64():  # float64 arrays stay float64 only inside the x64 context
-                    betas = np.asarray(coefficients(jnp.asarray(params), jnp.asarray(standard)))
+                    betas = np.asarray(
+                        coefficients(
+                            jnp.asarray(params),
+                            jnp.asarray(standard),
+                            None if covariates is None else jnp.asarray(covariates),
+                        )
+                    ).reshape(num_draws, -1)
                 columns.update({name: betas[:, k] for k, name in enumerate(layout.random)})
             yield columns
+
+    def sample_covariates(self, data: ChoiceData | None = None) -> np.ndarray:
+        """``(U, Q)`` the mixing covariates (:attr:`ModelSpec.covariates
+        <mixlogit.spec.ModelSpec.covariates>`) of each unit of ``data`` (default: the fitted
+        data), one row per decision maker of a panel fit, else per situation.
+
+        Raises:
+            ValueError: no data (results loaded from disk keep none).
+        """
+        source = data if data is not None else self.data
+        if source is None:
+            raise ValueError(
+                "the mixing distribution depends on covariates, which results loaded from disk "
+                "do not keep: pass the ChoiceData"
+            )
+        return unit_covariates(self.model, source, self.panel)
 
     def wtp(
         self,
@@ -820,7 +852,28 @@ class EstimationResults:
         else:
             pos = int(np.flatnonzero(layout.independent_index == k)[0])
             spread = self.params[layout.num_fixed + layout.num_random + pos]
-        return reciprocal_moments_exist(layout.mixing[k].distribution, first, spread)
+        distribution = layout.mixing[k].distribution
+        if not layout.num_covariates:
+            return reciprocal_moments_exist(distribution, first, spread)
+        # a moment of the mixture exists only where it exists for every unit's distribution
+        with x64():
+            shift, factor = (
+                np.asarray(a)[:, k]
+                for a in layout.covariate_effects(
+                    jnp.asarray(self.params), jnp.asarray(self.sample_covariates())
+                )
+            )
+        if distribution == "gamma":
+            units = zip(np.full(len(shift), first), spread + shift, strict=True)
+        else:
+            units = zip(first + shift, spread * factor, strict=True)
+        has_mean, has_variance, reason = True, True, ""
+        for a, b in units:
+            mean_u, variance_u, reason_u = reciprocal_moments_exist(distribution, a, b)
+            if not variance_u and has_variance:
+                reason = reason_u
+            has_mean, has_variance = has_mean and mean_u, has_variance and variance_u
+        return has_mean, has_variance, reason
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:

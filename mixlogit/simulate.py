@@ -54,6 +54,7 @@ def simulate_choices(
     num_alternatives: int = 3,
     seed: int = 0,
     variable_scale: Mapping[str, float] | None = None,
+    person_covariates: Mapping[str, np.ndarray] | None = None,
 ) -> ChoiceData:
     """Long-format choice data drawn from ``model`` at parameters ``params``.
 
@@ -62,6 +63,9 @@ def simulate_choices(
     ``variable_scale`` is drawn from a log-normal so that it is positive). ``ASC_<alt>``
     variables use alternatives ``0 .. num_alternatives-1``. Each person gets one draw of the
     random coefficients, kept over their situations (panel), and Gumbel errors per alternative.
+    The mixing covariates of the model (``mean_covariates``, ``sd_covariates``) are
+    ``person_covariates[name]`` ``(num_people,)``, by default i.i.d. standard normal per person;
+    they are columns of the data, constant within a person.
 
     Returns:
         :class:`ChoiceData` with columns ``person``, ``situation``, ``alt``, ``choice`` and the
@@ -88,9 +92,27 @@ def simulate_choices(
     utility = np.zeros((num_s, num_alternatives))
     for k, name in enumerate(layout.fixed):
         utility += theta[k] * _design(name, columns, num_s, num_alternatives)
+    given = dict(person_covariates or {})
+    unknown = sorted(set(given) - set(layout.covariates))
+    if unknown:
+        raise ValueError(
+            f"person_covariates {unknown} are not covariates of the model {list(layout.covariates)}"
+        )
+    covariate_rng = np.random.default_rng([seed, 2])
+    covariates = np.zeros((num_people, layout.num_covariates))
+    for q, name in enumerate(layout.covariates):
+        values = given.get(name)
+        if values is None:
+            values = covariate_rng.normal(size=num_people)
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (num_people,):
+            raise ValueError(
+                f"person_covariates[{name!r}] has shape {values.shape}; expected ({num_people},)"
+            )
+        covariates[:, q] = values
     if layout.num_random:
         standard, _ = standardised_draws(spec, num_people, 1, "random", seed + 1)
-        betas = _classical_coefficients(layout, theta, standard[:, 0])
+        betas = _classical_coefficients(layout, theta, standard, covariates)
         for k, name in enumerate(layout.random):
             utility += betas[person, k][:, None] * _design(name, columns, num_s, num_alternatives)
     choice = gumbel_choices(rng, utility)
@@ -106,20 +128,23 @@ def simulate_choices(
     )
     for name, values in columns.items():
         frame[name] = values.ravel()
+    for q, name in enumerate(layout.covariates):
+        frame[name] = np.repeat(covariates[person, q], num_alternatives)
     return ChoiceData(
         frame, choice="choice", alternative="alt", situation="situation", panel="person"
     )
 
 
 def _classical_coefficients(
-    layout: ParameterLayout, theta: np.ndarray, standard: np.ndarray
+    layout: ParameterLayout, theta: np.ndarray, standard: np.ndarray, covariates: np.ndarray
 ) -> np.ndarray:
-    """Random coefficients ``(P, Kr)`` at ``theta`` from standardised draws ``(P, Kr)``: the
-    estimators' own map (JAX, float64)."""
+    """Random coefficients ``(P, Kr)`` at ``theta`` from standardised draws ``(P, 1, Kr)``
+    and covariates ``(P, Q)``: the estimators' own map (JAX, float64)."""
     with x64():
-        return np.asarray(
-            jax.jit(layout.random_coefficients)(jnp.asarray(theta), jnp.asarray(standard))
+        betas = jax.jit(layout.random_coefficients)(
+            jnp.asarray(theta), jnp.asarray(standard), jnp.asarray(covariates)
         )
+    return np.asarray(betas)[:, 0]
 
 
 def _design(name: str, columns: dict, num_s: int, num_j: int) -> np.ndarray:

@@ -15,6 +15,15 @@ are tabulated in :mod:`mixlogit.mixing` (classical parameterisation) and
 :mod:`mixlogit.bayes.model` (hierarchical parameterisation). ``sign`` only matters for the
 positive distributions (lognormal, gamma, truncated normal), where ``sign=-1`` gives a strictly
 negative coefficient such as a price.
+
+Heterogeneity in means and variances (Biogeme and Apollo write it in the utility): with
+``mean_covariates={"time": ["male"]}`` the location of ``time``'s distribution is
+``a + z_n . delta`` for decision maker ``n`` with covariates ``z_n`` (parameters
+``time:male``); for lognormal and gamma coefficients this multiplies the coefficient by
+``exp(z_n . delta)`` (gamma: the shift is on its log scale). With ``sd_covariates`` the spread
+is ``b exp(z_n . gamma)`` (parameters ``ln_sd.time:male``; a correlated coefficient scales its
+row of the Cholesky factor, so ``Sigma_n = D_n Sigma D_n``). Covariates describe the decision
+maker: constant within a panel, else per situation.
 """
 
 from __future__ import annotations
@@ -33,8 +42,10 @@ __all__ = [
     "ModelSpec",
     "RandomCoefficient",
     "as_model_spec",
+    "mean_shift_name",
     "parameter_names",
     "parse_random",
+    "spread_shift_name",
 ]
 
 #: Mixing distributions of a random coefficient.
@@ -97,6 +108,33 @@ def parameter_names(name: str, distribution: str) -> tuple[str, str]:
     return name, f"sd.{name}"
 
 
+def mean_shift_name(name: str, covariate: str) -> str:
+    """Parameter of ``covariate`` in the location of random coefficient ``name``: ``name:cov``."""
+    return f"{name}:{covariate}"
+
+
+def spread_shift_name(name: str, covariate: str) -> str:
+    """Parameter of ``covariate`` in the log spread of ``name``: ``ln_sd.name:cov``."""
+    return f"ln_sd.{name}:{covariate}"
+
+
+def _covariate_pairs(
+    covariates: Mapping[str, Sequence[str]] | None, what: str
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{coefficient: [covariates]}`` as hashable pairs, checked for strings and repeats."""
+    pairs = []
+    for name, columns in (covariates or {}).items():
+        if isinstance(columns, str):
+            columns = [columns]
+        columns = tuple(str(c) for c in columns)
+        if not columns:
+            continue
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"{what} of {name!r} listed twice: {list(columns)}")
+        pairs.append((str(name), columns))
+    return tuple(pairs)
+
+
 def _deprecated_property(old: str, new: str, convert=None):
     def getter(self):
         warnings.warn(
@@ -118,14 +156,26 @@ class ModelSpec:
         coefficients: one :class:`CoefficientSpec` per column of ``X``.
         correlated: random normal / lognormal coefficients whose underlying normals share a
             full covariance (at least two; empty for independent coefficients).
+        mean_covariates: ``((coefficient, (covariate, ...)), ...)``: decision-maker covariates
+            that shift the location of a random coefficient (see the module docstring).
+        sd_covariates: the same for its log spread (not for gamma coefficients).
     """
 
     coefficients: tuple[CoefficientSpec, ...]
     correlated: tuple[str, ...] = ()
+    mean_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    sd_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coefficients", tuple(self.coefficients))
         object.__setattr__(self, "correlated", tuple(self.correlated))
+        for attribute, what in (
+            ("mean_covariates", "mean covariates"),
+            ("sd_covariates", "sd covariates"),
+        ):
+            value = getattr(self, attribute)
+            pairs = _covariate_pairs(dict(value) if not isinstance(value, Mapping) else value, what)
+            object.__setattr__(self, attribute, pairs)
         names = [c.name for c in self.coefficients]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate coefficient names in specification: {names}")
@@ -143,6 +193,29 @@ class ModelSpec:
             raise ValueError("correlated needs at least two coefficients")
         if len(set(self.correlated)) != len(self.correlated):
             raise ValueError(f"correlated coefficients listed twice: {list(self.correlated)}")
+        self._check_covariates()
+
+    def _check_covariates(self) -> None:
+        distributions = {c.name: c.distribution for c in self.coefficients}
+        for attribute, what in (("mean_covariates", "mean"), ("sd_covariates", "sd")):
+            for name, _ in getattr(self, attribute):
+                if name not in distributions:
+                    raise ValueError(
+                        f"{what} covariates given for {name!r}, which is not a coefficient of "
+                        f"the model ({list(distributions)})"
+                    )
+                if distributions[name] is None:
+                    raise ValueError(
+                        f"{what} covariates given for {name!r}, which has a fixed coefficient; "
+                        "a fixed coefficient's interaction with a covariate is a variable of "
+                        f"its own (a column {name}*<covariate>)"
+                    )
+                if what == "sd" and distributions[name] == "gamma":
+                    raise ValueError(
+                        f"sd covariates given for {name!r}, a gamma coefficient: its spread is "
+                        "its shape, which also moves its mean; use mean covariates (its log "
+                        "scale) or a lognormal coefficient"
+                    )
 
     def _check_correlatable(self, name: str) -> None:
         distributions = {c.name: c.distribution for c in self.coefficients}
@@ -161,6 +234,8 @@ class ModelSpec:
         fixed: Sequence[str] = (),
         random: Mapping[str, str | RandomCoefficient | tuple] | None = None,
         correlated: Sequence[str] | bool = (),
+        mean_covariates: Mapping[str, Sequence[str]] | None = None,
+        sd_covariates: Mapping[str, Sequence[str]] | None = None,
     ) -> ModelSpec:
         """Specification from names: fixed ones first, then random ones, in the order given.
 
@@ -170,6 +245,10 @@ class ModelSpec:
             correlated: names of random normal/lognormal coefficients to correlate, or
                 ``True`` for all of them (``False``/empty: independent; a single name
                 correlates nothing).
+            mean_covariates: ``{random coefficient: [covariate columns]}`` shifting its
+                location by ``z_n . delta`` (heterogeneity in means).
+            sd_covariates: ``{random coefficient: [covariate columns]}`` scaling its spread by
+                ``exp(z_n . gamma)`` (heterogeneity in variances).
 
         Example: ``ModelSpec.build(["time"], {"price": "-lognormal", "cl": "normal"})``.
         """
@@ -191,7 +270,14 @@ class ModelSpec:
         if len(chosen) == 1:
             cls(tuple(coefficients))._check_correlatable(chosen[0])
             chosen = ()  # one coefficient: nothing to correlate
-        return cls(tuple(coefficients), chosen)
+        # in column order, whatever order the mappings were given in
+        order = [c.name for c in coefficients]
+
+        def ordered(mapping):
+            pairs = _covariate_pairs(mapping, "covariates")
+            return tuple(sorted(pairs, key=lambda p: order.index(p[0]) if p[0] in order else -1))
+
+        return cls(tuple(coefficients), chosen, ordered(mean_covariates), ordered(sd_covariates))
 
     # ------------------------------------------------------------------ names
     @property
@@ -240,10 +326,20 @@ class ModelSpec:
         return bool(self.random_index)
 
     @property
+    def covariates(self) -> tuple[str, ...]:
+        """Decision-maker covariates of the mixing distribution (mean ones first, then sd
+        ones, each once): the columns of the ``(U, Q)`` covariate matrix."""
+        names: list[str] = []
+        for _, columns in (*self.mean_covariates, *self.sd_covariates):
+            names += [c for c in columns if c not in names]
+        return tuple(names)
+
+    @property
     def parameter_names(self) -> tuple[str, ...]:
         """Classical parameter vector: fixed coefficients, first parameter of each random one,
         second parameter of each independent one, then the Cholesky factor of the correlated
-        block row by row (``chol.<row>.<col>``)."""
+        block row by row (``chol.<row>.<col>``), the mean shifts (``<v>:<covariate>``) and the
+        log-spread shifts (``ln_sd.<v>:<covariate>``)."""
         random = self.random
         names = list(self.fixed)
         names += [parameter_names(n, r.distribution)[0] for n, r in random.items()]
@@ -254,6 +350,10 @@ class ModelSpec:
         ]
         for i, row in enumerate(self.correlated):
             names += [f"chol.{row}.{col}" for col in self.correlated[: i + 1]]
+        for name, columns in self.mean_covariates:
+            names += [mean_shift_name(name, c) for c in columns]
+        for name, columns in self.sd_covariates:
+            names += [spread_shift_name(name, c) for c in columns]
         return tuple(names)
 
     # Old BayesSpec names, kept for one release.
@@ -265,24 +365,39 @@ class ModelSpec:
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
-        """``{"fixed": [...], "random": {name: [distribution, sign]}, "correlated": [...]}``
-        (requires the fixed-first column order that :meth:`build` gives)."""
-        return {
+        """``{"fixed": [...], "random": {name: [distribution, sign]}, "correlated": [...]}``,
+        plus ``mean_covariates`` / ``sd_covariates`` ``{name: [covariates]}`` when there are
+        any (requires the fixed-first column order that :meth:`build` gives)."""
+        content: dict[str, Any] = {
             "fixed": list(self.fixed),
             "random": {n: [r.distribution, r.sign] for n, r in self.random.items()},
             "correlated": list(self.correlated),
         }
+        for attribute in ("mean_covariates", "sd_covariates"):
+            if getattr(self, attribute):
+                content[attribute] = {n: list(c) for n, c in getattr(self, attribute)}
+        return content
 
     @classmethod
     def from_dict(cls, content: Mapping[str, Any]) -> ModelSpec:
         """Inverse of :meth:`to_dict` (extra keys such as ``"class"`` are ignored)."""
         random = {n: RandomCoefficient(v[0], int(v[1])) for n, v in content["random"].items()}
-        return cls.build(content["fixed"], random, content.get("correlated") or ())
+        return cls.build(
+            content["fixed"],
+            random,
+            content.get("correlated") or (),
+            content.get("mean_covariates"),
+            content.get("sd_covariates"),
+        )
 
     def describe(self) -> str:
         """``fixed=[...], random={...}, correlated=[...]`` with ``-`` marking negative signs."""
         random = {n: ("-" if r.sign < 0 else "") + r.distribution for n, r in self.random.items()}
-        return f"fixed={list(self.fixed)}, random={random}, correlated={list(self.correlated)}"
+        text = f"fixed={list(self.fixed)}, random={random}, correlated={list(self.correlated)}"
+        for attribute in ("mean_covariates", "sd_covariates"):
+            if getattr(self, attribute):
+                text += f", {attribute}={ {n: list(c) for n, c in getattr(self, attribute)} }"
+        return text
 
     def __repr__(self) -> str:
         return f"ModelSpec({self.describe()})"

@@ -582,6 +582,24 @@ def _biogeme(r: Results) -> Row:
     )
 
 
+def _biogeme_covariates(r: Results) -> Row:
+    case = r.find("biogeme_covariates", "cases", model="mixing_covariates")
+    first, warm = case["comparison"], case["comparison_from_mixlogit"]
+    back = case["comparison_mixlogit_from_biogeme"]
+    return (
+        "Heterogeneity in means and variances vs Biogeme 3.3.2 (Swissmetro panel, "
+        f"{case['num_draws']} identical draws)",
+        f"from the same start LL {case['mixlogit']['loglik']:.4f} vs Biogeme "
+        f"{case['biogeme']['loglik']:.4f} (LL diff {_sci(first['loglik_abs_diff'])}: two local "
+        f"maxima; mixlogit restarted at Biogeme's stays within {_sci(back['loglik_abs_diff'])}); "
+        f"at mixlogit's estimates: LL diff {_sci(warm['loglik_abs_diff'])}, estimates within "
+        f"{_sci(warm['max_estimate_diff_over_se'])} SE, robust SEs within "
+        f"{_sci(warm['max_rel_diff_robust_se'])}; time ratio {first['time_ratio']:.3f}",
+        "`python -m benchmarks.bench_biogeme --models mixing_covariates --num-draws "
+        f"{case['num_draws']} --report biogeme_covariates`",
+    )
+
+
 def _latent_class_ml_vs_nuts(r: Results) -> Row:
     runs = r("latent_class", "runs")
     worst = max(run["pooled"]["max_abs_diff_in_posterior_sd"] for run in runs)
@@ -649,6 +667,7 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _quadrature_swissmetro,
     _multistart_swissmetro,
     _biogeme,
+    _biogeme_covariates,
     _latent_class_ml_vs_nuts,
     _bayes,
     _mixdpo_overhead,

@@ -211,6 +211,12 @@ def fit_bayes(
         raise TypeError(f"priors must be a BayesPriors, got {type(priors).__name__}")
 
     spec = as_model_spec(model)
+    if spec.covariates:
+        raise NotImplementedError(
+            f"the Bayesian fit has no covariates in the mixing distribution (the model's "
+            f"{list(spec.covariates)}); fit it by maximum simulated likelihood "
+            "(method='simulation')"
+        )
     kind = _model_kind(model, spec, integrate)
     arrays = choice_arrays_from_data(data, spec.variables)
     panel = panel_arrays(arrays)

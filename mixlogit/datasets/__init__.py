@@ -15,6 +15,7 @@ package; nothing is downloaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -85,7 +86,11 @@ def load_swissmetro() -> pd.DataFrame:
 
 
 def swissmetro_choice_data(
-    rows: int | None = None, seed: int = 0, *, panel: bool = False
+    rows: int | None = None,
+    seed: int = 0,
+    *,
+    panel: bool = False,
+    covariates: Sequence[str] = (),
 ) -> ChoiceData:
     """Swissmetro as Biogeme's examples b01-b05 prepare it, as :class:`~mixlogit.ChoiceData`.
 
@@ -97,6 +102,8 @@ def swissmetro_choice_data(
     Args:
         rows: a random subset of that many situations (``seed``), or all.
         panel: group situations by respondent (``ID``, 752 people).
+        covariates: columns of the respondent copied to every alternative (``MALE``,
+            ``FIRST``, ``GA``, ``AGE``, ``INCOME``, ...: mixing or membership covariates).
     """
     from mixlogit.data import ChoiceData
 
@@ -118,6 +125,7 @@ def swissmetro_choice_data(
             "cost": {1: "TRAIN_COST", 2: "SM_COST", 3: "CAR_COST"},
         },
         availability={1: "TRAIN_AV", 2: "SM_AV", 3: "CAR_AV"},
+        shared=list(covariates),
         panel="ID" if panel else None,
     )
 

@@ -25,12 +25,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from mixlogit._choice_ops import choice_ops
 from mixlogit.bayes.model import latent_class_person_loglik
 from mixlogit.bayes.panel import panel_arrays
-from mixlogit.data import ChoiceData, ChoiceDataError
+from mixlogit.data import ChoiceData
 from mixlogit.estimation.problem import Problem, exact_problem, model_part
 from mixlogit.estimation.start import variable_scales
 from mixlogit.likelihood import x64
@@ -109,45 +108,9 @@ def latent_class_of(model) -> LatentClassSpec:
 
 
 def membership_covariates(data: ChoiceData, columns: Sequence[str]) -> np.ndarray:
-    """``(P, Q)`` one value per decision maker (per situation without a panel) of each column.
-
-    Raises:
-        ChoiceDataError: a column that is missing, not numeric, not finite, or that varies
-            within a decision maker (naming the first such decision maker).
-    """
-    frame = data.frame
-    unit_column = data.panel_column if data.has_panel else data.situation_column
-    ids = data.panel_ids if data.has_panel else data.situation_ids
-    values = np.zeros((len(ids), len(columns)))
-    for q, column in enumerate(columns):
-        if column not in frame.columns:
-            raise ChoiceDataError(f"membership covariate {column!r} is not a column of the data")
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            raise ChoiceDataError(f"membership covariate {column!r} is not numeric")
-        grouped = frame.groupby(unit_column, sort=False)[column]
-        low, high = grouped.min(), grouped.max()
-        varying = low.index[(low != high).to_numpy()]
-        if len(varying):
-            first = varying[0]
-            raise ChoiceDataError(
-                f"membership covariate {column!r} varies within decision maker "
-                f"{_plain(first)!r} (from {low[first]} to {high[first]}); it must describe "
-                "the person"
-            )
-        column_values = low.reindex(ids).to_numpy(dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(column_values))
-        if len(bad):
-            raise ChoiceDataError(
-                f"membership covariate {column!r} is not finite for decision maker "
-                f"{_plain(ids[bad[0]])!r}"
-            )
-        values[:, q] = column_values
-    return values
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python value it holds (for messages)."""
-    return value.item() if isinstance(value, np.generic) else value
+    """``(P, Q)`` one value per decision maker (per situation without a panel) of each column
+    (:meth:`ChoiceData.unit_values <mixlogit.data.ChoiceData.unit_values>`)."""
+    return data.unit_values(columns, role="membership covariate")
 
 
 class LatentClassData(NamedTuple):

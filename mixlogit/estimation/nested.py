@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mixlogit.data import ChoiceData
+from mixlogit.data import ChoiceData, plain_value
 from mixlogit.estimation.problem import Problem, exact_problem, model_part
 from mixlogit.likelihood import x64
 from mixlogit.spec import ModelSpec
@@ -142,7 +142,7 @@ class NestingSpec:
     def to_dict(self) -> dict[str, Any]:
         return {
             "fixed": list(self.spec.fixed),
-            "nests": {name: [_plain(a) for a in members] for name, members in self.nests},
+            "nests": {name: [plain_value(a) for a in members] for name, members in self.nests},
             "cross": self.cross,
         }
 
@@ -158,11 +158,6 @@ class NestingSpec:
     def __repr__(self) -> str:
         kind = "CrossNestedLogit" if self.cross else "NestedLogit"
         return f"{kind}({self.describe()})"
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python number JSON writes."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def nested_log_probabilities(

@@ -30,6 +30,8 @@ __all__ = [
     "build_problem",
     "default_chunk",
     "exact_problem",
+    "unit_covariates",
+    "units_are_panels",
 ]
 
 #: default bound on the utilities held at once: S * J * chunk doubles (64 MiB)
@@ -65,13 +67,33 @@ class Problem:
         return as_model_spec(self.model).parameter_names if self.names is None else self.names
 
 
+def units_are_panels(model, data: ChoiceData, panel: bool) -> bool:
+    """Whether the likelihood's units are decision makers (a panel mixed logit: one draw per
+    person) rather than situations."""
+    return bool(as_model_spec(model).random) and panel and data.has_panel
+
+
+def unit_covariates(model, data: ChoiceData, panel: bool) -> np.ndarray:
+    """``(U, Q)`` mixing covariates of each unit (:attr:`ModelSpec.covariates`; ``Q = 0``
+    without them): one row per decision maker of a panel mixed logit, else per situation.
+
+    Raises:
+        ChoiceDataError: a covariate that is missing, not numeric or finite, or that varies
+            within a unit.
+    """
+    spec = as_model_spec(model)
+    by_panel = units_are_panels(model, data, panel)
+    if not spec.covariates:
+        return np.zeros((data.num_panels if by_panel else data.num_situations, 0))
+    return data.unit_values(spec.covariates, by_panel=by_panel, role="mixing covariate")
+
+
 def _units(
     model, data: ChoiceData, arrays: ChoiceArrays, panel: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Unit of each situation, unit weights and cluster of each unit."""
     num_s = arrays.X.shape[0]
-    mixed = bool(as_model_spec(model).random)
-    if mixed and panel and data.has_panel:
+    if units_are_panels(model, data, panel):
         unit = arrays.panel
         num_units = arrays.num_panels
         weights = np.zeros(num_units)
@@ -122,6 +144,7 @@ def build_problem(
     arrays = data.to_arrays(spec.variables, check_identified=check_identified)
     unit, unit_weights, cluster, num_clusters = _units(model, data, arrays, panel)
     num_units = len(unit_weights)
+    covariates = unit_covariates(model, data, panel)
     if standard is None:
         standard, log_weights = standardised_draws(
             spec, num_units, num_draws, draws, seed, halton_options=halton_options
@@ -130,7 +153,7 @@ def build_problem(
     chunk = default_chunk(arrays, total_draws, chunk_size)
     with x64():
         lik_data, positions, gathered = make_likelihood_data(
-            arrays, layout, unit, unit_weights, standard, log_weights, chunk
+            arrays, layout, unit, unit_weights, standard, log_weights, chunk, covariates=covariates
         )
         likelihood = Likelihood(layout, num_units, gathered)
         loglik = jax.jit(likelihood.loglik)

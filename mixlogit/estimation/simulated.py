@@ -128,6 +128,7 @@ def redrawn_problem(problem: Problem, standard: np.ndarray, log_weights: np.ndar
             standard,
             log_weights,
             chunk,
+            covariates=np.asarray(problem.data.covariates),
         )
     return dataclasses.replace(problem, data=data, num_draws=standard.shape[1])
 

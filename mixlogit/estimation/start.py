@@ -234,7 +234,8 @@ def starting_values(spec: ModelSpec, init, mnl_params: np.ndarray | None) -> np.
             position += 1
         m = len(layout.correlated)
         rows, cols = np.tril_indices(m)
-        theta[position:] = np.where(rows == cols, 0.1, 0.0)
+        # the covariate shifts after the Cholesky factor start at 0 (no heterogeneity)
+        theta[position : position + len(rows)] = np.where(rows == cols, 0.1, 0.0)
     if isinstance(init, Mapping):
         unknown = sorted(set(init) - set(layout.names))
         if unknown:
