@@ -58,14 +58,22 @@ METHOD_COLOURS = {
 }
 
 
+#: Indices of the colorblind palette not given to a method: strong ones, then pale ones.
+_STRONG_FREE = (3, 9)
+_PALE_FREE = (6, 8)
+
+
 def _palette(names: Sequence[str]) -> dict[str, Any]:
     """``{name: colour}``: :data:`METHOD_COLOURS` for the names it knows, the other colours of
     the palette for the rest (sorted, so a figure's colours do not depend on drawing order)."""
     colours = sns.color_palette("colorblind", 10)
     known = {n: colours[METHOD_COLOURS[n]] for n in names if n in METHOD_COLOURS}
-    free = [c for i, c in enumerate(colours) if i not in METHOD_COLOURS.values()]
+    used = {METHOD_COLOURS[n] for n in known}
     others = sorted(n for n in dict.fromkeys(names) if n not in METHOD_COLOURS)
-    spare = free + [c for i, c in enumerate(colours) if i in METHOD_COLOURS.values()]
+    # the strong free colours first, then the methods' colours this figure does not use, the
+    # pale pink and yellow last (a yellow marker on white is hard to see)
+    order = [*_STRONG_FREE, *(i for i in METHOD_COLOURS.values() if i not in used), *_PALE_FREE]
+    spare = [colours[i] for i in order]
     return {**known, **{n: spare[i % len(spare)] for i, n in enumerate(others)}}
 
 

@@ -69,18 +69,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import git_output, markdown_table, save_report
+from benchmarks.biogeme_side import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIOGEME_PYTHON = "/work/envs/biogeme/bin/python"
-MODELS = (
-    "b01logit",
-    "b01logit_elasticities",
-    "b09nested",
-    "b11cnl",
-    "latent_class",
-    "b12panel",
-    "mixing_covariates",
-)
 #: The simulated likelihoods (the same draws handed to both libraries).
 SIMULATED = ("b12panel", "mixing_covariates")
 TARGETS = {

@@ -362,6 +362,38 @@ def _draw_generators(
     return generators, {name: f"FILE_{name}" for name in columns}, int(draws.shape[1])
 
 
+def _fit_panel_mixture(
+    frame: pd.DataFrame,
+    utilities: dict,
+    generators: dict | None,
+    num_draws: int,
+    seed: int,
+    draws_file: Path | None,
+    draw_columns: tuple[str, ...],
+) -> dict:
+    """Estimate the panel mixed logit of ``utilities`` (by ID, Monte Carlo over the draws
+    of ``generators`` or Biogeme's own with ``seed``); the summary and the draw settings."""
+    from biogeme.database import Database
+    from biogeme.expressions import MonteCarlo, PanelLikelihoodTrajectory, Variable, log
+    from biogeme.models import logit
+
+    kernel = logit(utilities, _availability(), Variable("CHOICE"))
+    formula = log(MonteCarlo(PanelLikelihoodTrajectory(kernel)))
+    database = Database("swissmetro", frame.copy())
+    database.panel("ID")
+    options = {"number_of_draws": num_draws}
+    if draws_file is None:
+        options["seed"] = seed
+    results, wall = _estimate(database, formula, random_number_generators=generators, **options)
+    return {
+        **_summary(results, wall),
+        "num_draws": num_draws,
+        "num_persons": int(frame.ID.nunique()),
+        "draws": str(draws_file) if draws_file is not None else f"NORMAL_ANTI seed {seed}",
+        "draw_columns": list(draw_columns),
+    }
+
+
 def fit_mixing_covariates(
     frame: pd.DataFrame,
     draws_file: Path | None,
@@ -376,17 +408,7 @@ def fit_mixing_covariates(
     + L_COST_S draw)`` (a negative lognormal); fixed ASCs of train and car; by person. Starts
     from ``start`` (by parameter name; 0 for the rest)."""
     start = start or {}
-    from biogeme.database import Database
-    from biogeme.expressions import (
-        Beta,
-        Draws,
-        MonteCarlo,
-        PanelLikelihoodTrajectory,
-        Variable,
-        exp,
-        log,
-    )
-    from biogeme.models import logit
+    from biogeme.expressions import Beta, Draws, Variable, exp
 
     def beta(name: str):
         return Beta(name, start.get(name, 0), None, None, 0)
@@ -420,22 +442,9 @@ def fit_mixing_covariates(
         alt: asc[alt] + b_time() * Variable(tt) + b_cost() * Variable(cost)
         for alt, (_, tt, cost) in ALTERNATIVES.items()
     }
-    kernel = logit(utilities, _availability(), Variable("CHOICE"))
-    formula = log(MonteCarlo(PanelLikelihoodTrajectory(kernel)))
-    database = Database("swissmetro", frame.copy())
-    database.panel("ID")
-    options = {"number_of_draws": num_draws}
-    if draws_file is None:
-        options["seed"] = seed
-    results, wall = _estimate(database, formula, random_number_generators=generators, **options)
-    return {
-        **_summary(results, wall),
-        "num_draws": num_draws,
-        "num_persons": len(persons),
-        "draws": str(draws_file) if draws_file is not None else f"NORMAL_ANTI seed {seed}",
-        "draw_columns": list(COVARIATE_DRAW_COLUMNS),
-        "start": start or "all parameters 0",
-    }
+    return _fit_panel_mixture(
+        frame, utilities, generators, num_draws, seed, draws_file, COVARIATE_DRAW_COLUMNS
+    ) | {"start": start or "all parameters 0"}
 
 
 def fit_b12panel(
@@ -448,16 +457,7 @@ def fit_b12panel(
     """b12panel with the draws of ``draws_file`` (user generators) or Biogeme's own, from the
     example's starting values (means 0, spreads 1) or ``start`` (by parameter name)."""
     start = start or {}
-    from biogeme.database import Database
-    from biogeme.expressions import (
-        Beta,
-        Draws,
-        MonteCarlo,
-        PanelLikelihoodTrajectory,
-        Variable,
-        log,
-    )
-    from biogeme.models import logit
+    from biogeme.expressions import Beta, Draws, Variable
 
     persons = np.unique(frame.ID.to_numpy())  # Biogeme's flat panel rows: groupby(ID), sorted
     generators, kinds, num_draws = _draw_generators(draws_file, DRAW_COLUMNS, persons, num_draws)
@@ -474,22 +474,9 @@ def fit_b12panel(
         alt: asc[alt] + b_time * Variable(tt) + b_cost * Variable(cost)
         for alt, (_, tt, cost) in ALTERNATIVES.items()
     }
-    kernel = logit(utilities, _availability(), Variable("CHOICE"))
-    formula = log(MonteCarlo(PanelLikelihoodTrajectory(kernel)))
-    database = Database("swissmetro", frame.copy())
-    database.panel("ID")
-    options = {"number_of_draws": num_draws}
-    if draws_file is None:
-        options["seed"] = seed
-    results, wall = _estimate(database, formula, random_number_generators=generators, **options)
-    return {
-        **_summary(results, wall),
-        "num_draws": num_draws,
-        "num_persons": len(persons),
-        "draws": str(draws_file) if draws_file is not None else f"NORMAL_ANTI seed {seed}",
-        "draw_columns": list(DRAW_COLUMNS),
-        "start": start or "example (means 0, spreads 1)",
-    }
+    return _fit_panel_mixture(
+        frame, utilities, generators, num_draws, seed, draws_file, DRAW_COLUMNS
+    ) | {"start": start or "example (means 0, spreads 1)"}
 
 
 def main(argv: list[str] | None = None) -> None:

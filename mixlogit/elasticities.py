@@ -141,8 +141,9 @@ def elasticities(
         raise ValueError("pass the ChoiceData (results loaded from disk keep no data)")
     alternatives = list(source.alternatives)
     layout = results.layout
-    mask_fixed = _reading_columns(layout.fixed, variable, alternatives)
-    mask_random = _reading_columns(layout.random, variable, alternatives)
+    # the columns of the likelihood's Xf and Xr (in WTP space every variable is drawn)
+    mask_fixed = _reading_columns(layout.direct_variables, variable, alternatives)
+    mask_random = _reading_columns(layout.drawn_variables, variable, alternatives)
     if not (mask_fixed.any() or mask_random.any()):
         raise ValueError(
             f"variable {variable!r} does not enter the utility: the model's variables are "

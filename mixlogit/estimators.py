@@ -70,6 +70,11 @@ class MixedLogit:
             maker of a panel; per situation otherwise.
         sd_covariates: heterogeneity in variances: the spread of the coefficient times
             ``exp(z_n . gamma)`` (parameters ``ln_sd.<v>:<column>``; not for gamma).
+        wtp_space: the cost variable of a model in willingness-to-pay space: the parameters
+            of every other variable (fixed or random) are its WTP ``w_k`` in units of the cost,
+            the cost's own (e.g. ``"-lognormal"``) its coefficient ``beta_p``, and the utility
+            coefficients ``beta_k = -beta_p w_k`` (Train and Weeks 2005; logitr's and
+            Apollo's WTP space).
 
     Example: ``MixedLogit(["cost"], {"time": "normal"}, mean_covariates={"time": ["male"]})``.
 
@@ -86,8 +91,11 @@ class MixedLogit:
         *,
         mean_covariates: Mapping[str, Sequence[str]] | None = None,
         sd_covariates: Mapping[str, Sequence[str]] | None = None,
+        wtp_space: str | None = None,
     ) -> None:
-        self.spec = ModelSpec.build(fixed, random, correlated, mean_covariates, sd_covariates)
+        self.spec = ModelSpec.build(
+            fixed, random, correlated, mean_covariates, sd_covariates, wtp_space
+        )
 
     # ------------------------------------------------------------------ specification
     @property
@@ -138,6 +146,7 @@ class MixedLogit:
             spec.correlated or False,
             mean_covariates=dict(spec.mean_covariates),
             sd_covariates=dict(spec.sd_covariates),
+            wtp_space=spec.wtp_space,
         )
 
     # ------------------------------------------------------------------ estimation
@@ -166,6 +175,7 @@ class MixedLogit:
         fix: Mapping[str, float] | None = None,
         bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
         halton_options: Mapping[str, Any] | None = None,
+        constraints: Sequence[str | tuple[Mapping[str, float], float]] | None = None,
         **kwargs: Any,
     ):
         """Estimate the model.
@@ -230,6 +240,13 @@ class MixedLogit:
             bounds: ``{parameter: (lower, upper)}``, ``None`` for an open side; fitted by
                 L-BFGS-B (``optimizer="auto"`` chooses it). A parameter that ends at its
                 bound gets a warning: its standard error assumes an interior maximum.
+            constraints: linear equalities between parameters, each a string such as
+                ``"ASC_1 = ASC_3"``, ``"time = 2 * cost"`` or ``"b1 + b2 = 1"``, or a pair
+                ``({name: coefficient}, rhs)``. Each determines one parameter (the last of
+                the largest coefficients) from the others; it is reported with its implied
+                standard error and is not counted in AIC, BIC and adjusted rho2
+                (``results.constraints`` lists them). Not with ``optimizer="newton"`` and not
+                with a bound on a parameter they determine.
             halton_options: for Halton draws, ``{"skip": n}`` leading points dropped (default
                 100) and ``{"primes": [...]}`` one base per random coefficient in column order
                 (default the first primes), as Biogeme, Apollo and xlogit allow.
@@ -308,6 +325,7 @@ class MixedLogit:
             fix=fix,
             bounds=bounds,
             halton_options=halton_options,
+            constraints=constraints,
         )
 
 
@@ -332,6 +350,7 @@ _CLASSICAL_ONLY = (
     "simulation_noise",
     "fix",
     "bounds",
+    "constraints",
     "halton_options",
 )
 #: Old names (:data:`FIT_RENAMES`) of classical-only arguments.
@@ -475,6 +494,7 @@ class NestedLogit:
         progress: bool = False,
         fix: Mapping[str, float] | None = None,
         bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+        constraints: Sequence[str | tuple[Mapping[str, float], float]] | None = None,
     ):
         """Maximum likelihood (:func:`mixlogit.estimation.fit.estimate_nested`).
 
@@ -498,6 +518,7 @@ class NestedLogit:
             progress=progress,
             fix=fix,
             bounds=bounds,
+            constraints=constraints,
         )
 
 

@@ -61,6 +61,7 @@ class ParameterLayout:
     correlated: tuple[str, ...] = ()
     mean_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
     sd_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    wtp_space: str | None = None
     names: tuple[str, ...] = field(init=False)
     covariates: tuple[str, ...] = field(init=False)
 
@@ -70,7 +71,11 @@ class ParameterLayout:
             for n, m in zip(self.random, self.mixing, strict=True)
         ]
         spec = ModelSpec(
-            tuple(coefficients), self.correlated, self.mean_covariates, self.sd_covariates
+            tuple(coefficients),
+            self.correlated,
+            self.mean_covariates,
+            self.sd_covariates,
+            self.wtp_space,
         )
         object.__setattr__(self, "mean_covariates", spec.mean_covariates)
         object.__setattr__(self, "sd_covariates", spec.sd_covariates)
@@ -89,6 +94,7 @@ class ParameterLayout:
             correlated=tuple(spec.correlated),
             mean_covariates=tuple(getattr(spec, "mean_covariates", ())),
             sd_covariates=tuple(getattr(spec, "sd_covariates", ())),
+            wtp_space=getattr(spec, "wtp_space", None),
         )
 
     @property
@@ -110,6 +116,18 @@ class ParameterLayout:
     @property
     def correlated_index(self) -> np.ndarray:
         return np.array([self.random.index(n) for n in self.correlated], dtype=int)
+
+    @property
+    def direct_variables(self) -> tuple[str, ...]:
+        """Variables whose coefficient is a parameter itself (``Xf`` of the likelihood data):
+        the fixed ones in preference space, none in WTP space."""
+        return self.fixed if self.wtp_space is None else ()
+
+    @property
+    def drawn_variables(self) -> tuple[str, ...]:
+        """Variables whose coefficient is computed per draw (``Xr``): the random ones in
+        preference space; in WTP space all of them (each is ``-beta_p w_k``)."""
+        return self.random if self.wtp_space is None else self.fixed + self.random
 
     @property
     def num_covariates(self) -> int:
@@ -203,6 +221,32 @@ class ParameterLayout:
         if kr == 0:
             return jnp.zeros((*standard.shape[:-1], 0), theta.dtype)
         return jnp.stack(columns, axis=-1)
+
+    def coefficients(
+        self, theta: jax.Array, standard: jax.Array, covariates: jax.Array | None = None
+    ) -> jax.Array:
+        """Utility coefficients of every variable ``(..., R, Kf + Kr)``, fixed ones first, from
+        standardised draws ``(..., R, Kr)`` (and covariates, as :meth:`random_coefficients`).
+
+        In WTP space the parameters (fixed and drawn) are the WTPs ``w_k`` and the cost
+        coefficient ``beta_p``; the utility coefficients are ``beta_k = -beta_p w_k``.
+        """
+        random = self.random_coefficients(theta, standard, covariates)
+        fixed = jnp.broadcast_to(theta[: self.num_fixed], (*random.shape[:-1], self.num_fixed))
+        raw = jnp.concatenate([fixed, random], axis=-1)
+        if self.wtp_space is None:
+            return raw
+        cost = (self.fixed + self.random).index(self.wtp_space)
+        is_cost = np.arange(raw.shape[-1]) == cost
+        return raw * jnp.where(is_cost, 1.0, -raw[..., cost : cost + 1])
+
+    def drawn_coefficients(
+        self, theta: jax.Array, standard: jax.Array, covariates: jax.Array | None = None
+    ) -> jax.Array:
+        """Coefficients of :attr:`drawn_variables` ``(..., R, len(drawn_variables))``."""
+        if self.wtp_space is None:
+            return self.random_coefficients(theta, standard, covariates)
+        return self.coefficients(theta, standard, covariates)
 
 
 class LikelihoodData(NamedTuple):
@@ -302,8 +346,8 @@ def make_likelihood_data(
         num_groups = num_units
         group_unit = np.arange(num_units)
     names = list(arrays.variable_names)
-    fixed_idx = [names.index(n) for n in layout.fixed]
-    random_idx = [names.index(n) for n in layout.random]
+    fixed_idx = [names.index(n) for n in layout.direct_variables]
+    random_idx = [names.index(n) for n in layout.drawn_variables]
     X = np.zeros((num_groups, t_max, num_j, arrays.X.shape[2]))
     X[positions[:, 0], positions[:, 1]] = arrays.X
     available = np.zeros((num_groups, t_max, num_j), dtype=bool)
@@ -419,16 +463,16 @@ class Likelihood:
 
     def _utilities(self, theta, data, standard_chunk):
         """Utilities ``(G, T, J, Rc)`` for the draws of one chunk."""
-        kf = self.layout.num_fixed
+        kf = len(self.layout.direct_variables)
         utility = jnp.einsum("gtjk,k->gtj", data.Xf, theta[:kf])[..., None]
-        if self.layout.num_random == 0:
+        if not self.layout.drawn_variables:
             return utility
         # (U or 1, Rc, Kr)
-        betas = self.layout.random_coefficients(theta, standard_chunk, data.covariates)
+        betas = self.layout.drawn_coefficients(theta, standard_chunk, data.covariates)
         if self.gathered and betas.shape[0] > 1:
             betas = betas[data.group_unit]
         # a sum of broadcast products (Kr is small) fuses into one loop, unlike a batched dot
-        for k in range(self.layout.num_random):
+        for k in range(len(self.layout.drawn_variables)):
             utility = utility + data.Xr[..., k, None] * betas[:, None, None, :, k]
         return utility
 
@@ -549,11 +593,8 @@ class Likelihood:
 
     def _block_coefficients(self, theta, standard, num_b: int, covariates=None):
         """Fixed and random coefficients ``(B, R, Kf + Kr)`` of every draw of a block."""
-        kf = self.layout.num_fixed
-        random = self.layout.random_coefficients(theta, standard, covariates)  # (B or 1, R, Kr)
-        random = jnp.broadcast_to(random, (num_b, *random.shape[1:]))
-        fixed = jnp.broadcast_to(theta[:kf], (*random.shape[:2], kf))
-        return jnp.concatenate([fixed, random], axis=-1)
+        coefficients = self.layout.coefficients(theta, standard, covariates)  # (B or 1, R, K)
+        return jnp.broadcast_to(coefficients, (num_b, *coefficients.shape[1:]))
 
     def _unit_pullbacks(self, theta, standard, covariates):
         """Coefficients ``(B, R, Kf + Kr)`` of the draws ``standard`` ``(B, R, Kr)`` of ``B``
@@ -641,12 +682,12 @@ class Likelihood:
             return self._block_value_grad_scores(theta, data.blocks)[:2]
         unit_ll, posterior, gf, gr = self._posterior(theta, data)
         weighted = data.unit_weights[:, None] * posterior  # (U, R)
-        kf = self.layout.num_fixed
+        kf = len(self.layout.direct_variables)
         grad = jnp.zeros_like(theta).at[:kf].set(jnp.einsum("ur,urk->k", weighted, gf))
-        if self.layout.num_random:
+        if self.layout.drawn_variables:
             standard = self._all_standard(data)
             _, pullback = jax.vjp(
-                lambda t: self.layout.random_coefficients(t, standard, data.covariates), theta
+                lambda t: self.layout.drawn_coefficients(t, standard, data.covariates), theta
             )
             cotangent = weighted[..., None] * gr
             if standard.shape[0] == 1 and not self.layout.num_covariates:

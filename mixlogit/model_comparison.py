@@ -112,6 +112,9 @@ def likelihood_ratio_test(restricted, unrestricted, *, tolerance: float = 1e-6):
 
 
 def _estimated(results) -> tuple[str, ...]:
-    """Names of the parameters ``results`` estimated (not held by ``fit(fix=...)``)."""
-    held = getattr(results, "fixed_parameters", None) or {}
-    return tuple(n for n in results.names if n not in held)
+    """Names of the parameters ``results`` estimated (neither held by ``fit(fix=...)`` nor
+    determined by one of its ``constraints``)."""
+    restrictions = getattr(results, "restrictions", None)
+    if restrictions is None:
+        return tuple(results.names)
+    return tuple(results.names[i] for i in restrictions.free)

@@ -74,6 +74,8 @@ class EstimationResults:
             stay in ``params``; their rows and columns of ``cov`` and ``robust_cov`` are 0 and
             their standard errors NaN.
         bounds: ``{name: (lower, upper)}`` given to ``fit(bounds=...)`` (None: none).
+        constraints: the linear equality constraints of ``fit(constraints=...)`` as equations
+            (None: none); each determined parameter keeps its implied variance.
         halton_options: ``{"skip", "primes"}`` of the Halton draws when ``fit`` set them.
     """
 
@@ -104,6 +106,7 @@ class EstimationResults:
     halton_options: dict[str, Any] | None = None
     fixed_parameters: dict[str, float] | None = None
     bounds: dict[str, Any] | None = None
+    constraints: list[str] | None = None
     data: ChoiceData | None = field(default=None, repr=False)
     problem: Any = field(default=None, repr=False)
 
@@ -115,13 +118,15 @@ class EstimationResults:
 
     @property
     def restrictions(self) -> Restrictions:
-        """The fixed parameters and bounds of the fit (:mod:`mixlogit.estimation.restrictions`)."""
-        return parse_restrictions(self.names, self.fixed_parameters, self.bounds)
+        """The fixed parameters, constraints and bounds of the fit
+        (:mod:`mixlogit.estimation.restrictions`)."""
+        return parse_restrictions(self.names, self.fixed_parameters, self.bounds, self.constraints)
 
     @property
     def num_estimated(self) -> int:
-        """Parameters the fit estimated (not fixed): the count in AIC, BIC and adjusted rho2."""
-        return self.num_params - len(self.fixed_parameters or {})
+        """Parameters the fit estimated (not fixed, not determined by a constraint): the count
+        in AIC, BIC and adjusted rho2."""
+        return self.num_params - len(self.fixed_parameters or {}) - len(self.constraints or [])
 
     def _with_fixed_as_nan(self, values: np.ndarray) -> np.ndarray:
         if self.fixed_parameters:
@@ -253,10 +258,10 @@ class EstimationResults:
         """Eigenvalues ``(F,)`` of ``-H`` over the free parameters, increasing: all positive at a
         strict maximum; one near 0 (relative to the largest) flags a parameter, or a
         combination, that the data barely identify. NaN without a Hessian."""
-        free = self.restrictions.free
-        block = -self.hessian[np.ix_(free, free)]
+        restrictions = self.restrictions
+        block = -restrictions.free_hessian(self.hessian)
         if not np.all(np.isfinite(block)):
-            return np.full(len(free), np.nan)
+            return np.full(len(restrictions.free), np.nan)
         return np.linalg.eigvalsh(block)
 
     def statistics(self) -> pd.Series:
@@ -264,8 +269,7 @@ class EstimationResults:
         (independent units: decision makers in a panel fit, else situations),
         parameters, draws, log-likelihoods, the likelihood-ratio test against equal shares,
         rho2, information criteria, gradient norm, Hessian eigenvalues, termination."""
-        free = self.restrictions.free
-        gradient = self.gradient[free] if self.gradient.size else self.gradient
+        gradient = self.restrictions.project(self.gradient) if self.gradient.size else self.gradient
         eigenvalues = self.hessian_eigenvalues()
         smallest = float(eigenvalues[0]) if eigenvalues.size else np.nan
         largest = float(eigenvalues[-1]) if eigenvalues.size else np.nan
@@ -391,7 +395,8 @@ class EstimationResults:
             ),
             f"Situations: {self.num_situations}   units: {self.num_units}   "
             f"parameters: {self.num_estimated}"
-            + (f" estimated, {len(self.fixed_parameters)} fixed" if self.fixed_parameters else ""),
+            + (f" estimated, {len(self.fixed_parameters)} fixed" if self.fixed_parameters else "")
+            + (f", {len(self.constraints)} constrained" if self.constraints else ""),
             f"Log-likelihood: {self.loglik:.4f}   null: {self.null_loglik:.4f}   "
             f"rho2: {self.rho2:.4f}   adj. rho2: {self.rho2_adjusted:.4f}",
             f"AIC: {self.aic:.2f}   BIC: {self.bic:.2f} (n = situations)"
@@ -405,6 +410,7 @@ class EstimationResults:
                 if self.fixed_parameters
                 else []
             ),
+            *(["Constraints: " + "; ".join(self.constraints)] if self.constraints else []),
             *(
                 [
                     "Bounds: "
@@ -456,7 +462,7 @@ class EstimationResults:
         """``Converged: yes/no`` by the library's criterion (the gradient test, and no
         separation), kept apart from the optimiser's own stopping message, which can read
         "precision loss" at a point that meets the gradient test."""
-        free = self.gradient[self.restrictions.free] if self.gradient.size else self.gradient
+        free = self.restrictions.project(self.gradient) if self.gradient.size else self.gradient
         largest = float(np.max(np.abs(free), initial=0.0))
         if self.converged:
             return f"Converged: yes (gradient criterion met; largest |gradient| {largest:.2e})"
@@ -676,28 +682,27 @@ class EstimationResults:
         (one set in memory at a time), all from the same standard draws (common random
         numbers: differences between the sets are not simulation noise)."""
         layout = self.layout
-        standard: np.ndarray | None = None
         covariates: np.ndarray | None = None
+        standard = np.zeros((num_draws, 0))
         if layout.num_random:
             standard = standardised_draws(self.spec, 1, num_draws, "random", seed)[0][0]
             if layout.num_covariates:
                 sample = self.sample_covariates()
                 covariates = sample[np.arange(num_draws) % len(sample)]  # (num_draws, Q)
                 standard = standard[:, None, :]  # one draw per covariate row
-        coefficients = jax.jit(layout.random_coefficients)
+        # utility coefficients (in WTP space beta_k = -beta_p w_k), fixed first
+        coefficients = jax.jit(layout.coefficients)
+        names = layout.fixed + layout.random
         for params in parameter_sets:
-            columns = {name: np.full(num_draws, params[k]) for k, name in enumerate(layout.fixed)}
-            if standard is not None:
-                with x64():  # float64 arrays stay float64 only inside the x64 context
-                    betas = np.asarray(
-                        coefficients(
-                            jnp.asarray(params),
-                            jnp.asarray(standard),
-                            None if covariates is None else jnp.asarray(covariates),
-                        )
-                    ).reshape(num_draws, -1)
-                columns.update({name: betas[:, k] for k, name in enumerate(layout.random)})
-            yield columns
+            with x64():  # float64 arrays stay float64 only inside the x64 context
+                betas = np.asarray(
+                    coefficients(
+                        jnp.asarray(params),
+                        jnp.asarray(standard),
+                        None if covariates is None else jnp.asarray(covariates),
+                    )
+                ).reshape(num_draws, -1)
+            yield {name: betas[:, k] for k, name in enumerate(names)}
 
     def sample_covariates(self, data: ChoiceData | None = None) -> np.ndarray:
         """``(U, Q)`` the mixing covariates (:attr:`ModelSpec.covariates
@@ -761,7 +766,9 @@ class EstimationResults:
         for name in (attribute, cost):
             if name not in layout.fixed and name not in layout.random:
                 raise ValueError(f"{name!r} is not a coefficient of the model")
-        if attribute in layout.fixed and cost in layout.fixed:
+        if layout.wtp_space == cost and attribute in layout.fixed:
+            return self._estimated_wtp(attribute, num_draws, seed, interval)
+        if layout.wtp_space is None and attribute in layout.fixed and cost in layout.fixed:
             i, j = layout.names.index(attribute), layout.names.index(cost)
             a, c = self.params[i], self.params[j]
             gradient = np.zeros(self.num_params)
@@ -839,11 +846,35 @@ class EstimationResults:
                 point[f"kr_{name}_{upper_label}"] = high
         return pd.Series(point, name=f"wtp.{attribute}")
 
+    def _estimated_wtp(self, attribute: str, num_draws: int, seed: int, interval: float):
+        """A fixed WTP of a WTP-space model: the parameter itself, its standard errors, the
+        Wald interval and (as for a ratio) Krinsky-Robb percentiles of its normal draws."""
+        i = self.names.index(attribute)
+        estimate, robust_se = float(self.params[i]), float(self.robust_std_errors[i])
+        lower, upper, lower_label, upper_label = interval_labels(interval)
+        half = stats.norm.ppf(upper) * robust_se
+        draws = np.random.default_rng(seed).normal(estimate, robust_se, size=num_draws)
+        kr = np.quantile(draws, [lower, 0.5, upper])
+        return pd.Series(
+            {
+                "wtp": estimate,
+                "std_err": float(self.std_errors[i]),
+                "robust_std_err": robust_se,
+                lower_label: estimate - half,
+                upper_label: estimate + half,
+                "kr_median": kr[1],
+                f"kr_{lower_label}": kr[0],
+                f"kr_{upper_label}": kr[2],
+            },
+            name=f"wtp.{attribute}",
+        )
+
     def _inverse_cost_moments(self, cost: str) -> tuple[bool, bool, str]:
         """Whether ``1 / beta_cost`` has a finite mean and variance over the population, and
         the reason when not (the rule: :func:`mixlogit.mixing.reciprocal_moments_exist`)."""
         layout = self.layout
-        if cost in layout.fixed:
+        if cost in layout.fixed or cost == layout.wtp_space:
+            # in WTP space the ratio to the cost coefficient is the WTP itself
             return True, True, ""
         k = layout.random.index(cost)
         first = self.params[layout.num_fixed + k]
@@ -906,6 +937,7 @@ class EstimationResults:
             "halton_options": self.halton_options,
             "fixed_parameters": self.fixed_parameters,
             "bounds": self.bounds,
+            "constraints": self.constraints,
         }
 
     def save(self, path: str | Path) -> None:

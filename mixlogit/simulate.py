@@ -90,8 +90,6 @@ def simulate_choices(
         else:
             columns[name] = rng.normal(0.0, 1.0, (num_s, num_alternatives))
     utility = np.zeros((num_s, num_alternatives))
-    for k, name in enumerate(layout.fixed):
-        utility += theta[k] * _design(name, columns, num_s, num_alternatives)
     given = dict(person_covariates or {})
     unknown = sorted(set(given) - set(layout.covariates))
     if unknown:
@@ -110,11 +108,13 @@ def simulate_choices(
                 f"person_covariates[{name!r}] has shape {values.shape}; expected ({num_people},)"
             )
         covariates[:, q] = values
+    standard = np.zeros((num_people, 1, 0))
     if layout.num_random:
         standard, _ = standardised_draws(spec, num_people, 1, "random", seed + 1)
-        betas = _classical_coefficients(layout, theta, standard, covariates)
-        for k, name in enumerate(layout.random):
-            utility += betas[person, k][:, None] * _design(name, columns, num_s, num_alternatives)
+    # utility coefficients of every variable (in WTP space beta_k = -beta_p w_k), fixed first
+    betas = _classical_coefficients(layout, theta, standard, covariates)
+    for k, name in enumerate(layout.fixed + layout.random):
+        utility += betas[person, k][:, None] * _design(name, columns, num_s, num_alternatives)
     choice = gumbel_choices(rng, utility)
     frame = pd.DataFrame(
         {
@@ -138,10 +138,10 @@ def simulate_choices(
 def _classical_coefficients(
     layout: ParameterLayout, theta: np.ndarray, standard: np.ndarray, covariates: np.ndarray
 ) -> np.ndarray:
-    """Random coefficients ``(P, Kr)`` at ``theta`` from standardised draws ``(P, 1, Kr)``
+    """Utility coefficients ``(P, K)`` at ``theta`` from standardised draws ``(P, 1, Kr)``
     and covariates ``(P, Q)``: the estimators' own map (JAX, float64)."""
     with x64():
-        betas = jax.jit(layout.random_coefficients)(
+        betas = jax.jit(layout.coefficients)(
             jnp.asarray(theta), jnp.asarray(standard), jnp.asarray(covariates)
         )
     return np.asarray(betas)[:, 0]

@@ -24,6 +24,13 @@ Heterogeneity in means and variances (Biogeme and Apollo write it in the utility
 is ``b exp(z_n . gamma)`` (parameters ``ln_sd.time:male``; a correlated coefficient scales its
 row of the Cholesky factor, so ``Sigma_n = D_n Sigma D_n``). Covariates describe the decision
 maker: constant within a panel, else per situation.
+
+WTP space (Train and Weeks 2005; logitr, Apollo): with ``wtp_space="price"`` the parameters of
+every other variable describe its willingness to pay ``w_k`` in units of ``price``, and the
+price coefficient ``beta_p`` (fixed or random, e.g. ``"-lognormal"``) is the scale: the
+utility is ``beta_p (price - sum_k w_k x_k)``, i.e. ``beta_k = -beta_p w_k``. A random WTP is
+then drawn directly from its own distribution instead of being the ratio of two random
+coefficients.
 """
 
 from __future__ import annotations
@@ -159,12 +166,15 @@ class ModelSpec:
         mean_covariates: ``((coefficient, (covariate, ...)), ...)``: decision-maker covariates
             that shift the location of a random coefficient (see the module docstring).
         sd_covariates: the same for its log spread (not for gamma coefficients).
+        wtp_space: ``None`` (preference space) or the cost variable of a WTP-space model (see
+            the module docstring).
     """
 
     coefficients: tuple[CoefficientSpec, ...]
     correlated: tuple[str, ...] = ()
     mean_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
     sd_covariates: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    wtp_space: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "coefficients", tuple(self.coefficients))
@@ -194,6 +204,14 @@ class ModelSpec:
         if len(set(self.correlated)) != len(self.correlated):
             raise ValueError(f"correlated coefficients listed twice: {list(self.correlated)}")
         self._check_covariates()
+        if self.wtp_space is not None:
+            if self.wtp_space not in names:
+                raise ValueError(
+                    f"wtp_space={self.wtp_space!r} is not a variable of the model ({names}); "
+                    "name the cost variable whose coefficient scales the WTPs"
+                )
+            if len(names) < 2:
+                raise ValueError("a WTP-space model needs a cost variable and at least one other")
 
     def _check_covariates(self) -> None:
         distributions = {c.name: c.distribution for c in self.coefficients}
@@ -236,6 +254,7 @@ class ModelSpec:
         correlated: Sequence[str] | bool = (),
         mean_covariates: Mapping[str, Sequence[str]] | None = None,
         sd_covariates: Mapping[str, Sequence[str]] | None = None,
+        wtp_space: str | None = None,
     ) -> ModelSpec:
         """Specification from names: fixed ones first, then random ones, in the order given.
 
@@ -249,6 +268,8 @@ class ModelSpec:
                 location by ``z_n . delta`` (heterogeneity in means).
             sd_covariates: ``{random coefficient: [covariate columns]}`` scaling its spread by
                 ``exp(z_n . gamma)`` (heterogeneity in variances).
+            wtp_space: the cost variable of a WTP-space model: the other variables'
+                parameters are then their WTPs in units of the cost (``beta_k = -beta_p w_k``).
 
         Example: ``ModelSpec.build(["time"], {"price": "-lognormal", "cl": "normal"})``.
         """
@@ -277,7 +298,13 @@ class ModelSpec:
             pairs = _covariate_pairs(mapping, "covariates")
             return tuple(sorted(pairs, key=lambda p: order.index(p[0]) if p[0] in order else -1))
 
-        return cls(tuple(coefficients), chosen, ordered(mean_covariates), ordered(sd_covariates))
+        return cls(
+            tuple(coefficients),
+            chosen,
+            ordered(mean_covariates),
+            ordered(sd_covariates),
+            None if wtp_space is None else str(wtp_space),
+        )
 
     # ------------------------------------------------------------------ names
     @property
@@ -376,6 +403,8 @@ class ModelSpec:
         for attribute in ("mean_covariates", "sd_covariates"):
             if getattr(self, attribute):
                 content[attribute] = {n: list(c) for n, c in getattr(self, attribute)}
+        if self.wtp_space is not None:
+            content["wtp_space"] = self.wtp_space
         return content
 
     @classmethod
@@ -388,6 +417,7 @@ class ModelSpec:
             content.get("correlated") or (),
             content.get("mean_covariates"),
             content.get("sd_covariates"),
+            content.get("wtp_space"),
         )
 
     def describe(self) -> str:
@@ -397,6 +427,8 @@ class ModelSpec:
         for attribute in ("mean_covariates", "sd_covariates"):
             if getattr(self, attribute):
                 text += f", {attribute}={ {n: list(c) for n, c in getattr(self, attribute)} }"
+        if self.wtp_space is not None:
+            text += f", wtp_space={self.wtp_space!r}"
         return text
 
     def __repr__(self) -> str:

@@ -600,6 +600,24 @@ def _biogeme_covariates(r: Results) -> Row:
     )
 
 
+def _wtp_space(r: Results) -> Row:
+    versus = r("wtp_space", "vs_xlogit")
+    preference = r("wtp_space", "preference_vs_wtp")
+    default = r("wtp_space", "xlogit_default_start")
+    return (
+        f"WTP space vs xlogit 0.2.7 (Electricity, {r('wtp_space', 'num_draws')} identical "
+        "Halton draws, fixed price scale)",
+        f"from mixlogit's start: LL diff {_sci(abs(versus['loglik_difference']))}, estimates "
+        f"within {_sci(versus['max_abs_estimate_difference_over_xlogit_se'])} xlogit SE, SEs "
+        f"within {_sci(versus['max_rel_se_difference'])} relative, time ratio "
+        f"{versus['time_ratio']:.3f}; xlogit from its default start LL "
+        f"{default['loglik']:.1f}; the same model in preference space: LL diff "
+        f"{_sci(abs(preference['loglik_difference']))}, implied WTPs within "
+        f"{_sci(preference['max_abs_wtp_difference'])}",
+        "`python -m benchmarks.bench_wtp_space`",
+    )
+
+
 def _latent_class_ml_vs_nuts(r: Results) -> Row:
     runs = r("latent_class", "runs")
     worst = max(run["pooled"]["max_abs_diff_in_posterior_sd"] for run in runs)
@@ -668,6 +686,7 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _multistart_swissmetro,
     _biogeme,
     _biogeme_covariates,
+    _wtp_space,
     _latent_class_ml_vs_nuts,
     _bayes,
     _mixdpo_overhead,

@@ -211,6 +211,11 @@ def fit_bayes(
         raise TypeError(f"priors must be a BayesPriors, got {type(priors).__name__}")
 
     spec = as_model_spec(model)
+    if spec.wtp_space is not None:
+        raise NotImplementedError(
+            f"the Bayesian fit is in preference space only; the model is in WTP space "
+            f"(wtp_space={spec.wtp_space!r}): fit it by maximum simulated likelihood"
+        )
     if spec.covariates:
         raise NotImplementedError(
             f"the Bayesian fit has no covariates in the mixing distribution (the model's "

@@ -87,6 +87,8 @@ def bootstrap(
     options: dict[str, Any] = {"init": np.asarray(results.params), "hessian": False}
     if results.fixed_parameters:
         options["fix"] = results.fixed_parameters
+    if results.constraints:
+        options["constraints"] = results.constraints
     if results.bounds:
         options["bounds"] = results.bounds
     if results.draws:

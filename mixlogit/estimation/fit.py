@@ -31,11 +31,12 @@ from mixlogit.estimation.optimize import (
 )
 from mixlogit.estimation.problem import Problem, require_choice_data
 from mixlogit.estimation.quadrature import maximise_quadrature
-from mixlogit.estimation.restrictions import Restrictions, parse_restrictions
+from mixlogit.estimation.restrictions import Constraint, Restrictions, parse_restrictions
 from mixlogit.estimation.simulated import check_simulation_noise, simulated_problem
 from mixlogit.estimation.start import (
     mnl_newton,
     needs_mnl_start,
+    parameter_units,
     starting_values,
     variable_scales,
 )
@@ -78,6 +79,7 @@ def estimate(
     simulation_noise: bool = False,
     fix: Mapping[str, float] | None = None,
     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    constraints: Sequence[Constraint] | None = None,
     halton_options: Mapping[str, Any] | None = None,
 ) -> EstimationResults:
     """Maximum simulated likelihood or converged quadrature of ``model`` on ``data``.
@@ -97,7 +99,10 @@ def estimate(
     (lower, upper)}`` keeps them inside (:mod:`mixlogit.estimation.restrictions`); a variable
     whose coefficient (or, for a normal, triangular, uniform or truncated-normal coefficient,
     whose mean) is fixed is left out of the identification check, so e.g. every alternative
-    can carry a random constant with one mean fixed at 0.
+    can carry a random constant with one mean fixed at 0. ``constraints`` are linear
+    equalities between parameters (``["ASC_1 = ASC_3", "time = 2 * cost"]``,
+    :func:`~mixlogit.estimation.restrictions.parse_constraint`): each determines one parameter
+    from the others, which keeps its implied (delta-method) variance.
     """
     start = time.perf_counter()
     num_starts = check_num_starts(num_starts, start_seed)
@@ -121,7 +126,7 @@ def estimate(
             f"quadrature supports one or two random coefficients; the model has {num_random}"
             " (use method='simulation')"
         )
-    restrictions = parse_restrictions(spec.parameter_names, fix, bounds)
+    restrictions = parse_restrictions(spec.parameter_names, fix, bounds, constraints)
     pinned = pinned_variables(spec, restrictions)
     if pinned:
         # the pinned columns are normalised, not estimated: check the others alone
@@ -185,7 +190,7 @@ def estimate(
         found = maximise(theta0)
     else:
         arrays = data.to_arrays(spec.variables, check_identified=False)
-        starts = random_starts(theta0, spec, 1.0 / variable_scales(arrays), num_starts, start_seed)
+        starts = random_starts(theta0, spec, parameter_units(spec, arrays), num_starts, start_seed)
         found, records = run_starts(maximise, starts, verbose=verbose, stacklevel=4)
     theta = found.result.x
     converged, message = found.converged, str(found.result.message)
@@ -197,7 +202,7 @@ def estimate(
     elif not found.converged:
         warnings.warn(
             f"the optimiser did not converge ({found.result.message}); largest gradient entry "
-            f"{np.max(np.abs(found.gradient[restrictions.free])):.3g}. Try more iterations, "
+            f"{np.max(np.abs(restrictions.project(found.gradient))):.3g}. Try more iterations, "
             "optimizer='newton' or "
             "other starting values",
             ConvergenceWarning,
@@ -246,6 +251,7 @@ def estimate(
         halton_options=halton_options if num_random else None,
         fixed_parameters=restrictions.fixed_parameters() or None,
         bounds=restrictions.bounds() or None,
+        constraints=restrictions.constraint_texts() or None,
     )
     if simulation_noise:
         check_simulation_noise(results, optimiser=optimiser, stacklevel=4)
@@ -278,7 +284,11 @@ def _separation(spec: ModelSpec, found: Maximum, restrictions: Restrictions):
     checkable[: layout.num_fixed] = True
     for k, mixing in enumerate(layout.mixing):
         checkable[layout.num_fixed + k] = mixing.distribution in LINEAR_DISTRIBUTIONS
+    if spec.wtp_space is not None:
+        checkable[:] = False  # a WTP that doubles does not double a coefficient
     checkable &= ~restrictions.fixed_mask
+    if restrictions.dependent_mask is not None:
+        checkable &= ~restrictions.dependent_mask
     held = set(restrictions.at_bound(found.result.x))
     checkable &= np.array([name not in held for name in spec.parameter_names], dtype=bool)
 
@@ -310,6 +320,7 @@ def estimate_nested(
     progress: bool = False,
     fix: Mapping[str, float] | None = None,
     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    constraints: Sequence[Constraint] | None = None,
 ):
     """Maximum likelihood of a (cross-)nested logit (:mod:`mixlogit.estimation.nested`).
 
@@ -328,7 +339,7 @@ def estimate_nested(
     names = nesting.parameter_names
     box = {**nesting.default_bounds(), **(bounds or {})}
     restrictions = parse_restrictions(
-        names, fix, {n: b for n, b in box.items() if n not in (fix or {})}
+        names, fix, {n: b for n, b in box.items() if n not in (fix or {})}, constraints
     )
     problem = build_nested_problem(model, data)
     theta0 = _nested_start(nesting, problem, init)
@@ -375,6 +386,7 @@ def estimate_latent_class(
     start_seed: int | None = 0,
     fix: Mapping[str, float] | None = None,
     bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+    constraints: Sequence[Constraint] | None = None,
 ):
     """Maximum likelihood of a latent-class logit (:mod:`mixlogit.estimation.latent_class`).
 
@@ -391,7 +403,7 @@ def estimate_latent_class(
     require_choice_data(data)
     latent = latent_class_of(model)
     names = latent.parameter_names
-    restrictions = parse_restrictions(names, fix, bounds)
+    restrictions = parse_restrictions(names, fix, bounds, constraints)
     problem = build_latent_class_problem(model, data)
     starts = latent_class_starts(latent, problem, init, num_starts, start_seed)
     starts = np.array([restrictions.impose(s) for s in starts])
@@ -413,7 +425,7 @@ def estimate_latent_class(
     else:
         found, records = run_starts(maximise, starts, verbose=verbose, stacklevel=4)
     theta = found.result.x
-    if not restrictions.has_fixed and not restrictions.has_bounds:
+    if not restrictions.active:
         # number the classes by order_by (restrictions name classes: then keep the labels)
         theta = relabel(latent, theta)
     return _exact_results(
@@ -439,7 +451,7 @@ def _exact_results(
     if not found.converged:
         warnings.warn(
             f"the optimiser did not converge ({found.result.message}); largest gradient entry "
-            f"{np.max(np.abs(found.gradient[restrictions.free])):.3g}",
+            f"{np.max(np.abs(restrictions.project(found.gradient))):.3g}",
             ConvergenceWarning,
             stacklevel=4,
         )
@@ -486,6 +498,7 @@ def _exact_results(
         starts=records,
         fixed_parameters=restrictions.fixed_parameters() or None,
         bounds=restrictions.bounds() or None,
+        constraints=restrictions.constraint_texts() or None,
     )
 
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from mixlogit.estimation.problem import Problem
 from mixlogit.estimation.restrictions import Restrictions
-from mixlogit.estimation.start import newton_mnl, variable_scales
+from mixlogit.estimation.start import newton_mnl, parameter_units
 from mixlogit.likelihood import ParameterLayout, x64
 from mixlogit.spec import as_model_spec
 
@@ -122,7 +122,7 @@ def parameter_scales(problem: Problem) -> np.ndarray:
         return _unless_well_scaled(np.asarray(problem.scales, dtype=np.float64))
     spec = as_model_spec(problem.model)
     layout = ParameterLayout.from_spec(spec)
-    unit = 1.0 / variable_scales(problem.arrays)  # per variable, fixed first then random
+    unit = parameter_units(spec, problem.arrays)  # per variable, fixed first then random
     kf, kr = layout.num_fixed, layout.num_random
     linear = [m.distribution in LINEAR_DISTRIBUTIONS for m in layout.mixing]
     random_unit = [unit[kf + k] if linear[k] else 1.0 for k in range(kr)]
@@ -182,13 +182,16 @@ def minimise(
             f"bounds need optimizer='l-bfgs-b' (or 'auto', which chooses it); got {optimizer!r}"
         )
     free = restrictions.free
+    if restrictions.has_constraints and optimizer == "newton":
+        raise ValueError("optimizer='newton' does not take constraints; use 'bfgs' or 'auto'")
     theta0 = restrictions.impose(theta0)
     every = int(verbose) if verbose else 0
     history = {"evals": 0, "iterations": 0, "best": np.inf}
     full_unit = parameter_scales(problem)
     unit = full_unit[free]
     # Newton's method with the analytic MNL Hessian: plain MNL only
-    mnl = not as_model_spec(problem.model).random and problem.names is None
+    spec = as_model_spec(problem.model)
+    mnl = not spec.random and spec.wtp_space is None and problem.names is None
     if optimizer == "auto" and mnl and not restrictions.active:
         result = _newton_mnl_result(problem, theta0, unit, tolerance, max_iterations, history)
         if result is not None:
@@ -207,7 +210,7 @@ def minimise(
         with x64():
             value, grad = problem.value_and_grad(jnp.asarray(theta), problem.data)
         history["evals"] += 1
-        value, grad = float(value), np.asarray(grad, dtype=np.float64)[free] * unit
+        value, grad = float(value), restrictions.project(grad) * unit
         if not np.isfinite(value):
             return np.inf, np.zeros_like(grad)
         history["last_grad"] = grad
@@ -321,10 +324,11 @@ def _maximum(problem, result, unit, tolerance, history, restrictions=None) -> Ma
     restrictions = restrictions or Restrictions.none([str(i) for i in range(len(grad))])
     free = restrictions.free
     theta = np.asarray(result.x, dtype=np.float64)[free]
+    free_grad = restrictions.project(grad)
     # ``grad`` is of the negative log-likelihood: at the lower bound it may be positive
-    at_lower = np.isclose(theta, restrictions.lower[free], rtol=1e-8, atol=1e-12) & (grad[free] > 0)
-    at_upper = np.isclose(theta, restrictions.upper[free], rtol=1e-8, atol=1e-12) & (grad[free] < 0)
-    projected = np.where(at_lower | at_upper, 0.0, grad[free] * unit[free])
+    at_lower = np.isclose(theta, restrictions.lower[free], rtol=1e-8, atol=1e-12) & (free_grad > 0)
+    at_upper = np.isclose(theta, restrictions.upper[free], rtol=1e-8, atol=1e-12) & (free_grad < 0)
+    projected = np.where(at_lower | at_upper, 0.0, free_grad * unit[free])
     converged = bool(
         np.max(np.abs(projected), initial=0.0)
         <= max(tolerance, 1e-4) * max(1.0, 1e-3 * abs(float(value)))
@@ -342,12 +346,17 @@ def hessian_matrix(
     progress: bool = False,
     *,
     index: np.ndarray | None = None,
+    basis: np.ndarray | None = None,
 ) -> np.ndarray:
     """Hessian of the log-likelihood by central differences of the exact gradient; with
-    ``index`` the ``(F, F)`` block of those parameters only (the free ones of a restricted fit).
+    ``index`` the ``(F, F)`` block of those parameters only (the free ones of a restricted fit);
+    with ``basis`` ``(P, F)`` as well, the Hessian in ``phi`` of ``theta = offset + basis @
+    phi`` (column ``j`` steps along ``basis[:, j]``, sized by parameter ``index[j]``).
     """
     theta = np.asarray(theta, dtype=np.float64)
     index = np.arange(len(theta)) if index is None else np.asarray(index)
+    if basis is not None:
+        return _constrained_hessian(problem, theta, progress, index, basis)
     hessian = np.zeros((len(index), len(index)))
     columns = tqdm(range(len(index)), desc="Hessian", unit="param", disable=not progress)
     unit = parameter_scales(problem)
@@ -367,6 +376,24 @@ def hessian_matrix(
     return 0.5 * (hessian + hessian.T)
 
 
+def _constrained_hessian(
+    problem: Problem, theta: np.ndarray, progress: bool, index: np.ndarray, basis: np.ndarray
+) -> np.ndarray:
+    hessian = np.zeros((len(index), len(index)))
+    unit = parameter_scales(problem)
+    columns = tqdm(range(len(index)), desc="Hessian", unit="param", disable=not progress)
+    with x64():
+        for col in columns:
+            i = index[col]
+            step = 1e-5 * max(unit[i], abs(theta[i]))
+            up, down = theta + step * basis[:, col], theta - step * basis[:, col]
+            difference = np.asarray(
+                problem.value_and_grad(jnp.asarray(down), problem.data)[1]
+            ) - np.asarray(problem.value_and_grad(jnp.asarray(up), problem.data)[1])
+            hessian[:, col] = basis.T @ difference / (2.0 * step)
+    return 0.5 * (hessian + hessian.T)
+
+
 def covariances(
     problem: Problem,
     theta: np.ndarray,
@@ -375,15 +402,21 @@ def covariances(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hessian of the log-likelihood, classical and cluster-robust covariance matrices.
 
-    With ``restrictions`` the Hessian and scores are those of the free parameters; the three
-    ``(P, P)`` matrices have zero rows and columns for the fixed ones (a constant has no
-    variance, so delta-method quantities come out right).
+    With ``restrictions`` the Hessian and scores are those of the free parameters ``phi``; the
+    covariances are ``basis @ cov(phi) @ basis.T`` (zero rows and columns for the fixed ones,
+    a constant has no variance, so delta-method quantities come out right; a parameter a
+    constraint determines gets its implied variance) and the Hessian a ``(P, P)`` matrix
+    ``H`` with ``basis.T @ H @ basis`` the Hessian of ``phi``
+    (:meth:`~mixlogit.estimation.restrictions.Restrictions.free_hessian`).
     """
     size = len(theta)
-    free = np.arange(size) if restrictions is None else restrictions.free
-    block = hessian_matrix(problem, theta, progress, index=free)
+    restrictions = restrictions or Restrictions.none([str(i) for i in range(size)])
+    free = restrictions.free
+    block = hessian_matrix(problem, theta, progress, index=free, basis=restrictions.basis)
     with x64():
-        unit_scores = np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))[:, free]
+        unit_scores = restrictions.project(
+            np.asarray(problem.unit_scores(jnp.asarray(theta), problem.data))
+        )
     unit_scores = unit_scores * np.asarray(problem.data.unit_weights)[:, None]
     clusters_of_units = problem.cluster  # (U,) cluster (panel) of each unit code
     cluster_scores = np.zeros((problem.num_clusters, len(free)))
@@ -403,10 +436,8 @@ def covariances(
         )
     meat = cluster_scores.T @ cluster_scores
     robust = cov @ meat @ cov
-
-    def embed(matrix: np.ndarray) -> np.ndarray:
-        full = np.zeros((size, size))
-        full[np.ix_(free, free)] = matrix
-        return full
-
-    return embed(block), embed(cov), embed(robust)
+    return (
+        restrictions.embed_hessian(block),
+        restrictions.embed(cov),
+        restrictions.embed(robust),
+    )

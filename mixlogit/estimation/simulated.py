@@ -209,10 +209,10 @@ def check_simulation_noise(
     se = np.asarray(results.std_errors, dtype=np.float64)
     free = restrictions.free
     if not np.all(np.isfinite(se[free])):  # fitted with hessian=False: the fit's draws' SEs
-        block = hessian_matrix(problem, theta, index=free)
+        block = hessian_matrix(problem, theta, index=free, basis=restrictions.basis)
         with np.errstate(invalid="ignore"):
-            se = np.full(len(theta), np.nan)
-            se[free] = np.sqrt(np.diag(np.linalg.pinv(-block)))
+            se = np.sqrt(np.diag(restrictions.embed(np.linalg.pinv(-block))))
+            se = np.where(restrictions.fixed_mask, np.nan, se)
     new = np.asarray(found.result.x, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         shifts = (new - theta) / se

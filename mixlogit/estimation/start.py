@@ -17,8 +17,10 @@ __all__ = [
     "mnl_newton",
     "needs_mnl_start",
     "newton_mnl",
+    "parameter_units",
     "starting_values",
     "variable_scales",
+    "wtp_space_start",
 ]
 
 
@@ -39,6 +41,31 @@ def variable_scales(arrays: ChoiceArrays) -> np.ndarray:
     weights = arrays.weights / max(float(np.sum(arrays.weights)), 1e-300)
     scale = np.sqrt(weights @ squares)
     return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+def parameter_units(spec: ModelSpec, arrays: ChoiceArrays) -> np.ndarray:
+    """``(K,)`` typical size of each variable's parameter, fixed first then random:
+    ``1 / variable_scales`` (a coefficient); in WTP space a WTP is a ratio of coefficients,
+    ``scale_cost / scale_k`` (the cost variable keeps ``1 / scale_cost``)."""
+    units = 1.0 / variable_scales(arrays)
+    if spec.wtp_space is None:
+        return units
+    order = list(spec.fixed) + list(spec.random)
+    cost = order.index(str(spec.wtp_space))
+    return np.where(np.arange(len(units)) == cost, units, units / units[cost])
+
+
+def wtp_space_start(spec: ModelSpec, mnl_params: np.ndarray) -> np.ndarray:
+    """MNL coefficients (fixed first then random) as WTP-space parameters: ``-beta_k / beta_p``
+    for every variable but the cost, whose coefficient stays (a cost coefficient that is not
+    negative is taken as -0.01 of its variable's units, to give WTPs a finite start)."""
+    order = list(spec.fixed) + list(spec.random)
+    cost = order.index(str(spec.wtp_space))
+    params = np.asarray(mnl_params, dtype=np.float64).copy()
+    price = params[cost] if params[cost] < 0 else -1e-2
+    params[np.arange(len(params)) != cost] /= -price
+    params[cost] = price
+    return params
 
 
 def _mnl_loglik(arrays: ChoiceArrays, beta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -192,7 +219,7 @@ def mnl_newton(
 def needs_mnl_start(spec: ModelSpec, init) -> bool:
     """Whether :func:`starting_values` needs MNL estimates (random coefficients and no full
     ``init`` vector)."""
-    return bool(spec.random) and (init is None or isinstance(init, Mapping))
+    return bool(spec.random or spec.wtp_space) and (init is None or isinstance(init, Mapping))
 
 
 def starting_values(spec: ModelSpec, init, mnl_params: np.ndarray | None) -> np.ndarray:
@@ -211,6 +238,11 @@ def starting_values(spec: ModelSpec, init, mnl_params: np.ndarray | None) -> np.
         return theta
     theta = np.zeros(layout.num_params)
     kf, kr = layout.num_fixed, layout.num_random
+    if spec.wtp_space is not None:
+        if mnl_params is None:
+            raise ValueError("a WTP-space start needs the MNL estimates (mnl_params)")
+        mnl_params = wtp_space_start(spec, mnl_params)
+        theta[:kf] = mnl_params[:kf]
     if kr:
         theta[:kf] = mnl_params[:kf]
         for k, mixing in enumerate(spec.random.values()):

@@ -12,6 +12,7 @@ from scipy import optimize
 from scipy.special import logsumexp
 
 from mixlogit import EstimationResults, MixedLogit, MultinomialLogit
+from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
 from mixlogit.estimation import check_simulation_noise
 from mixlogit.estimation.restrictions import parse_restrictions
@@ -230,3 +231,108 @@ def test_halton_options_reach_the_fit_and_its_rebuilt_problems():
     assert "skip 1, primes (7, 11)" in str(other)
     with pytest.raises(ValueError, match="apply to Halton draws"):
         model.fit(data, num_draws=8, draws="sobol", halton_options={"skip": 5})
+
+
+# ---------------------------------------------------------------- linear equality constraints
+def test_equality_constraints_equal_the_model_with_merged_columns(mnl_data):
+    """``ASC_1 = ASC_2`` and ``time = 0.5 * price`` are one coefficient on ``ASC_1 + ASC_2``
+    and one on ``price + 0.5 time``: the same maximum, and the constrained parameters carry
+    that coefficient's standard errors (the dependent one scaled by its factor)."""
+    model = MultinomialLogit(MNL_VARIABLES)
+    constrained = model.fit(mnl_data, constraints=["ASC_1 = ASC_2", "time = 0.5 * price"])
+    arrays = mnl_data.to_arrays(MNL_VARIABLES)
+    X = arrays.X
+    merged = np.stack([X[..., 0] + X[..., 1], X[..., 2], X[..., 3] + 0.5 * X[..., 4]], axis=-1)
+    beta, loglik = numpy_mnl_fit(arrays._replace(X=merged), np.arange(3), np.zeros(3))
+    assert constrained.loglik == pytest.approx(loglik, abs=1e-8)
+    expected = [beta[0], beta[0], beta[1], beta[2], 0.5 * beta[2]]
+    np.testing.assert_allclose(constrained.params, expected, rtol=1e-5)
+    reference = MultinomialLogit(["both", "ASC_3", "combo"])
+    frame = mnl_data.frame.assign(
+        both=lambda f: f.alt.isin([1, 2]).astype(float),
+        combo=lambda f: f.price + 0.5 * f.time,
+    )
+    merged_data = ChoiceData(
+        frame, choice="choice", alternative="alt", situation="situation", panel="person"
+    )
+    fit = reference.fit(merged_data)
+    se = dict(zip(fit.names, fit.std_errors, strict=True))
+    robust = dict(zip(fit.names, fit.robust_std_errors, strict=True))
+    np.testing.assert_allclose(
+        constrained.std_errors,
+        [se["both"], se["both"], se["ASC_3"], se["combo"], 0.5 * se["combo"]],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        constrained.robust_std_errors,
+        [robust["both"], robust["both"], robust["ASC_3"], robust["combo"], 0.5 * robust["combo"]],
+        rtol=1e-5,
+    )
+    assert constrained.num_estimated == 3 and constrained.aic == pytest.approx(fit.aic)
+    assert constrained.constraints == ["ASC_1 - ASC_2 = 0", "time - 0.5 * price = 0"]
+    assert "Constraints: ASC_1 - ASC_2 = 0; time - 0.5 * price = 0" in constrained.summary_text()
+    assert constrained.hessian_eigenvalues().shape == (3,)
+
+
+def test_constraints_with_fixed_values_likelihood_ratio_and_persistence(mnl_data, tmp_path):
+    from mixlogit.model_comparison import likelihood_ratio_test
+
+    model = MultinomialLogit(MNL_VARIABLES)
+    full = model.fit(mnl_data)
+    # with a fixed ASC_1 the first constraint pins ASC_2 too: two parameters held, one free
+    # fewer for the second constraint
+    restricted = model.fit(
+        mnl_data, fix={"ASC_1": 0.2}, constraints=["ASC_2 + ASC_3 = ASC_1", "time = price"]
+    )
+    p = dict(zip(restricted.names, restricted.params, strict=True))
+    assert p["ASC_2"] + p["ASC_3"] == pytest.approx(0.2, abs=1e-12)
+    assert p["time"] == pytest.approx(p["price"], abs=1e-12)
+    test = likelihood_ratio_test(restricted, full)
+    assert test.df == 3  # one fixed value and two constraints
+    assert test.statistic == pytest.approx(2 * (full.loglik - restricted.loglik))
+    path = tmp_path / "constrained.json"
+    restricted.save(path)
+    loaded = EstimationResults.load(path)
+    assert loaded.constraints == restricted.constraints and loaded.num_estimated == 2
+    np.testing.assert_array_equal(loaded.std_errors, restricted.std_errors)
+    boot = MultinomialLogit(MNL_VARIABLES).fit(mnl_data, constraints=["time = price"])
+    draws = boot.bootstrap(3, seed=1).draws
+    np.testing.assert_allclose(draws[:, 3], draws[:, 4], rtol=1e-10)
+
+
+def test_constrained_mixed_logit_holds_the_constraint_at_a_maximum(mnl_data):
+    model = MixedLogit(["ASC_1", "ASC_2", "ASC_3"], {"price": "normal", "time": "normal"})
+    results = model.fit(mnl_data, num_draws=60, constraints=["sd.price = sd.time"])
+    assert results["sd.price"] == results["sd.time"]
+    assert results.converged and results.num_estimated == 6
+    free = results.restrictions.project(results.gradient)
+    assert np.max(np.abs(free)) < 1e-3
+    se = dict(zip(results.names, results.robust_std_errors, strict=True))
+    assert se["sd.price"] == pytest.approx(se["sd.time"], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "constraints, fix, bounds, message",
+    [
+        (["price = cost"], None, None, r"\['cost'\] are not parameters"),
+        (["price * time = 0"], None, None, "is not linear"),
+        (["price = time = 1"], None, None, "must have one '='"),
+        (["2 = 3"], None, None, "involves no parameter"),
+        (["price +"], None, None, "must have one '='"),
+        (["price + = time"], None, None, "a term is missing"),
+        (["price = time", "2 * price = 2 * time"], None, None, "is implied by"),
+        (["ASC_1 = 1"], {"ASC_1": 0.0}, None, "contradicts"),
+        (["price = time"], None, {"time": (None, 0.0)}, r"\['time'\] are bounded and determined"),
+        ([({"price": "x"}, 0.0)], None, None, "expected a string"),
+    ],
+)
+def test_bad_constraints_are_named(constraints, fix, bounds, message):
+    with pytest.raises(ValueError, match=message):
+        parse_restrictions(MNL_VARIABLES, fix, bounds, constraints)
+
+
+def test_constraints_refuse_newton(mnl_data):
+    with pytest.raises(ValueError, match="does not take constraints"):
+        MultinomialLogit(MNL_VARIABLES).fit(
+            mnl_data, constraints=["price = time"], optimizer="newton"
+        )
