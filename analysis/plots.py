@@ -61,6 +61,11 @@ METHOD_COLOURS = {
 #: Indices of the colorblind palette not given to a method: strong ones, then pale ones.
 _STRONG_FREE = (3, 9)
 _PALE_FREE = (6, 8)
+#: Methods' colours lent to other names when the figure has no such method: green and purple
+#: first, as they read apart from the free vermillion and sky blue.
+_BORROW_ORDER = (2, 4, 1, 0, 5)
+#: The reference policy's grey: the last of the strong colours for other names.
+_GREY = METHOD_COLOURS["reference"]
 
 
 def _palette(names: Sequence[str]) -> dict[str, Any]:
@@ -70,9 +75,10 @@ def _palette(names: Sequence[str]) -> dict[str, Any]:
     known = {n: colours[METHOD_COLOURS[n]] for n in names if n in METHOD_COLOURS}
     used = {METHOD_COLOURS[n] for n in known}
     others = sorted(n for n in dict.fromkeys(names) if n not in METHOD_COLOURS)
-    # the strong free colours first, then the methods' colours this figure does not use, the
-    # pale pink and yellow last (a yellow marker on white is hard to see)
-    order = [*_STRONG_FREE, *(i for i in METHOD_COLOURS.values() if i not in used), *_PALE_FREE]
+    # the strong free colours first, then the methods' colours this figure does not use (grey
+    # last of them), the pale pink and yellow last (a yellow marker on white is hard to see)
+    unused = [i for i in _BORROW_ORDER if i in METHOD_COLOURS.values() and i not in used]
+    order = [*_STRONG_FREE, *unused, _GREY, *_PALE_FREE]
     spare = [colours[i] for i in order]
     return {**known, **{n: spare[i % len(spare)] for i, n in enumerate(others)}}
 

@@ -618,6 +618,22 @@ def _wtp_space(r: Results) -> Row:
     )
 
 
+def _bayes_biogeme(r: Results) -> Row:
+    mine, theirs = r("bayes_biogeme", "mixlogit"), r("bayes_biogeme", "biogeme")
+    settings = r("bayes_biogeme", "settings")
+    return (
+        f"Electricity NUTS vs Biogeme 3.3.2's Bayesian estimation ({settings['chains']} x "
+        f"{_count(settings['draws'])} draws, same priors and sampler)",
+        f"posterior means within {r('bayes_biogeme', 'max_abs_mean_difference_in_sd'):.2f} "
+        f"posterior SD; wall {mine['wall_seconds']:.0f} s vs {theirs['wall_seconds']:.0f} s; "
+        f"{mine['seconds_per_1000_ess_slowest']:.0f} vs "
+        f"{theirs['seconds_per_1000_ess_slowest']:.0f} s per 1,000 ESS of the slowest "
+        f"population parameter (ratio "
+        f"{mine['seconds_per_1000_ess_slowest'] / theirs['seconds_per_1000_ess_slowest']:.2f})",
+        "`python -m benchmarks.bench_bayes_biogeme` (Biogeme in its own environment)",
+    )
+
+
 def _latent_class_ml_vs_nuts(r: Results) -> Row:
     runs = r("latent_class", "runs")
     worst = max(run["pooled"]["max_abs_diff_in_posterior_sd"] for run in runs)
@@ -687,6 +703,7 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _biogeme,
     _biogeme_covariates,
     _wtp_space,
+    _bayes_biogeme,
     _latent_class_ml_vs_nuts,
     _bayes,
     _mixdpo_overhead,

@@ -544,3 +544,24 @@ def test_individual_histogram_and_wtp_panels_draw_the_data():
         assert ax.get_xlabel() == f"WTP for {name} (cents/kWh per unit)"
     with pytest.raises(ValueError, match="coefficient_draws is empty"):
         plots.plot_willingness_to_pay({}, price)
+
+
+def test_unnamed_groups_get_strong_colours_before_pale_ones():
+    """Subgroups (names that are not methods) take dark colours first: the pale pink and
+    yellow of the colorblind palette, hard to see as markers on white, only after eight
+    others; and never a colour of a method drawn in the same figure."""
+    from analysis.plots import _palette
+
+    def luminance(colour):
+        red, green, blue = to_rgb(colour)
+        return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+    names = [f"group {i}" for i in range(8)]
+    colours = _palette(names)
+    assert max(luminance(colours[n]) for n in names) < 0.7
+    assert len({to_rgb(c) for c in colours.values()}) == len(names)
+    with_methods = _palette(["dpo", "mixdpo-gamma", "decisive", "moderate", "uncertain"])
+    method_colours = {to_rgb(with_methods[m]) for m in ("dpo", "mixdpo-gamma")}
+    assert not method_colours & {
+        to_rgb(with_methods[n]) for n in ("decisive", "moderate", "uncertain")
+    }

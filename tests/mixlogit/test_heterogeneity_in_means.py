@@ -143,32 +143,20 @@ def test_parameter_names_and_specification_round_trip():
 
 
 @pytest.mark.parametrize("layout", ["blocks", "grid", "gathered"])
-def test_likelihood_matches_numpy_in_every_layout(case, layout):
+def test_likelihood_matches_numpy_in_every_layout(
+    case, layout, likelihood_in_layout, one_long_panel
+):
     data, theta = case
-    if layout == "gathered":
-        frame = data.frame.copy()
-        # person 0 takes 30 situations (and keeps one set of covariates): the gathered layout
-        first = frame.loc[frame.person == 0, ["z1", "z2"]].iloc[0].to_numpy()
-        moved = frame.situation < 30
-        frame.loc[moved, "person"] = 0
-        frame.loc[moved, ["z1", "z2"]] = first
-        data = ChoiceData(
-            frame, choice="choice", alternative="alt", situation="situation", panel="person"
-        )
+    if layout == "gathered":  # person 0 takes 30 situations and keeps one set of covariates
+        data = one_long_panel(data, 30, keep=("z1", "z2"))
     standard, log_w = standardised_draws(MODEL, data.num_panels, 24, "mlhs", 7)
-    problem = build_problem(MODEL, data, standard=standard, log_weights=log_w, chunk_size=10)
-    lik_data = problem.data if layout != "grid" else problem.data._replace(blocks=None)
-    assert problem.likelihood.gathered == (layout == "gathered")
-    assert (lik_data.blocks is not None) == (layout == "blocks")
+    unit_ll, value, grad, scores = likelihood_in_layout(
+        MODEL, data, standard, log_w, theta, layout, 10
+    )
     expected = reference_unit_loglik(MODEL, data, theta, standard, log_w)
-    with x64():
-        t = jnp.asarray(theta)
-        unit_ll = np.asarray(problem.likelihood.unit_loglik(t, lik_data))
-        value, grad = problem.likelihood.value_and_grad(t, lik_data)
-        scores = np.asarray(problem.likelihood.unit_scores(t, lik_data))
     np.testing.assert_allclose(unit_ll, expected, rtol=1e-11)
-    assert float(value) == pytest.approx(expected.sum(), rel=1e-11)
-    np.testing.assert_allclose(scores.sum(axis=0), np.asarray(grad), rtol=1e-9, atol=1e-10)
+    assert value == pytest.approx(expected.sum(), rel=1e-11)
+    np.testing.assert_allclose(scores.sum(axis=0), grad, rtol=1e-9, atol=1e-10)
     # the gradient in every shift direction against central differences of the reference
     shifts = [i for i, n in enumerate(MODEL.parameter_names) if ":" in n]
     for i in shifts:

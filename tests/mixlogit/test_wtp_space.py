@@ -7,16 +7,12 @@ maximum); the simulated likelihood against a NumPy reference written from the pa
 recovery of known WTPs on data simulated with a seed and a design not used in development.
 """
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import special
 
 from mixlogit import MixedLogit, MultinomialLogit
-from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
-from mixlogit.estimation import build_problem
-from mixlogit.likelihood import x64
 from mixlogit.simulate import simulate_choices
 
 
@@ -88,32 +84,23 @@ def reference_unit_loglik(model, data, theta, standard, log_weights):
 
 
 @pytest.mark.parametrize("layout", ["blocks", "grid", "gathered"])
-def test_simulated_likelihood_matches_numpy_in_every_layout(layout):
+def test_simulated_likelihood_matches_numpy_in_every_layout(
+    layout, likelihood_in_layout, one_long_panel
+):
     names = MODEL.parameter_names
     truth = dict.fromkeys(names, 0.3)
     data = simulate_choices(MODEL, truth, num_people=15, situations_per_person=3, seed=12)
     if layout == "gathered":
-        frame = data.frame.copy()
-        moved = frame.situation < 25
-        frame.loc[moved, "z"] = frame.loc[frame.person == 0, "z"].iloc[0]
-        frame.loc[moved, "person"] = 0
-        data = ChoiceData(
-            frame, choice="choice", alternative="alt", situation="situation", panel="person"
-        )
+        data = one_long_panel(data, 25, keep=("z",))
     standard, log_w = standardised_draws(MODEL, data.num_panels, 17, "mlhs", 2)
-    problem = build_problem(MODEL, data, standard=standard, log_weights=log_w, chunk_size=6)
-    lik_data = problem.data if layout != "grid" else problem.data._replace(blocks=None)
-    assert problem.likelihood.gathered == (layout == "gathered")
     theta = np.random.default_rng(8).normal(0.0, 0.3, len(names))
+    unit_ll, value, grad, scores = likelihood_in_layout(
+        MODEL, data, standard, log_w, theta, layout, 6
+    )
     expected = reference_unit_loglik(MODEL, data, theta, standard, log_w)
-    with x64():
-        t = jnp.asarray(theta)
-        unit_ll = np.asarray(problem.likelihood.unit_loglik(t, lik_data))
-        value, grad = problem.likelihood.value_and_grad(t, lik_data)
-        scores = np.asarray(problem.likelihood.unit_scores(t, lik_data))
     np.testing.assert_allclose(unit_ll, expected, rtol=1e-11)
-    assert float(value) == pytest.approx(expected.sum(), rel=1e-11)
-    np.testing.assert_allclose(np.asarray(grad), scores.sum(axis=0), rtol=1e-9, atol=1e-10)
+    assert value == pytest.approx(expected.sum(), rel=1e-11)
+    np.testing.assert_allclose(grad, scores.sum(axis=0), rtol=1e-9, atol=1e-10)
     numeric = np.empty(len(theta))
     for i in range(len(theta)):
         up, down = theta.copy(), theta.copy()
@@ -123,7 +110,7 @@ def test_simulated_likelihood_matches_numpy_in_every_layout(layout):
             reference_unit_loglik(MODEL, data, up, standard, log_w).sum()
             - reference_unit_loglik(MODEL, data, down, standard, log_w).sum()
         ) / 2e-6
-    np.testing.assert_allclose(np.asarray(grad), numeric, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6)
 
 
 def test_recovers_known_wtps_on_fresh_data():
