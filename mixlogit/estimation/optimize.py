@@ -355,8 +355,6 @@ def hessian_matrix(
     """
     theta = np.asarray(theta, dtype=np.float64)
     index = np.arange(len(theta)) if index is None else np.asarray(index)
-    if basis is not None:
-        return _constrained_hessian(problem, theta, progress, index, basis)
     hessian = np.zeros((len(index), len(index)))
     columns = tqdm(range(len(index)), desc="Hessian", unit="param", disable=not progress)
     unit = parameter_scales(problem)
@@ -366,31 +364,18 @@ def hessian_matrix(
             # O(h^2) truncation error, ~1e-10 relative for h = 1e-5 scaled to the parameter
             # (or to its typical size, :func:`parameter_scales`, when it is near 0)
             step = 1e-5 * max(unit[i], abs(theta[i]))
-            up, down = theta.copy(), theta.copy()
-            up[i] += step
-            down[i] -= step
-            hessian[:, col] = (
-                np.asarray(problem.value_and_grad(jnp.asarray(down), problem.data)[1])[index]
-                - np.asarray(problem.value_and_grad(jnp.asarray(up), problem.data)[1])[index]
-            ) / (2.0 * step)
-    return 0.5 * (hessian + hessian.T)
-
-
-def _constrained_hessian(
-    problem: Problem, theta: np.ndarray, progress: bool, index: np.ndarray, basis: np.ndarray
-) -> np.ndarray:
-    hessian = np.zeros((len(index), len(index)))
-    unit = parameter_scales(problem)
-    columns = tqdm(range(len(index)), desc="Hessian", unit="param", disable=not progress)
-    with x64():
-        for col in columns:
-            i = index[col]
-            step = 1e-5 * max(unit[i], abs(theta[i]))
-            up, down = theta + step * basis[:, col], theta - step * basis[:, col]
+            if basis is None:
+                up, down = theta.copy(), theta.copy()
+                up[i] += step
+                down[i] -= step
+            else:
+                up, down = theta + step * basis[:, col], theta - step * basis[:, col]
             difference = np.asarray(
                 problem.value_and_grad(jnp.asarray(down), problem.data)[1]
             ) - np.asarray(problem.value_and_grad(jnp.asarray(up), problem.data)[1])
-            hessian[:, col] = basis.T @ difference / (2.0 * step)
+            # the gradient in phi: the free entries, or basis.T @ g under constraints
+            projected = difference[index] if basis is None else basis.T @ difference
+            hessian[:, col] = projected / (2.0 * step)
     return 0.5 * (hessian + hessian.T)
 
 

@@ -368,7 +368,7 @@ def _constraint_basis(
             matrix[r] -= matrix[r, column] * matrix[q]
         candidates = np.abs(matrix[r])
         candidates[pivots] = 0.0
-        scale = max(1.0, float(np.max(np.abs([c for c in rows[r][0].values()]))))
+        scale = max(1.0, *(abs(c) for c in rows[r][0].values()))
         if candidates.max(initial=0.0) <= 1e-12 * scale:
             kind = "is implied by" if abs(rhs[r]) <= 1e-12 * scale else "contradicts"
             raise ValueError(
