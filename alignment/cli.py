@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib
 import json
 import os
@@ -486,7 +487,10 @@ def _train_locked(
     )
     if config["data"]["drop_long_prompts"]:  # needs the tokenizer: reload with it
         train, test, report = build_data(config, tokenizer)
-    training = {**config["training"], "output_dir": str(checkpoints)}
+    # A copy: TrainingArguments fills nested settings in place (fsdp_config gains its
+    # defaults), which would make the config saved in each checkpoint differ from the run's
+    # own and refuse every resume of an FSDP run.
+    training = {**copy.deepcopy(config["training"]), "output_dir": str(checkpoints)}
     try:
         args = MixDPOConfig(**training)
     except TypeError as error:
@@ -518,7 +522,16 @@ def _train_locked(
     NonFiniteLossGuard.attach(trainer)
     CheckpointCompleteMarker.attach(trainer)  # also owns save_total_limit (rotation after marking)
     result = trainer.train(resume_from_checkpoint=resume)
-    metrics: dict[str, Any] = {"train": result.metrics, "resumed_from": resume}
+    metrics: dict[str, Any] = {
+        "train": result.metrics,
+        "resumed_from": resume,
+        "distributed": {
+            "processes": trainer.accelerator.num_processes,
+            "fsdp": bool(trainer.is_fsdp_enabled),
+            "deepspeed": bool(trainer.is_deepspeed_enabled),
+            "wrapped_model": type(trainer.model_wrapped).__name__,
+        },
+    }
     trainer.save_model(str(run_dir / "final"))
     if is_main and config["eval"]["after_train"] and len(test):
         # The trainer's own reference where it holds one (full fine-tuning), else rebuilt.

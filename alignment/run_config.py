@@ -257,13 +257,20 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     raise ValueError(f"{key} = {value!r} ({_describe(value)}): expected {expected}")
 
 
+#: TrainingArguments fields whose annotation is narrower than what transformers takes:
+#: ``fsdp`` is annotated ``str | None`` but transformers asks for ``fsdp=True`` (the string
+#: forms are deprecated).
+_WIDER_TRAINING_TYPES: dict[str, Any] = {"fsdp": bool | str | None}
+
+
 @functools.cache
 def _training_fields() -> dict[str, Any]:
     """``MixDPOConfig``'s constructor fields -> their resolved type annotations."""
     from alignment.config import MixDPOConfig
 
     hints = typing.get_type_hints(MixDPOConfig)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(MixDPOConfig) if f.init}
+    fields = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(MixDPOConfig) if f.init}
+    return {**fields, **{k: v for k, v in _WIDER_TRAINING_TYPES.items() if k in fields}}
 
 
 def _check_config(config: dict[str, Any]) -> None:

@@ -4,15 +4,19 @@ Built on :class:`transformers.Trainer`, so accelerate, DDP/FSDP/DeepSpeed, callb
 checkpoints come from the ecosystem; nothing depends on TRL. Overridden public methods:
 ``compute_loss``, ``prediction_step``, ``training_step``, ``evaluate``, ``create_optimizer``,
 ``get_train_dataloader`` (annotator level only: batches that keep an annotator's pairs
-together), ``log`` and ``save_model``. Three private ``Trainer`` methods are overridden as well, because
-``Trainer`` offers no public hook for what they do (tested against transformers 4.46 and later;
-a rename upstream would break them):
+together), ``create_scheduler``, ``log`` and ``save_model``. Five private ``Trainer`` methods
+are overridden as well, because ``Trainer`` offers no public hook for what they do (tested
+against transformers 4.46 and later; a rename upstream would break them):
 
 * ``_set_signature_columns_if_needed``: keep the token, reference and extra columns when
   ``remove_unused_columns`` drops the dataset columns the model's ``forward`` does not take;
 * ``_load_from_checkpoint``: reload ``strength.pt`` when resuming from a checkpoint;
 * ``_load_best_model``: reload the best checkpoint's ``strength.pt`` with
-  ``load_best_model_at_end``.
+  ``load_best_model_at_end``;
+* ``_save_optimizer_and_scheduler`` / ``_load_optimizer_and_scheduler``: under FSDP the
+  optimiser state is saved and loaded through the model's parameter names, which the
+  strength's parameters (outside the model) do not have; their group is set aside for that and
+  saved beside it (:data:`STRENGTH_OPTIMIZER_NAME`).
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ STRENGTH_WEIGHTS_NAME = "strength.pt"
 STRENGTH_CONFIG_NAME = "strength_config.json"
 #: The running strength average of a checkpoint (``strength_average_half_life``).
 STRENGTH_AVERAGE_NAME = "strength_average.pt"
+#: The strength group's optimiser state in a checkpoint of an FSDP run (the model's optimiser
+#: state is FSDP's own files there).
+STRENGTH_OPTIMIZER_NAME = "strength_optimizer.pt"
 
 
 def build_strength(args: MixDPOConfig, design: StrengthDesign | None = None) -> nn.Module:
@@ -315,6 +322,26 @@ def _reference_adapter(model: nn.Module):
             param.requires_grad_(trainable[name])
 
 
+def _warn_unsharded(trainer: Trainer) -> None:
+    """Warn when ``fsdp`` or ``deepspeed`` is set but accelerate enabled neither: it turns them
+    on only for multi-process runs on GPUs or other accelerators and otherwise trains as DDP
+    (or one process) without a word, so the model would not be sharded."""
+    args = trainer.args
+    for name, asked, enabled in (
+        ("fsdp", args.fsdp, trainer.is_fsdp_enabled),
+        ("deepspeed", args.deepspeed, trainer.is_deepspeed_enabled),
+    ):
+        if asked and not enabled:
+            warnings.warn(
+                f"training.{name} is set but accelerate did not enable it (it does only for "
+                "multi-process runs on GPUs or other accelerators; this run has "
+                f"{trainer.accelerator.num_processes} process(es) on "
+                f"{trainer.args.device.type}): the model is not sharded",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+
 class _ZeroStrengthGradients(TrainerCallback):
     """Trainer zeroes only the model's gradients; the strength's must be cleared as well."""
 
@@ -324,6 +351,42 @@ class _ZeroStrengthGradients(TrainerCallback):
     def on_optimizer_step(self, args, state, control, **kwargs):
         for param in self.strength.parameters():
             param.grad = None
+
+
+class _StrengthReplicaCheck(TrainerCallback):
+    """After every optimiser step of a multi-process run, the largest difference of any
+    strength parameter between a rank and rank 0 (``spread``, logged as
+    ``strength/rank_spread``).
+
+    The strength lives outside the DDP/FSDP/DeepSpeed-wrapped model, replicated on every rank:
+    the same all-reduced gradients and the same optimiser state must give bitwise the same
+    values everywhere. A rank that drifts (a gradient missed by the all-reduce, a rank-local
+    update) would train each rank's policy against another strength and save rank 0's alone;
+    a non-zero spread is warned about at once.
+    """
+
+    def __init__(self, strength: nn.Module):
+        self.strength = strength
+        self.spread: float | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        world = torch.distributed.get_world_size()
+        params = [p.detach().reshape(-1) for p in self.strength.parameters()]
+        if world < 2 or not params:
+            return
+        flat = torch.cat(params)
+        gathered = [torch.empty_like(flat) for _ in range(world)]
+        torch.distributed.all_gather(gathered, flat)
+        self.spread = max(float((g - gathered[0]).abs().max()) for g in gathered)
+        if self.spread > 0:
+            warnings.warn(
+                f"strength parameters differ between ranks by up to {self.spread:.3g} after "
+                f"optimiser step {state.global_step}: the replicas no longer train one strength",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 class _StrengthAverage(TrainerCallback):
@@ -591,7 +654,10 @@ class MixDPOTrainer(Trainer):
         # divide it by the gradient-accumulation steps.
         self.model_accepts_loss_kwargs = False
         self.strength.to(self.args.device)
+        _warn_unsharded(self)
         self.add_callback(_ZeroStrengthGradients(self.strength))
+        self._replica_check = _StrengthReplicaCheck(self.strength)
+        self.add_callback(self._replica_check)
         self._strength_average: _StrengthAverage | None = None
         self.step_grad_norms: list[Any] | None = None  # set by _clip_grad_norm each step
         half_life = args.strength_average_half_life
@@ -1245,14 +1311,97 @@ class MixDPOTrainer(Trainer):
         optimizer = (
             super().create_optimizer(model) if model is not None else super().create_optimizer()
         )
-        self._add_strength_group(self.optimizer)
+        # Under FSDP2 accelerate then swaps each optimiser parameter for its sharded DTensor,
+        # found among the model's parameters, and fails on the strength's (they are not in
+        # the model): their group joins after that swap, in create_scheduler.
+        if not self._is_fsdp2():
+            self._add_strength_group(self.optimizer)
         return optimizer
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> Any:
+        """Trainer's scheduler, built once the strength group is in the optimiser (so that it
+        follows the same warm-up and decay)."""
+        self._add_strength_group(self.optimizer if optimizer is None else optimizer)
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    @contextlib.contextmanager
+    def _strength_group_set_aside(self):
+        """The optimiser without the strength's group and state inside the block (FSDP's
+        optimiser state dict maps every parameter to a name in the model), then with them again;
+        yields ``(group, state)`` or ``None`` when the optimiser has no such group."""
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper
+        strength = {id(p) for p in self.strength.parameters()}
+        index = next(
+            (
+                i
+                for i, group in enumerate(optimizer.param_groups)
+                if any(id(p) in strength for p in group["params"])
+            ),
+            None,
+        )
+        if index is None:
+            yield None
+            return
+        group = optimizer.param_groups.pop(index)
+        state = {p: optimizer.state.pop(p) for p in group["params"] if p in optimizer.state}
+        try:
+            yield group, state
+        finally:
+            # load_state_dict replaces param_groups and state: restore into the current ones
+            optimizer.param_groups.insert(index, group)
+            optimizer.state.update(state)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        if not self.is_fsdp_enabled:
+            return super()._save_optimizer_and_scheduler(output_dir)
+        with self._strength_group_set_aside() as aside:
+            super()._save_optimizer_and_scheduler(output_dir)
+        if aside is not None and self.args.should_save:
+            group, state = aside
+            torch.save(
+                {
+                    "group": {k: v for k, v in group.items() if k != "params"},
+                    "state": [state.get(p) for p in group["params"]],
+                },
+                os.path.join(output_dir, STRENGTH_OPTIMIZER_NAME),
+            )
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is None or not self.is_fsdp_enabled:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        with self._strength_group_set_aside() as aside:
+            super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, STRENGTH_OPTIMIZER_NAME)
+        if aside is None:
+            return
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} is missing: the checkpoint holds the FSDP optimiser state without the "
+                "strength group's, so the strength optimiser cannot resume where it stopped"
+            )
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        group, _ = aside
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        group.update(saved["group"])
+        for param, state in zip(group["params"], saved["state"], strict=True):
+            if state is not None:
+                optimizer.state[param] = {
+                    k: v.to(param.device) if torch.is_tensor(v) else v for k, v in state.items()
+                }
+
+    def _is_fsdp2(self) -> bool:
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        return bool(self.is_fsdp_enabled) and getattr(plugin, "fsdp_version", 1) == 2
 
     # ----------------------------------------------------------------------------- logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
         averaged = {k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}
         averaged.update(self.strength_values())
+        if mode == "train" and self._replica_check.spread is not None:
+            averaged["strength/rank_spread"] = self._replica_check.spread
         if mode == "eval":
             averaged = {f"eval_{k}": v for k, v in averaged.items()}
         logs.update(averaged)  # in place: `evaluate` returns this same dict

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks._timing import run_measured
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 XLOGIT_VENV = ROOT / "benchmarks" / ".venv-xlogit"
@@ -76,6 +78,41 @@ def _mixlogit_loglik_at(num_draws: int, params: list[float]) -> None:
     print(json.dumps({"loglik": loglik}))
 
 
+#: the steps of ``estimate`` timed by :func:`_time_budget` (names in mixlogit.estimation.fit)
+BUDGET_STEPS = {
+    "simulated_problem": "arrays, draws and jit set-up",
+    "mnl_newton": "MNL start",
+    "Optimiser.maximise": "optimiser (BFGS), compilation included",
+    "find_separation": "separation check",
+    "covariances": "Hessian and covariances",
+}
+
+
+def _time_budget() -> dict[str, float]:
+    """Wall seconds of each of :data:`BUDGET_STEPS` in the next fits (wrappers installed in
+    ``mixlogit.estimation.fit``'s namespace; ``other`` is set by the caller)."""
+    from mixlogit.estimation import fit
+
+    seconds = dict.fromkeys(BUDGET_STEPS, 0.0)
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - start
+
+        return wrapper
+
+    for name in BUDGET_STEPS:
+        if name == "Optimiser.maximise":
+            fit.Optimiser.maximise = timed(name, fit.Optimiser.maximise)
+        else:
+            setattr(fit, name, timed(name, getattr(fit, name)))
+    return seconds
+
+
 def _mixlogit_worker(num_draws: int, replicate: int, hessian: bool, cache_dir: str | None) -> None:
     import jax
     import numpy as np
@@ -105,17 +142,20 @@ def _mixlogit_worker(num_draws: int, replicate: int, hessian: bool, cache_dir: s
             part["chid"] = part["chid"] + copy * (frame["chid"].max() + 1)
             copies.append(part)
         frame = pd.concat(copies, ignore_index=True)
+    budget = _time_budget()
     start, cpu_start = time.perf_counter(), time.process_time()
     data = ChoiceData(frame, choice="choice", alternative="alt", situation="chid", panel="id")
     model = MixedLogit(random={v: "normal" for v in VARIABLES})
     results = model.fit(data, num_draws=num_draws, draws="halton", hessian=hessian)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    budget["other"] = elapsed - sum(budget.values())
     print(
         json.dumps(
             {
                 "fit_time": elapsed,
                 "fit_cpu_time": cpu,
                 "compile_time": compile_seconds[0],
+                "budget": budget,
                 "function_evaluations": results.function_evaluations,
                 "loglik": results.loglik,
                 "names": results.names,
@@ -126,27 +166,6 @@ def _mixlogit_worker(num_draws: int, replicate: int, hessian: bool, cache_dir: s
             }
         )
     )
-
-
-def _run_measured(command: list[str], env: dict | None = None) -> dict:
-    """Run a worker; return its JSON output plus wall, CPU time and peak RSS of the process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env, text=True
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    stdout, stderr = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"worker {command} failed:\n{stderr[-3000:]}")
-    record = json.loads(stdout.strip().splitlines()[-1])
-    record.update(
-        process_wall_time=wall,
-        cpu_time=usage.ru_utime + usage.ru_stime,
-        peak_rss_mib=usage.ru_maxrss / 1024.0,
-    )
-    return record
 
 
 def ensure_xlogit_env() -> Path:
@@ -161,6 +180,18 @@ def ensure_xlogit_env() -> Path:
     return python
 
 
+def xlogit_version() -> str:
+    """The xlogit version installed in :data:`XLOGIT_VENV` (as its package metadata says)."""
+    python = ensure_xlogit_env()
+    done = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('xlogit'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def run_xlogit(csv: Path, num_draws: int, at: list[float] | None = None) -> dict:
     python = ensure_xlogit_env()
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
@@ -168,7 +199,7 @@ def run_xlogit(csv: Path, num_draws: int, at: list[float] | None = None) -> dict
         script = handle.name
     extra = [] if at is None else [json.dumps(at)]
     try:
-        return _run_measured([str(python), script, str(csv), str(num_draws), *extra])
+        return run_measured([str(python), script, str(csv), str(num_draws), *extra])
     finally:
         os.unlink(script)
 
@@ -182,7 +213,7 @@ def run_mixlogit(
         command.append("--no-hessian")
     if cache_dir is not None:
         command += ["--cache-dir", str(cache_dir)]
-    return _run_measured(command)
+    return run_measured(command)
 
 
 def _compare(mix: dict, xl: dict) -> dict:
@@ -232,7 +263,10 @@ def main() -> None:
     from mixlogit.datasets import load_electricity
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    report: dict = {"machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()}}
+    report: dict = {
+        "machine": {"cpus": os.cpu_count(), "load_average": os.getloadavg()},
+        "xlogit_version": xlogit_version(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "electricity.csv"
         load_electricity().to_csv(csv, index=False)
@@ -256,7 +290,7 @@ def main() -> None:
             # two use the same draws and likelihood, so a gap between the fits is the optimiser's
             xl_at_mix = run_xlogit(csv, num_draws, at=mix["params"])["loglik"]
             at_xlogit = ["--draws", str(num_draws), "--loglik-at", json.dumps(xl["params"])]
-            mix_at_xl = _run_measured(
+            mix_at_xl = run_measured(
                 [sys.executable, "-m", "benchmarks.bench_electricity", "--worker", *at_xlogit]
             )["loglik"]
             row["cross_check"] = {
@@ -371,6 +405,24 @@ def _markdown(report: dict) -> str:
                 f"{cross['xlogit_loglik_at_mixlogit_estimates']:.6f}; mixlogit's LL at xlogit's "
                 f"estimates {cross['mixlogit_loglik_at_xlogit_estimates']:.6f} | | | | | | |"
             )
+    budget_rows = [
+        (row["draws"], label, row[lib]["budget"])
+        for row in report["side_by_side"]
+        for lib, label in (("mixlogit", "cold"), ("mixlogit_warm", "warm"))
+        if lib in row and "budget" in row[lib]
+    ]
+    if budget_rows:
+        steps = [*BUDGET_STEPS.values(), "other (data, results, ...)"]
+        lines += [
+            "",
+            "## Where mixlogit's fit time goes (wall seconds)",
+            "",
+            "| draws | cache | " + " | ".join(steps) + " |",
+            "|---:|---|" + "---:|" * len(steps),
+        ]
+        for draws, label, budget in budget_rows:
+            cells = [f"{budget[name]:.2f}" for name in (*BUDGET_STEPS, "other")]
+            lines.append(f"| {draws} | {label} | " + " | ".join(cells) + " |")
     if "scaling_draws" in report:
         lines += [
             "",

@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import git_output, markdown_table, save_report
-from benchmarks.bench_electricity import _run_measured, ensure_xlogit_env
+from benchmarks._timing import run_measured
+from benchmarks.bench_electricity import ensure_xlogit_env
 
 WTP_VARIABLES = ["cl", "loc", "wk", "tod", "seas"]
 NUM_DRAWS = 600
@@ -82,7 +83,7 @@ def run_xlogit(csv: Path, init: list[float] | None = None, maxiter: int = 2000) 
         script = handle.name
     try:
         extra = [] if init is None else [json.dumps({"init": init, "maxiter": maxiter})]
-        return _run_measured([str(python), script, str(csv), str(NUM_DRAWS), *extra])
+        return run_measured([str(python), script, str(csv), str(NUM_DRAWS), *extra])
     finally:
         os.unlink(script)
 

@@ -63,6 +63,11 @@ class NamespaceOps:
     def concatenate(self, xs, axis=0):
         return self.xp.concatenate(list(xs), axis=axis)
 
+    def elementwise(self, fn, inputs):
+        """``fn(*inputs)`` for an elementwise ``fn`` of broadcastable arrays (a backend may
+        evaluate it piece by piece: torch in cache-sized chunks)."""
+        return fn(*inputs)
+
     def fori_loop(self, num_iterations, body, carry):
         """``body`` applied ``num_iterations`` times to ``carry``, eagerly (JAX compiles it
         under tracing)."""

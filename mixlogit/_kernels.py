@@ -47,6 +47,11 @@ class ArrayOps(Protocol):
     def sigmoid(self, x: Array) -> Array: ...
     def tanh(self, x: Array) -> Array: ...
     def concatenate(self, xs, axis: int = 0) -> Array: ...
+    def elementwise(self, fn: Callable[..., Array], inputs: tuple[Array, ...]) -> Array:
+        """``fn(*inputs)`` for an elementwise ``fn``; torch evaluates it over cache-sized
+        chunks, differentiated by its autograd as usual."""
+        ...
+
     def fori_loop(self, num_iterations: int, body, carry):
         """``carry = body(carry)`` repeated ``num_iterations`` times (a compiled loop in JAX)."""
         ...
@@ -99,8 +104,7 @@ def _gamma_series(
     broadcast shape of ``(d, shape, rate)``; the gradient expressions are differentiable code
     themselves (second derivatives by autodiff stay correct) and see only finite inputs.
     """
-    weights = ops.const(alternating_series_weights(num_terms), like=d)
-    index = ops.const(np.arange(num_terms, dtype=np.float64), like=d)
+    weights = alternating_series_weights(num_terms)
     positive = d > 0
     # Both signs share S(|d|/rate). Writing |d| as -d on d <= 0 (rather than abs) keeps the
     # derivative at d = 0 equal to its two-sided limit, shape / (2 rate) for log P.
@@ -113,10 +117,20 @@ def _gamma_series(
     clipped = a > a_max  # a no longer moves with d or rate there
     a = ops.minimum(a, a_max)
     u = a / (1.0 + a)
-    index_u = index * u[..., None]
-    log_ratio = ops.log1p(index_u)
-    terms = weights * ops.exp(-shape[..., None] * log_ratio)
-    series = ops.sum(terms, axis=-1)
+    # One term at a time on arrays of the batch's shape: a (batch, num_terms) array of terms
+    # makes every operation a pass over num_terms times the batch in memory, four times
+    # slower on CPU; an unrolled loop is one fused kernel under XLA. t_0 = w_0 (L_0 = 0).
+    series = u * 0.0 + float(weights[0])
+    weighted_log_ratio = u * 0.0  # sum_j t_j L_j
+    tilted_sum = u * 0.0  # sum_j t_j j / (1 + j u)
+    minus_shape = -shape
+    for j in range(1, num_terms):
+        log_ratio = ops.log1p(j * u)
+        term = float(weights[j]) * ops.exp(minus_shape * log_ratio)
+        series = series + term
+        if gradients:
+            weighted_log_ratio = weighted_log_ratio + term * log_ratio
+            tilted_sum = tilted_sum + term / (u + 1.0 / j)  # j / (1 + j u) = 1 / (u + 1/j)
     log_s = -shape * ops.log1p(a) + ops.log(series)
     log_s = ops.where(infinite, -math.inf, log_s)
     small_side = ops.exp(log_s)
@@ -124,8 +138,8 @@ def _gamma_series(
     if not gradients:
         return log_p, None
 
-    dlogs_dshape = -ops.log1p(a) - ops.sum(terms * log_ratio, axis=-1) / series
-    tilted = ops.sum(terms * (index / (1.0 + index_u)), axis=-1) / series
+    dlogs_dshape = -ops.log1p(a) - weighted_log_ratio / series
+    tilted = tilted_sum / series
     dlogs_da = -shape / (1.0 + a) * (1.0 + tilted / (1.0 + a))
     # S <= 1/2 for d > 0, so 1 - S never cancels; S = 0 at d = +inf gives 0, not NaN.
     dlogp_dlogs = ops.where(positive, -small_side / (1.0 - small_side), 1.0)
@@ -179,8 +193,10 @@ def gamma_log_marginal_fused(
 ) -> Array:
     """:func:`gamma_log_marginal` whose derivatives are the precomputed ones of
     :func:`gamma_log_marginal_and_grads` (``ops.with_gradients``): reverse mode costs one pass
-    over the series instead of autodiff's stored and replayed one. Without differentiation the
-    value alone is computed. Inputs broadcast together (shape of the result)."""
+    over the series instead of autodiff's stored and replayed one (half the time in torch;
+    XLA's autodiff of the unrolled loop is about as fast as the fused pass). Without
+    differentiation the value alone is computed. Inputs broadcast together (shape of the
+    result)."""
 
     def value(d, shape, rate):
         return gamma_log_marginal(ops, d, shape, rate, num_terms)

@@ -176,6 +176,7 @@ class MixedLogit:
         bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
         halton_options: Mapping[str, Any] | None = None,
         constraints: Sequence[str | tuple[Mapping[str, float], float]] | None = None,
+        devices: int | Sequence[Any] | None = None,
         **kwargs: Any,
     ):
         """Estimate the model.
@@ -250,6 +251,13 @@ class MixedLogit:
             halton_options: for Halton draws, ``{"skip": n}`` leading points dropped (default
                 100) and ``{"primes": [...]}`` one base per random coefficient in column order
                 (default the first primes), as Biogeme, Apollo and xlogit allow.
+            devices: split the decision makers between devices for maximum simulated
+                likelihood: a count (the first ``devices`` of ``jax.devices()``; on CPU
+                set ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before JAX starts)
+                or a sequence of jax devices. Each holds ``1 / N`` of the data and draws and
+                evaluates its own units; the estimates equal the one-device ones up to
+                rounding in the sums (:mod:`mixlogit.estimation.sharding`, which states the
+                memory per device).
 
         Returns:
             :class:`~mixlogit.results.EstimationResults` (classical) or
@@ -326,6 +334,7 @@ class MixedLogit:
             bounds=bounds,
             halton_options=halton_options,
             constraints=constraints,
+            devices=devices,
         )
 
 
@@ -352,6 +361,7 @@ _CLASSICAL_ONLY = (
     "bounds",
     "constraints",
     "halton_options",
+    "devices",
 )
 #: Old names (:data:`FIT_RENAMES`) of classical-only arguments.
 _CLASSICAL_OLD_NAMES = ("gtol", "maxiter", "quadrature_tol")

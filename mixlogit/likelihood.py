@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mixlogit._choice_ops import choice_ops
 from mixlogit.arrays import ChoiceArrays
@@ -316,11 +317,13 @@ def make_likelihood_data(
     *,
     max_padding: float = 0.3,
     covariates: np.ndarray | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[LikelihoodData, np.ndarray, bool]:
     """Device data and the ``(S, 2)`` grid position ``(g, t)`` of every situation.
 
     ``covariates`` ``(U, Q)``: each unit's mixing covariates (required when the layout has
-    any, see :class:`~mixlogit.spec.ModelSpec`).
+    any, see :class:`~mixlogit.spec.ModelSpec`). ``mesh``: the blocked layout's units are
+    split between its devices (:func:`make_panel_blocks`).
 
     Returns:
         data, positions, gathered (True for the one-situation-per-group layout, used when the
@@ -375,6 +378,7 @@ def make_likelihood_data(
             standard,
             log_draw_weights,
             covariates=covariates,
+            mesh=mesh,
         )
     data = LikelihoodData(
         Xf=jnp.asarray(X[..., fixed_idx], dtype=jnp.float64),
@@ -404,8 +408,14 @@ def make_panel_blocks(
     log_draw_weights: np.ndarray,
     block_size: int | None = None,
     covariates: np.ndarray | None = None,
+    mesh: Mesh | None = None,
 ) -> PanelBlocks:
     """Blocked difference layout from the ``(U, T, J, K)`` grid (see :class:`PanelBlocks`).
+
+    With a one-axis ``mesh`` the blocks (padded with empty ones to a multiple of its size)
+    are placed evenly on its devices, each device holding ``1 / mesh.size`` of every per-unit
+    array; shared nodes and the draw weights are replicated
+    (:mod:`mixlogit.estimation.sharding`).
 
     Args:
         X: ``(U, T, J, Kf + Kr)`` attributes on the unit grid (padding situations included).
@@ -427,6 +437,8 @@ def make_panel_blocks(
         per_unit = num_t * max(num_j - 1, 1) * num_draws
         block_size = max(1, min(num_u, BLOCK_ELEMENTS // max(per_unit, 1)))
     num_blocks = -(-num_u // block_size)
+    if mesh is not None:
+        num_blocks = -(-num_blocks // mesh.size) * mesh.size
     pad = num_blocks * block_size - num_u
 
     def blocked(a: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -437,19 +449,34 @@ def make_panel_blocks(
 
     dX = blocked(dX).transpose(0, 3, 1, 2, 4)  # (NB, J-1, B, T, K)
     other_available = blocked(other_available.astype(np.float64)).transpose(0, 3, 1, 2)
-    if standard.shape[0] == 1:
+    shared = standard.shape[0] == 1
+    if shared:
         standard_blocks = standard[None]  # shared nodes, not copied per block (NB * R * Kr)
     else:
         standard_blocks = blocked(standard)
-    return PanelBlocks(
-        dX=jnp.asarray(np.ascontiguousarray(dX), dtype=jnp.float64),
-        available=jnp.asarray(np.ascontiguousarray(other_available), dtype=jnp.float64),
-        standard=jnp.asarray(np.ascontiguousarray(standard_blocks), dtype=jnp.float64),
-        unit_weights=jnp.asarray(blocked(np.asarray(unit_weights, np.float64))),
-        log_draw_weights=jnp.asarray(log_draw_weights, dtype=jnp.float64),
-        covariates=jnp.asarray(
-            blocked(np.zeros((num_u, 0)) if covariates is None else np.asarray(covariates, float))
+    host = PanelBlocks(
+        dX=dX,
+        available=other_available,
+        standard=standard_blocks,
+        unit_weights=blocked(np.asarray(unit_weights, np.float64)),
+        log_draw_weights=np.asarray(log_draw_weights),
+        covariates=blocked(
+            np.zeros((num_u, 0)) if covariates is None else np.asarray(covariates, float)
         ),
+    )
+    placements = [None] * len(host)
+    if mesh is not None:
+        by_unit = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        placements = [
+            replicated if name == "log_draw_weights" or (name == "standard" and shared) else by_unit
+            for name in PanelBlocks._fields
+        ]
+    return PanelBlocks(
+        *(
+            jax.device_put(np.ascontiguousarray(a, dtype=np.float64), placement)
+            for a, placement in zip(host, placements, strict=True)
+        )
     )
 
 
@@ -634,7 +661,14 @@ class Likelihood:
         return z, grad_beta
 
     def _block_value_grad_scores(self, theta, blocks: PanelBlocks):
-        """Value, gradient and unit scores ``(U, P)`` from the unit-blocked difference layout.
+        """Value, gradient and unit scores ``(U, P)`` from the unit-blocked difference layout
+        (:meth:`block_terms` summed over the blocks)."""
+        values, grads, scores = self.block_terms(theta, blocks)
+        return jnp.sum(values), jnp.sum(grads, axis=0), scores[: self.num_units]
+
+    def block_terms(self, theta, blocks: PanelBlocks):
+        """Each block's weighted log-likelihood ``(NB,)`` and gradient ``(NB, P)``, and the
+        scores ``(NB * B, P)`` of its units (padding units included, last).
 
         Each unit's coefficients depend only on ``theta`` and its own draws, so a unit's score is
         the pullback of its own cotangent (a ``vmap`` of the coefficient map's VJP) and the
@@ -666,8 +700,7 @@ class Likelihood:
             covariates = jnp.zeros((*blocks.unit_weights.shape, 0), theta.dtype)
         inputs = (blocks.dX, blocks.available, blocks.unit_weights, covariates)
         values, grads, scores = lax.map(block, inputs if shared else (*inputs, blocks.standard))
-        scores = scores.reshape(-1, theta.shape[0])[: self.num_units]
-        return jnp.sum(values), jnp.sum(grads, axis=0), scores
+        return values, grads, scores.reshape(-1, theta.shape[0])
 
     def value_grad_scores(self, theta, data):
         """Weighted log-likelihood, its gradient ``(P,)`` and the unit scores ``(U, P)``."""

@@ -127,7 +127,11 @@ def _marginal_accuracy(r: Results) -> Row:
 
 
 _TIMED = (  # (label, marginal, [(backend, dtype), ...]) in the order shown
-    ("Gamma exact", "gamma", [("torch", "float64"), ("jax", "float64"), ("jax", "float32")]),
+    (
+        "Gamma exact",
+        "gamma",
+        [("torch", "float64"), ("torch", "float32"), ("jax", "float64"), ("jax", "float32")],
+    ),
     ("LogNormal MC K=16", "lognormal_mc16", [("torch", "float64")]),
     ("LogNormal quadrature, 16 nodes", "lognormal_quad16", [("jax", "float64")]),
 )
@@ -618,6 +622,28 @@ def _wtp_space(r: Results) -> Row:
     )
 
 
+def _sharded(r: Results) -> Row:
+    runs = r("sharded", "runs")
+    cells = []
+    for rows in sorted({run["rows"] for run in runs}):
+        one = next(x for x in runs if x["rows"] == rows and x["setup"] == "1 of 2")
+        two = next(x for x in runs if x["rows"] == rows and x["setup"] == "2 devices")
+        cells.append(
+            f"{_sci(rows, 0)} rows: fit {one['fit_time']:.1f} s on 1 device, "
+            f"{two['fit_time']:.1f} s on 2; value+gradient {one['evaluation_time'] * 1e3:.0f} vs "
+            f"{two['evaluation_time'] * 1e3:.0f} ms; blocked arrays "
+            f"{max(one['block_bytes_per_device'].values()) / 2**20:.0f} vs "
+            f"{max(two['block_bytes_per_device'].values()) / 2**20:.0f} MiB per device; "
+            f"estimates within {_sci(two['max_abs_param_diff'])}"
+        )
+    return (
+        f"Mixed logit on 2 host devices (`fit(devices=2)`, Electricity replicated, "
+        f"{r('sharded', 'num_draws')} draws)",
+        "; ".join(cells),
+        "`python -m benchmarks.bench_sharded`",
+    )
+
+
 def _bayes_biogeme(r: Results) -> Row:
     mine, theirs = r("bayes_biogeme", "mixlogit"), r("bayes_biogeme", "biogeme")
     settings = r("bayes_biogeme", "settings")
@@ -703,6 +729,7 @@ ROWS: Sequence[Callable[[Results], Row]] = (
     _biogeme,
     _biogeme_covariates,
     _wtp_space,
+    _sharded,
     _bayes_biogeme,
     _latent_class_ml_vs_nuts,
     _bayes,

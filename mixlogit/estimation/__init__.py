@@ -6,6 +6,8 @@
   optimiser) and MNL starting values (:func:`mnl_newton`).
 * :mod:`~mixlogit.estimation.optimize`: the scipy optimiser, the Hessian by differences of the
   exact gradient, classical and cluster-robust covariances.
+* :mod:`~mixlogit.estimation.sharding`: the decision makers split between devices
+  (``devices=``, ``jax.shard_map``).
 * :mod:`~mixlogit.estimation.simulated`: maximum simulated likelihood and its
   simulation-noise diagnostic (:func:`check_simulation_noise`).
 * :mod:`~mixlogit.estimation.multistart`: the optimiser from several starts (``num_starts``).

@@ -5,17 +5,20 @@ Everything JAX runs inside ``jax.enable_x64(True)``; see :mod:`mixlogit.likeliho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from mixlogit.arrays import ChoiceArrays
 from mixlogit.data import ChoiceData
 from mixlogit.draws import standardised_draws
+from mixlogit.estimation.sharding import device_mesh, sharded_value_grad_scores
 from mixlogit.likelihood import (
     Likelihood,
     ParameterLayout,
@@ -126,6 +129,7 @@ def build_problem(
     chunk_size: int | None = None,
     check_identified: bool = True,
     halton_options: Mapping[str, Any] | None = None,
+    devices: int | Sequence[jax.Device] | None = None,
 ) -> Problem:
     """Arrays, draws (unless ``standard`` nodes are given) and jitted likelihood functions.
 
@@ -138,6 +142,13 @@ def build_problem(
         check_identified: let ``data.to_arrays`` reject unidentified variables.
         halton_options: ``{"skip", "primes"}`` of Halton draws
             (:func:`~mixlogit.draws.check_halton_options`).
+        devices: split the decision makers between these devices (a count or the devices,
+            :func:`~mixlogit.estimation.sharding.device_mesh`) for the value, gradient and
+            scores; default: the default device.
+
+    Raises:
+        ValueError: ``devices`` for data the blocked layout does not take (panels so
+            unbalanced that every situation is its own group), or more devices than there are.
     """
     spec = as_model_spec(model)
     layout = ParameterLayout.from_spec(spec)
@@ -151,30 +162,31 @@ def build_problem(
         )
     total_draws = standard.shape[1]
     chunk = default_chunk(arrays, total_draws, chunk_size)
+    mesh = device_mesh(devices)
     with x64():
         lik_data, positions, gathered = make_likelihood_data(
-            arrays, layout, unit, unit_weights, standard, log_weights, chunk, covariates=covariates
+            arrays,
+            layout,
+            unit,
+            unit_weights,
+            standard,
+            log_weights,
+            chunk,
+            covariates=covariates,
+            mesh=mesh,
         )
-        likelihood = Likelihood(layout, num_units, gathered)
-        loglik = jax.jit(likelihood.loglik)
-        unit_loglik = jax.jit(likelihood.unit_loglik)
-        if lik_data.blocks is not None:
-            # one executable for the optimiser, the Hessian and the scores: the unit scores
-            # cost nothing extra in the blocked layout, and each separate jit is a compilation
-            fused = jax.jit(likelihood.value_grad_scores)
-
-            def neg_value_and_grad(t, d):
-                value, grad, _ = fused(t, d)
-                return -value, -grad
-
-            def unit_scores(t, d):
-                return fused(t, d)[2]
-
-        else:
-            neg_value_and_grad = jax.jit(
-                lambda t, d: jax.tree.map(jnp.negative, likelihood.value_and_grad(t, d))
+        if mesh is not None and lik_data.blocks is None:
+            raise ValueError(
+                f"devices={devices!r}: the panels are too unbalanced for the blocked layout "
+                f"that is split between devices ({num_units} units, longest panel "
+                f"{int(np.bincount(unit).max())} of {len(unit)} situations); fit on one device"
             )
-            unit_scores = jax.jit(likelihood.unit_scores)
+        likelihood = Likelihood(layout, num_units, gathered)
+        blocks = lik_data.blocks
+        shared_nodes = blocks is not None and blocks.standard.shape[0] != blocks.dX.shape[0]
+        loglik, unit_loglik, neg_value_and_grad, unit_scores = _jitted(
+            likelihood, blocks is not None, mesh, shared_nodes
+        )
     return Problem(
         model=model,
         arrays=arrays,
@@ -190,6 +202,40 @@ def build_problem(
         unit_loglik=unit_loglik,
         unit_scores=unit_scores,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted(likelihood: Likelihood, blocked: bool, mesh: Mesh | None, shared_nodes: bool):
+    """``(loglik, unit_loglik, neg_value_and_grad, unit_scores)`` of ``likelihood``, jitted.
+
+    One set per equal likelihood (same layout, units and layout kind): JAX keeps compiled
+    executables per jitted function, so refits of a model on arrays of the same shapes (the
+    simulation-noise diagnostic, a bootstrap replicate, a notebook cell run again) reuse them
+    instead of compiling again.
+    """
+    loglik = jax.jit(likelihood.loglik)
+    unit_loglik = jax.jit(likelihood.unit_loglik)
+    if blocked:
+        # one executable for the optimiser, the Hessian and the scores: the unit scores
+        # cost nothing extra in the blocked layout, and each separate jit is a compilation
+        if mesh is None:
+            fused = jax.jit(likelihood.value_grad_scores)
+        else:
+            fused = jax.jit(sharded_value_grad_scores(likelihood, mesh, shared_nodes))
+
+        def neg_value_and_grad(t, d):
+            value, grad, _ = fused(t, d)
+            return -value, -grad
+
+        def unit_scores(t, d):
+            return fused(t, d)[2]
+
+    else:
+        neg_value_and_grad = jax.jit(
+            lambda t, d: jax.tree.map(jnp.negative, likelihood.value_and_grad(t, d))
+        )
+        unit_scores = jax.jit(likelihood.unit_scores)
+    return loglik, unit_loglik, neg_value_and_grad, unit_scores
 
 
 def default_chunk(arrays: ChoiceArrays, num_draws: int, chunk_size: int | None) -> int:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -53,6 +54,7 @@ class SimulatedOptions(TypedDict):
     chunk_size: int | None
     check_identified: bool
     halton_options: Mapping[str, Any] | None
+    devices: int | Sequence[jax.Device] | None
 
 
 def simulated_problem(model, data: ChoiceData, **options: Unpack[SimulatedOptions]) -> Problem:

@@ -30,7 +30,11 @@ def log_marginal(ops, d, p, *, method="quadrature", num_points=16, noise=None, *
     """``method="quadrature"`` (deterministic, ``num_points`` nodes) or ``"mc"`` with ``noise``
     of shape ``(K, *batch)`` or ``(K,)``."""
     if method == "quadrature":
-        return _kernels.lognormal_log_marginal_quadrature(ops, d, p["loc"], p["scale"], num_points)
+
+        def quadrature(d, loc, scale):
+            return _kernels.lognormal_log_marginal_quadrature(ops, d, loc, scale, num_points)
+
+        return ops.elementwise(quadrature, (d, p["loc"], p["scale"]))
     if method == "mc":
         if noise is None:
             raise ValueError("method='mc' needs standard-normal `noise` of shape (K, *batch)")

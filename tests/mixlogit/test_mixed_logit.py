@@ -484,3 +484,28 @@ def test_electricity_600_and_1500_halton_draws_match_xlogit():
         assert abs(table.loc[name, "estimate"] - value) < 2 * table.loc[name, "std_err"], name
     results_1500 = model.fit(data, num_draws=1500)
     assert abs(results_1500.loglik - (-3886.17)) < 0.5  # xlogit -3886.17, mlogit -3886.02
+
+
+def test_a_refit_on_arrays_of_the_same_shapes_compiles_nothing():
+    """The jitted likelihood functions are shared by equal likelihoods (estimation/problem.py),
+    so a second fit of the model on new data of the same shapes reuses the executables."""
+    model = MixedLogit(["ASC_1"], {"x1": "normal"})
+    truth = {"ASC_1": 0.3, "x1": 0.8, "sd.x1": 0.6}
+    first = simulate_choices(model, truth, num_people=30, situations_per_person=3, seed=5521)
+    second = simulate_choices(model, truth, num_people=30, situations_per_person=3, seed=5522)
+    compiles = []
+
+    def on_duration(event: str, duration: float, **_) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
+    try:
+        one = model.fit(first, num_draws=25)
+        compiled_first = len(compiles)
+        two = model.fit(second, num_draws=25)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_duration)
+    assert compiled_first > 0 and len(compiles) == compiled_first
+    assert one.converged and two.converged
+    assert not np.allclose(one.params, two.params)  # new data, new estimates
