@@ -60,3 +60,37 @@ def tiny_trainer(tiny_args):
         )
 
     return make
+
+
+#: The CLI run of the multi-process tests (torchrun, gloo): tiny model, 32 pairs, 4 steps, the
+#: Gamma strength (an exact marginal: no draws that differ by rank).
+MULTIPROCESS_RUN = {
+    "model": "tiny",
+    "data": {"max_train_pairs": 32},
+    "eval": {"after_train": False},
+    "training": {
+        "max_steps": 4,
+        "save_strategy": "no",
+        "learning_rate": 0.01,
+        "strength_learning_rate": 0.05,
+        "strength_family": "gamma",
+        "disable_tqdm": True,
+        "dataloader_pin_memory": False,
+        "use_cpu": True,
+    },
+}
+
+
+@pytest.fixture
+def multiprocess_config(tmp_path):
+    """``multiprocess_config(**training)``: :data:`MULTIPROCESS_RUN` with these training
+    settings, written to ``tmp_path / "run.yaml"`` (its path is returned)."""
+    import yaml
+
+    def make(**training):
+        config = {**MULTIPROCESS_RUN, "training": {**MULTIPROCESS_RUN["training"], **training}}
+        path = tmp_path / "run.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return make

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,34 +59,12 @@ def _records(run_dir: Path) -> dict[int, dict]:
     return {r["step"]: r for r in map(json.loads, lines) if "loss" in r}
 
 
-def _config(tmp_path: Path) -> Path:
-    config = {
-        "model": "tiny",
-        "data": {"max_train_pairs": 32},
-        "eval": {"after_train": False},
-        "training": {
-            "max_steps": 4,
-            "save_strategy": "steps",
-            "save_steps": 2,
-            "learning_rate": 0.01,
-            "strength_learning_rate": 0.05,
-            "strength_family": "gamma",  # exact marginal: no draws that differ by rank
-            "disable_tqdm": True,
-            "dataloader_pin_memory": False,
-            "use_cpu": True,
-        },
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun is not installed"
 )
-def test_fsdp2_two_processes_match_one_and_resume(tmp_path):
-    config = _config(tmp_path)
+def test_fsdp2_two_processes_match_one_and_resume(tmp_path, multiprocess_config):
+    config = multiprocess_config(save_strategy="steps", save_steps=2)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -140,12 +117,12 @@ def test_fsdp2_two_processes_match_one_and_resume(tmp_path):
 @pytest.mark.skipif(
     not (Path(sys.executable).parent / "torchrun").exists(), reason="torchrun is not installed"
 )
-def test_fsdp_that_accelerate_ignores_is_warned_about_and_resumes(tmp_path):
+def test_fsdp_that_accelerate_ignores_is_warned_about_and_resumes(tmp_path, multiprocess_config):
     """Plain CLI, 2 CPU processes, ``training.fsdp`` set: accelerate trains DDP, which the
     trainer warns about and ``metrics.json`` records; the run then resumes from its checkpoint
     (TrainingArguments fills ``fsdp_config`` in place, and the config each checkpoint keeps
     must still be the run's own, or the resume check refuses every FSDP run)."""
-    config = _config(tmp_path)
+    config = multiprocess_config(save_strategy="steps", save_steps=2)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     torchrun = str(Path(sys.executable).parent / "torchrun")
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,34 +19,13 @@ def _losses(run_dir: Path) -> dict[int, tuple[float, float]]:
     return {r["step"]: (r["loss"], r["strength/shape"]) for r in records if "loss" in r}
 
 
-def _config(tmp_path: Path) -> Path:
-    config = {
-        "model": "tiny",
-        "data": {"max_train_pairs": 32},
-        "eval": {"after_train": False},
-        "training": {
-            "max_steps": 4,
-            "save_strategy": "no",
-            "learning_rate": 0.01,
-            "strength_learning_rate": 0.05,
-            "strength_family": "gamma",  # exact marginal: no RNG draws that differ by rank
-            "disable_tqdm": True,
-            "dataloader_pin_memory": False,
-            "use_cpu": True,
-        },
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
     reason="torchrun is not installed",
 )
-def test_two_processes_match_one(tmp_path):
-    config = _config(tmp_path)
+def test_two_processes_match_one(tmp_path, multiprocess_config):
+    config = multiprocess_config()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     torchrun = str(Path(sys.executable).parent / "torchrun")
     cli = ["-m", "alignment.cli", "train", "--config", str(config)]
