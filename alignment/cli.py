@@ -669,6 +669,20 @@ def _print_held_out(summary: dict[str, Any]) -> None:
         print(f"  {label:<30}" + "".join(f"{v:>{width}.4f}" for v in values))
 
 
+def _close_process_group() -> None:
+    """Destroy the process group of a multi-process run that ended well, on every rank.
+
+    A process that exits with its group alive leaves Gloo's worker threads holding work while
+    the interpreter finalises, which aborts it now and then ("terminate called without an
+    active exception", SIGABRT) after all its output is written. Only the success path calls
+    this: every rank gets here, so the barrier cannot wait on a rank that failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mixdpo`` console script."""
     parser = argparse.ArgumentParser(prog="mixdpo", description=__doc__.split("\n\n")[0])
@@ -695,17 +709,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "train":
             metrics = run_train(config, allow_config_change=options.allow_config_change)
-            if quiet:
-                return 0
-            _print_summary("train", metrics["train"])
-            _print_summary("strength", metrics["strength"])
-            if "eval" in metrics:
-                _print_held_out(metrics["eval"])
+            if not quiet:
+                _print_summary("train", metrics["train"])
+                _print_summary("strength", metrics["strength"])
+                if "eval" in metrics:
+                    _print_held_out(metrics["eval"])
         elif options.command == "eval":
             _print_held_out(run_eval(config))
         else:
             result = run_compare(config)
             _print_summary("compare", {k: v for k, v in result.items() if not isinstance(v, list)})
+        _close_process_group()
     except NonFiniteLossError as error:
         print(f"mixdpo: {error}", file=sys.stderr)
         return EXIT_NON_FINITE
